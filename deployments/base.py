@@ -1,0 +1,206 @@
+"""The engine contract: the only thing TTS engine deployments share.
+
+Every engine deployment (Piper, XTTS v2, StyleTTS2, the cloud engines) implements
+`TTSEngine`. The ingress talks to engines only through these types, over Ray Serve
+handles, so everything here must pickle: plain pydantic models and exceptions whose
+constructor arguments round-trip through `args`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EngineId = Literal["xtts_v2", "styletts2", "piper", "google_tts", "azure_tts", "ibm_watson"]
+ENGINE_IDS: tuple[EngineId, ...] = get_args(EngineId)
+
+
+class AudioFormat(StrEnum):
+    """Encodings a client may ask for. Engines always return PCM; the ingress encodes."""
+
+    wav = "wav"
+    mp3 = "mp3"
+    opus = "opus"
+    aac = "aac"
+    flac = "flac"
+    pcm = "pcm"
+
+
+class VoiceSampleRef(BaseModel):
+    """A stored reference recording a cloning engine may condition on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    path: str
+    language: str
+    sha256: str | None = None
+
+
+class SynthesisRequest(BaseModel):
+    """One utterance for one engine. `settings` were validated against the engine's
+    settings model (see `serve.personalities`) before they got here."""
+
+    text: str
+    language: str
+    voice: str | None = None
+    variant: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    samples: list[VoiceSampleRef] = Field(default_factory=list)
+    output_format: AudioFormat = AudioFormat.wav
+
+
+class AudioResult(BaseModel):
+    """Mono signed 16-bit little-endian PCM at the engine's native rate."""
+
+    pcm: bytes
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / 2 / self.sample_rate
+
+
+class AudioChunk(AudioResult):
+    """One streamed piece of an utterance (Piper: one sentence)."""
+
+    index: int
+
+
+class VoiceInfo(BaseModel):
+    id: str
+    languages: list[str]
+    sample_rate: int
+    speakers: int = 1
+
+
+class Capabilities(BaseModel):
+    """What an engine can really do with the voices/models it has loaded."""
+
+    engine: EngineId
+    languages: list[str]
+    voices: list[VoiceInfo] = Field(default_factory=list)
+    variants: list[str] = Field(default_factory=list)
+    cloning: bool = False
+    streaming: bool = False
+    max_characters: int
+    sample_rate: int
+
+    def speaks(self, language: str, voice: str | None = None) -> bool:
+        """True when `language` (e.g. `en` or `en-US`) is spoken, by `voice` if given
+        and known. An unknown voice is left for the engine to reject."""
+        languages = self.languages
+        if voice is not None:
+            for info in self.voices:
+                if info.id == voice:
+                    languages = info.languages
+                    break
+        return language_matches(language, languages)
+
+
+class Health(BaseModel):
+    healthy: bool
+    reason: str | None = None
+
+
+class EngineStatus(BaseModel):
+    """What `GET /v1/providers` shows for one engine."""
+
+    engine: EngineId
+    health: Health
+    capabilities: Capabilities
+
+
+def language_matches(requested: str, spoken: list[str]) -> bool:
+    """`en` matches `en-US`, `en-US` matches `en`, `en-GB` does not match `en-US`."""
+    req = requested.replace("_", "-").lower()
+    req_base = req.split("-")[0]
+    for lang in spoken:
+        have = lang.replace("_", "-").lower()
+        if have == req or have == req_base or have.split("-")[0] == req:
+            return True
+    return False
+
+
+# --- errors -----------------------------------------------------------------------
+# Raised inside an engine replica, they reach the ingress wrapped in Ray's
+# RayTaskError, which is also an instance of the original class. Each keeps its
+# constructor arguments in `args` so it pickles.
+
+
+class EngineError(Exception):
+    """Base class; `reason` is shown to clients and in X-Chorus-Fallback."""
+
+    def __init__(self, reason: str, engine: str = "") -> None:
+        super().__init__(reason, engine)
+        self.reason = reason
+        self.engine = engine
+
+    def __str__(self) -> str:
+        return f"{self.engine}: {self.reason}" if self.engine else self.reason
+
+
+class BadInputError(EngineError):
+    """The request itself is wrong: never retried on another engine."""
+
+    status_code: ClassVar[int] = 422
+
+
+class TextTooLongError(BadInputError):
+    status_code: ClassVar[int] = 413
+
+    def __init__(self, reason: str, engine: str = "", limit: int = 0) -> None:
+        Exception.__init__(self, reason, engine, limit)
+        self.reason = reason
+        self.engine = engine
+        self.limit = limit
+
+
+class EngineUnavailableError(EngineError):
+    """The engine cannot serve this now (weights or voice missing, not deployed)."""
+
+
+class EngineFailedError(EngineError):
+    """The engine tried and failed."""
+
+
+class EngineTimeoutError(EngineError):
+    """No answer within the per-engine timeout."""
+
+
+# --- the contract -------------------------------------------------------------------
+
+
+class TTSEngine(abc.ABC):
+    """What every engine deployment implements.
+
+    `check_health` is Ray Serve's replica health hook: it raises only when the
+    replica itself is broken (Serve then restarts it). An engine that merely lacks
+    weights stays up and reports it through `health()` so the router skips it.
+    """
+
+    engine_id: ClassVar[EngineId]
+
+    @abc.abstractmethod
+    async def capabilities(self) -> Capabilities: ...
+
+    @abc.abstractmethod
+    async def health(self) -> Health: ...
+
+    @abc.abstractmethod
+    async def synthesize(self, request: SynthesisRequest) -> AudioResult: ...
+
+    @abc.abstractmethod
+    def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]: ...
+
+    async def status(self) -> EngineStatus:
+        return EngineStatus(
+            engine=self.engine_id, health=await self.health(), capabilities=await self.capabilities()
+        )
+
+    def check_health(self) -> None:
+        return None

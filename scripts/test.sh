@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (idempotent, cached) and runs the whole suite.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$("$root/scripts/install.sh" dev | tail -n 1)"
+cd "$root"
+export RAY_AUTH_MODE=disabled
+exec "$venv/bin/python" -m pytest "$@"

@@ -1,0 +1,304 @@
+"""The personality schema, defined once.
+
+A personality is a named voice: which engine speaks first, which ones take over, what
+each engine is told, which languages it speaks and which reference samples it clones
+from. The same model validates personality files, the HTTP API's PUT body and (later)
+the CRD; field names are camelCase on the wire and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from deployments.base import EngineId
+
+API_VERSION = "voice.chorus.dev/v1alpha1"
+KIND = "VoicePersonality"
+
+# Kubernetes object names (RFC 1123 label): the same name works as a file, a URL path
+# segment and a VoicePersonality's metadata.name.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+PersonalityName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
+# BCP 47 primary language with an optional region: en, en-US, pt-BR, fil.
+LanguageCode = Annotated[
+    str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2}|-[0-9]{3})?$", max_length=8)
+]
+VoiceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+# --- per-engine settings (bounds are the engines' documented useful ranges) ----------
+
+
+class XTTSSettings(_Camel):
+    temperature: float = Field(0.75, gt=0, le=2)
+    length_penalty: float = Field(1.0, ge=-10, le=10)
+    repetition_penalty: float = Field(5.0, ge=1, le=20)
+    top_k: int = Field(50, ge=1, le=500)
+    top_p: float = Field(0.85, gt=0, le=1)
+    speed: float = Field(1.0, ge=0.25, le=4)
+
+
+class StyleTTS2Settings(_Camel):
+    alpha: float = Field(0.3, ge=0, le=1)
+    beta: float = Field(0.7, ge=0, le=1)
+    diffusion_steps: int = Field(10, ge=1, le=100)
+    embedding_scale: float = Field(1.0, ge=0, le=10)
+
+
+class PiperSettings(_Camel):
+    speed: float = Field(1.0, ge=0.25, le=4, description="1/length_scale: 2 speaks twice as fast")
+    noise_scale: float | None = Field(None, ge=0, le=2, description="generator noise; voice default if unset")
+    noise_w: float | None = Field(None, ge=0, le=2, description="phoneme width noise; voice default if unset")
+    speaker_id: int | None = Field(None, ge=0, le=10_000)
+    volume: float = Field(1.0, gt=0, le=4)
+
+
+class GoogleTTSSettings(_Camel):
+    pitch: float = Field(0, ge=-20, le=20)
+    speaking_rate: float = Field(1.0, ge=0.25, le=4)
+    volume_gain_db: float = Field(0, ge=-96, le=16)
+
+
+class AzureTTSSettings(_Camel):
+    rate: float = Field(1.0, ge=0.5, le=3, description="prosody rate multiplier")
+    pitch: float = Field(0, ge=-50, le=50, description="prosody pitch change in percent")
+    style: VoiceId | None = None
+
+
+class IBMWatsonSettings(_Camel):
+    rate_percentage: int = Field(0, ge=-100, le=100)
+    pitch_percentage: int = Field(0, ge=-100, le=100)
+
+
+SettingsT = TypeVar("SettingsT", bound=_Camel)
+
+
+class ProviderConfig(_Camel, Generic[SettingsT]):
+    enabled: bool = True
+    voice: VoiceId | None = None
+    variant: VoiceId | None = None
+    settings: SettingsT
+
+
+class XTTSProvider(ProviderConfig[XTTSSettings]):
+    settings: XTTSSettings = XTTSSettings()
+
+
+class StyleTTS2Provider(ProviderConfig[StyleTTS2Settings]):
+    settings: StyleTTS2Settings = StyleTTS2Settings()
+
+
+class PiperProvider(ProviderConfig[PiperSettings]):
+    settings: PiperSettings = PiperSettings()
+
+
+class GoogleTTSProvider(ProviderConfig[GoogleTTSSettings]):
+    settings: GoogleTTSSettings = GoogleTTSSettings()
+
+
+class AzureTTSProvider(ProviderConfig[AzureTTSSettings]):
+    settings: AzureTTSSettings = AzureTTSSettings()
+
+
+class IBMWatsonProvider(ProviderConfig[IBMWatsonSettings]):
+    settings: IBMWatsonSettings = IBMWatsonSettings()
+
+
+class Providers(BaseModel):
+    """Engine id -> its configuration for this personality (snake_case ids, as engines)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    xtts_v2: XTTSProvider | None = None
+    styletts2: StyleTTS2Provider | None = None
+    piper: PiperProvider | None = None
+    google_tts: GoogleTTSProvider | None = None
+    azure_tts: AzureTTSProvider | None = None
+    ibm_watson: IBMWatsonProvider | None = None
+
+    def get(self, engine: EngineId) -> ProviderConfig[Any] | None:
+        return getattr(self, engine)
+
+    def configured(self) -> list[EngineId]:
+        return [e for e in type(self).model_fields if getattr(self, e) is not None]  # type: ignore[misc]
+
+
+class Languages(_Camel):
+    primary: LanguageCode = "en"
+    supported: list[LanguageCode] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _primary_supported(self) -> Languages:
+        if self.supported and self.primary not in self.supported:
+            raise ValueError(
+                f"languages.primary {self.primary!r} must be one of languages.supported {self.supported}"
+            )
+        return self
+
+    def all(self) -> list[str]:
+        return self.supported or [self.primary]
+
+
+class VoiceSample(_Camel):
+    id: VoiceId
+    url: AnyUrl | None = None
+    stored: bool = False
+    language: LanguageCode = "en"
+    notes: str | None = Field(None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _source(self) -> VoiceSample:
+        if self.url is None and not self.stored:
+            raise ValueError(f"voiceSamples[{self.id}]: give a url or mark it stored")
+        return self
+
+
+class PersonalitySpec(_Camel):
+    display_name: str | None = Field(None, max_length=256)
+    active_provider: EngineId
+    fallback_chain: list[EngineId] = Field(default_factory=list, max_length=6)
+    languages: Languages = Languages()
+    providers: Providers
+    voice_samples: list[VoiceSample] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _chain_is_configured(self) -> PersonalitySpec:
+        configured = self.providers.configured()
+        if self.active_provider not in configured:
+            raise ValueError(
+                f"activeProvider {self.active_provider!r} is not configured in providers "
+                f"(configured: {configured})"
+            )
+        seen: set[str] = {self.active_provider}
+        for i, engine in enumerate(self.fallback_chain):
+            if engine not in configured:
+                raise ValueError(
+                    f"fallbackChain[{i}] {engine!r} is not configured in providers "
+                    f"(configured: {configured})"
+                )
+            if engine in seen:
+                raise ValueError(
+                    f"fallbackChain[{i}] {engine!r} appears earlier in the chain or is the "
+                    "activeProvider; list each engine once"
+                )
+            seen.add(engine)
+        ids = [s.id for s in self.voice_samples]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"voiceSamples ids must be unique, got {ids}")
+        return self
+
+    def chain(self) -> list[EngineId]:
+        return [self.active_provider, *self.fallback_chain]
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: PersonalityName
+
+
+class PersonalityResource(BaseModel):
+    """The Kubernetes-shaped document: what `kubectl apply` and the files directory hold."""
+
+    model_config = ConfigDict(extra="allow")
+    api_version: Literal["voice.chorus.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["VoicePersonality"] = KIND
+    metadata: Metadata
+    spec: PersonalitySpec
+
+
+class Personality(BaseModel):
+    """A named, validated personality as the router uses it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: PersonalityName
+    spec: PersonalitySpec
+
+    def to_resource(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": self.name},
+            "spec": self.spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        }
+
+
+class PersonalityError(ValueError):
+    """A personality document that cannot be used; `reason` names the field."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def describe_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem, each naming the field path in the document's own spelling."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        loc = re.sub(r"\.(\d+)", r"[\1]", loc)
+        where = ".".join(p for p in (prefix, loc) if p)
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(lines)
+
+
+def parse_spec(data: Any, *, prefix: str = "spec") -> PersonalitySpec:
+    try:
+        return PersonalitySpec.model_validate(data)
+    except ValidationError as err:
+        raise PersonalityError(describe_validation_error(err, prefix)) from None
+
+
+def parse_document(data: Any, *, default_name: str) -> Personality:
+    """A personality from a parsed file: a VoicePersonality resource or a bare spec
+    (then named after its file)."""
+    if not isinstance(data, dict):
+        raise PersonalityError("a personality document must be a mapping")
+    if "spec" in data or "kind" in data or "metadata" in data:
+        try:
+            res = PersonalityResource.model_validate(data)
+        except ValidationError as err:
+            raise PersonalityError(describe_validation_error(err)) from None
+        return Personality(name=res.metadata.name, spec=res.spec)
+    try:
+        name = Metadata(name=default_name).name
+    except ValidationError:
+        raise PersonalityError(
+            f"file name {default_name!r} is not a valid personality name "
+            f"(lowercase letters, digits and '-', at most 63)"
+        ) from None
+    return Personality(name=name, spec=parse_spec(data, prefix=""))
+
+
+def parse_text(text: str, *, default_name: str) -> Personality:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        raise PersonalityError(f"not valid YAML/JSON: {err}") from None
+    if len(docs) != 1:
+        raise PersonalityError(f"expected exactly one document, found {len(docs)}")
+    return parse_document(docs[0], default_name=default_name)
+
+
+def dump_yaml(personality: Personality) -> str:
+    return yaml.safe_dump(personality.to_resource(), sort_keys=False)
