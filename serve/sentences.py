@@ -8,7 +8,7 @@ from deployments.base import TextTooLongError
 
 # End of a sentence: terminal punctuation (Latin, CJK, Devanagari) followed by space or
 # the end, keeping closing quotes/brackets with the sentence.
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？।…])[\"'”’)\]]*\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？।…])\s+|(?<=[.!?。！？।…][\"'”’)\]])\s+")
 
 
 def sentences(text: str) -> list[str]:

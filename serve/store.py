@@ -166,10 +166,21 @@ class DirectoryStore:
             by_name[p.name] = (p, path)
         self._by_name, self._conflicts = by_name, conflicts
 
-    async def watch(self, stop: asyncio.Event) -> None:
-        """Rescan whenever the directory changes, until `stop` is set."""
+    async def watch(self, stop: asyncio.Event, safety_rescan_s: float = 2.0) -> None:
+        """Rescan whenever the directory changes, until `stop` is set.
+
+        Also rescans every `safety_rescan_s` without an event: changes made before the
+        watch began, and volumes where inotify misses updates (network file systems,
+        Kubernetes' symlink-swapped ConfigMap volumes), still arrive. Unchanged files
+        cost one hash each."""
         async for _ in watchfiles.awatch(
-            self.directory, stop_event=stop, debounce=200, recursive=False, ignore_permission_denied=True
+            self.directory,
+            stop_event=stop,
+            debounce=200,
+            recursive=False,
+            ignore_permission_denied=True,
+            rust_timeout=int(safety_rescan_s * 1000),
+            yield_on_timeout=True,
         ):
             try:
                 self.rescan()
