@@ -9,6 +9,8 @@ constructor arguments round-trip through `args`.
 from __future__ import annotations
 
 import abc
+import io
+import re
 from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, get_args
@@ -64,6 +66,19 @@ class AudioResult(BaseModel):
     def duration_s(self) -> float:
         return len(self.pcm) / 2 / self.sample_rate
 
+    @classmethod
+    def from_wav(cls, data: bytes, engine: str = "") -> AudioResult:
+        """Decode a WAV answer (cloud engines get one) to mono s16le, mixing channels."""
+        import numpy as np
+        import soundfile as sf
+
+        try:
+            audio, rate = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            raise EngineFailedError(f"the engine returned audio that is not WAV: {err}", engine) from None
+        mono = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1).astype(np.int16)
+        return cls(pcm=mono.tobytes(), sample_rate=int(rate))
+
 
 class AudioChunk(AudioResult):
     """One streamed piece of an utterance (Piper: one sentence)."""
@@ -113,6 +128,15 @@ class EngineStatus(BaseModel):
     engine: EngineId
     health: Health
     capabilities: Capabilities
+
+
+# End of a sentence: terminal punctuation (Latin, CJK, Devanagari), optionally a closing
+# quote or bracket, then whitespace. Engines stream one chunk per sentence.
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？।…])\s+|(?<=[.!?。！？।…][\"'”’)\]])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
 def language_matches(requested: str, spoken: list[str]) -> bool:

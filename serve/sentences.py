@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-from deployments.base import TextTooLongError
-
-# End of a sentence: terminal punctuation (Latin, CJK, Devanagari) followed by space or
-# the end, keeping closing quotes/brackets with the sentence.
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？।…])\s+|(?<=[.!?。！？।…][\"'”’)\]])\s+")
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+from deployments.base import TextTooLongError, split_sentences
 
 
 def pack(text: str, limit: int, engine: str = "") -> list[str]:
@@ -24,7 +14,7 @@ def pack(text: str, limit: int, engine: str = "") -> list[str]:
         return [text]
     pieces: list[str] = []
     current = ""
-    for sentence in sentences(text):
+    for sentence in split_sentences(text):
         if len(sentence) > limit:
             raise TextTooLongError(
                 f"a sentence of {len(sentence)} characters exceeds the {limit}-character limit "

