@@ -112,38 +112,34 @@ class Router:
 
     async def plan(
         self, personality: Personality, language: str, provider: EngineId | None = None
-    ) -> tuple[list[EngineId], list[Attempt]]:
-        """The engines to try in order, and the ones skipped with why."""
+    ) -> list[tuple[EngineId, str | None]]:
+        """The engines in the order to try them, each with why it is skipped (or None)."""
         spec = personality.spec
         order = spec.chain()
         if provider is not None:
             order = [provider, *(e for e in order if e != provider)]
         statuses = await self.board.statuses()
-        candidates: list[EngineId] = []
-        skipped: list[Attempt] = []
-
-        def skip(engine: EngineId, reason: str) -> None:
-            skipped.append(Attempt(engine=engine, outcome="skipped", reason=reason))
-
+        plan: list[tuple[EngineId, str | None]] = []
         for engine in order:
             cfg = spec.providers.get(engine)
             status = statuses.get(engine)
             if cfg is None:
-                skip(engine, "not configured for this personality")
+                reason: str | None = "not configured for this personality"
             elif not cfg.enabled:
-                skip(engine, "disabled for this personality")
+                reason = "disabled for this personality"
             elif engine not in self.board.handles:
-                skip(engine, "not deployed in this application")
+                reason = "not deployed in this application"
             elif status is None:
-                skip(engine, "status unknown (engine not answering)")
+                reason = "status unknown (engine not answering)"
             elif not status.health.healthy:
-                skip(engine, f"unhealthy: {status.health.reason}")
+                reason = f"unhealthy: {status.health.reason}"
             elif not status.capabilities.speaks(language, cfg.voice):
                 who = f"voice {cfg.voice!r}" if cfg.voice else "no loaded voice"
-                skip(engine, f"{who} does not speak {language!r}")
+                reason = f"{who} does not speak {language!r}"
             else:
-                candidates.append(engine)
-        return candidates, skipped
+                reason = None
+            plan.append((engine, reason))
+        return plan
 
     def request_for(
         self, personality: Personality, engine: EngineId, text: str, language: str, speed: float = 1.0
@@ -180,9 +176,12 @@ class Router:
         provider: EngineId | None = None,
         speed: float = 1.0,
     ) -> RoutedAudio:
-        candidates, attempts = await self.plan(personality, language, provider)
+        attempts: list[Attempt] = []
         statuses = await self.board.statuses()
-        for engine in candidates:
+        for engine, skip in await self.plan(personality, language, provider):
+            if skip is not None:
+                attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip))
+                continue
             limit = statuses[engine].capabilities.max_characters
             pieces = pack(text, limit, engine)
             handle = self.board.handles[engine]
@@ -211,9 +210,12 @@ class Router:
         """Fall back until an engine yields its first chunk; after that the utterance
         stays with that engine (switching voices mid-sentence would be worse than a
         truncated stream)."""
-        candidates, attempts = await self.plan(personality, language, provider)
+        attempts: list[Attempt] = []
         statuses = await self.board.statuses()
-        for engine in candidates:
+        for engine, skip in await self.plan(personality, language, provider):
+            if skip is not None:
+                attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip))
+                continue
             limit = statuses[engine].capabilities.max_characters
             pieces = pack(text, limit, engine)
             requests = [self.request_for(personality, engine, p, language, speed) for p in pieces]
