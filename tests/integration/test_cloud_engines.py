@@ -20,11 +20,12 @@ from deployments.azure_tts import AzureTTSEngine
 from deployments.base import (
     BadInputError,
     EngineFailedError,
+    EngineTimeoutError,
     EngineUnavailableError,
     SynthesisRequest,
     TextTooLongError,
-    TTSEngine,
 )
+from deployments.cloud import CloudTTSEngine
 from deployments.google_tts import GoogleTTSEngine
 from deployments.ibm_watson import IBMWatsonEngine
 from tests.servers import PiperSpeaker, ServiceServer
@@ -42,7 +43,7 @@ class Cloud:
 
     name: str
     server: ServiceServer
-    make: Callable[..., TTSEngine]
+    make: Callable[..., CloudTTSEngine]
     synth_path: str
     default_voices: list[dict[str, Any]]
 
@@ -97,7 +98,7 @@ def cloud(request: pytest.FixtureRequest, clouds: dict[str, Cloud]) -> Iterator[
     c.server.reset()
     yield c
     c.server.reset()
-    c.server.voices = list(c.default_voices)  # type: ignore[attr-defined]
+    c.server.voices = list(c.default_voices)
 
 
 def _closed_port() -> int:
@@ -224,7 +225,7 @@ async def test_voice_list_drives_capabilities(cloud: Cloud) -> None:
     assert caps.max_characters == {"google": 5000, "ibm": 5120, "azure": 5000}[cloud.name]
 
     # A different voice list on the service means different capabilities for a new engine.
-    cloud.server.voices = cloud.default_voices[-1:]  # type: ignore[attr-defined]
+    cloud.server.voices = cloud.default_voices[-1:]
     caps = await cloud.make().capabilities()
     assert len(caps.voices) == 1
     assert caps.languages == {"google": ["de-DE"], "ibm": ["ja-JP"], "azure": ["pt-BR"]}[cloud.name]
@@ -270,15 +271,17 @@ async def test_service_errors_map_to_engine_errors(
 async def test_slow_service_times_out(cloud: Cloud) -> None:
     engine = cloud.make(timeout_s=0.3)
     cloud.server.knobs.delay_s = 1.0
-    with pytest.raises(EngineFailedError, match=r"did not answer within 0.3s"):
+    with pytest.raises(EngineTimeoutError, match=r"did not answer within 0.3s"):
         await engine.synthesize(_req("Hi."))
+    health = await engine.health()  # the voice-list probe names its own limit
+    assert not health.healthy and "did not answer within 0.3s while listing voices" in (health.reason or "")
 
 
 async def test_text_too_long_is_refused_before_sending(cloud: Cloud) -> None:
     engine = cloud.make()
     with pytest.raises(TextTooLongError) as info:
         await engine.synthesize(_req("word " * 2000))
-    assert info.value.limit == engine.config.max_characters  # type: ignore[attr-defined]
+    assert info.value.limit == engine.config.max_characters
     assert not cloud.server.requests
 
 

@@ -1,9 +1,10 @@
 """Local servers that speak the cloud TTS services' documented wire protocols.
 
-Each service module builds a FastAPI app around a `ServiceServer`: real speech from the
-bundled Piper voice, request validation shaped like the real service's, and test knobs
-(artificial delay, a forced error status, a record of what arrived). `running()` serves an
-app with uvicorn on 127.0.0.1 and a free port in a background thread.
+Each service module subclasses `ServiceServer`, which owns the FastAPI app, the voice list,
+real speech from the bundled Piper voice and the test knobs (artificial delay, a forced error
+status, a record of what arrived; applied to every route before it runs). A subclass adds its
+routes, with request validation shaped like the real service's, and its error shape.
+`running()` serves an app with uvicorn on 127.0.0.1 and a free port in a background thread.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import soundfile as sf
 import uvicorn
-from fastapi import Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from piper import PiperVoice, SynthesisConfig
 from pydantic import BaseModel, Field
 
@@ -78,19 +79,39 @@ def resample(audio: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
-class ServiceServer:
-    """Shared state of one local service: the speaker, the knobs and the request record."""
+class _Forced(Exception):
+    """Raised by `intercept` to answer a request without running its route."""
 
-    def __init__(self, speaker: PiperSpeaker) -> None:
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class ServiceServer:
+    """One local service: its app, voice list, speaker, knobs and request record.
+
+    A subclass sets `default_voices` and implements `error` and `add_routes`.
+    """
+
+    default_voices: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, speaker: PiperSpeaker, voices: list[dict[str, Any]] | None = None) -> None:
         self.speaker = speaker
+        self.voices = list(voices if voices is not None else self.default_voices)
         self.knobs = Knobs()
         self.requests: list[RecordedRequest] = []
         self.base_url = ""
+        self.app = FastAPI(dependencies=[Depends(self.intercept)])
+        self.app.add_exception_handler(_Forced, _forced_response)
+        self.add_routes(self.app)
+
+    def add_routes(self, app: FastAPI) -> None:
+        """The service's endpoints; `intercept` has run before each."""
+        raise NotImplementedError
 
     @contextmanager
     def serve(self) -> Iterator[str]:
         """Run this service's app (see `running`); `base_url` is set while it runs."""
-        with running(self.app) as url:  # type: ignore[attr-defined]
+        with running(self.app) as url:
             self.base_url = url
             yield url
 
@@ -108,7 +129,7 @@ class ServiceServer:
         """The service's own error shape; each service overrides it."""
         raise NotImplementedError
 
-    async def intercept(self, request: Request) -> Response | None:
+    async def intercept(self, request: Request) -> None:
         """Record the request, apply the delay, and answer with the forced status if set."""
         self.requests.append(
             RecordedRequest(
@@ -122,12 +143,16 @@ class ServiceServer:
         if self.knobs.delay_s:
             await asyncio.sleep(self.knobs.delay_s)
         if self.knobs.force_status is not None:
-            return self.error(self.knobs.force_status, self.knobs.force_message)
-        return None
+            raise _Forced(self.error(self.knobs.force_status, self.knobs.force_message))
 
     async def speak(self, text: str, **kwargs: Any) -> bytes:
         # Piper blocks for a while; keep the server loop free for concurrent requests.
         return await asyncio.to_thread(self.speaker.wav, text, **kwargs)
+
+
+async def _forced_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _Forced)
+    return exc.response
 
 
 @contextmanager

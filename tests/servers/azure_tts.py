@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.servers import PiperSpeaker, ServiceServer
+from tests.servers import ServiceServer
 
 KEY = "test-key"
 SSML_NS = "{http://www.w3.org/2001/10/synthesis}"
@@ -55,10 +55,7 @@ def _rate(value: str | None) -> float:
 
 
 class AzureTTSServer(ServiceServer):
-    def __init__(self, speaker: PiperSpeaker, voices: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(speaker)
-        self.voices = voices if voices is not None else list(DEFAULT_VOICES)
-        self.app = self._build()
+    default_voices = DEFAULT_VOICES
 
     def error(self, status: int, message: str) -> Response:
         if status in (401, 403):
@@ -74,19 +71,13 @@ class AzureTTSServer(ServiceServer):
             "a valid key for an active subscription and use a correct regional API endpoint for your resource.",
         )
 
-    def _build(self) -> FastAPI:
-        app = FastAPI()
-
+    def add_routes(self, app: FastAPI) -> None:
         @app.get("/cognitiveservices/voices/list")
         async def list_voices(request: Request) -> Response:
-            if (forced := await self.intercept(request)) is not None:
-                return forced
             return self._unauthorized(request) or JSONResponse(self.voices)
 
         @app.post("/cognitiveservices/v1")
         async def synthesize(request: Request) -> Response:
-            if (forced := await self.intercept(request)) is not None:
-                return forced
             if (denied := self._unauthorized(request)) is not None:
                 return denied
             if not request.headers.get("content-type", "").startswith("application/ssml+xml"):
@@ -114,5 +105,3 @@ class AzureTTSServer(ServiceServer):
                 return self.error(400, "")
             wav = await self.speak(text, sample_rate=sample_rate, rate=rate)
             return Response(wav, media_type="audio/x-wav")
-
-        return app

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.servers import PiperSpeaker, ServiceServer
+from tests.servers import ServiceServer
 
 MAX_INPUT_BYTES = 5000
 _STATUS = {
@@ -41,10 +41,7 @@ DEFAULT_VOICES: list[dict[str, Any]] = [
 
 
 class GoogleTTSServer(ServiceServer):
-    def __init__(self, speaker: PiperSpeaker, voices: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(speaker)
-        self.voices = voices if voices is not None else list(DEFAULT_VOICES)
-        self.app = self._build()
+    default_voices = DEFAULT_VOICES
 
     def error(self, status: int, message: str) -> Response:
         return JSONResponse(
@@ -52,13 +49,9 @@ class GoogleTTSServer(ServiceServer):
             status_code=status,
         )
 
-    def _build(self) -> FastAPI:
-        app = FastAPI()
-
+    def add_routes(self, app: FastAPI) -> None:
         @app.get("/v1/voices")
         async def list_voices(request: Request) -> Response:
-            if (forced := await self.intercept(request)) is not None:
-                return forced
             lang = request.query_params.get("languageCode", "").lower()
             int_enums = "enum-encoding=int" in request.query_params.get("$alt", "")
             voices = []
@@ -71,8 +64,6 @@ class GoogleTTSServer(ServiceServer):
 
         @app.post("/v1/text:synthesize")
         async def synthesize(request: Request) -> Response:
-            if (forced := await self.intercept(request)) is not None:
-                return forced
             try:
                 body = json.loads(await request.body())
             except ValueError:
@@ -118,5 +109,3 @@ class GoogleTTSServer(ServiceServer):
             if encoding == "PCM":
                 wav = wav[44:]  # headerless: drop the canonical 44-byte WAV header
             return JSONResponse({"audioContent": base64.b64encode(wav).decode()})
-
-        return app

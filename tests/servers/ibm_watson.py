@@ -36,12 +36,12 @@ DEFAULT_VOICES: list[dict[str, Any]] = [
 
 
 class IBMWatsonServer(ServiceServer):
+    default_voices = DEFAULT_VOICES
+
     def __init__(self, speaker: PiperSpeaker, voices: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(speaker)
-        self.voices = voices if voices is not None else list(DEFAULT_VOICES)
+        super().__init__(speaker, voices)
         self.tokens: set[str] = {"test-token"}  # bearer tokens the service accepts
         self._signing_key = secrets.token_hex(32)  # the SDK reads the JWT without verifying it
-        self.app = self._build()
 
     def error(self, status: int, message: str) -> Response:
         return JSONResponse(
@@ -53,13 +53,9 @@ class IBMWatsonServer(ServiceServer):
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and token in self.tokens
 
-    def _build(self) -> FastAPI:
-        app = FastAPI()
-
+    def add_routes(self, app: FastAPI) -> None:
         @app.post("/identity/token")
         async def iam_token(request: Request) -> Response:
-            if (forced := await self.intercept(request)) is not None:
-                return forced
             form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
             if form.get("grant_type") != "urn:ibm:params:oauth:grant-type:apikey" or "apikey" not in form:
                 return JSONResponse(
@@ -83,8 +79,6 @@ class IBMWatsonServer(ServiceServer):
 
         @app.get("/v1/voices")
         async def list_voices(request: Request) -> Response:
-            if (forced := await self.intercept(request)) is not None:
-                return forced
             if not self._authorized(request):
                 return self.error(401, "Unauthorized")
             base = str(request.base_url).rstrip("/")
@@ -97,8 +91,6 @@ class IBMWatsonServer(ServiceServer):
 
         @app.post("/v1/synthesize")
         async def synthesize(request: Request) -> Response:
-            if (forced := await self.intercept(request)) is not None:
-                return forced
             if not self._authorized(request):
                 return self.error(401, "Unauthorized")
             query = request.query_params
@@ -135,5 +127,3 @@ class IBMWatsonServer(ServiceServer):
                 return self.error(400, "The text contains nothing to synthesize")
             wav = await self.speak(spoken, sample_rate=sample_rate, rate=max(0.25, 1 + rate_pct / 100))
             return Response(wav, media_type="audio/wav")
-
-        return app

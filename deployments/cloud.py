@@ -1,0 +1,262 @@
+"""What the cloud engines (Google TTS, Azure Speech, IBM Watson) have in common.
+
+A cloud engine is a client of a remote service. `CloudTTSEngine` holds everything that does
+not depend on which service it is:
+
+- the voice list, fetched through `_list_voices()` and cached for `voices_refresh_s`
+  (sooner after a failure), which drives `capabilities()` and `health()`;
+- setup that never stops the replica from starting: a missing credential or an unreachable
+  service only makes it unhealthy;
+- the text checks, settings validation and voice check done before any call is made;
+- synthesis (`_synthesize_wav()` returns the service's WAV file) and streaming, one chunk a
+  sentence;
+- errors: timeouts become `EngineTimeoutError`, rejected credentials mark the engine
+  unhealthy at once, everything else is the service's own `_map_error()`.
+
+A subclass supplies its config model, client construction (`_setup()`), `_list_voices()`,
+`_synthesize_wav()`, `_map_error()` and `_where()`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deployments.base import (
+    AudioChunk,
+    AudioResult,
+    BadInputError,
+    Capabilities,
+    EngineError,
+    EngineFailedError,
+    EngineTimeoutError,
+    EngineUnavailableError,
+    Health,
+    SynthesisRequest,
+    TextTooLongError,
+    TTSEngine,
+    VoiceInfo,
+    language_matches,
+    split_sentences,
+)
+
+# Every cloud engine asks its service for 24 kHz mono 16-bit WAV.
+SAMPLE_RATE = 24_000
+# After a failed voice-list fetch (or rejected credentials), look again this soon (capped by
+# voices_refresh_s), so a service that comes back is noticed without hammering one that is down.
+RETRY_AFTER_FAILURE_S = 10.0
+# A health probe must answer quickly even when the service hangs.
+PROBE_TIMEOUT_S = 10.0
+
+# Cloud voice names start with their locale: en-US-Neural2-D, en-US-JennyNeural, en-US_MichaelV3Voice.
+_VOICE_LOCALE = re.compile(r"^([a-z]{2,3}-[A-Z]{2})(?:[-_]|$)")
+
+
+class CloudEngineConfig(BaseModel):
+    """The config fields every cloud engine has; each engine's model adds its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_voice: str
+    max_characters: int = Field(5000, gt=0, description="input limit per request")
+    timeout_s: float = Field(30.0, gt=0, description="per-request timeout")
+    voices_refresh_s: float = Field(300.0, gt=0)
+
+
+class CloudTTSEngine(TTSEngine):
+    """A TTS engine backed by a cloud service; see the module docstring."""
+
+    # What a subclass declares.
+    service: ClassVar[str]  # the service's name in messages: "Google TTS"
+    config_model: ClassVar[type[CloudEngineConfig]]
+    settings_model: ClassVar[type[BaseModel]]  # from serve.personalities
+    timeout_errors: ClassVar[tuple[type[BaseException], ...]]  # the client's "no answer in time"
+    text_unit: ClassVar[str] = "characters"  # what max_characters counts: characters or bytes...
+
+    config: CloudEngineConfig
+
+    def __init__(self, config: CloudEngineConfig | dict[str, Any] | None = None) -> None:
+        self.config = self.config_model.model_validate(config or {})
+        self._voices: list[VoiceInfo] | None = None
+        self._problem: str | None = None  # why the last call to the service failed, if it did
+        self._next_refresh = 0.0
+        self._refresh_lock = asyncio.Lock()
+        try:
+            self._setup_problem = self._setup()
+        except Exception as err:  # noqa: BLE001 - any setup failure must leave the replica up
+            self._setup_problem = f"cannot set up the {self.service} client: {self._describe_setup_error(err)}"
+
+    # --- what each service supplies ----------------------------------------------------
+
+    @abc.abstractmethod
+    def _setup(self) -> str | None:
+        """Build the client from `self.config`; return why the engine cannot work (no key,
+        no region), or None. An exception becomes the reason too."""
+
+    @abc.abstractmethod
+    async def _list_voices(self, timeout: float) -> list[VoiceInfo]:
+        """The service's voices; raise whatever the client raises."""
+
+    @abc.abstractmethod
+    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: Any) -> bytes:
+        """One call to the service (checked `text`, a voice and its language, validated
+        `settings_model`), no retries: the service's WAV file; raise what the client raises."""
+
+    @abc.abstractmethod
+    def _map_error(self, err: Exception, doing: str, voice: str | None) -> EngineError | None:
+        """The contract's error for a client failure (neither a timeout nor already an
+        `EngineError`), or None for the generic "call failed". An error meaning the
+        credentials were rejected must say "credentials" in its reason."""
+
+    @abc.abstractmethod
+    def _where(self) -> str:
+        """Where the service is, for messages: an endpoint or URL."""
+
+    def _describe_setup_error(self, err: Exception) -> str:
+        return f"{type(err).__name__}: {err}"
+
+    def _after_failure(self, err: Exception) -> None:
+        """Called with every failed call to the service before it is mapped."""
+
+    def _prepare_text(self, text: str) -> str:
+        """The stripped request text as the service should get it."""
+        return text
+
+    # --- voice list, health, capabilities ---------------------------------------------
+
+    async def _refresh_voices(self) -> None:
+        if self._setup_problem or time.monotonic() < self._next_refresh:
+            return
+        async with self._refresh_lock:
+            if time.monotonic() < self._next_refresh:
+                return  # another caller refreshed while we waited
+            timeout = min(self.config.timeout_s, PROBE_TIMEOUT_S)
+            try:
+                voices = await self._list_voices(timeout)
+            except Exception as err:  # noqa: BLE001 - every failure becomes a health reason
+                self._problem = self._engine_error(err, "listing voices", timeout).reason
+                self._next_refresh = time.monotonic() + min(self.config.voices_refresh_s, RETRY_AFTER_FAILURE_S)
+                return
+            self._voices = voices
+            self._problem = None
+            self._next_refresh = time.monotonic() + self.config.voices_refresh_s
+
+    async def health(self) -> Health:
+        if self._setup_problem:
+            return Health(healthy=False, reason=self._setup_problem)
+        await self._refresh_voices()
+        if self._problem:
+            return Health(healthy=False, reason=self._problem)
+        return Health(healthy=True)
+
+    async def capabilities(self) -> Capabilities:
+        await self._refresh_voices()
+        if self._voices is not None:
+            voices = self._voices
+            languages = sorted({lang for v in voices for lang in v.languages})
+        else:
+            # Nothing listed yet: all we know is the default voice, named after its locale.
+            voices = []
+            match = _VOICE_LOCALE.match(self.config.default_voice)
+            languages = [match.group(1)] if match else []
+        return Capabilities(
+            engine=self.engine_id,
+            languages=languages,
+            voices=voices,
+            cloning=False,
+            streaming=True,
+            max_characters=self.config.max_characters,
+            sample_rate=SAMPLE_RATE,
+        )
+
+    # --- synthesis ----------------------------------------------------------------------
+
+    async def synthesize(self, request: SynthesisRequest) -> AudioResult:
+        text = self._checked_text(request.text)
+        try:
+            settings = self.settings_model.model_validate(request.settings)
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise BadInputError(f"invalid {self.engine_id} settings: {problems}", self.engine_id) from None
+        if self._setup_problem:
+            raise EngineUnavailableError(self._setup_problem, self.engine_id)
+        voice = request.voice or self.config.default_voice
+        self._check_voice(voice)
+        try:
+            # No retries here: the router falls back to the next engine, which is faster
+            # for the caller than backing off against a struggling service.
+            data = await self._synthesize_wav(text, voice, self._language_for(voice, request.language), settings)
+        except Exception as err:  # noqa: BLE001 - mapped to the contract's errors
+            mapped = self._engine_error(err, "synthesizing", self.config.timeout_s, voice)
+            if isinstance(mapped, EngineUnavailableError) and "credentials" in mapped.reason:
+                # Tell the router now rather than at the next voice-list refresh.
+                self._problem = mapped.reason
+                self._next_refresh = time.monotonic() + RETRY_AFTER_FAILURE_S
+            raise mapped from None
+        return AudioResult.from_wav(data, self.engine_id)
+
+    async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
+        self._checked_text(request.text)  # the whole text must fit, as for synthesize
+        for index, sentence in enumerate(split_sentences(request.text)):
+            audio = await self.synthesize(request.model_copy(update={"text": sentence}))
+            yield AudioChunk(pcm=audio.pcm, sample_rate=audio.sample_rate, index=index)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _checked_text(self, raw: str) -> str:
+        text = self._prepare_text(raw.strip())
+        if not text:
+            raise BadInputError("text is empty", self.engine_id)
+        limit = self.config.max_characters
+        size = len(text) if self.text_unit == "characters" else len(text.encode())
+        if size > limit:
+            raise TextTooLongError(
+                f"text is {size} {self.text_unit}; {self.service} takes at most {limit} per request",
+                self.engine_id,
+                limit,
+            )
+        return text
+
+    def _check_voice(self, voice: str) -> None:
+        """Refuse a voice the last voice list lacks, so the router falls back instead of
+        the service answering with an error that reads like bad input."""
+        if self._voices is not None and voice not in {v.id for v in self._voices}:
+            raise EngineUnavailableError(
+                f"voice {voice!r} is not among the {len(self._voices)} voices {self.service} lists",
+                self.engine_id,
+            )
+
+    def _language_for(self, voice: str, requested: str) -> str:
+        """The voice's own locale when it is known and compatible: services want the full
+        code ("en-US") and callers often say just "en"."""
+        for info in self._voices or []:
+            if info.id == voice:
+                for lang in info.languages:
+                    if language_matches(requested, [lang]):
+                        return lang
+        return requested
+
+    def _engine_error(self, err: Exception, doing: str, timeout: float, voice: str | None = None) -> EngineError:
+        self._after_failure(err)
+        if isinstance(err, EngineError):
+            return err
+        if isinstance(err, self.timeout_errors):
+            return EngineTimeoutError(
+                f"{self.service} at {self._where()} did not answer within {timeout:g}s while {doing}",
+                self.engine_id,
+            )
+        return self._map_error(err, doing, voice) or EngineFailedError(
+            f"{self.service} call failed while {doing}: {type(err).__name__}: {err}", self.engine_id
+        )
+
+
+def short_reason(err: Exception) -> str:
+    """requests' connection errors nest the useful part ("[Errno 111] Connection refused")."""
+    match = re.search(r"\[Errno -?\d+\][^'\")]*", str(err))
+    return match.group(0).strip() if match else str(err)[:200]
