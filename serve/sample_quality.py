@@ -26,9 +26,9 @@ import struct
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
 
 import numpy as np
 import soundfile as sf
@@ -67,6 +67,10 @@ LOSSLESS_FORMATS = frozenset({"WAV", "FLAC"})
 MAX_DURATION_S = 60.0
 # A 60 s 96 kHz 24-bit stereo WAV is 35 MB; anything bigger is not a sensible reference.
 MAX_UPLOAD_BYTES = 48 * 1024 * 1024
+# A voice reference is mono or stereo; these also bound the decoded size (a small lossy
+# file can expand a lot): 60 s x 192 kHz x 2 channels of float32 is 92 MB.
+MAX_CHANNELS = 2
+MAX_SAMPLE_RATE = 192_000
 
 # --- thresholds (the recording specification) --------------------------------------------
 
@@ -119,6 +123,7 @@ _SNR_CAP_DB = 100.0
 _VAD_RATE = 16_000
 
 Severity = Literal["hard", "warning"]
+AudioSource = Union["DecodedAudio", Callable[[], "DecodedAudio"]]
 ProblemCode = Literal[
     "empty", "too_large", "undecodable", "unsupported_format", "unsupported_codec",
     "truncated", "too_long", "quality",
@@ -240,8 +245,8 @@ def decode_audio(
     if len(data) > max_bytes:
         raise _rejected(f"upload is {len(data)} bytes, over the {max_bytes}-byte limit", "too_large")
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        # libsndfile silently trusts whatever audio follows a WAV header; a header that
-        # promises more than the file holds means truncation (or a lie), so check it here.
+        # When a WAV header promises more audio than the file holds, libsndfile quietly
+        # reads what is there; that is truncation (or a lying header), so check it here.
         _check_riff_lengths(data)
     try:
         sound = sf.SoundFile(io.BytesIO(data))
@@ -262,6 +267,12 @@ def decode_audio(
             )
         if rate <= 0 or channels <= 0:
             raise _rejected(f"corrupt header: {rate} Hz, {channels} channels", "undecodable")
+        if channels > MAX_CHANNELS or rate > MAX_SAMPLE_RATE:
+            raise _rejected(
+                f"{channels} channels at {rate} Hz: a voice sample is mono or stereo, at most "
+                f"{MAX_SAMPLE_RATE} Hz",
+                "unsupported_format",
+            )
         limit = int(max_duration_s * rate)
         if declared > limit and declared < 2**62:  # libsndfile reports unknown lengths as huge
             raise _rejected(
@@ -270,7 +281,14 @@ def decode_audio(
             )
         try:
             # Read one frame past the limit so a length the header understated is caught.
-            frames = sound.read(frames=limit + 1, dtype="float32", always_2d=True)
+            if codec.startswith("PCM_"):
+                # Integer PCM is read as int32 (libsndfile left-aligns every width the same
+                # way in every container) and scaled here: WAV and FLAC of the same PCM
+                # then give identical floats, hence identical canonical bytes and hash.
+                ints = sound.read(frames=limit + 1, dtype="int32", always_2d=True)
+                frames = (ints / np.float32(2**31)).astype(np.float32)
+            else:
+                frames = sound.read(frames=limit + 1, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise _rejected(
                 f"{family} audio is corrupt or truncated: {_sf_message(err)}", "truncated"
@@ -326,8 +344,10 @@ def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
 def canonical_wav(audio: DecodedAudio) -> bytes:
     """16-bit mono WAV at CANONICAL_RATE. Quantised here (round, clip) rather than by
     libsndfile so the bytes depend only on the samples: the sha256 of this is the
-    identity used for duplicate detection."""
-    pcm = np.clip(np.round(audio.samples * 32767.0), -32768, 32767).astype("<i2")
+    identity used for duplicate detection. The scale (2^15) is the inverse of how
+    decode_audio reads PCM, so decoding a canonical WAV and re-encoding it gives the same
+    bytes: re-uploading a stored sample is recognised as a duplicate."""
+    pcm = np.clip(np.round(audio.samples * 32768.0), -32768, 32767).astype("<i2")
     buf = io.BytesIO()
     with sf.SoundFile(buf, "w", CANONICAL_RATE, 1, "PCM_16", format="WAV") as out:
         out.buffer_write(pcm.tobytes(), dtype="int16")
@@ -696,18 +716,21 @@ class SampleChecker:
 
     # -- speakers -------------------------------------------------------------------------
 
-    def embed(self, audio: DecodedAudio, key: str | None = None) -> np.ndarray:
+    def embed(self, audio: AudioSource, key: str | None = None) -> np.ndarray:
         """Resemblyzer's speaker embedding (256 floats, L2-normalised). `key` (e.g. the
-        sample's sha256) caches it: stored samples are compared with every new upload."""
+        sample's sha256) caches it: stored samples are compared with every new upload.
+        `audio` may be a zero-argument loader, called only when the cache misses."""
         if key is not None:
             with self._cache_lock:
                 hit = self._embeddings.get(key)
                 if hit is not None:
                     self._embeddings.move_to_end(key)
                     return hit
+        if callable(audio):
+            audio = audio()
+        encoder = self._speaker_encoder()
         from resemblyzer import preprocess_wav
 
-        encoder = self._speaker_encoder()
         # preprocess_wav: resemblyzer's own volume normalisation and silence trimming.
         wav = preprocess_wav(resample(audio.samples, CANONICAL_RATE, _VAD_RATE))
         if len(wav) == 0:  # all silence: embed the raw audio rather than nothing
@@ -728,14 +751,14 @@ class SampleChecker:
     def speaker_check(
         self,
         audio: DecodedAudio,
-        others: Mapping[str, DecodedAudio],
+        others: Mapping[str, AudioSource],
         *,
         key: str | None = None,
         other_keys: Mapping[str, str] | None = None,
     ) -> CheckResult:
         """Warning check: does `audio` sound like the same speaker as every sample in
-        `others` (id -> audio)? Names the samples that differ. `key`/`other_keys` are
-        cache keys (sha256) for the embeddings."""
+        `others` (id -> audio, or a loader of it)? Names the samples that differ.
+        `key`/`other_keys` are cache keys (sha256) for the embeddings."""
         if not others:
             return CheckResult(
                 name="speaker_consistency", passed=True, severity="warning", unit="cosine",
@@ -748,7 +771,7 @@ class SampleChecker:
         }
         worst_id = min(scores, key=lambda s: scores[s])
         worst = scores[worst_id]
-        differ = sorted((s for s, v in scores.items() if v < SAME_SPEAKER_MIN_SIMILARITY), key=scores.get)
+        differ = sorted((s for s, v in scores.items() if v < SAME_SPEAKER_MIN_SIMILARITY), key=lambda s: scores[s])
         return CheckResult(
             name="speaker_consistency", passed=not differ, severity="warning",
             value=round(worst, 3), threshold=SAME_SPEAKER_MIN_SIMILARITY, unit="cosine",
@@ -763,7 +786,11 @@ class SampleChecker:
     def _speaker_encoder(self) -> Any:
         with self._encoder_lock:
             if self._encoder is None:
-                from resemblyzer import VoiceEncoder
+                with warnings.catch_warnings():
+                    # resemblyzer -> webrtcvad imports pkg_resources, deprecated (hence the
+                    # setuptools<81 pin); the warning says nothing about our use.
+                    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+                    from resemblyzer import VoiceEncoder
 
                 # The encoder's weights ship inside the resemblyzer wheel: nothing downloads.
                 self._encoder = VoiceEncoder("cpu", verbose=False)

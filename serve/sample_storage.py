@@ -31,6 +31,7 @@ import abc
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import secrets
@@ -702,6 +703,12 @@ def ingest_sample(
     _check_name(personality)
     if sample_id is not None:
         _check_id(sample_id)
+        try:  # fail fast; put() checks again under its lock
+            store.get(personality, sample_id)
+        except SampleNotFound:
+            pass
+        else:
+            raise SampleIdConflict(sample_id, personality)
     audio = decode_audio(data)
     wav = canonical_wav(audio)
     digest = hashlib.sha256(wav).hexdigest()
@@ -711,9 +718,11 @@ def ingest_sample(
     report = checker.check_sample(audio, engines)
     report.raise_if_rejected()
     others = {s.id: s for s in store.list(personality)}
-    decoded = {sid: decode_audio(store.audio(personality, sid)) for sid in others}
+    # Loaders: a stored sample's embedding is usually cached (by sha256), so its audio
+    # is fetched and decoded only on a cache miss.
+    loaders = {sid: functools.partial(decoded_sample, store, personality, sid) for sid in others}
     speaker = checker.speaker_check(
-        audio, decoded, key=digest, other_keys={sid: s.sha256 for sid, s in others.items()}
+        audio, loaders, key=digest, other_keys={sid: s.sha256 for sid, s in others.items()}
     )
     report = report.with_checks([speaker])
     meta = SampleMeta.from_report(report, id=sample_id, language=language, notes=notes)
