@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EngineId = Literal["xtts_v2", "styletts2", "piper", "google_tts", "azure_tts", "ibm_watson"]
 ENGINE_IDS: tuple[EngineId, ...] = get_args(EngineId)
@@ -33,14 +33,38 @@ class AudioFormat(StrEnum):
 
 
 class VoiceSampleRef(BaseModel):
-    """A stored reference recording a cloning engine may condition on."""
+    """A reference recording a cloning engine conditions on: canonical mono 16-bit WAV
+    (24 kHz), either at `path` (the shared sample volume every replica mounts) or inline
+    in `audio` (one-off cloning, where nothing is stored). `sha256` of the audio keys the
+    engines' conditioning caches."""
 
     model_config = ConfigDict(frozen=True)
 
     id: str
-    path: str
     language: str
-    sha256: str | None = None
+    sha256: str
+    path: str | None = None
+    audio: bytes | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VoiceSampleRef:
+        if (self.path is None) == (self.audio is None):
+            raise ValueError("a voice sample needs exactly one of path or audio")
+        return self
+
+    def read(self) -> bytes:
+        """The WAV bytes: inline, from the shared volume, or from an S3-compatible bucket
+        (boto3's usual credential chain; AWS_ENDPOINT_URL for non-AWS stores)."""
+        if self.audio is not None:
+            return self.audio
+        assert self.path is not None
+        if self.path.startswith("s3://"):
+            import boto3
+
+            bucket, _, key = self.path.removeprefix("s3://").partition("/")
+            return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        with open(self.path, "rb") as f:
+            return f.read()
 
 
 class SynthesisRequest(BaseModel):

@@ -21,6 +21,8 @@ from serve.ingress import Ingress, IngressConfig
 # so an application never needs the dependencies of engines it does not run.
 ENGINE_DEPLOYMENTS: dict[EngineId, tuple[str, str]] = {
     "piper": ("deployments.piper:PiperEngine", "deployments.piper:PiperEngineConfig"),
+    "xtts_v2": ("deployments.xtts:XTTSEngine", "deployments.xtts:XTTSConfig"),
+    "styletts2": ("deployments.styletts2:StyleTTS2Engine", "deployments.styletts2:StyleTTS2Config"),
     "google_tts": ("deployments.google_tts:GoogleTTSEngine", "deployments.google_tts:GoogleTTSConfig"),
     "azure_tts": ("deployments.azure_tts:AzureTTSEngine", "deployments.azure_tts:AzureTTSConfig"),
     "ibm_watson": ("deployments.ibm_watson:IBMWatsonEngine", "deployments.ibm_watson:IBMWatsonConfig"),
