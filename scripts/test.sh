@@ -2,7 +2,7 @@
 # Installs everything the tests need (idempotent, cached) and runs the whole suite.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$("$root/scripts/install.sh" dev,cloud | tail -n 1)"
+venv="$("$root/scripts/install.sh" dev,cloud,samples | tail -n 1)"
 cd "$root"
 export RAY_AUTH_MODE=disabled
 exec "$venv/bin/python" -m pytest "$@"

@@ -8,7 +8,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.base import AudioFormat, EngineId, EngineStatus
 from serve.personalities import LanguageCode, PersonalitySpec
-from serve.router import Attempt
 from serve.store import FileProblem, PersonalityStatus
 
 
@@ -58,11 +57,3 @@ class ProviderOut(EngineStatus):
 class ProvidersOut(BaseModel):
     providers: list[ProviderOut]
 
-
-class ErrorOut(BaseModel):
-    detail: str
-
-
-class AllFailedOut(BaseModel):
-    detail: str
-    attempts: list[Attempt]

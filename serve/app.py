@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ray.serve import Application
 
 from deployments.base import EngineId
-from serve.ingress import Ingress, IngressConfig
+from serve.ingress import Ingress
+from serve.samples import SamplesConfig
+from serve.state import IngressConfig
 
 # engine id -> (deployment, its config model), imported only when the engine is enabled
 # so an application never needs the dependencies of engines it does not run.
@@ -41,6 +43,7 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     personalities_dir: Path = Field(description="Directory of personality files (embedded default).")
+    samples: SamplesConfig = Field(default_factory=SamplesConfig, description="Where voice samples are stored.")
     engines: dict[EngineId, EngineArgs] = Field(default_factory=lambda: {"piper": EngineArgs()})
     max_text_characters: int = Field(10_000, ge=1)
     status_refresh_s: float = Field(5.0, gt=0)
@@ -72,6 +75,7 @@ def build_app(args: dict[str, Any] | AppArgs) -> Application:
         handles[engine] = _load(deployment_path).bind(config)
     ingress = IngressConfig(
         personalities_dir=app_args.personalities_dir,
+        samples=app_args.samples,
         timeouts={e: a.timeout_s for e, a in app_args.engines.items() if a.enabled},
         max_text_characters=app_args.max_text_characters,
         status_refresh_s=app_args.status_refresh_s,

@@ -32,6 +32,9 @@ def serve(
     personalities: Annotated[
         Optional[Path], typer.Option(help="Directory of personality files (default: ~/.local/share/chorus/personalities).")
     ] = None,
+    samples: Annotated[
+        Optional[Path], typer.Option(help="Directory for voice samples (default: ~/.local/share/chorus/samples).")
+    ] = None,
     profile: Annotated[str, typer.Option(help="Serve config: 'cpu', 'cluster' or a file path.")] = "cpu",
 ) -> None:
     """Start a local Ray, deploy Chorus and serve until Ctrl-C."""
@@ -51,7 +54,10 @@ def serve(
     typer.echo("Starting Ray and deploying Chorus ...")
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
-        deploy(render(config_file, args={"personalities_dir": str(directory)}, host=host, port=port))
+        args: dict = {"personalities_dir": str(directory)}
+        if samples is not None:
+            args["samples"] = {"directory": str(samples.expanduser().resolve())}
+        deploy(render(config_file, args=args, host=host, port=port))
         url = f"http://{host}:{port}"
         typer.echo(f"Chorus is serving at {url}  (API docs: {url}/docs)")
         typer.echo(f"Personalities are read from {directory}")

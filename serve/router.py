@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -27,6 +27,7 @@ from deployments.base import (
     EngineUnavailableError,
     Health,
     SynthesisRequest,
+    VoiceSampleRef,
 )
 from serve.personalities import Personality
 from serve.sentences import pack
@@ -105,10 +106,17 @@ class EngineBoard:
         self._refreshed_at = time.monotonic()
 
 
+SampleRefs = Callable[[str, EngineId], list[VoiceSampleRef]]
+
+
 class Router:
-    def __init__(self, board: EngineBoard, timeouts: Mapping[EngineId, float]) -> None:
+    def __init__(
+        self, board: EngineBoard, timeouts: Mapping[EngineId, float], sample_refs: SampleRefs | None = None
+    ) -> None:
         self.board = board
         self.timeouts = dict(timeouts)
+        # personality name, engine -> the stored samples that engine clones from
+        self.sample_refs = sample_refs
 
     async def plan(
         self, personality: Personality, language: str, provider: EngineId | None = None
@@ -141,8 +149,26 @@ class Router:
             plan.append((engine, reason))
         return plan
 
+    async def samples_for(
+        self, personality: Personality, engine: EngineId, override: list[VoiceSampleRef] | None
+    ) -> list[VoiceSampleRef]:
+        status = (await self.board.statuses()).get(engine)
+        if status is None or not status.capabilities.cloning:
+            return []
+        if override is not None:
+            return override
+        if self.sample_refs is None:
+            return []
+        return await asyncio.to_thread(self.sample_refs, personality.name, engine)
+
     def request_for(
-        self, personality: Personality, engine: EngineId, text: str, language: str, speed: float = 1.0
+        self,
+        personality: Personality,
+        engine: EngineId,
+        text: str,
+        language: str,
+        speed: float = 1.0,
+        samples: list[VoiceSampleRef] | None = None,
     ) -> SynthesisRequest:
         cfg = personality.spec.providers.get(engine)
         assert cfg is not None
@@ -166,6 +192,7 @@ class Router:
             voice=cfg.voice,
             variant=cfg.variant,
             settings=settings.model_dump(by_alias=True, exclude_none=True),
+            samples=samples or [],
         )
 
     async def synthesize(
@@ -175,6 +202,7 @@ class Router:
         language: str,
         provider: EngineId | None = None,
         speed: float = 1.0,
+        samples: list[VoiceSampleRef] | None = None,
     ) -> RoutedAudio:
         attempts: list[Attempt] = []
         statuses = await self.board.statuses()
@@ -185,10 +213,11 @@ class Router:
             limit = statuses[engine].capabilities.max_characters
             pieces = pack(text, limit, engine)
             handle = self.board.handles[engine]
+            refs = await self.samples_for(personality, engine, samples)
             try:
                 parts = []
                 for piece in pieces:
-                    request = self.request_for(personality, engine, piece, language, speed)
+                    request = self.request_for(personality, engine, piece, language, speed, refs)
                     parts.append(await self._call(engine, handle.synthesize.remote(request)))
             except BadInputError:
                 raise
@@ -206,6 +235,7 @@ class Router:
         language: str,
         provider: EngineId | None = None,
         speed: float = 1.0,
+        samples: list[VoiceSampleRef] | None = None,
     ) -> RoutedStream:
         """Fall back until an engine yields its first chunk; after that the utterance
         stays with that engine (switching voices mid-sentence would be worse than a
@@ -218,7 +248,8 @@ class Router:
                 continue
             limit = statuses[engine].capabilities.max_characters
             pieces = pack(text, limit, engine)
-            requests = [self.request_for(personality, engine, p, language, speed) for p in pieces]
+            refs = await self.samples_for(personality, engine, samples)
+            requests = [self.request_for(personality, engine, p, language, speed, refs) for p in pieces]
             handle = self.board.handles[engine].options(stream=True)
             timeout = self.timeouts.get(engine)
             first_gen = handle.stream.remote(requests[0])

@@ -40,6 +40,7 @@ class ChorusApp:
         self.count += 1
         self.personalities_dir = self.root / f"personalities-{self.count}"
         self.personalities_dir.mkdir()
+        self.samples_dir = self.root / f"samples-{self.count}"
         engines = engines if engines is not None else {"piper": {}}
         names = ["Ingress", *(e for e, a in engines.items() if a.get("enabled", True))]
         options = {n: dict(TEST_DEPLOYMENT_OPTIONS) for n in names}
@@ -47,7 +48,8 @@ class ChorusApp:
             options[name] = {**options.get(name, {}), **extra}
         config = render(
             profile_path("cpu"),
-            args={"personalities_dir": str(self.personalities_dir), "engines": engines, "status_refresh_s": 1.0, **args},
+            args={"personalities_dir": str(self.personalities_dir), "samples": {"directory": str(self.samples_dir)},
+                  "engines": engines, "status_refresh_s": 1.0, **args},
             deployments=options,
             port=self.port,
         )

@@ -1,0 +1,38 @@
+"""Engines and probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from deployments.base import ENGINE_IDS
+from serve.api import ProviderOut, ProvidersOut
+from serve.state import ChorusState
+
+router = APIRouter()
+
+
+@router.get("/v1/providers", response_model=ProvidersOut, tags=["engines"], summary="Engines: capabilities and health")
+async def providers(chorus: ChorusState) -> ProvidersOut:
+    statuses = await chorus.board.statuses(fresh=True)
+    return ProvidersOut(providers=[
+        ProviderOut(**statuses[e].model_dump(), timeout_s=chorus.config.timeouts.get(e))
+        for e in ENGINE_IDS if e in statuses
+    ])
+
+
+@router.get("/healthz", tags=["probes"], summary="The ingress process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["probes"], summary="Ready when at least one engine is healthy")
+async def readyz(chorus: ChorusState) -> JSONResponse:
+    statuses = await chorus.board.statuses()
+    healthy = [e for e, s in statuses.items() if s.health.healthy]
+    body = {
+        "ready": bool(healthy),
+        "engines": {e: s.health.model_dump() for e, s in statuses.items()},
+        "personalities": len(chorus.store.names()),
+    }
+    return JSONResponse(body, status_code=200 if healthy else 503)

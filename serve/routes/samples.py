@@ -1,0 +1,127 @@
+"""Voice samples of a personality: upload (checked before anything is stored), list,
+read (metadata or audio), delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, TypeAdapter
+from starlette.datastructures import UploadFile
+
+from serve.errors import ChorusHTTPError, ErrorOut
+from serve.personalities import LanguageCode
+from serve.routes.speech import personality_or_404
+from serve.sample_quality import QualityReport
+from serve.sample_storage import StoredSample
+from serve.state import ChorusState
+
+router = APIRouter(prefix="/v1/personalities/{name}/samples", tags=["samples"])
+
+LanguageCodeCheck = TypeAdapter(LanguageCode)
+
+
+class UploadOut(BaseModel):
+    sample: StoredSample
+    report: QualityReport
+
+
+class RejectedOut(ErrorOut):
+    problem: str
+    checks: list[dict]
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit`: a declared length is
+    checked before reading, a chunked body while it streams in, never read whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ChorusHTTPError(413, f"upload is {declared} bytes; the limit is {limit}", extra={"limit": limit})
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ChorusHTTPError(413, f"upload exceeds the {limit}-byte limit", extra={"limit": limit})
+    return bytes(body)
+
+
+async def parse_form(request: Request, body: bytes) -> dict[str, str | UploadFile]:
+    async def replay() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
+    except Exception as err:  # python-multipart's errors: malformed or truncated bodies
+        raise ChorusHTTPError(422, f"malformed multipart body: {err}") from None
+    return dict(form.multi_items())
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadOut,
+    responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 413: {"model": ErrorOut},
+               415: {"model": ErrorOut}, 422: {"model": RejectedOut}},
+    summary="Upload a reference recording (multipart: file, language, notes?, id?)",
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}, "language": {"type": "string"},
+                       "notes": {"type": "string"}, "id": {"type": "string"}},
+    }}}}},
+)
+async def upload_sample(name: str, request: Request, chorus: ChorusState) -> JSONResponse:
+    personality = personality_or_404(chorus, name)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        raise ChorusHTTPError(415, f"send the sample as multipart/form-data with a 'file' part (got {ctype or 'no content type'})")
+    # Room for the form fields around the audio.
+    body = await read_limited(request, chorus.config.samples.max_upload_bytes + 64 * 1024)
+    form = await parse_form(request, body)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ChorusHTTPError(422, "the 'file' part with the audio is missing")
+    data = await upload.read()
+    language = str(form.get("language") or personality.spec.languages.primary)
+    try:
+        LanguageCodeCheck.validate_python(language)
+    except Exception:
+        raise ChorusHTTPError(422, f"language {language!r} is not a language code like 'en' or 'en-US'") from None
+    notes = form.get("notes")
+    sample_id = form.get("id")
+    result = await asyncio.to_thread(
+        chorus.samples.upload, personality, data, language=language,
+        notes=str(notes) if notes else None, sample_id=str(sample_id) if sample_id else None,
+    )
+    return JSONResponse(UploadOut(sample=result.sample, report=result.report).model_dump(mode="json"), status_code=201)
+
+
+@router.get("", response_model=list[StoredSample], responses={404: {"model": ErrorOut}})
+async def list_samples(name: str, chorus: ChorusState) -> list[StoredSample]:
+    personality_or_404(chorus, name)
+    return await asyncio.to_thread(chorus.samples.store.list, name)
+
+
+@router.get(
+    "/{sample_id}",
+    response_model=StoredSample,
+    responses={200: {"content": {"audio/wav": {}}}, 404: {"model": ErrorOut}},
+    summary="A sample's metadata, or with ?audio=1 its stored audio (24 kHz 16-bit WAV)",
+)
+async def get_sample(name: str, sample_id: str, chorus: ChorusState,
+                     audio: Annotated[bool, Query(description="return the audio instead")] = False) -> Response:
+    personality_or_404(chorus, name)
+    if audio:
+        data = await asyncio.to_thread(chorus.samples.store.audio, name, sample_id)
+        return Response(data, media_type="audio/wav")
+    sample = await asyncio.to_thread(chorus.samples.store.get, name, sample_id)
+    return JSONResponse(sample.model_dump(mode="json"))
+
+
+@router.delete("/{sample_id}", status_code=204, responses={404: {"model": ErrorOut}})
+async def delete_sample(name: str, sample_id: str, chorus: ChorusState) -> Response:
+    personality = personality_or_404(chorus, name)
+    await asyncio.to_thread(chorus.samples.delete, personality, sample_id)
+    return Response(status_code=204)
+

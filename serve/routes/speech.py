@@ -1,0 +1,163 @@
+"""Speech: a personality's own route and OpenAI's `POST /v1/audio/speech`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import StreamingResponse
+
+from deployments.base import ENGINE_IDS, AudioChunk, AudioFormat, EngineId, VoiceSampleRef, language_matches
+from serve import encoding
+from serve.api import OpenAISpeechRequest, SpeechRequest
+from serve.errors import AllFailedOut, ChorusHTTPError, ErrorOut, require_json
+from serve.personalities import Personality
+from serve.router import Attempt, Routed
+from serve.state import Chorus, ChorusState
+
+router = APIRouter(tags=["speech"])
+
+OPENAI_MODELS = frozenset({"tts-1", "tts-1-hd", "gpt-4o-mini-tts"})
+
+SPEECH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {t.split(";")[0]: {} for t in encoding.MEDIA_TYPES.values()}, "description": "The audio."},
+    404: {"model": ErrorOut, "description": "Unknown personality."},
+    413: {"model": ErrorOut, "description": "Text over the limit."},
+    415: {"model": ErrorOut, "description": "Body is not JSON."},
+    422: {"model": ErrorOut, "description": "Invalid request."},
+    503: {"model": AllFailedOut, "description": "Every engine failed; `attempts` says why."},
+}
+
+
+def fallback_header(attempts: list[Attempt]) -> str:
+    """RFC 8941 structured-field list: `piper;outcome=failed;reason="..."`."""
+    items = []
+    for a in attempts:
+        reason = a.reason.encode("ascii", "replace").decode().replace("\\", "\\\\").replace('"', '\\"')
+        items.append(f'{a.engine};outcome={a.outcome};reason="{reason[:300]}"')
+    return ", ".join(items)
+
+
+def chorus_headers(routed: Routed, started: float) -> dict[str, str]:
+    headers = {
+        "X-Chorus-Provider": routed.engine,
+        "X-Chorus-Latency-Ms": f"{(time.perf_counter() - started) * 1000:.1f}",
+    }
+    if routed.attempts:
+        headers["X-Chorus-Fallback"] = fallback_header(routed.attempts)
+    return headers
+
+
+def personality_or_404(chorus: Chorus, name: str) -> Personality:
+    personality = chorus.store.get(name)
+    if personality is None:
+        raise ChorusHTTPError(404, f"personality {name!r} not found", param="voice")
+    return personality
+
+
+def check_text(chorus: Chorus, text: str, param: str = "text") -> None:
+    if not text.strip():
+        raise ChorusHTTPError(422, "text is empty", param=param)
+    limit = chorus.config.max_text_characters
+    if len(text) > limit:
+        raise ChorusHTTPError(413, f"text has {len(text)} characters; the limit is {limit}", extra={"limit": limit})
+
+
+def check_language(personality: Personality, language: str | None) -> str:
+    langs = personality.spec.languages
+    if language is None:
+        return langs.primary
+    if not language_matches(language, langs.all()):
+        raise ChorusHTTPError(
+            422, f"personality {personality.name!r} does not speak {language!r} (supported: {langs.all()})",
+            param="language",
+        )
+    return language
+
+
+def check_provider(personality: Personality, provider: EngineId | None) -> None:
+    if provider is not None and personality.spec.providers.get(provider) is None:
+        raise ChorusHTTPError(
+            422, f"provider {provider!r} is not configured for personality {personality.name!r} "
+            f"(configured: {personality.spec.providers.configured()})", param="provider",
+        )
+
+
+async def speak(
+    chorus: Chorus, personality: Personality, text: str, language: str, provider: EngineId | None,
+    fmt: AudioFormat, *, stream: bool = False, speed: float = 1.0, samples: list[VoiceSampleRef] | None = None,
+) -> Response:
+    started = time.perf_counter()
+    if stream:
+        if fmt not in encoding.STREAMABLE:
+            raise ChorusHTTPError(422, f"streaming sends wav or pcm, not {fmt.value}", param="format")
+        routed = await chorus.router.stream(personality, text, language, provider, speed, samples)
+        return StreamingResponse(
+            _stream_body(routed.chunks, fmt, routed.sample_rate),
+            media_type=encoding.media_type(fmt, routed.sample_rate),
+            headers=chorus_headers(routed, started),
+        )
+    routed_audio = await chorus.router.synthesize(personality, text, language, provider, speed, samples)
+    audio = routed_audio.audio
+    body = await asyncio.to_thread(encoding.encode, audio.pcm, audio.sample_rate, fmt)
+    return Response(body, media_type=encoding.media_type(fmt, audio.sample_rate),
+                    headers=chorus_headers(routed_audio, started))
+
+
+async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, sample_rate: int) -> AsyncIterator[bytes]:
+    if fmt is AudioFormat.wav:
+        yield encoding.wav_stream_header(sample_rate)
+    async for chunk in chunks:
+        yield chunk.pcm
+
+
+@router.post(
+    "/v1/personalities/{name}/speech",
+    responses=SPEECH_RESPONSES,
+    response_class=Response,
+    dependencies=[Depends(require_json)],
+    summary="Speak text in a personality's voice",
+)
+async def personality_speech(name: str, body: SpeechRequest, chorus: ChorusState) -> Response:
+    personality = personality_or_404(chorus, name)
+    check_text(chorus, body.text)
+    language = check_language(personality, body.language)
+    check_provider(personality, body.provider)
+    return await speak(chorus, personality, body.text, language, body.provider, body.format, stream=body.stream)
+
+
+@router.post(
+    "/v1/audio/speech",
+    responses=SPEECH_RESPONSES,
+    response_class=Response,
+    dependencies=[Depends(require_json)],
+    summary="OpenAI-compatible speech (voice = personality name)",
+)
+async def openai_speech(body: OpenAISpeechRequest, chorus: ChorusState) -> Response:
+    started = time.perf_counter()
+    if body.model in ENGINE_IDS:
+        provider: EngineId | None = body.model  # type: ignore[assignment]
+    elif body.model in OPENAI_MODELS:
+        provider = None
+    else:
+        raise ChorusHTTPError(
+            422, f"unknown model {body.model!r}: use one of {sorted(OPENAI_MODELS)} or an engine id {list(ENGINE_IDS)}",
+            param="model",
+        )
+    personality = personality_or_404(chorus, body.voice)
+    check_text(chorus, body.input, param="input")
+    check_provider(personality, provider)
+    fmt = body.response_format
+    routed = await chorus.router.synthesize(
+        personality, body.input, personality.spec.languages.primary, provider, body.speed
+    )
+    audio = routed.audio
+    if fmt is AudioFormat.pcm:
+        # OpenAI's pcm is 24 kHz; clients assume that rate.
+        audio = audio.model_copy(update={"pcm": encoding.resample(audio.pcm, audio.sample_rate, 24000), "sample_rate": 24000})
+    data = await asyncio.to_thread(encoding.encode, audio.pcm, audio.sample_rate, fmt)
+    return Response(data, media_type=encoding.media_type(fmt, audio.sample_rate),
+                    headers=chorus_headers(routed, started))

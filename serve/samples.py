@@ -1,0 +1,121 @@
+"""Voice samples of personalities: upload (checked, stored), listing, removal, and the
+sample refs cloning engines receive.
+
+The sample store (`serve.sample_storage`) is the truth; each personality's
+`voiceSamples` mirrors it so `GET /v1/personalities/{name}` shows what a voice clones from.
+Checks and storage block (CPU, disk, network), so callers run these methods in a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from deployments.base import EngineId, VoiceSampleRef
+from serve.personalities import Personality, VoiceSample
+from serve.sample_quality import SampleChecker, cloning_engines, duration_fit
+from serve.sample_storage import (
+    DirectorySampleStore,
+    IngestResult,
+    S3SampleStore,
+    SampleStore,
+    StoredSample,
+    ingest_sample,
+)
+from serve.store import DirectoryStore
+
+MiB = 1024 * 1024
+
+
+class SamplesConfig(BaseModel):
+    backend: Literal["directory", "s3"] = "directory"
+    directory: Path = Field(Path("~/.local/share/chorus/samples"), description="directory backend root")
+    bucket: str | None = Field(None, description="s3 backend bucket")
+    prefix: str = "samples"
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None = AWS")
+    max_upload_bytes: int = Field(48 * MiB, gt=0)
+    listing_ttl_s: float = Field(5.0, ge=0, description="how long a replica trusts its listing of a personality's samples")
+
+
+class SampleService:
+    def __init__(self, config: SamplesConfig, personalities: DirectoryStore) -> None:
+        self.config = config
+        self.personalities = personalities
+        if config.backend == "s3":
+            if not config.bucket:
+                raise ValueError("samples.bucket is required for the s3 backend")
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=config.endpoint_url)
+            self.store: SampleStore = S3SampleStore(config.bucket, config.prefix, client)
+        else:
+            self.store = DirectorySampleStore(config.directory.expanduser())
+        self._checker: SampleChecker | None = None
+        self._checker_lock = threading.Lock()
+        self._listings: dict[str, tuple[float, list[StoredSample]]] = {}
+
+    @property
+    def checker(self) -> SampleChecker:
+        # The VAD and speaker models load on the first upload, not at replica start.
+        with self._checker_lock:
+            if self._checker is None:
+                self._checker = SampleChecker()
+            return self._checker
+
+    # --- writes ----------------------------------------------------------------------
+
+    def upload(self, personality: Personality, data: bytes, *, language: str, notes: str | None,
+               sample_id: str | None) -> IngestResult:
+        result = ingest_sample(
+            self.store, self.checker, personality.name, data,
+            engines=cloning_engines(personality.spec), sample_id=sample_id, language=language, notes=notes,
+        )
+        self._listings.pop(personality.name, None)
+        self._mirror(personality.name)
+        return result
+
+    def delete(self, personality: Personality, sample_id: str) -> None:
+        self.store.delete(personality.name, sample_id)
+        self._listings.pop(personality.name, None)
+        self._mirror(personality.name)
+
+    def _mirror(self, name: str) -> None:
+        """Make the personality's voiceSamples list what is stored (URL-given samples that
+        are not stored yet stay as they are)."""
+        current = self.personalities.get(name)
+        if current is None:
+            return
+        stored = self.store.list(name)
+        stored_ids = {s.id for s in stored}
+        kept = [s for s in current.spec.voice_samples if not s.stored and s.id not in stored_ids]
+        mirrored = [VoiceSample(id=s.id, stored=True, language=s.language, notes=s.notes) for s in stored]
+        spec = current.spec.model_copy(update={"voice_samples": kept + mirrored})
+        if spec != current.spec:
+            self.personalities.put(Personality(name=name, spec=spec))
+
+    # --- reads -----------------------------------------------------------------------
+
+    def list(self, name: str) -> list[StoredSample]:
+        """Stored samples of a personality (cached for `listing_ttl_s`: every synthesis
+        of a cloning personality asks, and an S3 listing is a network round trip)."""
+        now = time.monotonic()
+        cached = self._listings.get(name)
+        if cached is None or now - cached[0] > self.config.listing_ttl_s:
+            cached = (now, self.store.list(name))
+            self._listings[name] = cached
+        return cached[1]
+
+    def refs(self, name: str, engine: EngineId) -> list[VoiceSampleRef]:
+        """The samples `engine` should clone from: those whose duration suits it (all of
+        them when none does, so the engine can say why it refuses)."""
+        samples = self.list(name)
+        fit = [s for s in samples if engine in duration_fit(s.duration, [engine])]
+        chosen = fit or samples
+        return [
+            VoiceSampleRef(id=s.id, language=s.language, sha256=s.sha256, path=self.store.locator(name, s.id))
+            for s in chosen
+        ]

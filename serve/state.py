@@ -1,0 +1,38 @@
+"""What the routes of one ingress replica share, handed to them as a FastAPI dependency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, Field
+
+from deployments.base import EngineId
+from serve.router import EngineBoard, Router
+from serve.samples import SampleService, SamplesConfig
+from serve.store import DirectoryStore
+
+
+class IngressConfig(BaseModel):
+    personalities_dir: Path
+    samples: SamplesConfig = SamplesConfig()
+    timeouts: dict[EngineId, float] = Field(default_factory=dict)
+    max_text_characters: int = Field(10_000, ge=1)
+    status_refresh_s: float = Field(5.0, gt=0)
+
+
+class Chorus:
+    def __init__(self, config: IngressConfig, board: EngineBoard) -> None:
+        self.config = config
+        self.store = DirectoryStore(config.personalities_dir)
+        self.samples = SampleService(config.samples, self.store)
+        self.board = board
+        self.router = Router(board, config.timeouts, sample_refs=self.samples.refs)
+
+
+def chorus(request: Request) -> Chorus:
+    return request.app.state.chorus
+
+
+ChorusState = Annotated[Chorus, Depends(chorus)]
