@@ -145,6 +145,76 @@ def providers(url: Annotated[str, typer.Option(help="Chorus base URL.")] = DEFAU
         )
 
 
+samples_cli = typer.Typer(help="Voice samples: check a recording, add it to a personality.", no_args_is_help=True)
+cli.add_typer(samples_cli, name="samples")
+
+
+def _check_table(checks: list[dict]) -> str:
+    rows = []
+    for c in checks:
+        mark = "ok  " if c["passed"] else ("FAIL" if c["severity"] == "hard" else "warn")
+        value = "" if c.get("value") is None else f"{c['value']:.4g}"
+        threshold = c.get("threshold")
+        if isinstance(threshold, (list, tuple)):
+            threshold = f"{threshold[0]:g}-{threshold[1]:g}"
+        elif threshold is not None:
+            threshold = f"{threshold:g}"
+        rows.append(f"  {mark} {c['name']:<22} {value:>9} {c.get('unit') or '':<5} limit {threshold or '-':<10} {c['message']}")
+    return "\n".join(rows)
+
+
+@samples_cli.command("check")
+def samples_check(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Audio file (WAV, FLAC, OGG/Opus, MP3).")],
+    engines: Annotated[str, typer.Option(help="Cloning engines to judge the duration for.")] = "xtts_v2,styletts2",
+) -> None:
+    """Run the quality checks on a recording locally; stores nothing."""
+    from serve.sample_quality import SampleChecker, SampleRejected, decode_audio
+
+    try:
+        audio = decode_audio(file.read_bytes())
+    except SampleRejected as err:
+        typer.echo(f"rejected: {err.reason}")
+        raise typer.Exit(1) from None
+    report = SampleChecker().check_sample(audio, [e for e in engines.split(",") if e])
+    typer.echo(_check_table([c.model_dump() for c in report.checks]))
+    verdict = "accepted" if report.accepted else "rejected"
+    typer.echo(f"{verdict}: quality score {report.quality_score:.2f}, {report.duration_s:.1f} s, "
+               f"fit for {', '.join(report.fit_for) or 'no cloning engine'}")
+    raise typer.Exit(0 if report.accepted else 1)
+
+
+@samples_cli.command("add")
+def samples_add(
+    personality: Annotated[str, typer.Argument(help="Personality name.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    language: Annotated[Optional[str], typer.Option(help="Language of the recording (default: the personality's primary).")] = None,
+    notes: Annotated[Optional[str], typer.Option()] = None,
+    sample_id: Annotated[Optional[str], typer.Option("--id", help="Sample id (default: from the audio's hash).")] = None,
+    url: Annotated[str, typer.Option(help="Chorus base URL.")] = DEFAULT_URL,
+) -> None:
+    """Upload a recording as a voice sample of PERSONALITY."""
+    data = {k: v for k, v in {"language": language, "notes": notes, "id": sample_id}.items() if v}
+    try:
+        with _client(url) as client, file.open("rb") as f:
+            response = client.post(f"/v1/personalities/{personality}/samples", files={"file": (file.name, f)}, data=data)
+    except httpx.ConnectError:
+        typer.echo(f"no Chorus at {url}: start it with `chorus serve`", err=True)
+        raise typer.Exit(2) from None
+    body = response.json()
+    if response.status_code != 201:
+        typer.echo(f"error {response.status_code}: {body.get('detail')}", err=True)
+        if body.get("checks"):
+            typer.echo(_check_table(body["checks"]), err=True)
+        raise typer.Exit(1)
+    sample, report = body["sample"], body["report"]
+    typer.echo(_check_table(report["checks"]))
+    typer.echo(f"stored sample {sample['id']} of {personality}: {sample['duration']:.1f} s, "
+               f"quality score {sample['quality_score']:.2f}")
+    for warning in report["warnings"]:
+        typer.echo(f"warning: {warning}")
+
+
 def main() -> None:
     cli(prog_name="chorus")
 
