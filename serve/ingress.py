@@ -14,7 +14,7 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.base import EngineId
 from serve import errors
-from serve.routes import personalities, providers, samples, speech
+from serve.routes import clone, personalities, providers, samples, speech
 from serve.router import EngineBoard
 from serve.state import Chorus, IngressConfig
 
@@ -29,7 +29,7 @@ def create_app(chorus: Chorus) -> FastAPI:
     app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION)
     app.state.chorus = chorus
     errors.install(app)
-    for module in (speech, personalities, samples, providers):
+    for module in (speech, clone, personalities, samples, providers):
         app.include_router(module.router)
     return app
 

@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter
-from starlette.datastructures import UploadFile
 
 from serve.errors import ChorusHTTPError, ErrorOut
+from serve.uploads import read_multipart
 from serve.personalities import LanguageCode
 from serve.routes.speech import personality_or_404
 from serve.sample_quality import QualityReport
@@ -33,31 +33,6 @@ class RejectedOut(ErrorOut):
     checks: list[dict]
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit`: a declared length is
-    checked before reading, a chunked body while it streams in, never read whole."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ChorusHTTPError(413, f"upload is {declared} bytes; the limit is {limit}", extra={"limit": limit})
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ChorusHTTPError(413, f"upload exceeds the {limit}-byte limit", extra={"limit": limit})
-    return bytes(body)
-
-
-async def parse_form(request: Request, body: bytes) -> dict[str, str | UploadFile]:
-    async def replay() -> dict:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    try:
-        form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
-    except Exception as err:  # python-multipart's errors: malformed or truncated bodies
-        raise ChorusHTTPError(422, f"malformed multipart body: {err}") from None
-    return dict(form.multi_items())
-
-
 @router.post(
     "",
     status_code=201,
@@ -73,16 +48,7 @@ async def parse_form(request: Request, body: bytes) -> dict[str, str | UploadFil
 )
 async def upload_sample(name: str, request: Request, chorus: ChorusState) -> JSONResponse:
     personality = personality_or_404(chorus, name)
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "multipart/form-data":
-        raise ChorusHTTPError(415, f"send the sample as multipart/form-data with a 'file' part (got {ctype or 'no content type'})")
-    # Room for the form fields around the audio.
-    body = await read_limited(request, chorus.config.samples.max_upload_bytes + 64 * 1024)
-    form = await parse_form(request, body)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise ChorusHTTPError(422, "the 'file' part with the audio is missing")
-    data = await upload.read()
+    form, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
     language = str(form.get("language") or personality.spec.languages.primary)
     try:
         LanguageCodeCheck.validate_python(language)

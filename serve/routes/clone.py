@@ -1,0 +1,86 @@
+"""One-off cloning, the original service's purpose: speak `text` in the voice of an
+uploaded reference recording. The reference goes through the sample checks; nothing is
+stored."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Literal, get_args
+
+from fastapi import APIRouter, Request, Response
+from pydantic import TypeAdapter, ValidationError
+
+from deployments.base import AudioFormat, VoiceSampleRef
+from serve.errors import ChorusHTTPError, ErrorOut
+from serve.personalities import LanguageCode, Personality, PersonalityError, VoiceId, parse_spec
+from serve.routes.samples import RejectedOut
+from serve.routes.speech import SPEECH_RESPONSES, check_text, speak
+from serve.sample_quality import canonical_wav, decode_audio
+from serve.state import Chorus, ChorusState
+from serve.uploads import read_multipart
+
+router = APIRouter(tags=["speech"])
+
+CloningEngine = Literal["xtts_v2", "styletts2"]
+
+
+def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: object = None) -> object:
+    raw = fields.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise ChorusHTTPError(422, f"{name}: field required")
+        return default
+    try:
+        return adapter.validate_python(raw)
+    except ValidationError as err:
+        raise ChorusHTTPError(422, f"{name}: {err.errors()[0]['msg']}") from None
+
+
+def _reference(chorus: Chorus, data: bytes, engine: str, language: str) -> VoiceSampleRef:
+    """Decode and check the reference like an uploaded sample (SampleRejected -> 422
+    with the check table); return it inline, canonical."""
+    audio = decode_audio(data)
+    chorus.samples.checker.check_sample(audio, [engine]).raise_if_rejected()
+    wav = canonical_wav(audio)
+    return VoiceSampleRef(id="reference", language=language, sha256=hashlib.sha256(wav).hexdigest(), audio=wav)
+
+
+@router.post(
+    "/v1/clone",
+    response_class=Response,
+    responses={**SPEECH_RESPONSES, 422: {"model": RejectedOut, "description": "Bad request or reference."},
+               413: {"model": ErrorOut}},
+    summary="Speak text in the voice of an uploaded reference recording (stores nothing)",
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file", "text"],
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": "reference recording"},
+            "text": {"type": "string"}, "language": {"type": "string", "default": "en"},
+            "provider": {"type": "string", "enum": list(get_args(CloningEngine)), "default": "xtts_v2"},
+            "variant": {"type": "string", "description": "XTTS accent variant, e.g. british, american"},
+            "format": {"type": "string", "enum": [f.value for f in AudioFormat], "default": "wav"},
+        },
+    }}}}},
+)
+async def clone(request: Request, chorus: ChorusState) -> Response:
+    fields, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
+    text = str(_field(fields, "text", TypeAdapter(str)))
+    check_text(chorus, text)
+    language = str(_field(fields, "language", TypeAdapter(LanguageCode), "en"))
+    engine = str(_field(fields, "provider", TypeAdapter(CloningEngine), "xtts_v2"))
+    variant = fields.get("variant") or None
+    if variant is not None:
+        _field(fields, "variant", TypeAdapter(VoiceId))
+    fmt = AudioFormat(str(_field(fields, "format", TypeAdapter(AudioFormat), AudioFormat.wav)))
+    try:
+        spec = parse_spec({
+            "activeProvider": engine,
+            "languages": {"primary": language},
+            "providers": {engine: {"variant": variant} if variant else {}},
+        }, prefix="")
+    except PersonalityError as err:
+        raise ChorusHTTPError(422, err.reason) from None
+    reference = await asyncio.to_thread(_reference, chorus, data, engine, language)
+    one_off = Personality(name="one-off-clone", spec=spec)
+    return await speak(chorus, one_off, text, language, engine, fmt, samples=[reference])  # type: ignore[arg-type]
