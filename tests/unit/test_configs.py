@@ -1,0 +1,62 @@
+"""The Serve config files: valid for Serve, deployable by the builder, and resourced as
+the embedded default and the cluster need."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from serve.app import build_app
+from serve.deploy import profile_path, render
+
+CLONING = {"xtts_v2", "styletts2"}
+
+
+def app_of(profile: str):
+    """The profile as deployed (`render` drops the entries of disabled engines)."""
+    ServeDeploySchema.model_validate(yaml.safe_load(profile_path(profile).read_text()))
+    (app,) = render(profile_path(profile)).applications
+    assert app.import_path == "serve.app:build_app"
+    return app
+
+
+@pytest.mark.parametrize("profile", ["cpu", "cluster"])
+def test_profiles_build_with_their_own_args(profile: str) -> None:
+    app = app_of(profile)
+    built = build_app(app.args)
+    names = {d.name for d in app.deployments}
+    # Every deployment the file configures exists in the application it builds.
+    ingress = built._bound_deployment
+    engines = ingress.init_args[0]
+    bound = {ingress.name} | {engine._bound_deployment.name for engine in engines.values()}
+    assert names == bound
+
+
+def test_cpu_profile_fits_a_laptop() -> None:
+    for d in app_of("cpu").deployments:
+        assert d.ray_actor_options.num_cpus < 1, d.name
+        assert not d.ray_actor_options.num_gpus
+        assert d.autoscaling_config["max_replicas"] <= 2
+
+
+def test_cluster_profile_pins_every_engine_to_its_worker_group() -> None:
+    app = app_of("cluster")
+    deployments = {d.name: d for d in app.deployments}
+    assert CLONING <= set(deployments) and {"Ingress", "piper"} <= set(deployments)
+    for name, d in deployments.items():
+        options = d.ray_actor_options
+        if name in CLONING:
+            assert options.num_gpus >= 1 and "chorus_gpu" in options.resources, name
+            assert options.runtime_env["py_executable"].startswith("/opt/chorus/venv-")
+        else:
+            assert not options.num_gpus and "chorus_cpu" in options.resources, name
+        assert d.autoscaling_config["min_replicas"] >= 1
+
+
+def test_render_overrides_and_drops_disabled_engines() -> None:
+    config = render(profile_path("cpu"), args={"personalities_dir": "/tmp/p", "engines": {"piper": {"enabled": False}}},
+                    port=9999)
+    (app,) = config.applications
+    assert app.args["personalities_dir"] == "/tmp/p" and config.http_options.port == 9999
+    assert [d.name for d in app.deployments] == ["Ingress"]
