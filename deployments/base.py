@@ -85,6 +85,7 @@ class AudioResult(BaseModel):
 
     pcm: bytes
     sample_rate: int
+    variant: str | None = Field(None, description="the model variant that spoke, for engines that have variants")
 
     @property
     def duration_s(self) -> float:
@@ -152,6 +153,7 @@ class EngineStatus(BaseModel):
     engine: EngineId
     health: Health
     capabilities: Capabilities
+    stats: dict[str, int] = Field(default_factory=dict, description="engine counters, e.g. conditioning cache hits")
 
 
 # End of a sentence: terminal punctuation (Latin, CJK, Devanagari), optionally a closing
@@ -245,9 +247,16 @@ class TTSEngine(abc.ABC):
     @abc.abstractmethod
     def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]: ...
 
+    async def stats(self) -> dict[str, int]:
+        """Counters worth reporting (cloning engines: their conditioning cache)."""
+        return {}
+
     async def status(self) -> EngineStatus:
         return EngineStatus(
-            engine=self.engine_id, health=await self.health(), capabilities=await self.capabilities()
+            engine=self.engine_id,
+            health=await self.health(),
+            capabilities=await self.capabilities(),
+            stats=await self.stats(),
         )
 
     def check_health(self) -> None:

@@ -430,7 +430,8 @@ class XTTS(TTSEngine):
 
     # --- extras (Serve handle methods) --------------------------------------------------
 
-    async def cache_stats(self) -> dict[str, int]:
+    async def stats(self) -> dict[str, int]:
+        """The conditioning cache's counters (also in `GET /v1/providers`)."""
         return {"hits": self._hits, "misses": self._misses, "entries": len(self._cache),
                 "capacity": self.config.conditioning_cache_size}
 

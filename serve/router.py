@@ -58,6 +58,7 @@ class AllEnginesFailed(Exception):
 class Routed(BaseModel):
     engine: EngineId
     attempts: list[Attempt]
+    variant: str | None = None
 
 
 class RoutedAudio(Routed):
@@ -224,8 +225,10 @@ class Router:
             except Exception as err:
                 attempts.append(_attempt(engine, err, self.timeouts.get(engine)))
                 continue
-            audio = AudioResult(pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate)
-            return RoutedAudio(engine=engine, attempts=attempts, audio=audio)
+            audio = AudioResult(
+                pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate, variant=parts[0].variant
+            )
+            return RoutedAudio(engine=engine, attempts=attempts, audio=audio, variant=audio.variant)
         raise AllEnginesFailed(attempts)
 
     async def stream(
@@ -264,6 +267,7 @@ class Router:
             return RoutedStream(
                 engine=engine,
                 attempts=attempts,
+                variant=first.variant,
                 sample_rate=first.sample_rate,
                 chunks=self._rest(engine, handle, first, first_gen, requests[1:]),
             )

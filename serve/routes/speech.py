@@ -46,6 +46,8 @@ def chorus_headers(routed: Routed, started: float) -> dict[str, str]:
         "X-Chorus-Provider": routed.engine,
         "X-Chorus-Latency-Ms": f"{(time.perf_counter() - started) * 1000:.1f}",
     }
+    if routed.variant:
+        headers["X-Chorus-Variant"] = routed.variant
     if routed.attempts:
         headers["X-Chorus-Fallback"] = fallback_header(routed.attempts)
     return headers

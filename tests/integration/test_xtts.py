@@ -47,30 +47,6 @@ SENTENCES = ["Thank you for your help.", "The train leaves at noon.", "Please op
 # --- fixtures ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def xtts_python() -> str:
-    """The XTTS venv's interpreter, created (idempotently) if this machine lacks it."""
-    python = engine_python()
-    if python is None or not Path(python).exists():
-        out = subprocess.run([str(ROOT / "scripts/engine-env.sh"), "xtts"], check=True, capture_output=True,
-                             text=True, timeout=3600)
-        python = out.stdout.strip().splitlines()[-1]
-    return python
-
-
-@pytest.fixture(scope="session")
-def models(xtts_python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("xtts-models")
-    built = tiny_xtts.build(root, xtts_python, ["base:0::speakers", "british:1", "american:2:en,es"])
-    # An unreadable checkpoint: the layout is there, the weights are not.
-    broken = root / "welsh"
-    broken.mkdir()
-    (broken / "config.json").write_bytes((built["british"] / "config.json").read_bytes())
-    (broken / "vocab.json").write_bytes((built["british"] / "vocab.json").read_bytes())
-    (broken / "model.pth").write_bytes(b"not a torch checkpoint")
-    return {**built, "welsh": broken, "scottish": root / "scottish-was-never-copied"}
-
-
 @pytest.fixture(scope="module")
 async def samples(tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleRef]:
     """Three Piper sentences as canonical 24 kHz mono WAV: two on disk, one inline."""
@@ -95,10 +71,10 @@ async def samples(tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleR
 
 
 @pytest.fixture(scope="module")
-def config(models: dict[str, Path]) -> XTTSConfig:
+def config(xtts_models: dict[str, Path]) -> XTTSConfig:
     return XTTSConfig(
-        model_dir=models["base"],
-        variants={name: models[name] for name in ("british", "american", "welsh", "scottish")},
+        model_dir=xtts_models["base"],
+        variants={name: xtts_models[name] for name in ("british", "american", "welsh", "scottish")},
         max_characters=400,
         stream_chunk_size=16,
         conditioning_cache_size=8,
@@ -161,10 +137,10 @@ async def test_missing_model_directory_is_unhealthy_not_a_crash(tmp_path: Path) 
         await _chunks(xtts.stream(_request()))
 
 
-async def test_replica_without_coqui_reports_how_to_fix_it(models: dict[str, Path]) -> None:
+async def test_replica_without_coqui_reports_how_to_fix_it(xtts_models: dict[str, Path]) -> None:
     """The engine in an environment without coqui-tts (this one) stays up, unhealthy."""
     assert importlib.util.find_spec("TTS") is None
-    health = await XTTS({"model_dir": models["base"]}).health()
+    health = await XTTS({"model_dir": xtts_models["base"]}).health()
     assert not health.healthy
     assert "coqui-tts is not importable" in health.reason and "engine-env.sh xtts" in health.reason
 
@@ -241,7 +217,7 @@ async def test_stream_yields_several_chunks(engine: Any, samples: list) -> None:
 @pytest.mark.ray
 async def test_conditioning_is_cached_per_variant_and_sample_set(engine: Any, samples: list) -> None:
     a, b, c = samples
-    before = await engine.cache_stats.remote()
+    before = await engine.stats.remote()
 
     async def conditioning(refs: list, variant: str | None = None) -> str:
         return (await engine.synthesize.remote(_request(refs, variant=variant, text="Hi."))).conditioning
@@ -252,7 +228,7 @@ async def test_conditioning_is_cached_per_variant_and_sample_set(engine: Any, sa
     assert await conditioning([a]) == "computed"  # samples removed
     assert await conditioning([a, c], variant="british") == "computed"  # per variant
     assert await conditioning([a, c]) == "cached"
-    after = await engine.cache_stats.remote()
+    after = await engine.stats.remote()
     misses = 3 + (first == "computed")
     assert after["misses"] - before["misses"] == misses
     assert after["hits"] - before["hits"] == 6 - misses
