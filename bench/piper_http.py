@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -25,11 +24,13 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import RESULTS, machine, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [
@@ -91,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=40, help="sequential requests per server")
     parser.add_argument("--concurrent-requests", type=int, default=48, help="requests per server at 4 clients")
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -197,16 +198,8 @@ def main() -> None:
     stream_ratio = statistics.median(ttfb) / statistics.median(full)
     overhead = statistics.median(ingress) / statistics.median(direct)
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     lines = [
-        "# Benchmarks",
-        "",
-        "## Piper path: Chorus vs Piper's own HTTP server (`bench/piper_http.py`)",
-        "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} x {cpu}, {mem_gib:.0f} GiB, "
-        f"Python {platform.python_version()}, CPU only. Voice en_US-joe-medium (22.05 kHz), default noise; "
+        f"Run {machine()}, CPU only. Voice en_US-joe-medium (22.05 kHz), default noise; "
         f"{args.requests} sequential requests per server interleaved, {args.concurrent_requests} requests x 2 rounds at "
         "4 concurrent clients; both answer WAV. Chorus runs the shipped CPU profile (`serve/configs/cpu.yaml`).",
         "",
@@ -223,7 +216,7 @@ def main() -> None:
     ]
     report = "\n".join(lines)
     print(report)
-    args.output.write_text(report)
+    write_section("Piper path: Chorus vs Piper's own HTTP server (`bench/piper_http.py`)", report, args.output)
 
 
 if __name__ == "__main__":
