@@ -196,6 +196,27 @@ class Router:
             samples=samples or [],
         )
 
+    async def _candidates(
+        self,
+        attempts: list[Attempt],
+        personality: Personality,
+        text: str,
+        language: str,
+        provider: EngineId | None,
+        speed: float,
+        samples: list[VoiceSampleRef] | None,
+    ) -> AsyncIterator[tuple[EngineId, list[SynthesisRequest]]]:
+        """Each engine to try, in order, with its requests (the text packed to its limit);
+        skipped engines are recorded in `attempts`."""
+        statuses = await self.board.statuses()
+        for engine, skip in await self.plan(personality, language, provider):
+            if skip is not None:
+                attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip))
+                continue
+            pieces = pack(text, statuses[engine].capabilities.max_characters, engine)
+            refs = await self.samples_for(personality, engine, samples)
+            yield engine, [self.request_for(personality, engine, p, language, speed, refs) for p in pieces]
+
     async def synthesize(
         self,
         personality: Personality,
@@ -206,20 +227,10 @@ class Router:
         samples: list[VoiceSampleRef] | None = None,
     ) -> RoutedAudio:
         attempts: list[Attempt] = []
-        statuses = await self.board.statuses()
-        for engine, skip in await self.plan(personality, language, provider):
-            if skip is not None:
-                attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip))
-                continue
-            limit = statuses[engine].capabilities.max_characters
-            pieces = pack(text, limit, engine)
+        async for engine, requests in self._candidates(attempts, personality, text, language, provider, speed, samples):
             handle = self.board.handles[engine]
-            refs = await self.samples_for(personality, engine, samples)
             try:
-                parts = []
-                for piece in pieces:
-                    request = self.request_for(personality, engine, piece, language, speed, refs)
-                    parts.append(await self._call(engine, handle.synthesize.remote(request)))
+                parts = [await self._call(engine, handle.synthesize.remote(r)) for r in requests]
             except BadInputError:
                 raise
             except Exception as err:
@@ -244,17 +255,8 @@ class Router:
         stays with that engine (switching voices mid-sentence would be worse than a
         truncated stream)."""
         attempts: list[Attempt] = []
-        statuses = await self.board.statuses()
-        for engine, skip in await self.plan(personality, language, provider):
-            if skip is not None:
-                attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip))
-                continue
-            limit = statuses[engine].capabilities.max_characters
-            pieces = pack(text, limit, engine)
-            refs = await self.samples_for(personality, engine, samples)
-            requests = [self.request_for(personality, engine, p, language, speed, refs) for p in pieces]
+        async for engine, requests in self._candidates(attempts, personality, text, language, provider, speed, samples):
             handle = self.board.handles[engine].options(stream=True)
-            timeout = self.timeouts.get(engine)
             first_gen = handle.stream.remote(requests[0])
             try:
                 first = await self._call(engine, first_gen.__anext__(), on_timeout=first_gen.cancel)
@@ -262,19 +264,20 @@ class Router:
                 raise
             except Exception as err:
                 first_gen.cancel()
-                attempts.append(_attempt(engine, err, timeout))
+                attempts.append(_attempt(engine, err, self.timeouts.get(engine)))
                 continue
             return RoutedStream(
                 engine=engine,
                 attempts=attempts,
                 variant=first.variant,
                 sample_rate=first.sample_rate,
-                chunks=self._rest(engine, handle, first, first_gen, requests[1:]),
+                chunks=self._rest(handle, first, first_gen, requests[1:]),
             )
         raise AllEnginesFailed(attempts)
 
+    @staticmethod
     async def _rest(
-        self, engine: EngineId, handle: DeploymentHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest]
+        handle: DeploymentHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest]
     ) -> AsyncIterator[AudioChunk]:
         yield first
         try:
