@@ -1,0 +1,644 @@
+"""StyleTTS2: clones a voice from reference samples through a style vector.
+
+The model is a directory in the layout of the upstream StyleTTS2 repository, which is what
+the `styletts2` package (0.1.6) expects and what its download URLs point at:
+
+    model_dir/
+      config.yml                    model_params + ASR_config, ASR_path, F0_path, PLBERT_dir
+      epochs_2nd_00020.pth          the checkpoint (the only *.pth here, or `checkpoint`)
+      Utils/ASR/config.yml          text aligner (built, not used at inference)
+      Utils/ASR/epoch_00080.pth
+      Utils/JDC/bst.t7              pitch extractor (built, not used at inference)
+      Utils/PLBERT/config.yml       phoneme-level BERT (used)
+      Utils/PLBERT/step_1000000.t7
+
+Relative paths in config.yml are taken from `model_dir`. Inference is the package's own
+`StyleTTS2.inference`, with two offline shims: its `cached_path` (which would download the
+auxiliary models) is pointed at the files above and refuses anything else, and nltk's
+`word_tokenize` runs without the punkt data the package would download at import. Nothing
+is ever downloaded: a missing or unreadable directory leaves the replica up and `health()`
+says why; requests then raise EngineUnavailableError.
+
+This module is imported by the ingress and the Serve controller, which have neither torch
+nor styletts2: both are imported inside the class only. The replicas run in their own
+virtualenv (`scripts/engine-env.sh styletts2`), selected through the runtime_env
+`py_executable` below; see docs/engines.md.
+
+The style vector of a sample set (one per sample, averaged) is computed once per sorted set
+of sample sha256s and kept in an in-replica LRU. The package phonemizes with gruut's en-us,
+so the engine speaks English unless the model's config.yml declares `languages`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from ray import serve
+
+from deployments.base import (
+    AudioChunk,
+    AudioResult,
+    BadInputError,
+    Capabilities,
+    EngineError,
+    EngineFailedError,
+    EngineUnavailableError,
+    Health,
+    SynthesisRequest,
+    TextTooLongError,
+    TTSEngine,
+    language_matches,
+    split_sentences,
+)
+
+log = logging.getLogger(__name__)
+
+ENGINE = "styletts2"
+# The package's mel front end (n_fft 2048, hop 300) and its output are fixed at 24 kHz.
+SAMPLE_RATE = 24_000
+CONFIG_FILE = "config.yml"
+# Where the upstream config.yml points, relative to the repository root (= model_dir).
+AUX_DEFAULTS = {
+    "ASR_config": "Utils/ASR/config.yml",
+    "ASR_path": "Utils/ASR/epoch_00080.pth",
+    "F0_path": "Utils/JDC/bst.t7",
+    "PLBERT_dir": "Utils/PLBERT",
+}
+# Personality settings (camelCase, see serve.personalities.StyleTTS2Settings) -> inference()
+# kwargs, with the same defaults as that model.
+SETTINGS: dict[str, tuple[str, type, float | int]] = {
+    "alpha": ("alpha", float, 0.3),
+    "beta": ("beta", float, 0.7),
+    "diffusionSteps": ("diffusion_steps", int, 10),
+    "embeddingScale": ("embedding_scale", float, 1.0),
+}
+# The style encoder halves the mel frames (300 samples each) four times, then needs 5 for
+# its last 5x5 kernel: under ~1 s of sound (after trimming silence) it cannot run.
+MIN_SAMPLE_S = 1.0
+
+
+# --- where the replicas run -----------------------------------------------------------
+
+DEFAULT_PYTHON = "~/.cache/chorus/venv-styletts2/bin/python"
+PYTHON_ENV_VAR = "CHORUS_STYLETTS2_PYTHON"
+
+
+def engine_python() -> str | None:
+    """The interpreter StyleTTS2 replicas run under, decided where the app is built.
+
+    `$CHORUS_STYLETTS2_PYTHON` if set (empty or `default`: the node's own Python, as in a
+    cluster image made for this engine); else the `scripts/engine-env.sh styletts2` venv if
+    it exists here; else None (the replica starts in the driver's environment and, lacking
+    styletts2, reports itself unhealthy)."""
+    value = os.environ.get(PYTHON_ENV_VAR)
+    if value is not None:
+        return None if value.strip() in ("", "default") else value.strip()
+    path = Path(DEFAULT_PYTHON).expanduser()
+    return str(path) if path.exists() else None
+
+
+def runtime_env() -> dict[str, Any]:
+    """The replicas' runtime_env: Ray starts their worker processes with `py_executable`.
+    A Serve config file that sets `ray_actor_options` for this deployment replaces the whole
+    dict, so it must repeat this (docs/engines.md)."""
+    python = engine_python()
+    return {"py_executable": python} if python else {}
+
+
+def actor_options(num_cpus: float = 1.0, **extra: Any) -> dict[str, Any]:
+    """`ray_actor_options` for StyleTTS2Engine with its environment kept: use this in
+    `StyleTTS2Engine.options(ray_actor_options=actor_options(...))`."""
+    options: dict[str, Any] = {"num_cpus": num_cpus, **extra}
+    env = runtime_env()
+    if env:
+        options["runtime_env"] = {**env, **options.get("runtime_env", {})}
+    return options
+
+
+# --- configuration --------------------------------------------------------------------
+
+
+class StyleTTS2Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: Path | None = Field(
+        None, description="Checkpoint, config.yml and auxiliary models in the upstream StyleTTS2 layout."
+    )
+    checkpoint: str | None = Field(
+        None, description="Checkpoint file name inside model_dir; default: the only *.pth there."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when the replica sees a GPU, else CPU; cuda: a GPU or unhealthy."
+    )
+    max_characters: int = Field(
+        2_000, ge=1, description="Characters per request; the engine says them sentence by sentence."
+    )
+    conditioning_cache_size: int = Field(
+        64, ge=1, description="Style vectors (one per sample set) kept per replica."
+    )
+    languages: list[str] | None = Field(
+        None,
+        description="Override what the model speaks; default: config.yml's `languages`, else the "
+        "package phonemizer's language (en-us).",
+    )
+    seed: int | None = Field(
+        None, description="Seed the diffusion noise of every sentence: same text and settings, same audio."
+    )
+    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads in the replica.")
+    warmup: bool = Field(
+        True, description="Say one word at load, so the first request does not pay for first-call setup."
+    )
+
+    @field_validator("model_dir", mode="after")
+    @classmethod
+    def _expand_dir(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v is not None else None
+
+    @field_validator("languages", mode="after")
+    @classmethod
+    def _some_language(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("languages: name at least one, or leave it unset")
+        return v
+
+
+class StyleTTS2Audio(AudioResult):
+    """AudioResult plus where the style vector came from."""
+
+    conditioning: Literal["computed", "cached"]
+
+
+# --- the model directory ----------------------------------------------------------------
+
+
+class ModelDirError(Exception):
+    """The model cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    config: Path
+    checkpoint: Path
+    asr_config: Path
+    asr_checkpoint: Path
+    f0_checkpoint: Path
+    plbert_config: Path
+    plbert_checkpoint: Path
+    settings: dict[str, Any]  # the parsed config.yml
+
+
+def model_files(config: StyleTTS2Config) -> ModelFiles:
+    """Every file the model needs, resolved and checked (no torch needed)."""
+    import yaml
+
+    root = config.model_dir
+    if root is None:
+        raise ModelDirError("no model configured (set model_dir)")
+    if not root.is_dir():
+        raise ModelDirError(f"model directory {root} does not exist")
+    cfg_path = root / CONFIG_FILE
+    try:
+        settings = yaml.safe_load(cfg_path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ModelDirError(f"cannot read {cfg_path}: {type(err).__name__}: {err}") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("model_params"), dict):
+        raise ModelDirError(f"{cfg_path} has no model_params")
+    sr = (settings.get("preprocess_params") or {}).get("sr", SAMPLE_RATE)
+    if sr != SAMPLE_RATE:
+        raise ModelDirError(
+            f"{cfg_path} says sr {sr}; the styletts2 package's inference is fixed at {SAMPLE_RATE} Hz"
+        )
+
+    if config.checkpoint is not None:
+        checkpoint = root / config.checkpoint
+    else:
+        found = sorted(root.glob("*.pth"))
+        if len(found) != 1:
+            what = "no *.pth checkpoint" if not found else f"several checkpoints ({', '.join(p.name for p in found)})"
+            raise ModelDirError(f"model directory {root} has {what}; set checkpoint")
+        checkpoint = found[0]
+
+    def aux(key: str) -> Path:
+        value = settings.get(key) or AUX_DEFAULTS[key]
+        path = Path(str(value)).expanduser()
+        return path if path.is_absolute() else root / path
+
+    asr_config, asr_checkpoint, f0, plbert_dir = (aux(k) for k in ("ASR_config", "ASR_path", "F0_path", "PLBERT_dir"))
+    for path, what in ((checkpoint, "checkpoint"), (asr_config, "ASR_config"), (asr_checkpoint, "ASR_path"),
+                       (f0, "F0_path"), (plbert_dir / "config.yml", "PLBERT_dir config")):
+        if not path.is_file():
+            raise ModelDirError(f"model directory {root} lacks {path} ({what})")
+    # As the package's load_plbert does: the highest step_<N>.t7.
+    steps = [
+        (int(m.group(1)), p) for p in plbert_dir.glob("step_*.t7") if (m := re.fullmatch(r"step_(\d+)\.t7", p.name))
+    ]
+    if not steps:
+        raise ModelDirError(f"model directory {root} lacks {plbert_dir}/step_<N>.t7 (PLBERT checkpoint)")
+    return ModelFiles(
+        config=cfg_path,
+        checkpoint=checkpoint,
+        asr_config=asr_config,
+        asr_checkpoint=asr_checkpoint,
+        f0_checkpoint=f0,
+        plbert_config=plbert_dir / "config.yml",
+        plbert_checkpoint=max(steps)[1],
+        settings=settings,
+    )
+
+
+def _language_tags(code: str) -> list[str]:
+    """`en-us` -> [en-US, en]."""
+    parts = code.replace("_", "-").split("-")
+    tag = "-".join([parts[0].lower(), *(p.upper() if len(p) == 2 else p for p in parts[1:])])
+    return [tag] if tag == parts[0].lower() else [tag, parts[0].lower()]
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+class _PrintsToLog(io.TextIOBase):
+    """The package print()s progress (and every phoneme string): send it to debug logs."""
+
+    def write(self, s: str) -> int:
+        if s.strip():
+            log.debug("styletts2: %s", s.rstrip())
+        return len(s)
+
+
+def _pcm(wav: Any) -> bytes:
+    import numpy as np
+
+    samples = np.asarray(wav, dtype=np.float32).reshape(-1)
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def _speakable(sentence: str) -> bool:
+    return any(c.isalnum() for c in sentence)
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking model work off the event loop; if the caller is cancelled, wait for the
+    thread to finish before giving up the model lock."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await future
+        raise
+
+
+_PACKAGE_LOCK = threading.Lock()  # the shims below are module globals of styletts2.tts
+
+
+def _import_package() -> Any:
+    """`styletts2.tts` imported without its network side effect (nltk.download at import)."""
+    with _PACKAGE_LOCK:
+        if "styletts2.tts" not in sys.modules:
+            import nltk
+
+            download = nltk.download
+            nltk.download = lambda *args, **kwargs: True  # punkt is not needed: see below
+            try:
+                import styletts2.tts  # noqa: F401
+            finally:
+                nltk.download = download
+        from functools import partial
+
+        import styletts2.tts as package
+        from nltk.tokenize import word_tokenize
+
+        # nltk's word_tokenize first splits sentences with punkt (downloaded data); with
+        # preserve_line it only runs the Treebank word tokenizer, which needs no data. We
+        # hand the package one sentence at a time, so that is the same tokenization.
+        package.word_tokenize = partial(word_tokenize, preserve_line=True)
+        return package
+
+
+# --- engine ---------------------------------------------------------------------------
+
+
+class StyleTTS2(TTSEngine):
+    engine_id = "styletts2"
+
+    def __init__(self, config: StyleTTS2Config | dict | None = None) -> None:
+        self.config = StyleTTS2Config.model_validate(config or {})
+        self.load_error: str | None = None
+        self.device = "cpu"
+        self.languages: list[str] = []
+        self.import_s = 0.0  # torch + styletts2 (+ transformers, nltk, librosa...) imports
+        self.load_s = 0.0  # imports + model build and checkpoint load
+        self.warmup_s = 0.0
+        self._tts: Any = None
+        self._package: Any = None
+        self._files: ModelFiles | None = None
+        self._versions: dict[str, str] = {}
+        self._lock = asyncio.Lock()  # one model call at a time (and the global torch RNG)
+        self._cache: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+        try:
+            self._load()
+        except ModelDirError as err:
+            self.load_error = str(err)
+        except Exception as err:  # a broken checkpoint must not take the replica down
+            self.load_error = f"cannot load the model: {type(err).__name__}: {err}"
+            log.exception("styletts2 model not loaded")
+        if self.load_error:
+            log.warning("styletts2 not loaded: %s", self.load_error)
+
+    # --- loading ----------------------------------------------------------------------
+
+    def _load(self) -> None:
+        files = model_files(self.config)
+        started = time.perf_counter()
+        try:
+            package, _ = self._import()
+        except ModelDirError:
+            raise
+        except Exception as err:  # ImportError, or a broken torch/CUDA install
+            raise ModelDirError(
+                f"styletts2 is not importable in this replica's environment ({sys.executable}): "
+                f"{type(err).__name__}: {err}; create it with scripts/engine-env.sh styletts2"
+            ) from None
+        self.import_s = time.perf_counter() - started
+        import yaml
+
+        # The package looks up ASR_config/ASR_path relative to the working directory and
+        # always fetches F0 and PLBERT by URL (its PLBERT_dir branch joins str / str): hand
+        # it a config with absolute paths, and serve every URL it may ask for from model_dir.
+        local = {
+            package.ASR_CONFIG_URL: files.asr_config,
+            package.ASR_CHECKPOINT_URL: files.asr_checkpoint,
+            package.F0_CHECKPOINT_URL: files.f0_checkpoint,
+            package.BERT_CONFIG_URL: files.plbert_config,
+            package.BERT_CHECKPOINT_URL: files.plbert_checkpoint,
+        }
+
+        def offline(url: Any) -> str:
+            if str(url) not in local:
+                raise FileNotFoundError(f"styletts2 asked to download {url}; nothing is downloaded here")
+            return str(local[str(url)])
+
+        resolved = {k: v for k, v in files.settings.items() if k != "PLBERT_dir"}
+        resolved.update(
+            ASR_config=str(files.asr_config), ASR_path=str(files.asr_checkpoint), F0_path=str(files.f0_checkpoint)
+        )
+        with _PACKAGE_LOCK, tempfile.TemporaryDirectory(prefix="styletts2-") as tmp:
+            config_path = Path(tmp) / CONFIG_FILE
+            config_path.write_text(yaml.safe_dump(resolved))
+            package.cached_path = offline
+            with contextlib.redirect_stdout(_PrintsToLog()):
+                tts = package.StyleTTS2(model_checkpoint_path=str(files.checkpoint), config_path=str(config_path))
+        if tts.device != self.device:  # the package picks CUDA whenever it sees one
+            for module in tts.model.values():
+                module.to(self.device)
+            tts.device = self.device
+        self._package, self._files = package, files
+        self.languages = self._model_languages(files, tts)
+        self._tts = tts
+        self.load_s = time.perf_counter() - started
+        if self.config.warmup:
+            started = time.perf_counter()
+            try:
+                self._warm_up()
+            except Exception as err:  # loads, but cannot speak: not healthy
+                self._tts = None
+                raise ModelDirError(f"the model loaded but cannot speak (warm-up): {err}") from err
+            self.warmup_s = time.perf_counter() - started
+        log.info("styletts2 loaded %s in %.1f s (+%.1f s warm-up) on %s",
+                 files.checkpoint, self.load_s, self.warmup_s, self.device)
+
+    def _import(self) -> tuple[Any, Any]:
+        import importlib.metadata
+        import importlib.util
+
+        if importlib.util.find_spec("styletts2") is None:  # say so before paying for torch
+            raise ImportError("No module named 'styletts2'")
+        import torch
+
+        package = _import_package()
+        if self.config.torch_threads:
+            torch.set_num_threads(self.config.torch_threads)
+        cuda = torch.cuda.is_available()
+        if self.config.device == "cuda" and not cuda:
+            raise ModelDirError("device is 'cuda' but this replica sees no GPU")
+        self.device = "cuda" if cuda and self.config.device != "cpu" else "cpu"
+        self._versions = {"styletts2": importlib.metadata.version("styletts2"), "torch": torch.__version__}
+        return package, torch
+
+    def _model_languages(self, files: ModelFiles, tts: Any) -> list[str]:
+        """The config override; else what the model's config.yml declares; else the language
+        the package's phonemizer is fixed to (GruutPhonemizer.phonemize(lang='en-us'))."""
+        declared = self.config.languages or files.settings.get("languages")
+        if isinstance(declared, str):
+            declared = [declared]
+        if declared:
+            return list(dict.fromkeys(str(lang) for lang in declared))
+        return _language_tags(self._phonemizer_language(tts))
+
+    @staticmethod
+    def _phonemizer_language(tts: Any) -> str:
+        import inspect
+
+        lang = inspect.signature(tts.phoneme_converter.phonemize).parameters.get("lang")
+        return lang.default if lang is not None and isinstance(lang.default, str) else "en-us"
+
+    # --- contract ---------------------------------------------------------------------
+
+    async def capabilities(self) -> Capabilities:
+        return Capabilities(
+            engine=self.engine_id,
+            languages=list(self.languages),
+            cloning=True,
+            streaming=True,
+            max_characters=self.config.max_characters,
+            sample_rate=SAMPLE_RATE,
+        )
+
+    async def health(self) -> Health:
+        if self._tts is None:
+            return Health(healthy=False, reason=f"StyleTTS2 model not loaded: {self.load_error}")
+        return Health(healthy=True)
+
+    async def synthesize(self, request: SynthesisRequest) -> StyleTTS2Audio:
+        sentences, kwargs = self._prepare(request)
+        async with self._lock:
+            style, how = await self._style(request)
+            pcm = b""
+            for sentence in sentences:
+                pcm += await _in_thread(self._speak, sentence, style, kwargs)
+        if not pcm:
+            raise EngineFailedError("the model produced no audio", self.engine_id)
+        return StyleTTS2Audio(pcm=pcm, sample_rate=SAMPLE_RATE, conditioning=how)
+
+    async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
+        sentences, kwargs = self._prepare(request)
+        async with self._lock:
+            style, _ = await self._style(request)
+            for index, sentence in enumerate(sentences):
+                # One sentence per hop off the event loop: the first leaves before the rest
+                # of the utterance is done.
+                pcm = await _in_thread(self._speak, sentence, style, kwargs)
+                yield AudioChunk(pcm=pcm, sample_rate=SAMPLE_RATE, index=index)
+
+    # --- extras (Serve handle methods) --------------------------------------------------
+
+    async def cache_stats(self) -> dict[str, int]:
+        return {"hits": self._hits, "misses": self._misses, "entries": len(self._cache),
+                "capacity": self.config.conditioning_cache_size}
+
+    async def environment(self) -> dict[str, Any]:
+        """Where this replica runs: interpreter, library versions, device, model files."""
+        return {
+            "python": sys.executable,
+            "versions": dict(self._versions),
+            "device": self.device,
+            "checkpoint": str(self._files.checkpoint) if self._files else None,
+            "languages": list(self.languages),
+            "phonemizer": self._phonemizer_language(self._tts) if self._tts is not None else None,
+            "import_s": round(self.import_s, 3),
+            "load_s": round(self.load_s, 3),
+            "warmup_s": round(self.warmup_s, 3),
+            "load_error": self.load_error,
+        }
+
+    # --- internals --------------------------------------------------------------------
+
+    def _prepare(self, request: SynthesisRequest) -> tuple[list[str], dict[str, Any]]:
+        text = request.text.strip()
+        if not text:
+            raise BadInputError("text is empty", self.engine_id)
+        if len(request.text) > self.config.max_characters:
+            raise TextTooLongError(
+                f"text has {len(request.text)} characters; StyleTTS2 takes at most "
+                f"{self.config.max_characters} per request",
+                self.engine_id,
+                self.config.max_characters,
+            )
+        if self._tts is None:
+            raise EngineUnavailableError(f"StyleTTS2 model not loaded: {self.load_error}", self.engine_id)
+        if not language_matches(request.language, self.languages):
+            raise EngineUnavailableError(
+                f"StyleTTS2 does not speak {request.language!r} (its languages: {', '.join(self.languages)})",
+                self.engine_id,
+            )
+        if not request.samples:  # StyleTTS2 has no built-in voice: the router falls back
+            raise EngineUnavailableError("no reference samples to clone from", self.engine_id)
+        sentences = [s for s in split_sentences(text) if _speakable(s)]
+        if not sentences:
+            raise BadInputError("text contains nothing speakable", self.engine_id)
+        kwargs: dict[str, Any] = {arg: default for arg, _, default in SETTINGS.values()}
+        for key, value in request.settings.items():
+            if key in SETTINGS and value is not None:
+                arg, kind, _ = SETTINGS[key]
+                kwargs[arg] = kind(value)
+        return sentences, kwargs
+
+    async def _style(self, request: SynthesisRequest) -> tuple[Any, Literal["computed", "cached"]]:
+        """The sample set's style vector; called with the model lock held."""
+        key = tuple(sorted({s.sha256 for s in request.samples}))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self._hits += 1
+            return self._cache[key], "cached"
+        self._misses += 1
+        unique = list({s.sha256: s for s in request.samples}.values())
+        style = await _in_thread(self._compute_style, unique)
+        self._cache[key] = style
+        while len(self._cache) > self.config.conditioning_cache_size:
+            self._cache.popitem(last=False)
+        return style, "computed"
+
+    def _compute_style(self, samples: list[Any]) -> Any:
+        """Each sample decoded with libsndfile, its style vector taken, the vectors averaged."""
+        import numpy as np
+        import soundfile as sf
+        import torch
+
+        styles = []
+        for ref in samples:
+            try:
+                audio, rate = sf.read(io.BytesIO(ref.read()), dtype="float32", always_2d=True)
+            except Exception as err:
+                raise EngineUnavailableError(
+                    f"reference sample {ref.id!r} unreadable: {type(err).__name__}: {err}", self.engine_id
+                ) from None
+            styles.append(self._style_of(np.ascontiguousarray(audio.mean(axis=1)), int(rate), ref.id))
+        style = torch.stack(styles).mean(dim=0)
+        if not bool(torch.isfinite(style).all()):
+            raise EngineFailedError(
+                "the style encoder returned non-finite values (broken checkpoint?)", self.engine_id
+            )
+        return style
+
+    def _style_of(self, mono: Any, rate: int, sample_id: str) -> Any:
+        """The package's compute_style on decoded audio: trim silence at 30 dB, its mel front
+        end, then the style encoder (timbre) and the prosody encoder, concatenated."""
+        import librosa
+        import torch
+
+        if rate != SAMPLE_RATE:
+            mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE)
+        trimmed, _ = librosa.effects.trim(mono, top_db=30)
+        if len(trimmed) < MIN_SAMPLE_S * SAMPLE_RATE:
+            raise EngineUnavailableError(
+                f"reference sample {sample_id!r} has {len(trimmed) / SAMPLE_RATE:.2f} s of sound; "
+                f"StyleTTS2 needs at least {MIN_SAMPLE_S:g} s",
+                self.engine_id,
+            )
+        mel = self._package.preprocess(trimmed).to(self.device)
+        with torch.no_grad():
+            ref_s = self._tts.model.style_encoder(mel.unsqueeze(1))
+            ref_p = self._tts.model.predictor_encoder(mel.unsqueeze(1))
+        return torch.cat([ref_s, ref_p], dim=1)
+
+    def _warm_up(self) -> None:
+        """One style and one word through the whole path, so the first request does not pay
+        for lazy imports and first-call setup (librosa's trim alone takes seconds)."""
+        import numpy as np
+
+        t = np.arange(int(1.5 * SAMPLE_RATE), dtype=np.float32) / SAMPLE_RATE
+        sweep = 0.3 * np.sin(2 * np.pi * (150 + 100 * t) * t, dtype=np.float32)
+        defaults = {arg: default for arg, _, default in SETTINGS.values()}
+        self._speak("Hello.", self._style_of(sweep, SAMPLE_RATE, "warm-up"), defaults)
+
+    def _speak(self, sentence: str, style: Any, kwargs: dict[str, Any]) -> bytes:
+        import numpy as np
+        import torch
+
+        try:
+            if self.config.seed is not None:
+                torch.manual_seed(self.config.seed)
+            with contextlib.redirect_stdout(_PrintsToLog()):
+                wav = self._tts.inference(sentence, ref_s=style, **kwargs)
+        except EngineError:
+            raise
+        except Exception as err:
+            raise EngineFailedError(f"synthesis failed: {type(err).__name__}: {err}", self.engine_id) from None
+        if not np.isfinite(wav).all():
+            raise EngineFailedError("the model produced non-finite audio (broken checkpoint?)", self.engine_id)
+        return _pcm(wav)
+
+
+StyleTTS2Engine = serve.deployment(
+    StyleTTS2,
+    name="styletts2",
+    ray_actor_options=actor_options(num_cpus=1.0),
+    max_ongoing_requests=4,
+)
