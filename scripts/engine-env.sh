@@ -31,5 +31,20 @@ fi
 uv_bin="$(command -v uv || echo "$HOME/.local/bin/uv")"
 
 [ -x "$venv/bin/python" ] || "$uv_bin" venv --quiet -p "${CHORUS_PYTHON:-python3.11}" "$venv"
-VIRTUAL_ENV="$venv" "$uv_bin" pip install --quiet "ray[serve]==2.60.0" -e "$root[$name]"
+# Packages whose declared requirements cannot be met next to Chorus's pins: installed
+# without their dependencies, which the engine's extra lists instead (styletts2 0.1.6 caps
+# soundfile, librosa, langchain/numpy and huggingface-hub far below what runs fine).
+case "$name" in
+  styletts2) no_deps=("styletts2==0.1.6") ;;
+  *) no_deps=() ;;
+esac
+override="$(mktemp)"
+trap 'rm -f "$override"' EXIT
+for pkg in "${no_deps[@]}"; do
+  echo "${pkg%%[=<>]*} ; sys_platform == 'never'" >> "$override"
+done
+VIRTUAL_ENV="$venv" "$uv_bin" pip install --quiet --override "$override" "ray[serve]==2.60.0" -e "$root[$name]"
+if [ ${#no_deps[@]} -gt 0 ]; then
+  VIRTUAL_ENV="$venv" "$uv_bin" pip install --quiet --no-deps "${no_deps[@]}"
+fi
 echo "$venv/bin/python"
