@@ -27,7 +27,12 @@ from deployments.base import (
     TextTooLongError,
     VoiceInfo,
 )
-from deployments.cloud import SAMPLE_RATE, CloudEngineConfig, CloudTTSEngine, short_reason
+from deployments.cloud import (
+    SAMPLE_RATE,
+    CloudEngineConfig,
+    CloudTTSEngine,
+    short_reason,
+)
 from serve.personalities import GoogleTTSSettings
 
 ENGINE = "google_tts"

@@ -14,7 +14,11 @@ from xml.sax.saxutils import escape
 
 import requests
 from ibm_cloud_sdk_core import ApiException
-from ibm_cloud_sdk_core.authenticators import Authenticator, BearerTokenAuthenticator, IAMAuthenticator
+from ibm_cloud_sdk_core.authenticators import (
+    Authenticator,
+    BearerTokenAuthenticator,
+    IAMAuthenticator,
+)
 from ibm_watson import TextToSpeechV1
 from pydantic import Field, SecretStr
 from ray import serve
@@ -27,7 +31,12 @@ from deployments.base import (
     TextTooLongError,
     VoiceInfo,
 )
-from deployments.cloud import SAMPLE_RATE, CloudEngineConfig, CloudTTSEngine, short_reason
+from deployments.cloud import (
+    SAMPLE_RATE,
+    CloudEngineConfig,
+    CloudTTSEngine,
+    short_reason,
+)
 from serve.personalities import IBMWatsonSettings
 
 ENGINE = "ibm_watson"

@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import os
 import re
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from deployments.base import (
     AudioResult,
     BadInputError,
     Capabilities,
+    EngineEnvironment,
     EngineError,
     EngineFailedError,
     EngineUnavailableError,
@@ -94,40 +94,9 @@ MIN_SAMPLE_S = 1.0
 
 # --- where the replicas run -----------------------------------------------------------
 
-DEFAULT_PYTHON = "~/.cache/chorus/venv-styletts2/bin/python"
-PYTHON_ENV_VAR = "CHORUS_STYLETTS2_PYTHON"
-
-
-def engine_python() -> str | None:
-    """The interpreter StyleTTS2 replicas run under, decided where the app is built.
-
-    `$CHORUS_STYLETTS2_PYTHON` if set (empty or `default`: the node's own Python, as in a
-    cluster image made for this engine); else the `scripts/engine-env.sh styletts2` venv if
-    it exists here; else None (the replica starts in the driver's environment and, lacking
-    styletts2, reports itself unhealthy)."""
-    value = os.environ.get(PYTHON_ENV_VAR)
-    if value is not None:
-        return None if value.strip() in ("", "default") else value.strip()
-    path = Path(DEFAULT_PYTHON).expanduser()
-    return str(path) if path.exists() else None
-
-
-def runtime_env() -> dict[str, Any]:
-    """The replicas' runtime_env: Ray starts their worker processes with `py_executable`.
-    A Serve config file that sets `ray_actor_options` for this deployment replaces the whole
-    dict, so it must repeat this (docs/engines.md)."""
-    python = engine_python()
-    return {"py_executable": python} if python else {}
-
-
-def actor_options(num_cpus: float = 1.0, **extra: Any) -> dict[str, Any]:
-    """`ray_actor_options` for StyleTTS2Engine with its environment kept: use this in
-    `StyleTTS2Engine.options(ray_actor_options=actor_options(...))`."""
-    options: dict[str, Any] = {"num_cpus": num_cpus, **extra}
-    env = runtime_env()
-    if env:
-        options["runtime_env"] = {**env, **options.get("runtime_env", {})}
-    return options
+ENVIRONMENT = EngineEnvironment("styletts2", "CHORUS_STYLETTS2_PYTHON")
+engine_python = ENVIRONMENT.python
+actor_options = ENVIRONMENT.actor_options
 
 
 # --- configuration --------------------------------------------------------------------
@@ -499,7 +468,7 @@ class StyleTTS2(TTSEngine):
 
     # --- extras (Serve handle methods) --------------------------------------------------
 
-    async def cache_stats(self) -> dict[str, int]:
+    async def stats(self) -> dict[str, int]:
         return {"hits": self._hits, "misses": self._misses, "entries": len(self._cache),
                 "capacity": self.config.conditioning_cache_size}
 

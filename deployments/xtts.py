@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import os
 import sys
 import textwrap
 import time
@@ -41,6 +40,7 @@ from deployments.base import (
     AudioResult,
     BadInputError,
     Capabilities,
+    EngineEnvironment,
     EngineFailedError,
     EngineUnavailableError,
     Health,
@@ -70,40 +70,9 @@ SETTINGS = {
 
 # --- where the replicas run -----------------------------------------------------------
 
-DEFAULT_PYTHON = "~/.cache/chorus/venv-xtts/bin/python"
-PYTHON_ENV_VAR = "CHORUS_XTTS_PYTHON"
-
-
-def engine_python() -> str | None:
-    """The interpreter XTTS replicas run under, decided where the app is built.
-
-    `$CHORUS_XTTS_PYTHON` if set (empty or `default`: the node's own Python, as in a
-    cluster image made for this engine); else the `scripts/engine-env.sh xtts` venv if it
-    exists here; else None (the replica starts in the driver's environment and, lacking
-    coqui-tts, reports itself unhealthy)."""
-    value = os.environ.get(PYTHON_ENV_VAR)
-    if value is not None:
-        return None if value.strip() in ("", "default") else value.strip()
-    path = Path(DEFAULT_PYTHON).expanduser()
-    return str(path) if path.exists() else None
-
-
-def runtime_env() -> dict[str, Any]:
-    """The replicas' runtime_env: Ray starts their worker processes with `py_executable`.
-    A Serve config file that sets `ray_actor_options` for this deployment replaces the whole
-    dict, so it must repeat this (docs/engines.md)."""
-    python = engine_python()
-    return {"py_executable": python} if python else {}
-
-
-def actor_options(num_cpus: float = 1.0, **extra: Any) -> dict[str, Any]:
-    """`ray_actor_options` for XTTSEngine with its environment kept: use this in
-    `XTTSEngine.options(ray_actor_options=actor_options(...))`."""
-    options: dict[str, Any] = {"num_cpus": num_cpus, **extra}
-    env = runtime_env()
-    if env:
-        options["runtime_env"] = {**env, **options.get("runtime_env", {})}
-    return options
+ENVIRONMENT = EngineEnvironment("xtts", "CHORUS_XTTS_PYTHON")
+engine_python = ENVIRONMENT.python
+actor_options = ENVIRONMENT.actor_options
 
 
 # --- configuration --------------------------------------------------------------------

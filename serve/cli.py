@@ -61,7 +61,7 @@ def serve(
         url = f"http://{host}:{port}"
         typer.echo(f"Chorus is serving at {url}  (API docs: {url}/docs)")
         typer.echo(f"Personalities are read from {directory}")
-        typer.echo(f'Try: chorus say "Hello from Chorus." --personality default -o hello.wav')
+        typer.echo('Try: chorus say "Hello from Chorus." --personality default -o hello.wav')
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:

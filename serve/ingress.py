@@ -14,8 +14,8 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.base import EngineId
 from serve import errors
-from serve.routes import clone, personalities, providers, samples, speech
 from serve.router import EngineBoard
+from serve.routes import clone, personalities, providers, samples, speech
 from serve.state import Chorus, IngressConfig
 
 DESCRIPTION = (

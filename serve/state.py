@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from deployments.base import EngineId
 from serve.router import EngineBoard, Router
-from serve.samples import SampleService, SamplesConfig
+from serve.samples import SamplesConfig, SampleService
 from serve.store import DirectoryStore
 
 

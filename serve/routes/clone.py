@@ -13,7 +13,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from deployments.base import AudioFormat, VoiceSampleRef
 from serve.errors import ChorusHTTPError, ErrorOut
-from serve.personalities import LanguageCode, Personality, PersonalityError, VoiceId, parse_spec
+from serve.personalities import (
+    LanguageCode,
+    Personality,
+    PersonalityError,
+    VoiceId,
+    parse_spec,
+)
 from serve.routes.samples import RejectedOut
 from serve.routes.speech import SPEECH_RESPONSES, check_text, speak
 from serve.sample_quality import canonical_wav, decode_audio

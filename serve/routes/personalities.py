@@ -13,7 +13,13 @@ from fastapi.responses import JSONResponse
 
 from serve.api import PersonalityList, PersonalityOut
 from serve.errors import JSON_TYPES, ChorusHTTPError, ErrorOut
-from serve.personalities import NAME_PATTERN, Personality, PersonalityError, parse_document, parse_spec
+from serve.personalities import (
+    NAME_PATTERN,
+    Personality,
+    PersonalityError,
+    parse_document,
+    parse_spec,
+)
 from serve.routes.speech import personality_or_404
 from serve.state import Chorus, ChorusState
 

@@ -11,12 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter
 
 from serve.errors import ChorusHTTPError, ErrorOut
-from serve.uploads import read_multipart
 from serve.personalities import LanguageCode
 from serve.routes.speech import personality_or_404
 from serve.sample_quality import QualityReport
 from serve.sample_storage import StoredSample
 from serve.state import ChorusState
+from serve.uploads import read_multipart
 
 router = APIRouter(prefix="/v1/personalities/{name}/samples", tags=["samples"])
 

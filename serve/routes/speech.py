@@ -10,7 +10,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 
-from deployments.base import ENGINE_IDS, AudioChunk, AudioFormat, EngineId, VoiceSampleRef, language_matches
+from deployments.base import (
+    ENGINE_IDS,
+    AudioChunk,
+    AudioFormat,
+    EngineId,
+    VoiceSampleRef,
+    language_matches,
+)
 from serve import encoding
 from serve.api import OpenAISpeechRequest, SpeechRequest
 from serve.errors import AllFailedOut, ChorusHTTPError, ErrorOut, require_json

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from deployments.xtts import actor_options as xtts_actor_options
+from deployments import styletts2, xtts
 from tests import recordings as rec
 from tests import tiny_xtts
 from tests.chorus_app import STEADY_PIPER, ChorusApp
@@ -23,7 +23,7 @@ GREEDY = {"topK": 1}
 
 
 @pytest.fixture(scope="module")
-def app(chorus: ChorusApp, xtts_models: dict[str, Path]) -> ChorusApp:
+def app(chorus: ChorusApp, xtts_models: dict[str, Path], styletts2_model: Path) -> ChorusApp:
     chorus.deploy(
         engines={
             "piper": {},
@@ -31,14 +31,21 @@ def app(chorus: ChorusApp, xtts_models: dict[str, Path]) -> ChorusApp:
                 "model_dir": str(xtts_models["base"]),
                 "variants": {v: str(xtts_models[v]) for v in ("british", "american", "scottish")},
                 "max_characters": 400, "stream_chunk_size": 16}},
+            "styletts2": {"timeout_s": 180, "config": {"model_dir": str(styletts2_model), "seed": 0}},
         },
-        deployments={"xtts_v2": {"ray_actor_options": xtts_actor_options(num_cpus=0.5)}},
+        deployments={
+            "xtts_v2": {"ray_actor_options": xtts.actor_options(num_cpus=0.5)},
+            "styletts2": {"ray_actor_options": styletts2.actor_options(num_cpus=0.5)},
+        },
     )
     for name, variant in (("ava", "british"), ("scot", "scottish")):
         chorus.write(name, {
             "activeProvider": "xtts_v2", "fallbackChain": ["piper"],
             "providers": {"xtts_v2": {"variant": variant, "settings": GREEDY}, "piper": STEADY_PIPER},
         })
+    chorus.write("sty", {"activeProvider": "styletts2", "fallbackChain": ["piper"],
+                         "providers": {"styletts2": {"settings": {"diffusionSteps": 5}}, "piper": STEADY_PIPER}})
+    for name in ("ava", "scot", "sty"):
         chorus.wait_for(name)
     return chorus
 
@@ -129,6 +136,27 @@ def test_missing_variant_falls_back(app: ChorusApp) -> None:
     assert fallback.startswith("xtts_v2;outcome=unavailable") and "scottish" in fallback
 
 
+def test_styletts2_personality_speaks_from_its_samples(app: ChorusApp) -> None:
+    with app.client() as c:
+        up = c.post("/v1/personalities/sty/samples", files={"file": ("ref.wav", wav(rec.recordings().clean()))})
+        assert up.status_code == 201, up.text
+        assert set(up.json()["report"]["fit_for"]) == {"styletts2"}  # only StyleTTS2 is enabled here
+    r = speak(app, "sty", text="Hello there. See you soon.")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-chorus-provider"] == "styletts2" and "x-chorus-fallback" not in r.headers
+    audio, rate = sf.read(io.BytesIO(r.content))
+    assert rate == 24000 and len(audio) / rate > 0.2
+    # StyleTTS2 speaks English only: Spanish goes to the next engine without a try.
+    with app.client() as c:
+        c.put("/v1/personalities/sty", json={"activeProvider": "styletts2", "fallbackChain": ["piper"],
+                                             "languages": {"primary": "en", "supported": ["en", "es"]},
+                                             "providers": {"styletts2": {}, "piper": STEADY_PIPER}})
+        r = c.post("/v1/personalities/sty/speech", json={"text": "Hola.", "language": "es"})
+    assert r.status_code == 503
+    assert r.json()["attempts"][0] == {"engine": "styletts2", "outcome": "skipped",
+                                       "reason": "no loaded voice does not speak 'es'"}
+
+
 def test_one_off_clone_stores_nothing(app: ChorusApp) -> None:
     samples_before = sorted(p.name for p in app.samples_dir.rglob("*"))
     reference = wav(rec.recordings().clean())
@@ -139,6 +167,10 @@ def test_one_off_clone_stores_nothing(app: ChorusApp) -> None:
         assert r.headers["x-chorus-provider"] == "xtts_v2" and r.headers["x-chorus-variant"] == "american"
         audio, rate = sf.read(io.BytesIO(r.content))
         assert rate == 24000 and len(audio) > 0
+        r = c.post("/v1/clone", files={"file": ("me.wav", reference)}, data={"text": "Hello there.", "provider": "styletts2"})
+        assert r.status_code == 200, r.text
+        assert r.headers["x-chorus-provider"] == "styletts2"
+        assert sf.read(io.BytesIO(r.content))[1] == 24000
 
         noisy = rec.encode(rec.with_white_noise(rec.recordings().clean(), 10.0), rec.PIPER_RATE)
         bad = c.post("/v1/clone", files={"file": ("noisy.wav", noisy)}, data={"text": TEXT, "provider": "xtts_v2"})

@@ -23,7 +23,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from serve.sample_quality import CANONICAL_RATE, SampleChecker, SampleRejected, decode_audio
+from serve.sample_quality import (
+    CANONICAL_RATE,
+    SampleChecker,
+    SampleRejected,
+    decode_audio,
+)
 from serve.sample_storage import (
     DirectorySampleStore,
     DuplicateSample,

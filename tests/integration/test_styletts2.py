@@ -36,7 +36,12 @@ from deployments.base import (
     TextTooLongError,
     VoiceSampleRef,
 )
-from deployments.styletts2 import StyleTTS2, StyleTTS2Config, StyleTTS2Engine, actor_options, engine_python
+from deployments.styletts2 import (
+    StyleTTS2,
+    StyleTTS2Config,
+    StyleTTS2Engine,
+    actor_options,
+)
 from tests import tiny_styletts2
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,22 +58,6 @@ SAMPLE_SENTENCES = [  # 3-4 s each: StyleTTS2's usable sample window starts at 3
 
 
 # --- fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def styletts2_python() -> str:
-    """The StyleTTS2 venv's interpreter, created (idempotently) if this machine lacks it."""
-    python = engine_python()
-    if python is None or not Path(python).exists():
-        out = subprocess.run([str(ROOT / "scripts/engine-env.sh"), "styletts2"], check=True, capture_output=True,
-                             text=True, timeout=3600)
-        python = out.stdout.strip().splitlines()[-1]
-    return python
-
-
-@pytest.fixture(scope="session")
-def model_dir(styletts2_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_styletts2.build(tmp_path_factory.mktemp("styletts2-model"), styletts2_python)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +84,8 @@ async def samples(tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleR
 
 
 @pytest.fixture(scope="module")
-def config(model_dir: Path) -> StyleTTS2Config:
-    return StyleTTS2Config(model_dir=model_dir, seed=0, max_characters=400, conditioning_cache_size=8)
+def config(styletts2_model: Path) -> StyleTTS2Config:
+    return StyleTTS2Config(model_dir=styletts2_model, seed=0, max_characters=400, conditioning_cache_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -164,11 +153,11 @@ async def test_missing_model_directory_is_unhealthy_not_a_crash(tmp_path: Path) 
     assert not unset.healthy and "no model configured" in unset.reason
 
 
-async def test_incomplete_model_directories_say_what_is_missing(model_dir: Path, tmp_path: Path) -> None:
+async def test_incomplete_model_directories_say_what_is_missing(styletts2_model: Path, tmp_path: Path) -> None:
     def partial_copy(name: str, skip: str) -> Path:
         target = tmp_path / name
-        for path in model_dir.rglob("*"):
-            rel = path.relative_to(model_dir)
+        for path in styletts2_model.rglob("*"):
+            rel = path.relative_to(styletts2_model)
             if path.is_file() and not str(rel).startswith(skip):
                 (target / rel).parent.mkdir(parents=True, exist_ok=True)
                 (target / rel).symlink_to(path)
@@ -185,10 +174,10 @@ async def test_incomplete_model_directories_say_what_is_missing(model_dir: Path,
         assert not health.healthy and reason in health.reason, (name, health.reason)
 
 
-async def test_replica_without_styletts2_reports_how_to_fix_it(model_dir: Path) -> None:
+async def test_replica_without_styletts2_reports_how_to_fix_it(styletts2_model: Path) -> None:
     """The engine in an environment without styletts2 (this one) stays up, unhealthy."""
     assert importlib.util.find_spec("styletts2") is None
-    engine = StyleTTS2({"model_dir": model_dir})
+    engine = StyleTTS2({"model_dir": styletts2_model})
     health = await engine.health()
     assert not health.healthy
     assert "styletts2 is not importable" in health.reason and "engine-env.sh styletts2" in health.reason
@@ -200,12 +189,12 @@ async def test_replica_without_styletts2_reports_how_to_fix_it(model_dir: Path) 
 
 
 @pytest.mark.ray
-async def test_replica_runs_in_the_styletts2_venv(engine: Any, styletts2_python: str, model_dir: Path) -> None:
+async def test_replica_runs_in_the_styletts2_venv(engine: Any, styletts2_python: str, styletts2_model: Path) -> None:
     env = await engine.environment.remote()
     assert env["python"] == styletts2_python and importlib.util.find_spec("styletts2") is None
     assert env["versions"]["styletts2"] == "0.1.6"
     assert env["device"] == "cpu" and env["load_error"] is None
-    assert env["checkpoint"] == str(model_dir / tiny_styletts2.CHECKPOINT)
+    assert env["checkpoint"] == str(styletts2_model / tiny_styletts2.CHECKPOINT)
 
 
 @pytest.mark.ray
@@ -254,7 +243,7 @@ async def test_stream_yields_one_chunk_per_sentence(engine: Any, spoken: dict[st
 @pytest.mark.ray
 async def test_style_is_cached_per_sample_set(engine: Any, samples: list) -> None:
     a, b, c, _ = samples
-    before = await engine.cache_stats.remote()
+    before = await engine.stats.remote()
 
     async def say(refs: list) -> AudioResult:
         return await engine.synthesize.remote(_request(refs, text="Hi.", settings=FAST))
@@ -266,7 +255,7 @@ async def test_style_is_cached_per_sample_set(engine: Any, samples: list) -> Non
     assert alone.conditioning == "computed"  # samples removed
     assert (await say([a, a])).conditioning == "cached"  # a set: duplicates count once
     assert alone.pcm != first.pcm  # two samples' styles are averaged: another voice
-    after = await engine.cache_stats.remote()
+    after = await engine.stats.remote()
     misses = 2 + (first.conditioning == "computed")
     assert after["misses"] - before["misses"] == misses
     assert after["hits"] - before["hits"] == 5 - misses
@@ -277,7 +266,7 @@ async def test_style_is_cached_per_sample_set(engine: Any, samples: list) -> Non
         await _chunks(engine.options(stream=True).stream.remote(_request()))
     with pytest.raises(EngineUnavailableError, match=r"'s3' has 0\.\d+ s of sound; StyleTTS2 needs at least 1 s"):
         await engine.synthesize.remote(_request([a, samples[3]]))
-    assert (await engine.cache_stats.remote())["misses"] == after["misses"] + 1  # tried, not kept
+    assert (await engine.stats.remote())["misses"] == after["misses"] + 1  # tried, not kept
 
 
 @pytest.mark.ray

@@ -34,7 +34,7 @@ from deployments.base import (
     TextTooLongError,
     VoiceSampleRef,
 )
-from deployments.xtts import XTTS, XTTSConfig, XTTSEngine, actor_options, engine_python
+from deployments.xtts import XTTS, XTTSConfig, XTTSEngine, actor_options
 from tests import tiny_xtts
 
 ROOT = Path(__file__).resolve().parents[2]

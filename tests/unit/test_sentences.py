@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.base import TextTooLongError
-from deployments.base import split_sentences
+from deployments.base import TextTooLongError, split_sentences
 from serve.sentences import pack
 
 
