@@ -85,7 +85,7 @@ def start_chorus(port: int, personalities: Path) -> None:
         "spec": {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}},
     }))
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    deploy(render(profile_path("cpu"), args={"personalities_dir": str(personalities)}, port=port))
+    deploy(render(profile_path("cpu"), args={"personalities": {"directory": str(personalities)}}, port=port))
 
 
 def main() -> None:

@@ -8,16 +8,16 @@ LLM's `build_openai_app`. Resources and autoscaling stay in those files, per dep
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.serve import Application
 
 from deployments.base import EngineId
 from serve.ingress import Ingress
 from serve.samples import SamplesConfig
 from serve.state import IngressConfig
+from serve.store import PersonalitySource
 
 # engine id -> (deployment, its config model), imported only when the engine is enabled
 # so an application never needs the dependencies of engines it does not run.
@@ -42,16 +42,14 @@ class EngineArgs(BaseModel):
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    personalities_dir: Path = Field(description="Directory of personality files (embedded default).")
+    personalities: PersonalitySource = Field(
+        description="Where personalities come from: {directory: PATH} (embedded default) or "
+        "{kubernetes: {...}} (the operator's ConfigMaps)."
+    )
     samples: SamplesConfig = Field(default_factory=SamplesConfig, description="Where voice samples are stored.")
     engines: dict[EngineId, EngineArgs] = Field(default_factory=lambda: {"piper": EngineArgs()})
     max_text_characters: int = Field(10_000, ge=1)
     status_refresh_s: float = Field(5.0, gt=0)
-
-    @field_validator("personalities_dir")
-    @classmethod
-    def _expand(cls, v: Path) -> Path:
-        return v.expanduser()
 
 
 def _load(path: str) -> Any:
@@ -74,7 +72,7 @@ def build_app(args: dict[str, Any] | AppArgs) -> Application:
             raise ValueError(f"engines.{engine}.config: {err}") from None
         handles[engine] = _load(deployment_path).bind(config)
     ingress = IngressConfig(
-        personalities_dir=app_args.personalities_dir,
+        personalities=app_args.personalities,
         samples=app_args.samples,
         timeouts={e: a.timeout_s for e, a in app_args.engines.items() if a.enabled},
         max_text_characters=app_args.max_text_characters,

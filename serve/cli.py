@@ -54,7 +54,7 @@ def serve(
     typer.echo("Starting Ray and deploying Chorus ...")
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
-        args: dict = {"personalities_dir": str(directory)}
+        args: dict = {"personalities": {"directory": str(directory)}}
         if samples is not None:
             args["samples"] = {"directory": str(samples.expanduser().resolve())}
         deploy(render(config_file, args=args, host=host, port=port))

@@ -26,7 +26,7 @@ from serve.sample_storage import (
     StoredSample,
     ingest_sample,
 )
-from serve.store import DirectoryStore
+from serve.store import PersonalityStore
 
 MiB = 1024 * 1024
 
@@ -42,7 +42,7 @@ class SamplesConfig(BaseModel):
 
 
 class SampleService:
-    def __init__(self, config: SamplesConfig, personalities: DirectoryStore) -> None:
+    def __init__(self, config: SamplesConfig, personalities: PersonalityStore) -> None:
         self.config = config
         self.personalities = personalities
         if config.backend == "s3":
@@ -85,9 +85,10 @@ class SampleService:
 
     def _mirror(self, name: str) -> None:
         """Make the personality's voiceSamples list what is stored (URL-given samples that
-        are not stored yet stay as they are)."""
+        are not stored yet stay as they are). A read-only store's personalities come
+        from elsewhere (a VoicePersonality) and are left alone."""
         current = self.personalities.get(name)
-        if current is None:
+        if current is None or self.personalities.read_only:
             return
         stored = self.store.list(name)
         stored_ids = {s.id for s in stored}

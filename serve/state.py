@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,11 +10,11 @@ from pydantic import BaseModel, Field
 from deployments.base import EngineId
 from serve.router import EngineBoard, Router
 from serve.samples import SamplesConfig, SampleService
-from serve.store import DirectoryStore
+from serve.store import PersonalitySource
 
 
 class IngressConfig(BaseModel):
-    personalities_dir: Path
+    personalities: PersonalitySource
     samples: SamplesConfig = SamplesConfig()
     timeouts: dict[EngineId, float] = Field(default_factory=dict)
     max_text_characters: int = Field(10_000, ge=1)
@@ -25,7 +24,7 @@ class IngressConfig(BaseModel):
 class Chorus:
     def __init__(self, config: IngressConfig, board: EngineBoard) -> None:
         self.config = config
-        self.store = DirectoryStore(config.personalities_dir)
+        self.store = config.personalities.open()
         self.samples = SampleService(config.samples, self.store)
         self.board = board
         self.router = Router(board, config.timeouts, sample_refs=self.samples.refs)

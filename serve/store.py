@@ -1,7 +1,10 @@
 """Where the ingress reads personalities from.
 
-The embedded default keeps one YAML/JSON file per personality in a directory and
-reloads it on change (watchfiles). A file that turns invalid keeps serving its last
+Two stores with one surface (`PersonalityStore`): a directory of files for the embedded
+default (here) and the operator's ConfigMaps in a cluster (`serve.kubernetes_store`).
+
+The directory store keeps one YAML/JSON file per personality and reloads it on change
+(watchfiles). A file that turns invalid keeps serving its last
 good version and reports why; writes from the HTTP API are validated first and land
 atomically, so a reader never sees half a file.
 """
@@ -15,11 +18,13 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import watchfiles
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from serve.configmaps import PERSONALITY_LABEL
 from serve.personalities import Personality, PersonalityError, dump_yaml, parse_text
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,65 @@ class FileProblem(BaseModel):
     error: str
 
 
+class ReadOnlyStoreError(Exception):
+    """This store takes no writes from the HTTP API; `reason` says where changes go."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PersonalityStore(Protocol):
+    read_only: bool
+    generation: int
+
+    def get(self, name: str) -> Personality | None: ...
+    def names(self) -> list[str]: ...
+    def status(self, name: str) -> PersonalityStatus | None: ...
+    def problems(self) -> list[FileProblem]: ...
+    def put(self, personality: Personality) -> bool: ...
+    def delete(self, name: str) -> bool: ...
+    async def watch(self, stop: asyncio.Event) -> None: ...
+
+
+class KubernetesSource(BaseModel):
+    """The operator's ConfigMaps (`serve.kubernetes_store`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str | None = Field(
+        None, description="namespace to watch; None = the pod's own, '*' = every namespace"
+    )
+    label_selector: str = Field(PERSONALITY_LABEL, description="selects the operator's ConfigMaps")
+    kubeconfig: Path | None = Field(None, description="None = in-cluster config, else this file (or $KUBECONFIG)")
+    watch_timeout_s: int = Field(300, gt=0, description="server-side timeout of one watch request")
+
+
+class PersonalitySource(BaseModel):
+    """Where personalities come from: exactly one of `directory` or `kubernetes`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    directory: Path | None = None
+    kubernetes: KubernetesSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PersonalitySource:
+        if (self.directory is None) == (self.kubernetes is None):
+            raise ValueError("give exactly one of personalities.directory or personalities.kubernetes")
+        if self.directory is not None:
+            self.directory = self.directory.expanduser()
+        return self
+
+    def open(self) -> PersonalityStore:
+        if self.kubernetes is not None:
+            from serve.kubernetes_store import KubernetesStore  # needs the kubernetes extra
+
+            return KubernetesStore(self.kubernetes)
+        assert self.directory is not None
+        return DirectoryStore(self.directory)
+
+
 class _FileState(BaseModel):
     digest: str
     personality: Personality | None = None
@@ -54,6 +118,8 @@ class _FileState(BaseModel):
 
 class DirectoryStore:
     """Personalities from a directory of files, one personality per file."""
+
+    read_only = False
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -208,3 +274,4 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+

@@ -35,8 +35,9 @@ class ChorusApp:
         self.personalities_dir = root / "personalities"
 
     def deploy(self, engines: dict[str, Any] | None = None, deployments: dict[str, Any] | None = None,
-               **args: Any) -> str:
-        """Deploy a fresh app with its own personalities directory; returns the base URL."""
+               personalities: dict[str, Any] | None = None, **args: Any) -> str:
+        """Deploy a fresh app with its own personalities directory (or the given
+        personality source); returns the base URL."""
         self.count += 1
         self.personalities_dir = self.root / f"personalities-{self.count}"
         self.personalities_dir.mkdir()
@@ -48,7 +49,7 @@ class ChorusApp:
             options[name] = {**options.get(name, {}), **extra}
         config = render(
             profile_path("cpu"),
-            args={"personalities_dir": str(self.personalities_dir), "samples": {"directory": str(self.samples_dir)},
+            args={"personalities": {"directory": str(self.personalities_dir)}, "samples": {"directory": str(self.samples_dir)},
                   "engines": engines, "status_refresh_s": 1.0, **args},
             deployments=options,
             port=self.port,
@@ -56,6 +57,7 @@ class ChorusApp:
         # Replace, not merge, the engines map: the profile's engines are only defaults.
         app = config.applications[0]
         app.args["engines"] = engines
+        app.args["personalities"] = personalities or {"directory": str(self.personalities_dir)}
         app.deployments = [d for d in app.deployments if d.name in names]
         deploy(config)
         return self.url

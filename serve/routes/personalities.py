@@ -22,6 +22,7 @@ from serve.personalities import (
 )
 from serve.routes.speech import personality_or_404
 from serve.state import Chorus, ChorusState
+from serve.store import ReadOnlyStoreError
 
 router = APIRouter(prefix="/v1/personalities", tags=["personalities"])
 
@@ -66,7 +67,7 @@ async def get_personality(name: str, chorus: ChorusState) -> PersonalityOut:
 @router.put(
     "/{name}",
     response_model=PersonalityOut,
-    responses={201: {"model": PersonalityOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses={201: {"model": PersonalityOut}, 405: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     summary="Create or replace a personality (body: its spec, JSON or YAML)",
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/PersonalitySpec"}},
@@ -86,15 +87,22 @@ async def put_personality(name: str, request: Request, chorus: ChorusState) -> J
             personality = Personality(name=name, spec=parse_spec(data, prefix=""))
     except PersonalityError as err:
         raise ChorusHTTPError(422, err.reason) from None
-    created = await asyncio.to_thread(chorus.store.put, personality)
+    try:
+        created = await asyncio.to_thread(chorus.store.put, personality)
+    except ReadOnlyStoreError as err:
+        raise ChorusHTTPError(405, err.reason) from None
     return JSONResponse(
         personality_out(chorus, personality).model_dump(mode="json", by_alias=True, exclude_none=True),
         status_code=201 if created else 200,
     )
 
 
-@router.delete("/{name}", status_code=204, responses={404: {"model": ErrorOut}})
+@router.delete("/{name}", status_code=204, responses={404: {"model": ErrorOut}, 405: {"model": ErrorOut}})
 async def delete_personality(name: str, chorus: ChorusState) -> Response:
-    if not await asyncio.to_thread(chorus.store.delete, name):
+    try:
+        deleted = await asyncio.to_thread(chorus.store.delete, name)
+    except ReadOnlyStoreError as err:
+        raise ChorusHTTPError(405, err.reason) from None
+    if not deleted:
         raise ChorusHTTPError(404, f"personality {name!r} not found")
     return Response(status_code=204)

@@ -55,8 +55,8 @@ def test_cluster_profile_pins_every_engine_to_its_worker_group() -> None:
 
 
 def test_render_overrides_and_drops_disabled_engines() -> None:
-    config = render(profile_path("cpu"), args={"personalities_dir": "/tmp/p", "engines": {"piper": {"enabled": False}}},
+    config = render(profile_path("cpu"), args={"personalities": {"directory": "/tmp/p"}, "engines": {"piper": {"enabled": False}}},
                     port=9999)
     (app,) = config.applications
-    assert app.args["personalities_dir"] == "/tmp/p" and config.http_options.port == 9999
+    assert app.args["personalities"] == {"directory": "/tmp/p"} and config.http_options.port == 9999
     assert [d.name for d in app.deployments] == ["Ingress"]

@@ -1,0 +1,1 @@
+"""The Chorus operator: VoicePersonality resources -> per-personality config and samples."""

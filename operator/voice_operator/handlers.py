@@ -1,0 +1,170 @@
+"""The kopf handlers: a VoicePersonality becomes its ConfigMap and its sample volume.
+
+    kopf run --standalone -m voice_operator.handlers --all-namespaces   (or --namespace=NS)
+
+One idempotent reconcile serves create, update and resume: it renders the ConfigMap the
+ingress serves from, makes sure the sample volume exists with every sample given by URL
+fetched and checked, and reports what it did in status conditions and events. Deleting
+the resource removes its samples (the finalizer); the ConfigMap and PVC go with their
+owner through ownerReferences.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from serve import configmaps
+from serve.personalities import Personality, PersonalityError, parse_spec
+from voice_operator.conditions import Condition, merge, ready
+from voice_operator.crd import GROUP, PLURAL, VERSION
+from voice_operator.sample_volumes import SampleVolumes, SyncResult
+from voice_operator.settings import OperatorSettings
+
+FINALIZER = f"{GROUP}/samples"
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    operator = OperatorSettings.from_env()
+    # Progress and the last handled spec live in annotations, so status holds only what
+    # the CRD declares.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = operator.watch_timeout_s
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+    memo.api = client.ApiClient()
+    memo.settings = operator
+    memo.volumes = SampleVolumes(operator)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo.api.close()
+
+
+def backoff(retry: int) -> float:
+    return float(min(300, 2 ** min(retry + 1, 9)))
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def reconcile(
+    name: str, namespace: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, body: kopf.Body,
+    patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: logging.Logger, **_: Any,
+) -> None:
+    generation = int(meta.get("generation") or 0)
+    previous = list(status.get("conditions") or [])
+
+    def report(config_cond: Condition, samples_cond: Condition, **fields: Any) -> None:
+        conditions = [config_cond, samples_cond, ready(config_cond, samples_cond)]
+        patch.status.update(observedGeneration=generation, conditions=merge(previous, conditions, generation), **fields)
+
+    try:
+        personality = Personality(name=name, spec=parse_spec(dict(spec)))
+    except PersonalityError as err:
+        report(
+            Condition(type="ConfigRendered", status="False", reason="InvalidSpec", message=err.reason),
+            Condition(type="SamplesReady", status="Unknown", reason="InvalidSpec", message="the spec is invalid"),
+        )
+        kopf.warn(body, reason="InvalidSpec", message=err.reason)
+        raise kopf.PermanentError(f"invalid spec: {err.reason}") from None
+
+    core = client.CoreV1Api(memo.api)
+    changed = await _apply_configmap(core, namespace, personality, generation, body)
+    config_cond = Condition(
+        type="ConfigRendered", status="True", reason="Rendered",
+        message=f"ConfigMap {configmaps.configmap_name(name)} holds generation {generation}",
+    )
+    if changed:
+        kopf.info(body, reason="ConfigRendered", message=f"ConfigMap {configmaps.configmap_name(name)} {changed}")
+
+    volume = memo.volumes.location(name)
+    if memo.settings.sample_volumes == "per-personality":
+        volume = await _ensure_pvc(core, namespace, name, memo.settings, body)
+
+    synced: SyncResult = await memo.volumes.sync(personality, dict(status.get("fetchedSamples") or {}))
+    for change in synced.changed:
+        kopf.info(body, reason="SamplesChanged", message=change)
+    for sample_id, why in synced.refused.items():
+        kopf.warn(body, reason="SampleRejected", message=f"sample {sample_id}: {why}")
+    if synced.retry:
+        samples_cond = Condition(type="SamplesReady", status="False", reason="FetchFailed",
+                                 message="; ".join(f"{k}: {v}" for k, v in synced.retry.items()))
+    elif synced.refused:
+        samples_cond = Condition(type="SamplesReady", status="False", reason="SampleRejected",
+                                 message="; ".join(f"{k}: {v}" for k, v in synced.refused.items()))
+    else:
+        samples_cond = Condition(type="SamplesReady", status="True", reason="SamplesStored",
+                                 message=f"{synced.stored} sample(s) stored in {volume}")
+    report(
+        config_cond, samples_cond,
+        configMap=configmaps.configmap_name(name), sampleVolume=volume, samples=synced.stored,
+        fetchedSamples=synced.fetched,
+    )
+    if synced.retry:
+        # Downloads that may work later: kopf calls again after the delay.
+        raise kopf.TemporaryError(f"fetching samples: {samples_cond.message}", delay=backoff(retry))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def delete(name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    removed = memo.volumes.remove(name)
+    logger.info("removed %d sample(s) of %s", removed, name)
+
+
+async def _apply_configmap(
+    core: client.CoreV1Api, namespace: str, personality: Personality, generation: int, owner: kopf.Body
+) -> str | None:
+    """Create or update the ConfigMap; what happened, or None if it was current."""
+    body = configmaps.render(personality, generation=generation)
+    kopf.adopt(body, owner=owner)
+    name = body["metadata"]["name"]
+    try:
+        existing = await core.read_namespaced_config_map(name, namespace)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        await core.create_namespaced_config_map(namespace, body)
+        return "created"
+    if existing.data == body["data"] and (existing.metadata.labels or {}) == body["metadata"]["labels"]:
+        return None
+    await core.patch_namespaced_config_map(name, namespace, body)
+    return "updated"
+
+
+async def _ensure_pvc(
+    core: client.CoreV1Api, namespace: str, name: str, settings: OperatorSettings, owner: kopf.Body
+) -> str:
+    """The personality's own sample PVC. Never waits for Bound: binding is the
+    provisioner's business, and a volume is used only once a pod mounts it."""
+    claim = f"chorus-samples-{name}"
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim, "labels": {configmaps.PERSONALITY_LABEL: name, "app.kubernetes.io/part-of": "chorus"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": settings.volume_size}}},
+    }
+    if settings.storage_class:
+        body["spec"]["storageClassName"] = settings.storage_class
+    kopf.adopt(body, owner=owner)
+    try:
+        await core.read_namespaced_persistent_volume_claim(claim, namespace)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        await core.create_namespaced_persistent_volume_claim(namespace, body)
+        kopf.info(owner, reason="VolumeClaimed", message=f"PersistentVolumeClaim {claim} created")
+    return f"pvc/{claim}"

@@ -1,0 +1,75 @@
+"""Runs the operator the way the chart does: its RBAC objects applied from the rendered
+chart, authenticated as the chart's ServiceAccount (a real token), watching one
+namespace; kopf's own test runner hosts it in a thread."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from kopf.testing import KopfRunner
+
+from tests.kube.control_plane import ROOT, ControlPlane
+
+RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+T = TypeVar("T")
+
+
+def render_chart(kube: ControlPlane, namespace: str, *values: str) -> list[dict[str, Any]]:
+    args = ["template", "chorus", str(ROOT / "charts" / "chorus"), "--namespace", namespace]
+    for v in values:
+        args += ["--set", v]
+    return [d for d in yaml.safe_load_all(kube.helm(*args).stdout) if d]
+
+
+def operator_identity(kube: ControlPlane, namespace: str) -> Path:
+    """Apply the chart's RBAC for `namespace` and return a kubeconfig of the operator's
+    ServiceAccount."""
+    docs = render_chart(kube, namespace)
+    rbac = [d for d in docs if d["kind"] in RBAC_KINDS]
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(rbac))
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"]]
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    return kube.service_account_kubeconfig(namespace, account)
+
+
+@contextlib.contextmanager
+def running_operator(kubeconfig: Path, namespace: str, samples_dir: Path, **env: str) -> Iterator[KopfRunner]:
+    settings = {
+        "KUBECONFIG": str(kubeconfig),
+        "CHORUS_OPERATOR_SAMPLES_DIR": str(samples_dir),
+        "CHORUS_OPERATOR_WATCH_TIMEOUT_S": "10",  # quick shutdown at the end of the test
+        **env,
+    }
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        with KopfRunner(
+            ["run", "--standalone", "--verbose", "--namespace", namespace, "-m", "voice_operator.handlers"],
+            timeout=120,
+        ) as runner:
+            yield runner
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 60, what: str = "condition") -> T:
+    """Poll `probe` until it returns something truthy (never sleep-and-hope)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(AssertionError):
+            last = probe()
+            if last:
+                return last
+        time.sleep(0.25)
+    raise AssertionError(f"{what} not reached in {timeout} s (last: {last!r})")

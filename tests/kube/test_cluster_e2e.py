@@ -1,0 +1,86 @@
+"""End to end on a real control plane: `kubectl apply` a Piper personality, the operator
+renders it, and a Chorus app running here (real Ray Serve, its personality store
+watching the API server as the chart's Ray ServiceAccount) serves speech for it within
+seconds; an edit reaches it, and a delete stops it."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.chorus_app import STEADY_PIPER, ChorusApp, personality
+from tests.kube.control_plane import ControlPlane
+from tests.kube.operator_runner import eventually, operator_identity, render_chart, running_operator
+from tests.speech import word_error_rate
+
+NS = "e2e"
+SENTENCE = "Please call Stella and ask her to bring these things with her from the store."
+
+pytestmark = pytest.mark.ray
+
+
+def ray_identity(kube: ControlPlane) -> Path:
+    """A kubeconfig of the ServiceAccount the chart gives the RayService's pods."""
+    (ray_service,) = [d for d in render_chart(kube, NS) if d["kind"] == "RayService"]
+    cluster = ray_service["spec"]["rayClusterConfig"]
+    account = cluster["headGroupSpec"]["template"]["spec"]["serviceAccountName"]
+    for group in cluster["workerGroupSpecs"]:
+        assert group["template"]["spec"]["serviceAccountName"] == account
+    return kube.service_account_kubeconfig(NS, account)
+
+
+@pytest.fixture(scope="module")
+def app(kube: ControlPlane, chorus: ChorusApp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChorusApp]:
+    kube.kubectl("create", "namespace", NS)
+    operator = operator_identity(kube, NS)  # also applies the chart's RBAC for the Ray pods
+    ingress = ray_identity(kube)
+    samples = tmp_path_factory.mktemp("e2e-samples")  # the "shared sample volume"
+    with running_operator(operator, NS, samples) as runner:
+        chorus.deploy(
+            personalities={"kubernetes": {"namespace": NS, "kubeconfig": str(ingress), "watch_timeout_s": 30}},
+            samples={"directory": str(samples)},
+        )
+        yield chorus
+    assert "403" not in runner.stdout and "Forbidden" not in runner.stdout
+
+
+def speak(client: httpx.Client, voice: str) -> httpx.Response:
+    return client.post("/v1/audio/speech", json={"model": "chorus", "voice": voice, "input": SENTENCE,
+                                                  "response_format": "wav"})
+
+
+def test_applied_personality_is_served_edited_and_removed(kube: ControlPlane, app: ChorusApp, ear) -> None:
+    with app.client() as client:
+        assert speak(client, "announcer").status_code == 404
+        doc = personality("announcer", {"activeProvider": "piper", "providers": {"piper": copy.deepcopy(STEADY_PIPER)}})
+        doc["metadata"]["namespace"] = NS
+        applied = time.monotonic()
+        kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+        spoken = eventually(lambda: (r := speak(client, "announcer")).status_code == 200 and r,
+                            timeout=30, what="speech for the applied personality")
+        print(f"apply -> first speech: {time.monotonic() - applied:.2f} s")
+        assert spoken.headers["x-chorus-provider"] == "piper"
+        assert word_error_rate(SENTENCE, ear.hear(spoken.content)) <= 0.25
+
+        got = client.get("/v1/personalities/announcer").json()
+        assert got["status"]["source"] == f"configmap/{NS}/chorus-personality-announcer"
+
+        # The HTTP API does not write here: the VoicePersonality is the truth.
+        refused = client.put("/v1/personalities/announcer", json=doc["spec"])
+        assert refused.status_code == 405 and "kubectl" in refused.json()["detail"]
+        assert client.delete("/v1/personalities/announcer").status_code == 405
+
+        # An edit reaches the ingress without restarting anything.
+        doc["spec"]["providers"]["piper"]["settings"]["speed"] = 1.5
+        kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+        eventually(lambda: client.get("/v1/personalities/announcer").json()["spec"]["providers"]["piper"]
+                   ["settings"]["speed"] == 1.5, timeout=30, what="edit served")
+
+        kube.kubectl("delete", "vp", "announcer", "-n", NS, "--wait=true", "--timeout=60s")
+        eventually(lambda: speak(client, "announcer").status_code == 404, timeout=30, what="personality gone")

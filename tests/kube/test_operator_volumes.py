@@ -1,0 +1,52 @@
+"""One volume per personality (the chart's `samples.volumePerPersonality`): the operator
+claims a PVC for each personality, owned by it, and never waits for it to bind (this
+control plane has no provisioner, as many clusters have none until a pod mounts)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from tests.kube.control_plane import ControlPlane
+from tests.kube.operator_runner import eventually, operator_identity, running_operator
+
+NS = "volumes"
+
+
+@pytest.fixture(scope="module")
+def operator(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    kube.kubectl("create", "namespace", NS)
+    identity = operator_identity(kube, NS)
+    with running_operator(identity, NS, tmp_path_factory.mktemp("volume-samples"),
+                          CHORUS_OPERATOR_SAMPLE_VOLUMES="per-personality",
+                          CHORUS_OPERATOR_STORAGE_CLASS="fast-rwo",
+                          CHORUS_OPERATOR_VOLUME_SIZE="2Gi") as runner:
+        yield
+    assert "403" not in runner.stdout and "Forbidden" not in runner.stdout, runner.stdout
+
+
+def get(kube: ControlPlane, kind: str, name: str) -> dict | None:
+    out = kube.kubectl("get", kind, name, "-n", NS, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def test_each_personality_claims_its_own_volume_and_releases_it(kube: ControlPlane, operator: None) -> None:
+    doc = {"apiVersion": "voice.chorus.dev/v1alpha1", "kind": "VoicePersonality",
+           "metadata": {"name": "solo", "namespace": NS},
+           "spec": {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}}}
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    vp = eventually(lambda: (v := get(kube, "vp", "solo")) and v.get("status", {}).get("observedGeneration") and v,
+                    what="solo observed")
+    pvc = get(kube, "pvc", "chorus-samples-solo")
+    assert pvc is not None and pvc["status"]["phase"] == "Pending"  # nothing binds it here; no matter
+    assert pvc["spec"]["storageClassName"] == "fast-rwo"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert pvc["metadata"]["ownerReferences"][0]["uid"] == vp["metadata"]["uid"]
+    assert vp["status"]["sampleVolume"] == "pvc/chorus-samples-solo"
+    assert {c["type"]: c["status"] for c in vp["status"]["conditions"]}["Ready"] == "True"
+
+    kube.kubectl("delete", "vp", "solo", "-n", NS, "--wait=true", "--timeout=60s")
+    eventually(lambda: get(kube, "pvc", "chorus-samples-solo") is None, what="PVC collected")

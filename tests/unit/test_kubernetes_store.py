@@ -1,0 +1,69 @@
+"""The Kubernetes personality store's bookkeeping, fed the objects a watch delivers."""
+
+from __future__ import annotations
+
+import pytest
+
+from serve import configmaps
+from serve.kubernetes_store import KubernetesStore
+from serve.personalities import Personality, parse_spec
+from serve.store import KubernetesSource, PersonalitySource, ReadOnlyStoreError
+
+SPEC = {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}}
+
+
+def configmap(name: str, namespace: str = "voices", rv: str = "1", spec: dict | None = None) -> dict:
+    body = configmaps.render(Personality(name=name, spec=parse_spec(spec or SPEC)), generation=1)
+    body["metadata"].update(namespace=namespace, resourceVersion=rv)
+    return body
+
+
+def test_added_modified_deleted() -> None:
+    store = KubernetesStore(KubernetesSource(namespace="voices"))
+    store.apply("ADDED", configmap("ava"))
+    assert store.names() == ["ava"] and store.get("ava").spec.active_provider == "piper"
+    assert store.status("ava").source == "configmap/voices/chorus-personality-ava"
+    faster = {**SPEC, "providers": {"piper": {"voice": "en_US-joe-medium", "settings": {"speed": 2}}}}
+    store.apply("MODIFIED", configmap("ava", rv="2", spec=faster))
+    assert store.get("ava").spec.providers.piper.settings.speed == 2
+    store.apply("DELETED", configmap("ava", rv="3"))
+    assert store.names() == [] and store.get("ava") is None
+
+
+def test_invalid_update_keeps_the_last_good_version_and_says_why() -> None:
+    store = KubernetesStore(KubernetesSource())
+    store.apply("ADDED", configmap("ava"))
+    broken = configmap("ava", rv="2")
+    broken["data"][configmaps.DATA_KEY] = broken["data"][configmaps.DATA_KEY].replace("piper\n", "espeak\n", 1)
+    store.apply("MODIFIED", broken)
+    assert store.get("ava") is not None and "activeProvider" in store.status("ava").error
+    new = configmap("zed", rv="4")
+    new["data"] = {}
+    store.apply("ADDED", new)  # never valid: a problem, not a personality
+    assert [p.source for p in store.problems()] == ["configmap/voices/chorus-personality-zed"]
+
+
+def test_same_name_in_two_namespaces_serves_one_and_reports_the_other() -> None:
+    store = KubernetesStore(KubernetesSource(namespace="*"))
+    store.replace_all([configmap("ava", "b-team"), configmap("ava", "a-team")])
+    assert store.status("ava").source == "configmap/a-team/chorus-personality-ava"
+    (problem,) = store.problems()
+    assert problem.source.startswith("configmap/b-team/") and "already served" in problem.error
+    store.replace_all([configmap("ava", "b-team")])  # a relist drops what is gone
+    assert store.status("ava").source == "configmap/b-team/chorus-personality-ava" and not store.problems()
+
+
+def test_writes_are_refused_with_where_to_make_them() -> None:
+    store = KubernetesStore(KubernetesSource())
+    with pytest.raises(ReadOnlyStoreError, match="kubectl"):
+        store.put(Personality(name="ava", spec=parse_spec(SPEC)))
+    with pytest.raises(ReadOnlyStoreError, match="kubectl delete voicepersonality ava"):
+        store.delete("ava")
+
+
+def test_source_needs_exactly_one_backend() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        PersonalitySource.model_validate({})
+    with pytest.raises(ValueError, match="exactly one"):
+        PersonalitySource.model_validate({"directory": "/tmp/x", "kubernetes": {}})
+    assert isinstance(PersonalitySource.model_validate({"kubernetes": {"namespace": "v"}}).open(), KubernetesStore)
