@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -174,7 +175,8 @@ class KubernetesStore:
             try:
                 config.load_incluster_config()
             except config.ConfigException:
-                await config.load_kube_config()
+                # $KUBECONFIG read now: the client library reads it once, at import.
+                await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         return client.ApiClient()
 
     def _namespace(self) -> str | None:

@@ -126,7 +126,7 @@ def spec_schema() -> dict[str, Any]:
         {
             "rule": "!has(self.fallbackChain) || !(self.activeProvider in self.fallbackChain)",
             "messageExpression": "'fallbackChain repeats the activeProvider ' + self.activeProvider",
-            "reason": "FieldValueDuplicate",
+            "reason": "FieldValueInvalid",
             "fieldPath": ".fallbackChain",
         },
     ]

@@ -12,6 +12,7 @@ owner through ownerReferences.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -28,6 +29,13 @@ from voice_operator.settings import OperatorSettings
 FINALIZER = f"{GROUP}/samples"
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # kopf's own readers: in-cluster first, then $KUBECONFIG as it is when the operator
+    # starts (the async client library would read it once, at import).
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     operator = OperatorSettings.from_env()
@@ -39,11 +47,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
+    # Serve the resources found at startup and the namespaces named on the command line:
+    # no watching of CRDs and namespaces, so no RBAC for them (the chart installs the CRD
+    # before the operator starts, and an upgrade restarts it).
+    settings.scanning.disabled = True
     settings.watching.server_timeout = operator.watch_timeout_s
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        await config.load_kube_config()
+        # $KUBECONFIG read now: the client library reads it once, at import.
+        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     memo.api = client.ApiClient()
     memo.settings = operator
     memo.volumes = SampleVolumes(operator)

@@ -22,6 +22,5 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         for crd in CRDS:
             # Server-side: KubeRay's CRDs are too big for the last-applied annotation.
             plane.kubectl("apply", "--server-side", "-f", str(crd))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      "crd/voicepersonalities.voice.chorus.dev", "crd/rayservices.ray.io", "crd/rayclusters.ray.io")
+        plane.wait_established(["voicepersonalities.voice.chorus.dev", "rayservices.ray.io", "rayclusters.ray.io"])
         yield plane

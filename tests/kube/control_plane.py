@@ -166,6 +166,18 @@ class ControlPlane:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stderr}{out.stdout}")
         return out
 
+    def wait_established(self, crds: list[str], timeout: float = 60) -> None:
+        # `kubectl wait` fails outright while a new CRD has no conditions yet: poll it.
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.kubectl("wait", "--for=condition=Established", "--timeout=10s",
+                               *(f"crd/{c}" for c in crds), check=False)
+            if out.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"CRDs not Established: {out.stderr}")
+            time.sleep(0.5)
+
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "KUBECONFIG": str(self.admin_kubeconfig),
                "HELM_CACHE_HOME": str(self.workdir / "helm-cache"),

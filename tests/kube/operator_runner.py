@@ -5,6 +5,7 @@ namespace; kopf's own test runner hosts it in a thread."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -38,8 +39,23 @@ def operator_identity(kube: ControlPlane, namespace: str) -> Path:
     return kube.service_account_kubeconfig(namespace, account)
 
 
+class Denials(logging.Handler):
+    """Collects what the API server refused the operator (403s), from kopf's logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "403" in message or "Forbidden" in message or "forbidden" in message:
+            self.seen.append(message)
+
+
 @contextlib.contextmanager
-def running_operator(kubeconfig: Path, namespace: str, samples_dir: Path, **env: str) -> Iterator[KopfRunner]:
+def running_operator(
+    kubeconfig: Path, namespace: str, samples_dir: Path, **env: str
+) -> Iterator[tuple[KopfRunner, Denials]]:
     settings = {
         "KUBECONFIG": str(kubeconfig),
         "CHORUS_OPERATOR_SAMPLES_DIR": str(samples_dir),
@@ -48,13 +64,17 @@ def running_operator(kubeconfig: Path, namespace: str, samples_dir: Path, **env:
     }
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
+    denials = Denials()
+    logging.getLogger().addHandler(denials)
     try:
         with KopfRunner(
             ["run", "--standalone", "--verbose", "--namespace", namespace, "-m", "voice_operator.handlers"],
             timeout=120,
         ) as runner:
-            yield runner
+            yield runner, denials
+        assert runner.exit_code == 0, runner.output
     finally:
+        logging.getLogger().removeHandler(denials)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
