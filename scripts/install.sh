@@ -19,6 +19,7 @@ spec="$root"
 VIRTUAL_ENV="$venv" "$uv_bin" pip install --quiet -e "$spec"
 
 if [[ ",$extras," == *",dev,"* ]]; then
-  "$root/scripts/system-packages.sh"
+  # openssl: the test control plane's service-account signing key
+  "$root/scripts/system-packages.sh" openssl
 fi
 echo "$venv"

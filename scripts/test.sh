@@ -2,11 +2,13 @@
 # Installs everything the tests need (idempotent, cached) and runs the whole suite.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$("$root/scripts/install.sh" dev,cloud,samples | tail -n 1)"
+venv="$("$root/scripts/install.sh" dev,cloud,samples,kubernetes | tail -n 1)"
 # The cloning engines' replicas run in their own environments (docs/engines.md).
 for engine in xtts styletts2; do
   "$root/scripts/engine-env.sh" "$engine" >/dev/null
 done
+# The control plane the Kubernetes tests run: built once from the Go module proxy, cached.
+"$root/scripts/k8s-binaries.sh" >/dev/null
 cd "$root"
 export RAY_AUTH_MODE=disabled
 exec "$venv/bin/python" -m pytest "$@"

@@ -52,6 +52,10 @@ class KubernetesStore:
 
     # --- reading (the same surface as DirectoryStore) ----------------------------------
 
+    @property
+    def loaded(self) -> bool:
+        return self.synced.is_set()
+
     def get(self, name: str) -> Personality | None:
         key = self._by_name.get(name)
         return self._entries[key].personality if key else None

@@ -62,6 +62,11 @@ class PersonalityStore(Protocol):
     read_only: bool
     generation: int
 
+    @property
+    def loaded(self) -> bool:
+        """True once the store holds what its source had (readiness waits for it)."""
+        ...
+
     def get(self, name: str) -> Personality | None: ...
     def names(self) -> list[str]: ...
     def status(self, name: str) -> PersonalityStatus | None: ...
@@ -120,6 +125,7 @@ class DirectoryStore:
     """Personalities from a directory of files, one personality per file."""
 
     read_only = False
+    loaded = True  # read in full by the constructor
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)

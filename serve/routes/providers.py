@@ -26,13 +26,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["probes"], summary="Ready when at least one engine is healthy")
+@router.get("/readyz", tags=["probes"], summary="Ready when the personalities are loaded and at least one engine is healthy")
 async def readyz(chorus: ChorusState) -> JSONResponse:
     statuses = await chorus.board.statuses()
     healthy = [e for e, s in statuses.items() if s.health.healthy]
+    # Not ready before the personalities are listed: a new replica would answer 404.
+    ready = bool(healthy) and chorus.store.loaded
     body = {
-        "ready": bool(healthy),
+        "ready": ready,
+        "personalitiesLoaded": chorus.store.loaded,
         "engines": {e: s.health.model_dump() for e, s in statuses.items()},
         "personalities": len(chorus.store.names()),
     }
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    return JSONResponse(body, status_code=200 if ready else 503)

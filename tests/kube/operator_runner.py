@@ -28,10 +28,10 @@ def render_chart(kube: ControlPlane, namespace: str, *values: str) -> list[dict[
     return [d for d in yaml.safe_load_all(kube.helm(*args).stdout) if d]
 
 
-def operator_identity(kube: ControlPlane, namespace: str) -> Path:
-    """Apply the chart's RBAC for `namespace` and return a kubeconfig of the operator's
-    ServiceAccount."""
-    docs = render_chart(kube, namespace)
+def operator_identity(kube: ControlPlane, namespace: str, *values: str) -> Path:
+    """Apply the chart's RBAC (release in `namespace`, chart `values`) and return a
+    kubeconfig of the operator's ServiceAccount."""
+    docs = render_chart(kube, namespace, *values)
     rbac = [d for d in docs if d["kind"] in RBAC_KINDS]
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(rbac))
     (deployment,) = [d for d in docs if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"]]
@@ -54,8 +54,9 @@ class Denials(logging.Handler):
 
 @contextlib.contextmanager
 def running_operator(
-    kubeconfig: Path, namespace: str, samples_dir: Path, **env: str
+    kubeconfig: Path, namespace: str | None, samples_dir: Path, *, liveness: str | None = None, **env: str
 ) -> Iterator[tuple[KopfRunner, Denials]]:
+    """The operator as the chart runs it: `namespace` None is cluster-wide (-A)."""
     settings = {
         "KUBECONFIG": str(kubeconfig),
         "CHORUS_OPERATOR_SAMPLES_DIR": str(samples_dir),
@@ -67,9 +68,10 @@ def running_operator(
     denials = Denials()
     logging.getLogger().addHandler(denials)
     try:
+        scope = ["--all-namespaces"] if namespace is None else ["--namespace", namespace]
+        probe = [f"--liveness={liveness}"] if liveness else []
         with KopfRunner(
-            ["run", "--standalone", "--verbose", "--namespace", namespace, "-m", "voice_operator.handlers"],
-            timeout=120,
+            ["run", "--standalone", "--verbose", *scope, *probe, "-m", "voice_operator.handlers"], timeout=120
         ) as runner:
             yield runner, denials
         assert runner.exit_code == 0, runner.output

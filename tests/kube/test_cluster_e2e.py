@@ -57,6 +57,8 @@ def speak(client: httpx.Client, voice: str) -> httpx.Response:
 
 def test_applied_personality_is_served_edited_and_removed(kube: ControlPlane, app: ChorusApp, ear) -> None:
     with app.client() as client:
+        ready = client.get("/readyz").json()
+        assert ready["ready"] and ready["personalitiesLoaded"]  # the first listing is in
         assert client.get("/v1/personalities/announcer").status_code == 404
         doc = personality("announcer", {"activeProvider": "piper", "providers": {"piper": copy.deepcopy(STEADY_PIPER)}})
         doc["metadata"]["namespace"] = NS

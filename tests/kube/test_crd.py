@@ -79,6 +79,7 @@ def test_every_example_applies_and_reads_back(kube: ControlPlane, ns: str, examp
     assert model.parse_spec(stored["spec"]) == model.parse_spec(doc["spec"])
     table = kube.kubectl("get", "chorus", "-n", ns).stdout  # the category finds it
     assert name in table and "ACTIVE" in table and "SAMPLES" in table
+    kube.kubectl("delete", "-n", ns, "-f", str(example))  # no operator here to reconcile it later
 
 
 INVALID = {

@@ -12,12 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from kopf.testing import KopfRunner
 
 from serve import configmaps
 from serve.personalities import parse_spec
+from tests.conftest import free_port
 from tests.kube.control_plane import ControlPlane
 from tests.kube.operator_runner import eventually, operator_identity, running_operator
 from tests.recordings import encode, recordings
@@ -75,6 +77,7 @@ def samples_site() -> Iterator[SampleServer]:
 class Operator:
     runner: KopfRunner
     samples_dir: Path
+    liveness: str
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +85,9 @@ def operator(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
     kube.kubectl("create", "namespace", NS)
     identity = operator_identity(kube, NS)
     samples = tmp_path_factory.mktemp("operator-samples")
-    with running_operator(identity, NS, samples) as (runner, denials):
-        yield Operator(runner, samples)
+    port = free_port()
+    with running_operator(identity, NS, samples, liveness=f"http://127.0.0.1:{port}/healthz") as (runner, denials):
+        yield Operator(runner, samples, f"http://127.0.0.1:{port}/healthz")
     # Under exactly the chart's RBAC, nothing the operator asked for was refused.
     assert not denials.seen
 
@@ -147,6 +151,12 @@ def test_apply_renders_configmap_and_sample_volume_and_turns_ready(kube: Control
     # The printer columns read the status.
     row = kube.kubectl("get", "vp", "narrator", "-n", NS).stdout.splitlines()[1].split()
     assert row[:4] == ["narrator", "piper", "True", "0"]
+
+
+def test_liveness_endpoint_answers(operator: Operator) -> None:
+    probe = eventually(lambda: (r := httpx.get(operator.liveness, timeout=5)).status_code == 200 and r,
+                       what="liveness")
+    assert probe.status_code == 200
 
 
 def test_an_edit_re_renders_the_configmap(kube: ControlPlane, operator: Operator) -> None:

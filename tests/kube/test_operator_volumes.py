@@ -1,6 +1,7 @@
 """One volume per personality (the chart's `samples.volumePerPersonality`): the operator
 claims a PVC for each personality, owned by it, and never waits for it to bind (this
-control plane has no provisioner, as many clusters have none until a pod mounts)."""
+control plane has no provisioner, as many clusters have none until a pod mounts).
+This operator runs cluster-wide (`operator.clusterWide`), under that mode's RBAC."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ NS = "volumes"
 @pytest.fixture(scope="module")
 def operator(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     kube.kubectl("create", "namespace", NS)
-    identity = operator_identity(kube, NS)
-    with running_operator(identity, NS, tmp_path_factory.mktemp("volume-samples"),
+    identity = operator_identity(kube, NS, "operator.clusterWide=true")
+    with running_operator(identity, None, tmp_path_factory.mktemp("volume-samples"),
                           CHORUS_OPERATOR_SAMPLE_VOLUMES="per-personality",
                           CHORUS_OPERATOR_STORAGE_CLASS="fast-rwo",
                           CHORUS_OPERATOR_VOLUME_SIZE="2Gi") as (_, denials):
