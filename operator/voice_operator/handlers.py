@@ -96,17 +96,26 @@ async def reconcile(
         raise kopf.PermanentError(f"invalid spec: {err.reason}") from None
 
     core = client.CoreV1Api(memo.api)
-    changed = await _apply_configmap(core, namespace, personality, generation, body)
+    try:
+        changed = await _apply_configmap(core, namespace, personality, generation, body)
+        volume = memo.volumes.location(name)
+        if memo.settings.sample_volumes == "per-personality":
+            volume = await _ensure_pvc(core, namespace, name, memo.settings, body)
+    except ApiException as err:
+        # Refusals and outages of the API server heal (RBAC fixed, server back): retry
+        # with exponential backoff, and say why meanwhile.
+        why = f"the API server answered {err.status} {err.reason}"
+        report(
+            Condition(type="ConfigRendered", status="False", reason="APIError", message=why),
+            Condition(type="SamplesReady", status="Unknown", reason="APIError", message=why),
+        )
+        raise kopf.TemporaryError(why, delay=backoff(retry)) from None
     config_cond = Condition(
         type="ConfigRendered", status="True", reason="Rendered",
         message=f"ConfigMap {configmaps.configmap_name(name)} holds generation {generation}",
     )
     if changed:
         kopf.info(body, reason="ConfigRendered", message=f"ConfigMap {configmaps.configmap_name(name)} {changed}")
-
-    volume = memo.volumes.location(name)
-    if memo.settings.sample_volumes == "per-personality":
-        volume = await _ensure_pvc(core, namespace, name, memo.settings, body)
 
     synced: SyncResult = await memo.volumes.sync(personality, dict(status.get("fetchedSamples") or {}))
     for change in synced.changed:

@@ -21,7 +21,7 @@ from serve import configmaps
 from serve.personalities import parse_spec
 from tests.conftest import free_port
 from tests.kube.control_plane import ControlPlane
-from tests.kube.operator_runner import eventually, operator_identity, running_operator
+from tests.kube.operator_runner import Denials, eventually, operator_identity, running_operator
 from tests.recordings import encode, recordings
 
 NS = "voices"
@@ -78,6 +78,7 @@ class Operator:
     runner: KopfRunner
     samples_dir: Path
     liveness: str
+    denials: Denials
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def operator(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
     samples = tmp_path_factory.mktemp("operator-samples")
     port = free_port()
     with running_operator(identity, NS, samples, liveness=f"http://127.0.0.1:{port}/healthz") as (runner, denials):
-        yield Operator(runner, samples, f"http://127.0.0.1:{port}/healthz")
+        yield Operator(runner, samples, f"http://127.0.0.1:{port}/healthz", denials)
     # Under exactly the chart's RBAC, nothing the operator asked for was refused.
     assert not denials.seen
 
@@ -247,3 +248,25 @@ def test_delete_leaves_nothing_behind(kube: ControlPlane, operator: Operator, sa
     # The ConfigMap goes with its owner (the garbage collector follows ownerReferences).
     eventually(lambda: get(kube, "configmap", configmaps.configmap_name("ephemeral")) is None,
                what="ConfigMap collected")
+
+
+def test_an_api_refusal_is_shown_and_retried_until_it_heals(kube: ControlPlane, operator: Operator) -> None:
+    role = json.loads(kube.kubectl("get", "role", "-n", NS, "-o", "json").stdout)["items"][0]
+    kept = {k: role[k] for k in ("apiVersion", "kind", "rules")} | {
+        "metadata": {"name": role["metadata"]["name"], "namespace": NS}}
+    crippled = {**kept, "rules": [r for r in kept["rules"] if "configmaps" not in r["resources"]]}
+    kube.kubectl("replace", "-f", "-", input=json.dumps(crippled))
+    try:
+        apply(kube, "patient", PIPER_SPEC)
+        refused = eventually(
+            lambda: (v := get(kube, "vp", "patient")) and conditions(v).get("ConfigRendered", {}).get("reason") == "APIError" and v,
+            what="API refusal reported")
+        assert "403" in conditions(refused)["ConfigRendered"]["message"]
+        assert conditions(refused)["Ready"]["status"] == "False"
+    finally:
+        kube.kubectl("replace", "-f", "-", input=json.dumps(kept))
+    healed = eventually(lambda: (v := get(kube, "vp", "patient")) and conditions(v)["Ready"]["status"] == "True" and v,
+                        timeout=60, what="healed after the Role was restored")
+    assert get(kube, "configmap", configmaps.configmap_name("patient")) is not None
+    assert healed["status"]["observedGeneration"] == healed["metadata"]["generation"]
+    operator.denials.seen.clear()  # these 403s were this test's doing

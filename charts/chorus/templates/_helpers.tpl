@@ -1,0 +1,217 @@
+{{/* ---------------------------------------------------------------- names, labels */}}
+
+{{- define "chorus.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name; also the RayService's name (so its Serve service is <name>-serve-svc). */}}
+{{- define "chorus.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "chorus.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chorus.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "chorus.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "chorus.labels" -}}
+helm.sh/chart: {{ include "chorus.chart" . }}
+{{ include "chorus.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: chorus
+{{- end }}
+
+{{- define "chorus.operator.name" -}}
+{{- printf "%s-operator" (include "chorus.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* ServiceAccount (and Role) of the Ray pods. */}}
+{{- define "chorus.ray.name" -}}
+{{- printf "%s-ray" (include "chorus.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chorus.samples.claimName" -}}
+{{- .Values.samples.existingClaim | default (printf "%s-samples" .Release.Name) }}
+{{- end }}
+
+{{/* image: (list $ "cpu"|"gpu") -> repository:tag, tag defaulting to appVersion */}}
+{{- define "chorus.image" -}}
+{{- $root := index . 0 }}
+{{- $img := index $root.Values.images (index . 1) }}
+{{- printf "%s:%s" $img.repository ($img.tag | default $root.Chart.AppVersion) }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- engines */}}
+
+{{- define "chorus.engineIds" -}}
+{{- list "xtts_v2" "styletts2" "piper" "google_tts" "azure_tts" "ibm_watson" | toJson }}
+{{- end }}
+
+{{- define "chorus.cloudEngineIds" -}}
+{{- list "google_tts" "azure_tts" "ibm_watson" | toJson }}
+{{- end }}
+
+{{/* "true" when a cloning engine (the GPU worker group's tenants) is enabled. */}}
+{{- define "chorus.gpuEnginesEnabled" -}}
+{{- if or (dig "xtts_v2" "enabled" false .Values.engines) (dig "styletts2" "enabled" false .Values.engines) }}true{{ end }}
+{{- end }}
+
+{{/* Ray custom resources for a worker group, in the form rayStartParams.resources takes:
+     a JSON object, double-quoted for the shell, e.g. '"{\"chorus_gpu\":1000}"'. */}}
+{{- define "chorus.ray.customResources" -}}
+{{- toJson . | quote | squote }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- env, volumes */}}
+
+{{/* CHORUS_REDIS_URL from redis.url or redis.existingSecret (key `url`), when configured. */}}
+{{- define "chorus.redisEnv" -}}
+{{- if .Values.redis.existingSecret }}
+- name: CHORUS_REDIS_URL
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.redis.existingSecret | quote }}, key: url, optional: false}
+{{- else if .Values.redis.url }}
+- name: CHORUS_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Env of every Ray container: Redis and cloud credentials, each only when its
+     Secret is configured. Secrets are referenced, never created. */}}
+{{- define "chorus.ray.env" -}}
+{{- include "chorus.redisEnv" . }}
+{{- with .Values.cloud.azure.existingSecret }}
+- name: AZURE_SPEECH_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ . | quote }}, key: AZURE_SPEECH_KEY, optional: false}
+- name: AZURE_SPEECH_REGION
+  valueFrom:
+    secretKeyRef: {name: {{ . | quote }}, key: AZURE_SPEECH_REGION, optional: false}
+{{- end }}
+{{- with .Values.cloud.ibm.existingSecret }}
+- name: TEXT_TO_SPEECH_APIKEY
+  valueFrom:
+    secretKeyRef: {name: {{ . | quote }}, key: TEXT_TO_SPEECH_APIKEY, optional: false}
+- name: TEXT_TO_SPEECH_URL
+  valueFrom:
+    secretKeyRef: {name: {{ . | quote }}, key: TEXT_TO_SPEECH_URL, optional: false}
+{{- end }}
+{{- if .Values.cloud.google.existingSecret }}
+- name: GOOGLE_APPLICATION_CREDENTIALS
+  value: /var/run/secrets/chorus/google/credentials.json
+{{- end }}
+{{- end }}
+
+{{- define "chorus.ray.volumeMounts" -}}
+- {name: samples, mountPath: /var/lib/chorus/samples}
+- {name: models, mountPath: /models, readOnly: true}
+{{- if .Values.cloud.google.existingSecret }}
+- {name: google-credentials, mountPath: /var/run/secrets/chorus/google, readOnly: true}
+{{- end }}
+{{- end }}
+
+{{- define "chorus.ray.volumes" -}}
+- name: samples
+  persistentVolumeClaim: {claimName: {{ include "chorus.samples.claimName" . | quote }}}
+- name: models
+  persistentVolumeClaim: {claimName: {{ .Values.models.existingClaim | quote }}, readOnly: true}
+{{- with .Values.cloud.google.existingSecret }}
+- name: google-credentials
+  secret:
+    secretName: {{ . | quote }}
+    optional: false
+    items: [{key: credentials.json, path: credentials.json}]
+{{- end }}
+{{- end }}
+
+{{/* The pod template of a Ray group. Args: dict root, container (name), image ("cpu"|"gpu"),
+     resources, nodeSelector, tolerations, ports (optional). */}}
+{{- define "chorus.ray.podTemplate" -}}
+{{- $root := .root -}}
+metadata:
+  # Selector labels only: a changed pod template makes KubeRay roll the whole Ray cluster,
+  # so a chart version bump alone must not change it.
+  labels:
+    {{- include "chorus.selectorLabels" $root | nindent 4 }}
+    app.kubernetes.io/component: ray
+spec:
+  serviceAccountName: {{ include "chorus.ray.name" $root }}
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: {{ .container }}
+      image: {{ include "chorus.image" (list $root .image) | quote }}
+      imagePullPolicy: {{ $root.Values.images.pullPolicy }}
+      {{- with .ports }}
+      ports:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with include "chorus.ray.env" $root | trim }}
+      env:
+        {{- . | nindent 8 }}
+      {{- end }}
+      resources:
+        {{- toYaml .resources | nindent 8 }}
+      volumeMounts:
+        {{- include "chorus.ray.volumeMounts" $root | nindent 8 }}
+  volumes:
+    {{- include "chorus.ray.volumes" $root | nindent 4 }}
+  {{- with .nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/* ---------------------------------------------------------------- operator RBAC */}}
+
+{{/* Exactly what the operator does in a namespace it serves (tests/kube run it under
+     these rules and fail on any 403). kopf watches VoicePersonalities and patches them
+     (finalizer, progress annotations) and their status; setting blockOwnerDeletion on
+     children needs update on the owner's finalizers; children are read and created or
+     patched, never deleted (the garbage collector does that through ownerReferences).
+     No CRD or namespace access: the operator does not scan the cluster. */}}
+{{- define "chorus.operator.rules" -}}
+- apiGroups: [voice.chorus.dev]
+  resources: [voicepersonalities]
+  verbs: [list, watch, patch]
+- apiGroups: [voice.chorus.dev]
+  resources: [voicepersonalities/status]
+  verbs: [patch]
+- apiGroups: [voice.chorus.dev]
+  resources: [voicepersonalities/finalizers]
+  verbs: [update]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, create]
+{{- end }}
+
+{{/* Namespaces the operator watches when not cluster-wide (JSON list). */}}
+{{- define "chorus.operator.watchNamespaces" -}}
+{{- .Values.operator.watchNamespaces | default (list .Release.Namespace) | uniq | toJson }}
+{{- end }}

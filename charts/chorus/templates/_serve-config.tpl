@@ -1,0 +1,70 @@
+{{/*
+The RayService's serveConfigV2: the cluster Serve profile (files/serve-cluster.yaml, a
+byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values ask for:
+
+  engines.<id>.enabled: false            -> args.engines.<id>.enabled: false, its deployment removed
+  engines.<cloud id>.enabled: true       -> args.engines.<id> added, and a CPU deployment (chorus.cloudDeployment)
+  engines.<id>.minReplicas/maxReplicas   -> that deployment's autoscaling_config.min_replicas/max_replicas
+  ingress.minReplicas/maxReplicas        -> the Ingress deployment's autoscaling_config
+*/}}
+{{- define "chorus.serveConfig" -}}
+{{- $cfg := .Files.Get "files/serve-cluster.yaml" | fromYaml -}}
+{{- $app := index $cfg.applications 0 -}}
+{{- $engineIds := include "chorus.engineIds" . | fromJsonArray -}}
+{{- $cloudIds := include "chorus.cloudEngineIds" . | fromJsonArray -}}
+{{- range $id, $_ := .Values.engines -}}
+  {{- if not (has $id $engineIds) -}}
+    {{- fail (printf "engines.%s: unknown engine id (known: %s)" $id (join ", " $engineIds)) -}}
+  {{- end -}}
+{{- end -}}
+{{- /* deployments: drop disabled engines', apply bounds to the rest */ -}}
+{{- $deployments := list -}}
+{{- range $d := $app.deployments -}}
+  {{- $bounds := ternary $.Values.ingress (index $.Values.engines $d.name | default dict) (eq $d.name "Ingress") -}}
+  {{- if not (and (hasKey $bounds "enabled") (not $bounds.enabled)) -}}
+    {{- include "chorus.autoscalingBounds" (list $d $bounds) -}}
+    {{- $deployments = append $deployments $d -}}
+  {{- end -}}
+{{- end -}}
+{{- /* engine args: disable, or add enabled cloud engines */ -}}
+{{- range $id := $engineIds -}}
+  {{- $e := index $.Values.engines $id | default dict -}}
+  {{- if and (hasKey $e "enabled") (not $e.enabled) -}}
+    {{- if hasKey $app.args.engines $id -}}
+      {{- $_ := set (index $app.args.engines $id) "enabled" false -}}
+    {{- end -}}
+  {{- else if and $e.enabled (not (hasKey $app.args.engines $id)) -}}
+    {{- if not (has $id $cloudIds) -}}
+      {{- fail (printf "engines.%s: not in the cluster Serve profile (files/serve-cluster.yaml)" $id) -}}
+    {{- end -}}
+    {{- $_ := set $app.args.engines $id (dict "enabled" true "timeout_s" ($e.timeoutSeconds | default 15) "config" ($e.config | default dict)) -}}
+    {{- $d := include "chorus.cloudDeployment" $id | fromYaml -}}
+    {{- include "chorus.autoscalingBounds" (list $d $e) -}}
+    {{- $deployments = append $deployments $d -}}
+  {{- end -}}
+{{- end -}}
+{{- $_ := set $app "deployments" $deployments -}}
+{{- toYaml $cfg -}}
+{{- end }}
+
+{{/* A cloud engine's Serve deployment: on the CPU worker group, half a CPU per replica. */}}
+{{- define "chorus.cloudDeployment" -}}
+name: {{ . }}
+max_ongoing_requests: 32
+ray_actor_options: {num_cpus: 0.5, resources: {chorus_cpu: 0.01}}
+autoscaling_config: {min_replicas: 1, max_replicas: 4, target_ongoing_requests: 16}
+{{- end }}
+
+{{/* (list deployment bounds): set autoscaling_config.min_replicas/max_replicas from the
+     bounds' minReplicas/maxReplicas when given (null keeps the profile's). Renders nothing. */}}
+{{- define "chorus.autoscalingBounds" -}}
+{{- $d := index . 0 -}}
+{{- $b := index . 1 | default dict -}}
+{{- range $key, $field := dict "minReplicas" "min_replicas" "maxReplicas" "max_replicas" -}}
+  {{- if not (kindIs "invalid" (index $b $key)) -}}
+    {{- $autoscaling := $d.autoscaling_config | default dict -}}
+    {{- $_ := set $autoscaling $field (index $b $key) -}}
+    {{- $_ := set $d "autoscaling_config" $autoscaling -}}
+  {{- end -}}
+{{- end -}}
+{{- end }}

@@ -1,0 +1,412 @@
+"""The Helm chart (charts/chorus), the plain RayService manifest and the example personalities.
+
+Rendered manifests are applied with `kubectl apply --dry-run=server` to the real
+kube-apiserver of the `kube` fixture, which has the VoicePersonality CRD and KubeRay's CRDs
+installed, so the RayService is validated against KubeRay's schema server-side.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from serve.personalities import parse_text
+from tests.kube.control_plane import ROOT, ControlPlane
+
+CHART = ROOT / "charts" / "chorus"
+CLUSTER_PROFILE = ROOT / "serve" / "configs" / "cluster.yaml"
+RAYSERVICE_MANIFEST = ROOT / "manifests" / "rayservice.yaml"
+EXAMPLES = ROOT / "manifests" / "examples"
+RELEASE = "chorus"  # the release name manifests/rayservice.yaml is rendered with
+
+CLOUD_ENGINES = ["google_tts", "azure_tts", "ibm_watson"]
+
+# Everything the chart can switch on, at once.
+VARIANT_VALUES: dict[str, Any] = {
+    "operator": {"clusterWide": True},
+    "engines": {
+        "styletts2": {"enabled": False},
+        "xtts_v2": {"minReplicas": 0, "maxReplicas": 2},
+        "piper": {"minReplicas": 2, "maxReplicas": 6},
+        "google_tts": {"enabled": True},
+        "azure_tts": {"enabled": True, "maxReplicas": 2, "config": {"default_voice": "en-GB-SoniaNeural"}},
+        "ibm_watson": {"enabled": True, "minReplicas": 0, "timeoutSeconds": 20},
+    },
+    "ingress": {"minReplicas": 3, "maxReplicas": 12},
+    "samples": {"volumePerPersonality": True, "storageClass": "fast-rwx", "perPersonalitySize": "2Gi"},
+    "redis": {"existingSecret": "chorus-redis"},
+    "cloud": {
+        "google": {"existingSecret": "chorus-google"},
+        "azure": {"existingSecret": "chorus-azure"},
+        "ibm": {"existingSecret": "chorus-ibm"},
+    },
+}
+
+# Namespaced operator over two namespaces, CPU only (no cloning engine, so no GPU group).
+CPU_ONLY_VALUES: dict[str, Any] = {
+    "operator": {"watchNamespaces": ["voices-a", "voices-b"]},
+    "engines": {"xtts_v2": {"enabled": False}, "styletts2": {"enabled": False}},
+    "redis": {"url": "redis://redis:6379/0"},
+    "samples": {"existingClaim": "my-samples"},
+}
+
+# The operator's permissions, exactly: (apiGroup, resource, verb). tests/kube/test_operator*
+# run the operator under these and fail on any 403, so none is missing either.
+OPERATOR_RULES = (
+    {("voice.chorus.dev", "voicepersonalities", v) for v in ("list", "watch", "patch")}
+    | {("voice.chorus.dev", "voicepersonalities/status", "patch")}
+    | {("voice.chorus.dev", "voicepersonalities/finalizers", "update")}
+    | {("", "events", "create")}
+    | {("", "configmaps", v) for v in ("get", "create", "patch")}
+    | {("", "persistentvolumeclaims", v) for v in ("get", "create")}
+)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def render(kube: ControlPlane, tmp_path: Path, values: dict[str, Any] | None = None,
+           namespace: str = "default") -> list[dict[str, Any]]:
+    args = ["template", RELEASE, str(CHART), "--namespace", namespace]
+    if values is not None:
+        values_file = tmp_path / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        args += ["-f", str(values_file)]
+    out = kube.helm(*args).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def rule_set(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    out = set()
+    for rule in rules:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule fields: {rule}"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.add((group, resource, verb))
+    return out
+
+
+def serve_config(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return yaml.safe_load(one(docs, "RayService")["spec"]["serveConfigV2"])
+
+
+def expected_serve_config(values: dict[str, Any]) -> dict[str, Any]:
+    """The cluster profile with exactly the changes `values` ask for, computed independently
+    of the chart."""
+    cfg = copy.deepcopy(yaml.safe_load(CLUSTER_PROFILE.read_text()))
+    app = cfg["applications"][0]
+    engines = values.get("engines", {})
+
+    def bounds(deployment: dict[str, Any], given: dict[str, Any]) -> None:
+        for key, field in (("minReplicas", "min_replicas"), ("maxReplicas", "max_replicas")):
+            if given.get(key) is not None:
+                deployment.setdefault("autoscaling_config", {})[field] = given[key]
+
+    deployments = []
+    for d in app["deployments"]:
+        given = values.get("ingress", {}) if d["name"] == "Ingress" else engines.get(d["name"], {})
+        if given.get("enabled") is False:
+            continue
+        bounds(d, given)
+        deployments.append(d)
+    for engine, given in engines.items():
+        if given.get("enabled") is False and engine in app["args"]["engines"]:
+            app["args"]["engines"][engine]["enabled"] = False
+    for engine in CLOUD_ENGINES:
+        given = engines.get(engine, {})
+        if given.get("enabled"):
+            app["args"]["engines"][engine] = {
+                "enabled": True, "timeout_s": given.get("timeoutSeconds", 15), "config": given.get("config", {}),
+            }
+            d = {
+                "name": engine,
+                "max_ongoing_requests": 32,
+                "ray_actor_options": {"num_cpus": 0.5, "resources": {"chorus_cpu": 0.01}},
+                "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16},
+            }
+            bounds(d, given)
+            deployments.append(d)
+    app["deployments"] = deployments
+    return cfg
+
+
+def container_env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def ray_pod_specs(rayservice: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    rc = rayservice["spec"]["rayClusterConfig"]
+    specs = {"head": rc["headGroupSpec"]["template"]["spec"]}
+    specs.update({g["groupName"]: g["template"]["spec"] for g in rc["workerGroupSpecs"]})
+    return specs
+
+
+@pytest.fixture
+def namespace(kube: ControlPlane, request: pytest.FixtureRequest) -> str:
+    name = f"chart-{request.node.callspec.id}"
+    kube.kubectl("create", "namespace", name)
+    return name
+
+
+def dry_run_apply(kube: ControlPlane, docs: list[dict[str, Any]], namespace: str) -> None:
+    """As `helm install -n namespace` would: objects without a namespace land in it; kubectl
+    refuses `-n` for objects naming another one, so those go per namespace."""
+    by_namespace: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        by_namespace.setdefault(d["metadata"].get("namespace", namespace), []).append(d)
+    for ns, group in by_namespace.items():
+        out = kube.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-", input=yaml.safe_dump_all(group))
+        applied = [line for line in out.stdout.splitlines() if line.endswith("(server dry run)")]
+        assert len(applied) == len(group), out.stdout
+
+
+# --- files that need no cluster ----------------------------------------------------------
+
+
+def test_chart_carries_the_cluster_profile_byte_for_byte() -> None:
+    assert (CHART / "files" / "serve-cluster.yaml").read_bytes() == CLUSTER_PROFILE.read_bytes(), (
+        "charts/chorus/files/serve-cluster.yaml must be a copy of serve/configs/cluster.yaml: "
+        "cp serve/configs/cluster.yaml charts/chorus/files/serve-cluster.yaml"
+    )
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_personalities_validate(path: Path) -> None:
+    personality = parse_text(path.read_text(), default_name=path.stem)
+    assert personality.name == path.stem
+
+
+def test_example_names_are_unique() -> None:
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in EXAMPLES.glob("*.yaml")]
+    assert len(names) >= 2 and len(names) == len(set(names))
+
+
+# --- the chart ---------------------------------------------------------------------------
+
+
+def test_helm_lint(kube: ControlPlane, tmp_path: Path) -> None:
+    kube.helm("lint", "--strict", str(CHART))
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(VARIANT_VALUES))
+    kube.helm("lint", "--strict", str(CHART), "-f", str(values_file))
+
+
+@pytest.mark.parametrize("values", [None, VARIANT_VALUES, CPU_ONLY_VALUES], ids=["defaults", "variant", "cpu-only"])
+def test_rendering_applies_server_side(kube: ControlPlane, tmp_path: Path, namespace: str,
+                                       values: dict[str, Any] | None) -> None:
+    docs = render(kube, tmp_path, values, namespace)
+    kinds = {d["kind"] for d in docs}
+    assert {"RayService", "Deployment", "ServiceAccount", "Role", "RoleBinding"} <= kinds
+    # A Role in a namespace that is not the release's carries its own namespace.
+    for ns in {d["metadata"].get("namespace") for d in docs} - {None, namespace}:
+        kube.kubectl("create", "namespace", ns)
+    dry_run_apply(kube, docs, namespace)
+
+
+@pytest.mark.parametrize("values", [None, VARIANT_VALUES, CPU_ONLY_VALUES], ids=["defaults", "variant", "cpu-only"])
+def test_serve_config_is_the_cluster_profile_plus_values(kube: ControlPlane, tmp_path: Path,
+                                                         values: dict[str, Any] | None) -> None:
+    rendered = serve_config(render(kube, tmp_path, values))
+    assert rendered == expected_serve_config(values or {})
+    if values is None:
+        assert rendered == yaml.safe_load(CLUSTER_PROFILE.read_text())
+
+
+@pytest.mark.parametrize("values", [None, VARIANT_VALUES], ids=["defaults", "variant"])
+def test_serve_config_args_validate(kube: ControlPlane, tmp_path: Path, values: dict[str, Any] | None) -> None:
+    from serve.app import AppArgs
+
+    args = serve_config(render(kube, tmp_path, values))["applications"][0]["args"]
+    AppArgs.model_validate(args)
+
+
+def test_unknown_engine_is_refused(kube: ControlPlane, tmp_path: Path) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump({"engines": {"espeak": {"enabled": True}}}))
+    out = kube.helm("template", RELEASE, str(CHART), "-f", str(values_file), check=False)
+    assert out.returncode != 0 and "engines.espeak: unknown engine id" in out.stderr
+
+
+def test_rayservice_groups(kube: ControlPlane, tmp_path: Path) -> None:
+    rs = one(render(kube, tmp_path), "RayService", RELEASE)
+    rc = rs["spec"]["rayClusterConfig"]
+    assert rc["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    groups = {g["groupName"]: g for g in rc["workerGroupSpecs"]}
+    assert set(groups) == {"gpu", "cpu"}
+    assert json.loads(json.loads(groups["gpu"]["rayStartParams"]["resources"])) == {"chorus_gpu": 1000}
+    assert json.loads(json.loads(groups["cpu"]["rayStartParams"]["resources"])) == {"chorus_cpu": 1000}
+    gpu_container = groups["gpu"]["template"]["spec"]["containers"][0]
+    assert gpu_container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert gpu_container["image"].endswith("chorus-gpu:0.1.0")
+    assert groups["cpu"]["template"]["spec"]["containers"][0]["image"].endswith("chorus:0.1.0")
+    for g in groups.values():
+        assert g["minReplicas"] <= g["replicas"] <= g["maxReplicas"]
+    # Every Ray pod: the shared samples volume and the read-only models volume, own identity.
+    for group, spec in ray_pod_specs(rs).items():
+        assert spec["serviceAccountName"] == f"{RELEASE}-ray", group
+        claims = {v["name"]: v["persistentVolumeClaim"] for v in spec["volumes"]}
+        assert claims["samples"]["claimName"] == f"{RELEASE}-samples"
+        assert claims["models"] == {"claimName": "chorus-models", "readOnly": True}
+        mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+        assert mounts["/var/lib/chorus/samples"]["name"] == "samples"
+        assert mounts["/models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
+        assert "env" not in spec["containers"][0], "no secret or Redis configured by default"
+
+    # Without a cloning engine there is no GPU group.
+    cpu_only = one(render(kube, tmp_path, CPU_ONLY_VALUES), "RayService")
+    assert [g["groupName"] for g in cpu_only["spec"]["rayClusterConfig"]["workerGroupSpecs"]] == ["cpu"]
+
+
+def test_secrets_and_redis_are_referenced_never_created(kube: ControlPlane, tmp_path: Path) -> None:
+    docs = render(kube, tmp_path, VARIANT_VALUES)
+    assert not [d for d in docs if d["kind"] == "Secret"]
+
+    def ref(secret: str, key: str) -> dict[str, Any]:
+        return {"secretKeyRef": {"name": secret, "key": key, "optional": False}}
+
+    for group, spec in ray_pod_specs(one(docs, "RayService")).items():
+        env = container_env(spec["containers"][0])
+        assert env == {
+            "CHORUS_REDIS_URL": ref("chorus-redis", "url"),
+            "AZURE_SPEECH_KEY": ref("chorus-azure", "AZURE_SPEECH_KEY"),
+            "AZURE_SPEECH_REGION": ref("chorus-azure", "AZURE_SPEECH_REGION"),
+            "TEXT_TO_SPEECH_APIKEY": ref("chorus-ibm", "TEXT_TO_SPEECH_APIKEY"),
+            "TEXT_TO_SPEECH_URL": ref("chorus-ibm", "TEXT_TO_SPEECH_URL"),
+            "GOOGLE_APPLICATION_CREDENTIALS": "/var/run/secrets/chorus/google/credentials.json",
+        }, group
+        google = next(v for v in spec["volumes"] if v["name"] == "google-credentials")
+        assert google["secret"]["secretName"] == "chorus-google"
+        assert google["secret"]["items"] == [{"key": "credentials.json", "path": "credentials.json"}]
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "google-credentials")
+        assert mount["mountPath"] == "/var/run/secrets/chorus/google" and mount["readOnly"] is True
+
+    operator = one(docs, "Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]["containers"][0]
+    env = container_env(operator)
+    assert env["CHORUS_REDIS_URL"] == ref("chorus-redis", "url")
+    assert not {"AZURE_SPEECH_KEY", "TEXT_TO_SPEECH_APIKEY"} & set(env)
+
+    plain = render(kube, tmp_path, CPU_ONLY_VALUES)
+    for spec in ray_pod_specs(one(plain, "RayService")).values():
+        assert container_env(spec["containers"][0]) == {"CHORUS_REDIS_URL": "redis://redis:6379/0"}
+        assert {v["name"]: v.get("persistentVolumeClaim") for v in spec["volumes"]}["samples"] == {
+            "claimName": "my-samples"
+        }
+    assert not [d for d in plain if d["kind"] == "PersistentVolumeClaim"], "existingClaim: no PVC created"
+
+
+def test_operator_deployment(kube: ControlPlane, tmp_path: Path) -> None:
+    docs = render(kube, tmp_path, namespace="voices")
+    deployment = one(docs, "Deployment", f"{RELEASE}-operator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == f"{RELEASE}-operator"
+    one(docs, "ServiceAccount", f"{RELEASE}-operator")
+    (c,) = pod["containers"]
+    assert c["command"] == [
+        "kopf", "run", "--standalone", "--liveness=http://0.0.0.0:8080/healthz",
+        "-m", "voice_operator.handlers", "--namespace=voices",
+    ]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
+    assert container_env(c) == {
+        "CHORUS_OPERATOR_SAMPLES_DIR": "/var/lib/chorus/samples",
+        "CHORUS_OPERATOR_SAMPLE_VOLUMES": "shared",
+        "CHORUS_OPERATOR_STORAGE_CLASS": "",
+        "CHORUS_OPERATOR_VOLUME_SIZE": "1Gi",
+    }
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    assert c["resources"]["limits"] and c["resources"]["requests"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts["/var/lib/chorus/samples"] == "samples"
+    pvc = one(docs, "PersistentVolumeClaim", f"{RELEASE}-samples")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+    variant = one(render(kube, tmp_path, VARIANT_VALUES), "Deployment", f"{RELEASE}-operator")
+    (c,) = variant["spec"]["template"]["spec"]["containers"]
+    assert c["command"][-1] == "--all-namespaces" and not [a for a in c["command"] if a.startswith("--namespace")]
+    env = container_env(c)
+    assert env["CHORUS_OPERATOR_SAMPLE_VOLUMES"] == "per-personality"
+    assert env["CHORUS_OPERATOR_STORAGE_CLASS"] == "fast-rwx"
+    assert env["CHORUS_OPERATOR_VOLUME_SIZE"] == "2Gi"
+
+    two = one(render(kube, tmp_path, CPU_ONLY_VALUES), "Deployment", f"{RELEASE}-operator")
+    assert [a for a in two["spec"]["template"]["spec"]["containers"][0]["command"] if a.startswith("--namespace")] == [
+        "--namespace=voices-a", "--namespace=voices-b",
+    ]
+
+
+def test_operator_rbac_cluster_wide(kube: ControlPlane, tmp_path: Path) -> None:
+    docs = render(kube, tmp_path, VARIANT_VALUES, namespace="chorus-system")
+    role = one(docs, "ClusterRole", f"{RELEASE}-operator")
+    assert rule_set(role["rules"]) == OPERATOR_RULES
+    binding = one(docs, "ClusterRoleBinding", f"{RELEASE}-operator")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": f"{RELEASE}-operator"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-operator",
+                                    "namespace": "chorus-system"}]
+    operator_roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == f"{RELEASE}-operator"]
+    assert not operator_roles
+
+
+@pytest.mark.parametrize(("values", "watched"), [(None, ["chorus-system"]),
+                                                 (CPU_ONLY_VALUES, ["voices-a", "voices-b"])],
+                         ids=["release-namespace", "two-namespaces"])
+def test_operator_rbac_namespaced(kube: ControlPlane, tmp_path: Path, values: dict[str, Any] | None,
+                                  watched: list[str]) -> None:
+    docs = render(kube, tmp_path, values, namespace="chorus-system")
+    # Nothing cluster-scoped: the operator neither scans CRDs nor lists namespaces.
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    subject = [{"kind": "ServiceAccount", "name": f"{RELEASE}-operator", "namespace": "chorus-system"}]
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == f"{RELEASE}-operator"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == watched
+    for role in roles:
+        assert rule_set(role["rules"]) == OPERATOR_RULES
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == f"{RELEASE}-operator"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == watched
+    for b in bindings:
+        assert b["subjects"] == subject and b["roleRef"]["kind"] == "Role"
+
+
+def test_ray_pods_may_only_read_configmaps(kube: ControlPlane, tmp_path: Path) -> None:
+    for values in (None, VARIANT_VALUES):
+        docs = render(kube, tmp_path, values)
+        role = one(docs, "Role", f"{RELEASE}-ray")
+        assert rule_set(role["rules"]) == {("", "configmaps", v) for v in ("get", "list", "watch")}
+        binding = one(docs, "RoleBinding", f"{RELEASE}-ray")
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-ray", "namespace": "default"}]
+        assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")
+                    and d["metadata"]["name"].endswith("-ray")]
+
+
+def test_plain_rayservice_manifest_is_the_chart_default(kube: ControlPlane, tmp_path: Path) -> None:
+    (manifest,) = [d for d in yaml.safe_load_all(RAYSERVICE_MANIFEST.read_text()) if d]
+    assert manifest == one(render(kube, tmp_path), "RayService"), (
+        "manifests/rayservice.yaml is stale; regenerate it as its header says"
+    )
+
+
+def test_examples_apply_server_side(kube: ControlPlane) -> None:
+    """The examples also pass the CRD's openAPIV3Schema, not only the pydantic model."""
+    kube.kubectl("create", "namespace", "chart-examples")
+    out = kube.kubectl("apply", "--dry-run=server", "-n", "chart-examples", "-f", str(EXAMPLES))
+    assert out.stdout.count("(server dry run)") == len(list(EXAMPLES.glob("*.yaml"))), out.stdout
+
+
+def test_crd_is_not_templated() -> None:
+    for path in (CHART / "templates").rglob("*"):
+        if path.is_file():
+            assert "CustomResourceDefinition" not in path.read_text(), path
