@@ -88,6 +88,8 @@ class SampleVolumes:
         return result
 
     async def _download(self, http: httpx.AsyncClient, url: str) -> bytes:
+        if httpx.URL(url).scheme not in ("http", "https"):
+            raise SampleRefused(f"{url}: the operator fetches http and https URLs only")
         limit = self.settings.max_sample_bytes
         try:
             async with http.stream("GET", url) as resp:

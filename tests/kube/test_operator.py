@@ -192,7 +192,8 @@ def test_url_samples_are_fetched_checked_and_follow_the_spec(
     good = {"id": "studio", "url": f"{samples_site.url}/clean.wav", "language": "en"}
     short = {"id": "clip", "url": f"{samples_site.url}/short.wav"}
     missing = {"id": "gone", "url": f"{samples_site.url}/nothing-here.wav"}
-    apply(kube, "cloned", cloning_spec([good, short, missing]))
+    elsewhere = {"id": "ftp", "url": "ftp://127.0.0.1/sample.wav"}
+    apply(kube, "cloned", cloning_spec([good, short, missing, elsewhere]))
     vp = eventually(lambda: (v := settled(kube, "cloned")) and conditions(v).get("SamplesReady") and v,
                     timeout=120, what="samples reported")
     cond = conditions(vp)
@@ -200,7 +201,7 @@ def test_url_samples_are_fetched_checked_and_follow_the_spec(
     assert stored_ids(operator, "cloned") == {"studio"}
     assert cond["SamplesReady"]["status"] == "False" and cond["SamplesReady"]["reason"] == "SampleRejected"
     assert "clip:" in cond["SamplesReady"]["message"] and "gone:" in cond["SamplesReady"]["message"]
-    assert "HTTP 404" in cond["SamplesReady"]["message"]
+    assert "HTTP 404" in cond["SamplesReady"]["message"] and "http and https URLs only" in cond["SamplesReady"]["message"]
     assert cond["Ready"]["status"] == "False" and cond["ConfigRendered"]["status"] == "True"
     warnings = [e for e in events(kube, "cloned") if e["reason"] == "SampleRejected"]
     assert warnings and all(e["type"] == "Warning" for e in warnings)
