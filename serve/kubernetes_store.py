@@ -12,74 +12,40 @@ Writes are refused: in a cluster the VoicePersonality resource is the truth.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client, config, watch
 
 from serve import configmaps
-from serve.personalities import Personality, PersonalityError
-from serve.store import FileProblem, KubernetesSource, PersonalityStatus, ReadOnlyStoreError
+from serve.personalities import Personality
+from serve.store import IndexedStore, KubernetesSource, ReadOnlyStoreError
 
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-@dataclass
-class _Entry:
-    personality: Personality | None
-    loaded_at: datetime | None
-    error: str | None
-    resource_version: str
+class KubernetesStore(IndexedStore[tuple[str, str]]):
+    """Personalities from ConfigMaps, keyed by (namespace, ConfigMap name)."""
 
-
-class KubernetesStore:
     read_only = True
 
     def __init__(self, source: KubernetesSource) -> None:
+        super().__init__()
         self.source = source
-        self._entries: dict[tuple[str, str], _Entry] = {}  # (namespace, configmap) -> entry
-        self._by_name: dict[str, tuple[str, str]] = {}
-        self._conflicts: dict[tuple[str, str], str] = {}
-        self.generation = 0
         self.synced = asyncio.Event()  # set after the first complete listing
 
-    # --- reading (the same surface as DirectoryStore) ----------------------------------
+    def _source(self, key: tuple[str, str]) -> str:
+        return f"configmap/{key[0]}/{key[1]}"
 
     @property
     def loaded(self) -> bool:
         return self.synced.is_set()
-
-    def get(self, name: str) -> Personality | None:
-        key = self._by_name.get(name)
-        return self._entries[key].personality if key else None
-
-    def names(self) -> list[str]:
-        return sorted(self._by_name)
-
-    def status(self, name: str) -> PersonalityStatus | None:
-        key = self._by_name.get(name)
-        if key is None:
-            return None
-        entry = self._entries[key]
-        return PersonalityStatus(
-            source=_source(key), loaded_at=entry.loaded_at or datetime.now(UTC), error=entry.error
-        )
-
-    def problems(self) -> list[FileProblem]:
-        out = [
-            FileProblem(source=_source(k), error=e.error)
-            for k, e in sorted(self._entries.items())
-            if e.personality is None and e.error
-        ]
-        out += [FileProblem(source=_source(k), error=e) for k, e in sorted(self._conflicts.items())]
-        return out
 
     def put(self, personality: Personality) -> bool:
         raise ReadOnlyStoreError(
@@ -97,49 +63,24 @@ class KubernetesStore:
     def apply(self, kind: str, obj: dict[str, Any]) -> None:
         """One watch event (ADDED, MODIFIED, DELETED) or listed object (kind ADDED)."""
         meta = obj.get("metadata") or {}
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+        key = _key(obj)
         if kind == "DELETED":
             if self._entries.pop(key, None) is not None:
                 self._index()
             return
-        rv = str(meta.get("resourceVersion", ""))
-        before = self._entries.get(key)
-        if before is not None and before.resource_version == rv:
-            return
-        label = (meta.get("labels") or {}).get(configmaps.PERSONALITY_LABEL, meta.get("name", ""))
-        try:
-            personality = configmaps.parse(obj.get("data"), name=label)
-        except PersonalityError as err:
-            log.warning("ConfigMap %s is not a valid personality: %s", _source(key), err.reason)
-            self._entries[key] = _Entry(
-                before.personality if before else None, before.loaded_at if before else None, err.reason, rv
-            )
-        else:
-            self._entries[key] = _Entry(personality, datetime.now(UTC), None, rv)
-        self._index()
+        label = (meta.get("labels") or {}).get(configmaps.PERSONALITY_LABEL, key[1])
+        parse = functools.partial(configmaps.parse, obj.get("data"), name=label)
+        if self._load(key, str(meta.get("resourceVersion", "")), parse):
+            self._index()
 
     def replace_all(self, objects: list[dict[str, Any]]) -> None:
         """A fresh listing: what it does not hold is gone."""
-        keys = {((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")) for o in objects}
+        keys = {_key(o) for o in objects}
         for key in set(self._entries) - keys:
             del self._entries[key]
         for obj in objects:
             self.apply("ADDED", obj)
         self._index()
-
-    def _index(self) -> None:
-        by_name: dict[str, tuple[str, str]] = {}
-        conflicts: dict[tuple[str, str], str] = {}
-        for key, entry in sorted(self._entries.items()):
-            if entry.personality is None:
-                continue
-            name = entry.personality.name
-            if name in by_name:
-                conflicts[key] = f"personality {name!r} is already served from {_source(by_name[name])}"
-                continue
-            by_name[name] = key
-        self._by_name, self._conflicts = by_name, conflicts
-        self.generation += 1
 
     # --- list + watch -------------------------------------------------------------------
 
@@ -215,5 +156,6 @@ class KubernetesStore:
                         self.apply(event["type"], obj)
 
 
-def _source(key: tuple[str, str]) -> str:
-    return f"configmap/{key[0]}/{key[1]}"
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")

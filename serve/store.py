@@ -12,13 +12,15 @@ atomically, so a reader never sees half a file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 import watchfiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -28,6 +30,7 @@ from serve.configmaps import PERSONALITY_LABEL
 from serve.personalities import Personality, PersonalityError, dump_yaml, parse_text
 
 log = logging.getLogger(__name__)
+K = TypeVar("K", Path, tuple[str, str])
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -114,72 +117,117 @@ class PersonalitySource(BaseModel):
         return DirectoryStore(self.directory)
 
 
-class _FileState(BaseModel):
-    digest: str
+class _Entry(BaseModel):
+    version: str  # the file's sha256, or the ConfigMap's resourceVersion
     personality: Personality | None = None
     loaded_at: datetime | None = None
     error: str | None = None
 
 
-class DirectoryStore:
+class IndexedStore(Generic[K]):
+    """What both stores share: entries by source key (a file, a ConfigMap), each keeping
+    its last good personality when a new version is invalid, indexed by personality name
+    (the first source of a name serves it; later ones are reported as conflicts)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[K, _Entry] = {}
+        self._by_name: dict[str, K] = {}
+        self._conflicts: dict[K, str] = {}
+        self.generation = 0
+
+    def _source(self, key: K) -> str:
+        raise NotImplementedError
+
+    def get(self, name: str) -> Personality | None:
+        key = self._by_name.get(name)
+        return self._entries[key].personality if key is not None else None
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def status(self, name: str) -> PersonalityStatus | None:
+        key = self._by_name.get(name)
+        if key is None:
+            return None
+        entry = self._entries[key]
+        return PersonalityStatus(
+            source=self._source(key), loaded_at=entry.loaded_at or datetime.now(UTC), error=entry.error
+        )
+
+    def problems(self) -> list[FileProblem]:
+        """Sources that serve nothing: invalid with no last good version, or conflicting."""
+        out = [
+            FileProblem(source=self._source(k), error=e.error)
+            for k, e in sorted(self._entries.items())
+            if e.personality is None and e.error
+        ]
+        out += [FileProblem(source=self._source(k), error=e) for k, e in sorted(self._conflicts.items())]
+        return out
+
+    def _load(self, key: K, version: str, parse: Callable[[], Personality]) -> bool:
+        """Take a source's new version (if it is new); True if it was."""
+        before = self._entries.get(key)
+        if before is not None and before.version == version:
+            return False
+        try:
+            personality = parse()
+        except PersonalityError as err:
+            log.warning("personality %s is invalid: %s", self._source(key), err.reason)
+            self._entries[key] = _Entry(
+                version=version, error=err.reason,
+                personality=before.personality if before else None,
+                loaded_at=before.loaded_at if before else None,
+            )
+        else:
+            self._entries[key] = _Entry(version=version, personality=personality, loaded_at=datetime.now(UTC))
+        return True
+
+    def _index(self) -> None:
+        by_name: dict[str, K] = {}
+        conflicts: dict[K, str] = {}
+        for key, entry in sorted(self._entries.items()):
+            p = entry.personality
+            if p is None:
+                continue
+            if p.name in by_name:
+                conflicts[key] = f"personality {p.name!r} is already defined in {self._source(by_name[p.name])}"
+                continue
+            by_name[p.name] = key
+        self._by_name, self._conflicts = by_name, conflicts
+        self.generation += 1
+
+
+class DirectoryStore(IndexedStore[Path]):
     """Personalities from a directory of files, one personality per file."""
 
     read_only = False
     loaded = True  # read in full by the constructor
 
     def __init__(self, directory: Path) -> None:
+        super().__init__()
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._files: dict[Path, _FileState] = {}
-        self._by_name: dict[str, tuple[Personality, Path]] = {}
-        self._conflicts: dict[Path, str] = {}
-        self.generation = 0
         self.rescan()
 
-    # --- reading -------------------------------------------------------------------
-
-    def get(self, name: str) -> Personality | None:
-        entry = self._by_name.get(name)
-        return entry[0] if entry else None
-
-    def names(self) -> list[str]:
-        return sorted(self._by_name)
-
-    def status(self, name: str) -> PersonalityStatus | None:
-        entry = self._by_name.get(name)
-        if entry is None:
-            return None
-        state = self._files[entry[1]]
-        return PersonalityStatus(
-            source=str(entry[1]), loaded_at=state.loaded_at or datetime.now(UTC), error=state.error
-        )
-
-    def problems(self) -> list[FileProblem]:
-        """Files that serve nothing: invalid with no last good version, or conflicting."""
-        out = [
-            FileProblem(source=str(p), error=s.error)
-            for p, s in sorted(self._files.items())
-            if s.personality is None and s.error
-        ]
-        out += [FileProblem(source=str(p), error=e) for p, e in sorted(self._conflicts.items())]
-        return out
+    def _source(self, key: Path) -> str:
+        return str(key)
 
     # --- writing -------------------------------------------------------------------
 
     def put(self, personality: Personality) -> bool:
         """Write (create or replace) a validated personality; True if it was new."""
         existing = self._by_name.get(personality.name)
-        path = existing[1] if existing else self.directory / f"{personality.name}.yaml"
+        path = existing or self.directory / f"{personality.name}.yaml"
         _atomic_write(path, dump_yaml(personality))
         self.rescan()
         return existing is None
 
     def delete(self, name: str) -> bool:
-        entry = self._by_name.get(name)
-        if entry is None:
+        path = self._by_name.get(name)
+        if path is None:
             return False
-        entry[1].unlink(missing_ok=True)
-        _fsync_dir(entry[1].parent)
+        path.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
         self.rescan()
         return True
 
@@ -198,45 +246,13 @@ class DirectoryStore:
             except OSError:
                 continue  # vanished between listing and reading
             digest = hashlib.sha256(raw).hexdigest()
-            state = self._files.get(path)
-            if state is not None and state.digest == digest:
-                continue
-            changed = True
-            try:
-                personality = parse_text(raw.decode("utf-8"), default_name=path.stem)
-            except (PersonalityError, UnicodeDecodeError) as err:
-                reason = getattr(err, "reason", str(err))
-                log.warning("personality file %s is invalid: %s", path, reason)
-                self._files[path] = _FileState(
-                    digest=digest,
-                    personality=state.personality if state else None,
-                    loaded_at=state.loaded_at if state else None,
-                    error=reason,
-                )
-            else:
-                self._files[path] = _FileState(
-                    digest=digest, personality=personality, loaded_at=datetime.now(UTC)
-                )
-        for gone in set(self._files) - seen:
-            del self._files[gone]
+            changed |= self._load(path, digest, functools.partial(_parse_file, raw, path.stem))
+        for gone in set(self._entries) - seen:
+            del self._entries[gone]
             changed = True
         if changed:
             self._index()
-            self.generation += 1
         return changed
-
-    def _index(self) -> None:
-        by_name: dict[str, tuple[Personality, Path]] = {}
-        conflicts: dict[Path, str] = {}
-        for path, state in sorted(self._files.items()):
-            p = state.personality
-            if p is None:
-                continue
-            if p.name in by_name:
-                conflicts[path] = f"personality {p.name!r} is already defined in {by_name[p.name][1]}"
-                continue
-            by_name[p.name] = (p, path)
-        self._by_name, self._conflicts = by_name, conflicts
 
     async def watch(self, stop: asyncio.Event, safety_rescan_s: float = 2.0) -> None:
         """Rescan whenever the directory changes, until `stop` is set.
@@ -258,6 +274,14 @@ class DirectoryStore:
                 self.rescan()
             except Exception:  # keep watching whatever one rescan hit
                 log.exception("rescanning %s failed", self.directory)
+
+
+def _parse_file(raw: bytes, stem: str) -> Personality:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PersonalityError(f"not UTF-8 text: {err}") from None
+    return parse_text(text, default_name=stem)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -48,7 +48,7 @@ def test_same_name_in_two_namespaces_serves_one_and_reports_the_other() -> None:
     store.replace_all([configmap("ava", "b-team"), configmap("ava", "a-team")])
     assert store.status("ava").source == "configmap/a-team/chorus-personality-ava"
     (problem,) = store.problems()
-    assert problem.source.startswith("configmap/b-team/") and "already served" in problem.error
+    assert problem.source.startswith("configmap/b-team/") and "already defined in configmap/a-team/" in problem.error
     store.replace_all([configmap("ava", "b-team")])  # a relist drops what is gone
     assert store.status("ava").source == "configmap/b-team/chorus-personality-ava" and not store.problems()
 
