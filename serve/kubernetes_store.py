@@ -107,7 +107,7 @@ class KubernetesStore(IndexedStore[tuple[str, str]]):
                     failures = 0
                 except Exception as err:  # noqa: BLE001
                     failures += 1
-                    delay = min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0)
+                    delay = min(10.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0)
                     log.warning("watching personality ConfigMaps failed (%s); again in %.1f s", err, delay)
                     await asyncio.sleep(delay)
         finally:

@@ -46,6 +46,7 @@ class ControlPlane:
         self.server = f"https://127.0.0.1:{self.port}"
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.identities: dict[str, Path] = {}
+        self._argv: dict[str, list[str]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -100,14 +101,29 @@ class ControlPlane:
             proc.terminate()
         for _, proc in reversed(self._procs):
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=15)
+                proc.wait(timeout=5)  # the API server drains watches for longer than a test needs
             if proc.poll() is None:
                 proc.kill()
         self._procs.clear()
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
+        self._argv[name] = argv
         self._procs.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)))
+
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port and etcd (what clients
+        see in a control-plane upgrade): open watches break, state survives."""
+        (i, proc), = [(i, p) for i, (n, p) in enumerate(self._procs) if n == "kube-apiserver"]
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # it drains open watches for a long while
+            proc.kill()
+            proc.wait()
+        del self._procs[i]
+        self._spawn("kube-apiserver", self._argv["kube-apiserver"])
+        self._wait_ready()
 
     def _check_alive(self) -> None:
         for name, proc in self._procs:
