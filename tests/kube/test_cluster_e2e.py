@@ -16,7 +16,9 @@ import yaml
 
 from tests.chorus_app import STEADY_PIPER, ChorusApp, personality
 from tests.kube.control_plane import ControlPlane
+from tests.kube.sample_site import SampleServer
 from tests.kube.operator_runner import eventually, operator_identity, render_chart, running_operator
+from tests.recordings import encode, recordings
 from tests.speech import word_error_rate
 
 NS = "e2e"
@@ -55,12 +57,29 @@ def speak(client: httpx.Client, voice: str) -> httpx.Response:
                                                   "response_format": "wav"})
 
 
-def test_applied_personality_is_served_edited_and_removed(kube: ControlPlane, app: ChorusApp, ear) -> None:
+@pytest.fixture(scope="module")
+def sample_url() -> Iterator[str]:
+    rec = recordings()
+    site = SampleServer(files={"/clean.wav": encode(rec.clean().samples, rec.clean().rate)})
+    httpd = site.serve()
+    yield site.url
+    httpd.shutdown()
+
+
+def test_applied_personality_is_served_edited_and_removed(
+    kube: ControlPlane, app: ChorusApp, ear, sample_url: str
+) -> None:
     with app.client() as client:
         ready = client.get("/readyz").json()
         assert ready["ready"] and ready["personalitiesLoaded"]  # the first listing is in
         assert client.get("/v1/personalities/announcer").status_code == 404
-        doc = personality("announcer", {"activeProvider": "piper", "providers": {"piper": copy.deepcopy(STEADY_PIPER)}})
+        # xtts_v2 is configured (not deployed here) so the sample is checked against a cloning
+        # engine's duration window; the operator fetches it onto the "shared volume".
+        doc = personality("announcer", {
+            "activeProvider": "piper",
+            "providers": {"piper": copy.deepcopy(STEADY_PIPER), "xtts_v2": {"variant": "british"}},
+            "voiceSamples": [{"id": "take1", "url": f"{sample_url}/clean.wav"}],
+        })
         doc["metadata"]["namespace"] = NS
         applied = time.monotonic()
         kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
@@ -72,6 +91,11 @@ def test_applied_personality_is_served_edited_and_removed(kube: ControlPlane, ap
 
         got = client.get("/v1/personalities/announcer").json()
         assert got["status"]["source"] == f"configmap/{NS}/chorus-personality-announcer"
+        # The sample the operator fetched is what the ingress's sample store lists (and what
+        # it would hand a cloning engine): one layout on the shared volume.
+        listed = eventually(lambda: (r := client.get("/v1/personalities/announcer/samples").json()) and r,
+                            timeout=60, what="operator-fetched sample listed by the ingress")
+        assert [s["id"] for s in listed] == ["take1"] and listed[0]["quality_score"] > 0.5
 
         # The HTTP API does not write here: the VoicePersonality is the truth.
         refused = client.put("/v1/personalities/announcer", json=doc["spec"])

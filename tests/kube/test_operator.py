@@ -5,10 +5,8 @@ fetched and put through the upload checks; delete -> nothing left behind."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,43 +19,11 @@ from serve import configmaps
 from serve.personalities import parse_spec
 from tests.conftest import free_port
 from tests.kube.control_plane import ControlPlane
+from tests.kube.sample_site import SampleServer
 from tests.kube.operator_runner import Denials, eventually, operator_identity, running_operator
 from tests.recordings import encode, recordings
 
 NS = "voices"
-
-
-@dataclass
-class SampleServer:
-    """Serves reference samples by URL; a path can fail with a status a few times first."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    failures: dict[str, list[int]] = field(default_factory=dict)
-    url: str = ""
-
-    def serve(self) -> ThreadingHTTPServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                pending = server.failures.get(self.path)
-                if pending:
-                    self.send_response(pending.pop(0))
-                    self.end_headers()
-                    return
-                body = server.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{httpd.server_port}"
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        return httpd
 
 
 @pytest.fixture(scope="module")
