@@ -20,6 +20,7 @@ import yaml
 
 from deployments.base import EngineId
 from serve.personalities import KIND, NAME_PATTERN, PersonalitySpec
+from voice_operator.conditions import ConditionType
 
 GROUP = "voice.chorus.dev"
 VERSION = "v1alpha1"
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FILENAME = f"{PLURAL}.{GROUP}.yaml"
 OUTPUTS = [ROOT / "manifests" / "crds" / FILENAME, ROOT / "charts" / "chorus" / "crds" / FILENAME]
 
-CONDITION_TYPES = ["Ready", "ConfigRendered", "SamplesReady"]
+CONDITION_TYPES = list(get_args(ConditionType))
 
 
 # --- JSON schema -> structural schema ---------------------------------------------------

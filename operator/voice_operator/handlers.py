@@ -11,6 +11,7 @@ owner through ownerReferences.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -76,7 +77,7 @@ def backoff(retry: int) -> float:
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def reconcile(
     name: str, namespace: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, body: kopf.Body,
-    patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: logging.Logger, **_: Any,
+    patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any,
 ) -> None:
     generation = int(meta.get("generation") or 0)
     previous = list(status.get("conditions") or [])
@@ -143,7 +144,7 @@ async def reconcile(
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def delete(name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    removed = memo.volumes.remove(name)
+    removed = await asyncio.to_thread(memo.volumes.remove, name)
     logger.info("removed %d sample(s) of %s", removed, name)
 
 

@@ -225,11 +225,19 @@ def test_serve_config_is_the_cluster_profile_plus_values(kube: ControlPlane, tmp
 
 
 @pytest.mark.parametrize("values", [None, VARIANT_VALUES], ids=["defaults", "variant"])
-def test_serve_config_args_validate(kube: ControlPlane, tmp_path: Path, values: dict[str, Any] | None) -> None:
-    from serve.app import AppArgs
+def test_serve_config_builds_the_application_it_configures(
+    kube: ControlPlane, tmp_path: Path, values: dict[str, Any] | None
+) -> None:
+    from ray.serve.schema import ServeDeploySchema
 
-    args = serve_config(render(kube, tmp_path, values))["applications"][0]["args"]
-    AppArgs.model_validate(args)
+    from serve.app import build_app
+
+    config = serve_config(render(kube, tmp_path, values))
+    ServeDeploySchema.model_validate(config)  # what KubeRay hands the Serve controller
+    (app,) = config["applications"]
+    ingress = build_app(app["args"])._bound_deployment  # every engine's own config validates
+    bound = {ingress.name} | {engine._bound_deployment.name for engine in ingress.init_args[0].values()}
+    assert {d["name"] for d in app["deployments"]} == bound
 
 
 def test_unknown_engine_is_refused(kube: ControlPlane, tmp_path: Path) -> None:
