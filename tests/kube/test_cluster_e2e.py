@@ -6,7 +6,6 @@ seconds; an edit reaches it, and a delete stops it."""
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,11 +80,9 @@ def test_applied_personality_is_served_edited_and_removed(
             "voiceSamples": [{"id": "take1", "url": f"{sample_url}/clean.wav"}],
         })
         doc["metadata"]["namespace"] = NS
-        applied = time.monotonic()
         kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
         spoken = eventually(lambda: (r := speak(client, "announcer")).status_code == 200 and r,
                             timeout=30, what="speech for the applied personality")
-        print(f"apply -> first speech: {time.monotonic() - applied:.2f} s")
         assert spoken.headers["x-chorus-provider"] == "piper"
         assert word_error_rate(SENTENCE, ear.hear(spoken.content)) <= 0.25
 
