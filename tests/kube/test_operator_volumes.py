@@ -13,6 +13,7 @@ import yaml
 
 from tests.kube.control_plane import ControlPlane
 from tests.kube.operator_runner import eventually, operator_identity, running_operator
+from voice_operator import crd
 
 NS = "volumes"
 
@@ -51,3 +52,29 @@ def test_each_personality_claims_its_own_volume_and_releases_it(kube: ControlPla
 
     kube.kubectl("delete", "vp", "solo", "-n", NS, "--wait=true", "--timeout=60s")
     eventually(lambda: get(kube, "pvc", "chorus-samples-solo") is None, what="PVC collected")
+
+
+def test_a_spec_the_model_refuses_is_a_permanent_error_in_status(kube: ControlPlane, operator: None) -> None:
+    """Version skew: an older CRD without the cross-field rules lets through a spec this
+    operator's model refuses. It says why in status and an event, renders nothing, and
+    does not retry until the spec changes."""
+    relaxed = crd.render_crd()
+    del relaxed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(relaxed))
+    try:
+        doc = {"apiVersion": "voice.chorus.dev/v1alpha1", "kind": "VoicePersonality",
+               "metadata": {"name": "skewed", "namespace": NS},
+               "spec": {"activeProvider": "xtts_v2", "providers": {"piper": {"voice": "en_US-joe-medium"}}}}
+        kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    finally:
+        kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd.OUTPUTS[0]))
+    vp = eventually(lambda: (v := get(kube, "vp", "skewed")) and v.get("status", {}).get("conditions") and v,
+                    what="skewed reported")
+    cond = {c["type"]: c for c in vp["status"]["conditions"]}
+    assert cond["ConfigRendered"]["status"] == "False" and cond["ConfigRendered"]["reason"] == "InvalidSpec"
+    assert "activeProvider 'xtts_v2' is not configured" in cond["ConfigRendered"]["message"]
+    assert cond["Ready"]["status"] == "False"
+    assert get(kube, "configmap", "chorus-personality-skewed") is None
+    events = json.loads(kube.kubectl("get", "events", "-n", NS, "--field-selector",
+                                     "involvedObject.name=skewed", "-o", "json").stdout)["items"]
+    assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events)
