@@ -61,26 +61,29 @@ class KubernetesStore(IndexedStore[tuple[str, str]]):
     # --- applying what the API server says ---------------------------------------------
 
     def apply(self, kind: str, obj: dict[str, Any]) -> None:
-        """One watch event (ADDED, MODIFIED, DELETED) or listed object (kind ADDED)."""
-        meta = obj.get("metadata") or {}
-        key = _key(obj)
+        """One watch event: ADDED, MODIFIED or DELETED."""
         if kind == "DELETED":
-            if self._entries.pop(key, None) is not None:
-                self._index()
-            return
-        label = (meta.get("labels") or {}).get(configmaps.PERSONALITY_LABEL, key[1])
-        parse = functools.partial(configmaps.parse, obj.get("data"), name=label)
-        if self._load(key, str(meta.get("resourceVersion", "")), parse):
+            changed = self._entries.pop(_key(obj), None) is not None
+        else:
+            changed = self._take(obj)
+        if changed:
             self._index()
 
     def replace_all(self, objects: list[dict[str, Any]]) -> None:
-        """A fresh listing: what it does not hold is gone."""
+        """A fresh listing: what it does not hold is gone. Indexed once, not per object."""
         keys = {_key(o) for o in objects}
         for key in set(self._entries) - keys:
             del self._entries[key]
         for obj in objects:
-            self.apply("ADDED", obj)
+            self._take(obj)
         self._index()
+
+    def _take(self, obj: dict[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        key = _key(obj)
+        label = (meta.get("labels") or {}).get(configmaps.PERSONALITY_LABEL, key[1])
+        parse = functools.partial(configmaps.parse, obj.get("data"), name=label)
+        return self._load(key, str(meta.get("resourceVersion", "")), parse)
 
     # --- list + watch -------------------------------------------------------------------
 

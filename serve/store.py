@@ -17,9 +17,9 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 import watchfiles

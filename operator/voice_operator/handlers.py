@@ -123,12 +123,10 @@ async def reconcile(
         kopf.info(body, reason="SamplesChanged", message=change)
     for sample_id, why in synced.refused.items():
         kopf.warn(body, reason="SampleRejected", message=f"sample {sample_id}: {why}")
-    if synced.retry:
-        samples_cond = Condition(type="SamplesReady", status="False", reason="FetchFailed",
-                                 message="; ".join(f"{k}: {v}" for k, v in synced.retry.items()))
-    elif synced.refused:
-        samples_cond = Condition(type="SamplesReady", status="False", reason="SampleRejected",
-                                 message="; ".join(f"{k}: {v}" for k, v in synced.refused.items()))
+    if problems := synced.retry or synced.refused:
+        samples_cond = Condition(type="SamplesReady", status="False",
+                                 reason="FetchFailed" if synced.retry else "SampleRejected",
+                                 message="; ".join(f"{k}: {v}" for k, v in problems.items()))
     else:
         samples_cond = Condition(type="SamplesReady", status="True", reason="SamplesStored",
                                  message=f"{synced.stored} sample(s) stored in {volume}")
@@ -162,7 +160,10 @@ async def _apply_configmap(
             raise
         await core.create_namespaced_config_map(namespace, body)
         return "created"
-    if existing.data == body["data"] and (existing.metadata.labels or {}) == body["metadata"]["labels"]:
+    meta = body["metadata"]
+    if (existing.data == body["data"] and (existing.metadata.labels or {}) == meta["labels"]
+            and (existing.metadata.annotations or {}).get(configmaps.GENERATION_ANNOTATION)
+            == meta["annotations"][configmaps.GENERATION_ANNOTATION]):
         return None
     await core.patch_namespaced_config_map(name, namespace, body)
     return "updated"
