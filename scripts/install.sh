@@ -1,22 +1,18 @@
 #!/usr/bin/env bash
-# Installs Chorus into a cached virtualenv (idempotent: a second run only checks).
-#   scripts/install.sh            runtime only
-#   scripts/install.sh dev        plus what the tests need (Python extras + Debian packages)
+# Installs Chorus into a cached virtualenv from the committed lock, uv.lock (idempotent: a
+# second run only checks). Nothing is resolved here: a lock that no longer matches
+# pyproject.toml is refused; refresh it on purpose with scripts/update-lock.sh.
+#   scripts/install.sh                       runtime only
+#   scripts/install.sh dev,cloud,samples     plus those extras (dev also installs Debian packages)
+# Prints the venv's path on its last line.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CHORUS_VENV:-$HOME/.cache/chorus/venv}"
 extras="${1:-}"
 
-if ! command -v uv >/dev/null 2>&1 && [ ! -x "$HOME/.local/bin/uv" ]; then
-  python3 -m pip install --quiet --user "uv==0.13.9" 2>/dev/null || python3 -m pip install --quiet "uv==0.13.9"
-fi
-uv_bin="$(command -v uv || echo "$HOME/.local/bin/uv")"
-
-[ -x "$venv/bin/python" ] || "$uv_bin" venv --quiet -p python3.11 "$venv"
-
-spec="$root"
-[ -n "$extras" ] && spec="$root[$extras]"
-VIRTUAL_ENV="$venv" "$uv_bin" pip install --quiet -e "$spec"
+args=()
+for extra in ${extras//,/ }; do args+=(--extra "$extra"); done
+"$root/scripts/locked-sync.sh" "$venv" "${args[@]}"
 
 if [[ ",$extras," == *",dev,"* ]]; then
   # openssl: the test control plane's service-account signing key

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Makes the virtualenv VENV exactly what uv.lock says for the given extras:
+#   scripts/locked-sync.sh VENV [--extra NAME ...]
+# The main venv (scripts/install.sh) and each engine's venv (scripts/engine-env.sh) come from
+# this one lock, so they share Ray, Python and every common package version.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$1"; shift
+uv="$root/scripts/uv.sh"
+python="${CHORUS_PYTHON:-python3.11}"
+# Offline: a lock in sync is confirmed from the lock alone; any change to pyproject.toml's
+# requirements would need a resolution, which --offline refuses.
+if ! "$uv" lock --check --offline --project "$root" -p "$python" --quiet 2>/dev/null; then
+  echo "$0: uv.lock is out of date with pyproject.toml (its requirements changed since the lock)." >&2
+  echo "    Refresh it on purpose, then commit both: scripts/update-lock.sh" >&2
+  exit 3
+fi
+UV_PROJECT_ENVIRONMENT="$venv" "$uv" sync --frozen --quiet --project "$root" -p "$python" "$@"
