@@ -31,7 +31,11 @@ from tests.chorus_app import STEADY_PIPER, ChorusApp, personality  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.kube.conftest import CRDS  # noqa: E402
 from tests.kube.control_plane import build_binaries, running_control_plane  # noqa: E402
-from tests.kube.operator_runner import operator_identity, render_chart, running_operator  # noqa: E402
+from tests.kube.operator_runner import (  # noqa: E402
+    operator_identity,
+    render_chart,
+    running_operator,
+)
 
 NS = "bench"
 SPEC = {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}}

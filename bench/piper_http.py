@@ -77,7 +77,7 @@ def start_piper_server(port: int) -> subprocess.Popen:
 def start_chorus(port: int, personalities: Path) -> None:
     import ray
 
-    from serve.deploy import deploy, profile_path, render
+    from chorus.deploy import deploy, profile_path, render
 
     personalities.mkdir(parents=True, exist_ok=True)
     (personalities / "bench.yaml").write_text(yaml.safe_dump({
@@ -180,9 +180,9 @@ def main() -> None:
         piper_proc.terminate()
         piper_proc.wait(timeout=30)
         import ray
-        from ray import serve as ray_serve
+        from ray import serve
 
-        ray_serve.shutdown()
+        serve.shutdown()
         ray.shutdown()
 
     p50 = {k: statistics.median(v) for k, v in lat.items()}

@@ -15,6 +15,7 @@ import httpx
 from pydantic import Field, SecretStr
 from ray import serve
 
+from chorus.personalities import AzureTTSSettings
 from deployments.base import (
     BadInputError,
     EngineError,
@@ -24,7 +25,6 @@ from deployments.base import (
     VoiceInfo,
 )
 from deployments.cloud import SAMPLE_RATE, CloudEngineConfig, CloudTTSEngine
-from serve.personalities import AzureTTSSettings
 
 ENGINE = "azure_tts"
 OUTPUT_FORMAT = "riff-24khz-16bit-mono-pcm"

@@ -70,7 +70,7 @@ class VoiceSampleRef(BaseModel):
 
 class SynthesisRequest(BaseModel):
     """One utterance for one engine. `settings` were validated against the engine's
-    settings model (see `serve.personalities`) before they got here."""
+    settings model (see `chorus.personalities`) before they got here."""
 
     text: str
     language: str

@@ -75,7 +75,7 @@ class CloudTTSEngine(TTSEngine):
     # What a subclass declares.
     service: ClassVar[str]  # the service's name in messages: "Google TTS"
     config_model: ClassVar[type[CloudEngineConfig]]
-    settings_model: ClassVar[type[BaseModel]]  # from serve.personalities
+    settings_model: ClassVar[type[BaseModel]]  # from chorus.personalities
     timeout_errors: ClassVar[tuple[type[BaseException], ...]]  # the client's "no answer in time"
     text_unit: ClassVar[str] = "characters"  # what max_characters counts: characters or bytes...
 

@@ -19,6 +19,7 @@ from google.oauth2 import service_account
 from pydantic import Field
 from ray import serve
 
+from chorus.personalities import GoogleTTSSettings
 from deployments.base import (
     BadInputError,
     EngineError,
@@ -33,7 +34,6 @@ from deployments.cloud import (
     CloudTTSEngine,
     short_reason,
 )
-from serve.personalities import GoogleTTSSettings
 
 ENGINE = "google_tts"
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]

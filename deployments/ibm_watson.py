@@ -23,6 +23,7 @@ from ibm_watson import TextToSpeechV1
 from pydantic import Field, SecretStr
 from ray import serve
 
+from chorus.personalities import IBMWatsonSettings
 from deployments.base import (
     BadInputError,
     EngineError,
@@ -37,7 +38,6 @@ from deployments.cloud import (
     CloudTTSEngine,
     short_reason,
 )
-from serve.personalities import IBMWatsonSettings
 
 ENGINE = "ibm_watson"
 ACCEPT = f"audio/wav;rate={SAMPLE_RATE}"

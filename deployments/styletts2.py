@@ -79,7 +79,7 @@ AUX_DEFAULTS = {
     "F0_path": "Utils/JDC/bst.t7",
     "PLBERT_dir": "Utils/PLBERT",
 }
-# Personality settings (camelCase, see serve.personalities.StyleTTS2Settings) -> inference()
+# Personality settings (camelCase, see chorus.personalities.StyleTTS2Settings) -> inference()
 # kwargs, with the same defaults as that model.
 SETTINGS: dict[str, tuple[str, type, float | int]] = {
     "alpha": ("alpha", float, 0.3),

@@ -57,7 +57,7 @@ ENGINE = "xtts_v2"
 SAMPLE_RATE = 24_000  # XTTS v2's HiFi-GAN decoder always outputs 24 kHz
 BASE_VARIANT = "base"
 REQUIRED_FILES = ("config.json", "model.pth")
-# Personality settings (camelCase, see serve.personalities.XTTSSettings) -> inference() kwargs.
+# Personality settings (camelCase, see chorus.personalities.XTTSSettings) -> inference() kwargs.
 SETTINGS = {
     "temperature": ("temperature", float),
     "lengthPenalty": ("length_penalty", float),

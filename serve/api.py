@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chorus.personalities import LanguageCode, PersonalitySpec
+from chorus.store import FileProblem, PersonalityStatus
 from deployments.base import AudioFormat, EngineId, EngineStatus
-from serve.personalities import LanguageCode, PersonalitySpec
-from serve.store import FileProblem, PersonalityStatus
 
 
 class SpeechRequest(BaseModel):

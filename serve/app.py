@@ -1,7 +1,7 @@
 """The application builder: validated args in, a Ray Serve application out.
 
 Every Serve config (the CPU profile, the cluster profile, a RayService's serveConfigV2)
-points `import_path: serve.app:build_app` at it with `args`, the pattern of Ray Serve
+points `import_path: chorus.app:build_app` at it with `args`, the pattern of Ray Serve
 LLM's `build_openai_app`. Resources and autoscaling stay in those files, per deployment.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.serve import Application
 
+from chorus.ingress import Ingress
+from chorus.samples import SamplesConfig
+from chorus.state import IngressConfig
+from chorus.store import PersonalitySource
 from deployments.base import EngineId
-from serve.ingress import Ingress
-from serve.samples import SamplesConfig
-from serve.state import IngressConfig
-from serve.store import PersonalitySource
 
 # engine id -> (deployment, its config model), imported only when the engine is enabled
 # so an application never needs the dependencies of engines it does not run.

@@ -40,9 +40,9 @@ def serve(
     """Start a local Ray, deploy Chorus and serve until Ctrl-C."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
-    from ray import serve as ray_serve
+    from ray import serve
 
-    from serve.deploy import deploy, profile_path, render
+    from chorus.deploy import deploy, profile_path, render
 
     directory = (personalities or default_personalities_dir()).expanduser().resolve()
     if not directory.exists():
@@ -70,7 +70,7 @@ def serve(
             pass
     finally:
         typer.echo("Shutting down ...")
-        ray_serve.shutdown()
+        serve.shutdown()
         ray.shutdown()
 
 
@@ -169,7 +169,7 @@ def samples_check(
     engines: Annotated[str, typer.Option(help="Cloning engines to judge the duration for.")] = "xtts_v2,styletts2",
 ) -> None:
     """Run the quality checks on a recording locally; stores nothing."""
-    from serve.sample_quality import SampleChecker, SampleRejected, decode_audio
+    from chorus.sample_quality import SampleChecker, SampleRejected, decode_audio
 
     try:
         audio = decode_audio(file.read_bytes())

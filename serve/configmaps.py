@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve.personalities import Personality, dump_yaml, parse_text
+from chorus.constants import GENERATION_ANNOTATION, PERSONALITY_LABEL
+from chorus.personalities import Personality, dump_yaml, parse_text
 
-PERSONALITY_LABEL = "voice.chorus.dev/personality"
-GENERATION_ANNOTATION = "voice.chorus.dev/generation"
 DATA_KEY = "personality.yaml"
 NAME_PREFIX = "chorus-personality-"
 

@@ -1,7 +1,7 @@
 """Deploying a Serve config file the way `serve deploy` and KubeRay do.
 
 The file goes to the Serve controller as a `ServeDeploySchema`; the controller imports
-`serve.app:build_app`, calls it with `args` and applies each deployment's options from
+`chorus.app:build_app`, calls it with `args` and applies each deployment's options from
 the file. `chorus serve` and the tests use exactly this path, with a few overrides.
 """
 

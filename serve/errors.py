@@ -9,10 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from chorus.router import AllEnginesFailed, Attempt
+from chorus.sample_quality import SampleRejected
+from chorus.sample_storage import DuplicateSample, SampleIdConflict, SampleStoreError
 from deployments.base import BadInputError, TextTooLongError
-from serve.router import AllEnginesFailed, Attempt
-from serve.sample_quality import SampleRejected
-from serve.sample_storage import DuplicateSample, SampleIdConflict, SampleStoreError
 
 
 class ChorusHTTPError(Exception):

@@ -1,6 +1,6 @@
 """The ingress deployment: the only one with HTTP routes.
 
-Each replica builds its state (`serve.state.Chorus`: personality store, sample service,
+Each replica builds its state (`chorus.state.Chorus`: personality store, sample service,
 engine board, router) and then its FastAPI app around it (`create_app`), which Ray Serve
 asks for through `__serve_build_asgi_app__`. Engines are reached through the deployment
 handles the app builder passed in.
@@ -12,11 +12,11 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from chorus import errors
+from chorus.router import EngineBoard
+from chorus.routes import clone, personalities, providers, samples, speech
+from chorus.state import Chorus, IngressConfig
 from deployments.base import EngineId
-from serve import errors
-from serve.router import EngineBoard
-from serve.routes import clone, personalities, providers, samples, speech
-from serve.state import Chorus, IngressConfig
 
 DESCRIPTION = (
     "Text-to-speech for voice personalities. Every speech answer names the engine that spoke "

@@ -14,16 +14,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client, watch
 
-from serve import configmaps
-from serve.personalities import Personality
-from serve.store import IndexedStore, KubernetesSource, ReadOnlyStoreError
+from chorus import configmaps, kube_config
+from chorus.personalities import Personality
+from chorus.store import IndexedStore, KubernetesSource, ReadOnlyStoreError
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +116,7 @@ class KubernetesStore(IndexedStore[tuple[str, str]]):
             await api.close()
 
     async def _connect(self) -> client.ApiClient:
-        if self.source.kubeconfig is not None:
-            await config.load_kube_config(config_file=str(self.source.kubeconfig))
-        else:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                # $KUBECONFIG read now: the client library reads it once, at import.
-                await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-        return client.ApiClient()
+        return await kube_config.connect(self.source.kubeconfig)
 
     def _namespace(self) -> str | None:
         ns = self.source.namespace

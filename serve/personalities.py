@@ -23,10 +23,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from chorus.constants import API_VERSION, KIND
 from deployments.base import EngineId
-
-API_VERSION = "voice.chorus.dev/v1alpha1"
-KIND = "VoicePersonality"
 
 # Kubernetes object names (RFC 1123 label): the same name works as a file, a URL path
 # segment and a VoicePersonality's metadata.name.

@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 from ray.serve.handle import DeploymentHandle
 
+from chorus.personalities import Personality
+from chorus.sentences import pack
 from deployments.base import (
     AudioChunk,
     AudioResult,
@@ -29,8 +31,6 @@ from deployments.base import (
     SynthesisRequest,
     VoiceSampleRef,
 )
-from serve.personalities import Personality
-from serve.sentences import pack
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,10 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, ConfigDict, Field
 
+from chorus.constants import MAX_SAMPLE_BYTES
+
 if TYPE_CHECKING:
-    from serve.personalities import PersonalitySpec
+    from chorus.personalities import PersonalitySpec
 
 # --- formats ----------------------------------------------------------------------------
 
@@ -66,7 +68,6 @@ LOSSLESS_FORMATS = frozenset({"WAV", "FLAC"})
 # full report ("too long for xtts_v2"), short enough to bound the work an upload causes.
 MAX_DURATION_S = 60.0
 # A 60 s 96 kHz 24-bit stereo WAV is 35 MB; anything bigger is not a sensible reference.
-MAX_UPLOAD_BYTES = 48 * 1024 * 1024
 # A voice reference is mono or stereo; these also bound the decoded size (a small lossy
 # file can expand a lot): 60 s x 192 kHz x 2 channels of float32 is 92 MB.
 MAX_CHANNELS = 2
@@ -237,7 +238,7 @@ class DecodedAudio:
 
 
 def decode_audio(
-    data: bytes, *, max_duration_s: float = MAX_DURATION_S, max_bytes: int = MAX_UPLOAD_BYTES
+    data: bytes, *, max_duration_s: float = MAX_DURATION_S, max_bytes: int = MAX_SAMPLE_BYTES
 ) -> DecodedAudio:
     """Decode an upload to mono float32 at CANONICAL_RATE, or raise SampleRejected."""
     if not data:

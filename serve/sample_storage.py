@@ -1,7 +1,7 @@
 """Durable storage of accepted voice samples, per personality.
 
 A stored sample is two objects side by side: `<id>.wav` (the canonical 16-bit mono WAV
-from `serve.sample_quality.canonical_wav`) and `<id>.json` (its `StoredSample` metadata).
+from `chorus.sample_quality.canonical_wav`) and `<id>.json` (its `StoredSample` metadata).
 
 Commit protocol (both backends): the WAV is written completely first, then the JSON.
 **The JSON is the commit record**: a sample exists exactly when its JSON exists, and
@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import errno
 import fcntl
 import functools
 import hashlib
 import os
-import secrets
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,9 +47,9 @@ from pydantic import (
     ValidationError,
 )
 
-from deployments.base import VoiceSampleRef
-from serve.personalities import LanguageCode, PersonalityName
-from serve.sample_quality import (
+from chorus.atomic_write import TMP_SUFFIX, fsync_dir, write_atomic
+from chorus.personalities import LanguageCode, PersonalityName
+from chorus.sample_quality import (
     CANONICAL_RATE,
     CheckResult,
     DecodedAudio,
@@ -60,6 +58,7 @@ from serve.sample_quality import (
     canonical_wav,
     decode_audio,
 )
+from deployments.base import VoiceSampleRef
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # type: ignore[import-not-found]
@@ -280,7 +279,6 @@ def _verify(record: StoredSample, data: bytes) -> bytes:
 
 # --- directory backend -----------------------------------------------------------------------
 
-_TMP_SUFFIX = ".tmp"
 _LOCK_NAME = ".lock"
 
 
@@ -348,8 +346,8 @@ class DirectorySampleStore(SampleStore):
                 raise SampleIdConflict(record.id, personality)
             wav, meta_path = folder / f"{record.id}.wav", folder / f"{record.id}.json"
             try:
-                _atomic_write(wav, audio_wav)  # 1. audio: invisible until step 2
-                _atomic_write(meta_path, record.model_dump_json(indent=2).encode())  # 2. commit
+                write_atomic(wav, audio_wav)  # 1. audio: invisible until step 2
+                write_atomic(meta_path, record.model_dump_json(indent=2).encode())  # 2. commit
             except BaseException:
                 # A failed write (disk full, I/O error) must not leave an orphan behind;
                 # a crash skips this, and the next put/recover cleans up instead.
@@ -372,7 +370,7 @@ class DirectorySampleStore(SampleStore):
                 raise SampleNotFound(personality, sample_id) from None
             with contextlib.suppress(FileNotFoundError):
                 (folder / f"{sample_id}.wav").unlink()
-            _fsync_dir(folder)
+            fsync_dir(folder)
 
     def delete_all(self, personality: str) -> int:
         _check_name(personality)
@@ -384,7 +382,7 @@ class DirectorySampleStore(SampleStore):
             jsons = [n for n in names if n.endswith(".json") and not n.startswith(".")]
             for name in jsons:  # uncommit everything first
                 (folder / name).unlink()
-            _fsync_dir(folder)
+            fsync_dir(folder)
             for name in names:
                 if name != _LOCK_NAME and name not in jsons:
                     with contextlib.suppress(FileNotFoundError):
@@ -413,14 +411,14 @@ class DirectorySampleStore(SampleStore):
         names = set(os.listdir(folder))
         debris = [
             n for n in names
-            if (n.startswith(".") and n.endswith(_TMP_SUFFIX))
+            if (n.startswith(".") and n.endswith(TMP_SUFFIX))
             or (n.endswith(".wav") and not n.startswith(".") and n[:-4] + ".json" not in names)
         ]
         for name in debris:
             with contextlib.suppress(FileNotFoundError):
                 (folder / name).unlink()
         if debris:
-            _fsync_dir(folder)
+            fsync_dir(folder)
         return len(debris)
 
     @contextlib.contextmanager
@@ -450,46 +448,12 @@ class DirectorySampleStore(SampleStore):
                     os.unlink(lock_path)
                     with contextlib.suppress(OSError):
                         folder.rmdir()
-                    _fsync_dir(self.root)
+                    fsync_dir(self.root)
                 return
             finally:
                 os.close(fd)  # also releases the flock
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """temp file in the same directory -> write -> fsync -> rename -> fsync directory."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{_TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as err:  # some filesystems cannot fsync a directory; rename is still atomic
-        if err.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
 
 
 # --- S3 backend --------------------------------------------------------------------------------

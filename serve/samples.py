@@ -1,7 +1,7 @@
 """Voice samples of personalities: upload (checked, stored), listing, removal, and the
 sample refs cloning engines receive.
 
-The sample store (`serve.sample_storage`) is the truth; each personality's
+The sample store (`chorus.sample_storage`) is the truth; each personality's
 `voiceSamples` mirrors it so `GET /v1/personalities/{name}` shows what a voice clones from.
 Checks and storage block (CPU, disk, network), so callers run these methods in a thread.
 """
@@ -15,10 +15,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from deployments.base import EngineId, VoiceSampleRef
-from serve.personalities import Personality, VoiceSample
-from serve.sample_quality import SampleChecker, cloning_engines, duration_fit
-from serve.sample_storage import (
+from chorus.constants import MAX_SAMPLE_BYTES
+from chorus.personalities import Personality, VoiceSample
+from chorus.sample_quality import SampleChecker, cloning_engines, duration_fit
+from chorus.sample_storage import (
     DirectorySampleStore,
     IngestResult,
     S3SampleStore,
@@ -26,9 +26,8 @@ from serve.sample_storage import (
     StoredSample,
     ingest_sample,
 )
-from serve.store import PersonalityStore
-
-MiB = 1024 * 1024
+from chorus.store import PersonalityStore
+from deployments.base import EngineId, VoiceSampleRef
 
 
 class SamplesConfig(BaseModel):
@@ -37,7 +36,7 @@ class SamplesConfig(BaseModel):
     bucket: str | None = Field(None, description="s3 backend bucket")
     prefix: str = "samples"
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None = AWS")
-    max_upload_bytes: int = Field(48 * MiB, gt=0)
+    max_upload_bytes: int = Field(MAX_SAMPLE_BYTES, gt=0)
     listing_ttl_s: float = Field(5.0, ge=0, description="how long a replica trusts its listing of a personality's samples")
 
 

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
+from chorus.router import EngineBoard, Router
+from chorus.samples import SamplesConfig, SampleService
+from chorus.store import PersonalitySource
 from deployments.base import EngineId
-from serve.router import EngineBoard, Router
-from serve.samples import SamplesConfig, SampleService
-from serve.store import PersonalitySource
 
 
 class IngressConfig(BaseModel):

@@ -1,7 +1,7 @@
 """Where the ingress reads personalities from.
 
 Two stores with one surface (`PersonalityStore`): a directory of files for the embedded
-default (here) and the operator's ConfigMaps in a cluster (`serve.kubernetes_store`).
+default (here) and the operator's ConfigMaps in a cluster (`chorus.kubernetes_store`).
 
 The directory store keeps one YAML/JSON file per personality and reloads it on change
 (watchfiles). A file that turns invalid keeps serving its last
@@ -15,8 +15,6 @@ import asyncio
 import functools
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +24,9 @@ import watchfiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from serve.configmaps import PERSONALITY_LABEL
-from serve.personalities import Personality, PersonalityError, dump_yaml, parse_text
+from chorus.atomic_write import fsync_dir, write_atomic
+from chorus.configmaps import PERSONALITY_LABEL
+from chorus.personalities import Personality, PersonalityError, dump_yaml, parse_text
 
 log = logging.getLogger(__name__)
 K = TypeVar("K", Path, tuple[str, str])
@@ -80,7 +79,7 @@ class PersonalityStore(Protocol):
 
 
 class KubernetesSource(BaseModel):
-    """The operator's ConfigMaps (`serve.kubernetes_store`)."""
+    """The operator's ConfigMaps (`chorus.kubernetes_store`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -110,7 +109,9 @@ class PersonalitySource(BaseModel):
 
     def open(self) -> PersonalityStore:
         if self.kubernetes is not None:
-            from serve.kubernetes_store import KubernetesStore  # needs the kubernetes extra
+            from chorus.kubernetes_store import (
+                KubernetesStore,  # needs the kubernetes extra
+            )
 
             return KubernetesStore(self.kubernetes)
         assert self.directory is not None
@@ -218,7 +219,7 @@ class DirectoryStore(IndexedStore[Path]):
         """Write (create or replace) a validated personality; True if it was new."""
         existing = self._by_name.get(personality.name)
         path = existing or self.directory / f"{personality.name}.yaml"
-        _atomic_write(path, dump_yaml(personality))
+        write_atomic(path, dump_yaml(personality))
         self.rescan()
         return existing is None
 
@@ -227,7 +228,7 @@ class DirectoryStore(IndexedStore[Path]):
         if path is None:
             return False
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         self.rescan()
         return True
 
@@ -282,26 +283,3 @@ def _parse_file(raw: bytes, stem: str) -> Personality:
     except UnicodeDecodeError as err:
         raise PersonalityError(f"not UTF-8 text: {err}") from None
     return parse_text(text, default_name=stem)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-

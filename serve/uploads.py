@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
-from serve.errors import ChorusHTTPError
+from chorus.errors import ChorusHTTPError
 
 # Room for the form fields around the audio.
 FORM_OVERHEAD = 64 * 1024

@@ -1,4 +1,4 @@
-"""Deploying Chorus in tests: the CPU profile through `serve.deploy`, with overrides."""
+"""Deploying Chorus in tests: the CPU profile through `chorus.deploy`, with overrides."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import yaml
 
-from serve.deploy import deploy, profile_path, render
+from chorus.deploy import deploy, profile_path, render
 
 # Small, fixed footprints: every test app fits the session's 4 logical CPUs, and one
 # replica each keeps behaviour deterministic.

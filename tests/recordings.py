@@ -106,7 +106,7 @@ def recordings() -> PiperRecordings:
 @functools.cache
 def checker():  # type: ignore[no-untyped-def]
     """One SampleChecker per test process: models load once."""
-    from serve.sample_quality import SampleChecker
+    from chorus.sample_quality import SampleChecker
 
     return SampleChecker()
 

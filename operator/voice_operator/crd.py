@@ -1,6 +1,6 @@
 """The VoicePersonality CRD, generated from the personality model.
 
-`serve.personalities.PersonalitySpec` is the one definition of a personality; this turns
+`chorus.personalities.PersonalitySpec` is the one definition of a personality; this turns
 its JSON schema into a structural openAPIV3Schema (refs inlined, OpenAPI 3.0 bounds, no
 `additionalProperties`, list types for sets) and adds the cross-field rules the model
 checks in Python as CEL, so the API server refuses what the ingress would refuse.
@@ -18,13 +18,11 @@ from typing import Any, get_args
 
 import yaml
 
+from chorus.constants import GROUP, KIND, PLURAL, VERSION
+from chorus.personalities import NAME_PATTERN, PersonalitySpec
 from deployments.base import EngineId
-from serve.personalities import KIND, NAME_PATTERN, PersonalitySpec
 from voice_operator.conditions import ConditionType
 
-GROUP = "voice.chorus.dev"
-VERSION = "v1alpha1"
-PLURAL = "voicepersonalities"
 SINGULAR = "voicepersonality"
 SHORT_NAMES = ["vp"]
 CATEGORIES = ["chorus"]

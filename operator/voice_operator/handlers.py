@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import kopf
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from serve import configmaps
-from serve.personalities import Personality, PersonalityError, parse_spec
+from chorus import configmaps, kube_config
+from chorus.constants import GROUP, PLURAL, VERSION
+from chorus.personalities import Personality, PersonalityError, parse_spec
 from voice_operator.conditions import Condition, merge, ready
-from voice_operator.crd import GROUP, PLURAL, VERSION
 from voice_operator.sample_volumes import SampleVolumes, SyncResult
 from voice_operator.settings import OperatorSettings
 
@@ -53,12 +52,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # before the operator starts, and an upgrade restarts it).
     settings.scanning.disabled = True
     settings.watching.server_timeout = operator.watch_timeout_s
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        # $KUBECONFIG read now: the client library reads it once, at import.
-        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-    memo.api = client.ApiClient()
+    memo.api = await kube_config.connect()
     memo.settings = operator
     memo.volumes = SampleVolumes(operator)
 

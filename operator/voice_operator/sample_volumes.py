@@ -3,7 +3,7 @@ layout the ingress's directory sample store reads), and its own PVC when the cha
 asks for one volume per personality.
 
 Samples given by URL are downloaded and go through the same checks as uploads
-(`serve.sample_storage.ingest_sample`); what was fetched from where is remembered in
+(`chorus.sample_storage.ingest_sample`); what was fetched from where is remembered in
 the resource's status, so a changed URL is fetched again and a removed one deleted.
 """
 
@@ -15,9 +15,14 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from serve.personalities import Personality
-from serve.sample_quality import SampleChecker, SampleRejected, cloning_engines
-from serve.sample_storage import DirectorySampleStore, SampleNotFound, SampleStoreError, ingest_sample
+from chorus.personalities import Personality
+from chorus.sample_quality import SampleChecker, SampleRejected, cloning_engines
+from chorus.sample_storage import (
+    DirectorySampleStore,
+    SampleNotFound,
+    SampleStoreError,
+    ingest_sample,
+)
 from voice_operator.settings import OperatorSettings
 
 

@@ -8,8 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chorus.constants import MAX_SAMPLE_BYTES
+
 ENV_PREFIX = "CHORUS_OPERATOR_"
-MiB = 1024 * 1024
 
 
 class OperatorSettings(BaseModel):
@@ -25,7 +26,7 @@ class OperatorSettings(BaseModel):
     storage_class: str | None = Field(None, description="storage class of per-personality PVCs")
     volume_size: str = Field("1Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
     fetch_timeout_s: float = Field(30.0, gt=0, description="download of one sample by URL")
-    max_sample_bytes: int = Field(48 * MiB, gt=0, description="same limit as uploads")
+    max_sample_bytes: int = Field(MAX_SAMPLE_BYTES, gt=0, description="same limit as uploads")
     watch_timeout_s: int = Field(300, gt=0, description="server-side timeout of kopf's watches")
 
     @classmethod

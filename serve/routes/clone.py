@@ -11,20 +11,20 @@ from typing import Literal, get_args
 from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
-from deployments.base import AudioFormat, VoiceSampleRef
-from serve.errors import ChorusHTTPError, ErrorOut
-from serve.personalities import (
+from chorus.errors import ChorusHTTPError, ErrorOut
+from chorus.personalities import (
     LanguageCode,
     Personality,
     PersonalityError,
     VoiceId,
     parse_spec,
 )
-from serve.routes.samples import RejectedOut
-from serve.routes.speech import SPEECH_RESPONSES, check_text, speak
-from serve.sample_quality import canonical_wav, decode_audio
-from serve.state import Chorus, ChorusState
-from serve.uploads import read_multipart
+from chorus.routes.samples import RejectedOut
+from chorus.routes.speech import SPEECH_RESPONSES, check_text, speak
+from chorus.sample_quality import canonical_wav, decode_audio
+from chorus.state import Chorus, ChorusState
+from chorus.uploads import read_multipart
+from deployments.base import AudioFormat, VoiceSampleRef
 
 router = APIRouter(tags=["speech"])
 

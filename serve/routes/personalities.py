@@ -11,18 +11,18 @@ import yaml
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from serve.api import PersonalityList, PersonalityOut
-from serve.errors import JSON_TYPES, ChorusHTTPError, ErrorOut
-from serve.personalities import (
+from chorus.api import PersonalityList, PersonalityOut
+from chorus.errors import JSON_TYPES, ChorusHTTPError, ErrorOut
+from chorus.personalities import (
     NAME_PATTERN,
     Personality,
     PersonalityError,
     parse_document,
     parse_spec,
 )
-from serve.routes.speech import personality_or_404
-from serve.state import Chorus, ChorusState
-from serve.store import ReadOnlyStoreError
+from chorus.routes.speech import personality_or_404
+from chorus.state import Chorus, ChorusState
+from chorus.store import ReadOnlyStoreError
 
 router = APIRouter(prefix="/v1/personalities", tags=["personalities"])
 

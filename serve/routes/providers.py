@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from chorus.api import ProviderOut, ProvidersOut
+from chorus.state import ChorusState
 from deployments.base import ENGINE_IDS
-from serve.api import ProviderOut, ProvidersOut
-from serve.state import ChorusState
 
 router = APIRouter()
 

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter
 
-from serve.errors import ChorusHTTPError, ErrorOut
-from serve.personalities import LanguageCode
-from serve.routes.speech import personality_or_404
-from serve.sample_quality import QualityReport
-from serve.sample_storage import StoredSample
-from serve.state import ChorusState
-from serve.uploads import read_multipart
+from chorus.errors import ChorusHTTPError, ErrorOut
+from chorus.personalities import LanguageCode
+from chorus.routes.speech import personality_or_404
+from chorus.sample_quality import QualityReport
+from chorus.sample_storage import StoredSample
+from chorus.state import ChorusState
+from chorus.uploads import read_multipart
 
 router = APIRouter(prefix="/v1/personalities/{name}/samples", tags=["samples"])
 

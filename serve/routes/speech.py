@@ -10,6 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 
+from chorus import encoding
+from chorus.api import OpenAISpeechRequest, SpeechRequest
+from chorus.errors import AllFailedOut, ChorusHTTPError, ErrorOut, require_json
+from chorus.personalities import Personality
+from chorus.router import Attempt, Routed
+from chorus.state import Chorus, ChorusState
 from deployments.base import (
     ENGINE_IDS,
     AudioChunk,
@@ -18,12 +24,6 @@ from deployments.base import (
     VoiceSampleRef,
     language_matches,
 )
-from serve import encoding
-from serve.api import OpenAISpeechRequest, SpeechRequest
-from serve.errors import AllFailedOut, ChorusHTTPError, ErrorOut, require_json
-from serve.personalities import Personality
-from serve.router import Attempt, Routed
-from serve.state import Chorus, ChorusState
 
 router = APIRouter(tags=["speech"])
 

@@ -212,7 +212,7 @@ def test_openai_speed_and_errors(app: ChorusApp) -> None:
 def test_cli_say_and_providers(app: ChorusApp, tmp_path, ear) -> None:
     from typer.testing import CliRunner
 
-    from serve.cli import cli
+    from chorus.cli import cli
 
     runner = CliRunner()
     out = tmp_path / "said.wav"

@@ -176,7 +176,7 @@ def test_oversized_uploads_are_refused_before_being_read_whole(app: ChorusApp) -
 def test_cli_samples_check_and_add(app: ChorusApp, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from serve.cli import cli
+    from chorus.cli import cli
 
     clean = rec.recordings().clean_long()
     good = tmp_path / "good.wav"

@@ -7,7 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kube.control_plane import ROOT, ControlPlane, build_binaries, running_control_plane
+from tests.kube.control_plane import (
+    ROOT,
+    ControlPlane,
+    build_binaries,
+    running_control_plane,
+)
 
 CRDS = [
     ROOT / "charts" / "chorus" / "crds" / "voicepersonalities.voice.chorus.dev.yaml",

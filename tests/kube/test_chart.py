@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from serve.personalities import parse_text
+from chorus.personalities import parse_text
 from tests.kube.control_plane import ROOT, ControlPlane
 
 CHART = ROOT / "charts" / "chorus"
@@ -230,7 +230,7 @@ def test_serve_config_builds_the_application_it_configures(
 ) -> None:
     from ray.serve.schema import ServeDeploySchema
 
-    from serve.app import build_app
+    from chorus.app import build_app
 
     config = serve_config(render(kube, tmp_path, values))
     ServeDeploySchema.model_validate(config)  # what KubeRay hands the Serve controller

@@ -15,8 +15,13 @@ import yaml
 
 from tests.chorus_app import STEADY_PIPER, ChorusApp, personality
 from tests.kube.control_plane import ControlPlane
+from tests.kube.operator_runner import (
+    eventually,
+    operator_identity,
+    render_chart,
+    running_operator,
+)
 from tests.kube.sample_site import SampleServer
-from tests.kube.operator_runner import eventually, operator_identity, render_chart, running_operator
 from tests.recordings import encode, recordings
 from tests.speech import word_error_rate
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from serve import personalities as model
-from serve.personalities import PersonalityError, parse_document
+from chorus import personalities as model
+from chorus.personalities import PersonalityError, parse_document
 from tests.kube.control_plane import ROOT, ControlPlane
 from voice_operator import crd
 

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from serve import configmaps
-from serve.kubernetes_store import KubernetesStore
-from serve.personalities import Personality, parse_spec
-from serve.store import KubernetesSource
+from chorus import configmaps
+from chorus.kubernetes_store import KubernetesStore
+from chorus.personalities import Personality, parse_spec
+from chorus.store import KubernetesSource
 from tests.kube.control_plane import ControlPlane
 
 NS = "store"

@@ -15,12 +15,17 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from serve import configmaps
-from serve.personalities import parse_spec
+from chorus import configmaps
+from chorus.personalities import parse_spec
 from tests.conftest import free_port
 from tests.kube.control_plane import ControlPlane
+from tests.kube.operator_runner import (
+    Denials,
+    eventually,
+    operator_identity,
+    running_operator,
+)
 from tests.kube.sample_site import SampleServer
-from tests.kube.operator_runner import Denials, eventually, operator_identity, running_operator
 from tests.recordings import encode, recordings
 
 NS = "voices"

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from serve.app import build_app
-from serve.deploy import profile_path, render
+from chorus.app import build_app
+from chorus.deploy import profile_path, render
 
 CLONING = {"xtts_v2", "styletts2"}
 
@@ -17,7 +17,7 @@ def app_of(profile: str):
     """The profile as deployed (`render` drops the entries of disabled engines)."""
     ServeDeploySchema.model_validate(yaml.safe_load(profile_path(profile).read_text()))
     (app,) = render(profile_path(profile)).applications
-    assert app.import_path == "serve.app:build_app"
+    assert app.import_path == "chorus.app:build_app"
     return app
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from serve import configmaps
-from serve.kubernetes_store import KubernetesStore
-from serve.personalities import Personality, parse_spec
-from serve.store import KubernetesSource, PersonalitySource, ReadOnlyStoreError
+from chorus import configmaps
+from chorus.kubernetes_store import KubernetesStore
+from chorus.personalities import Personality, parse_spec
+from chorus.store import KubernetesSource, PersonalitySource, ReadOnlyStoreError
 
 SPEC = {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}}
 

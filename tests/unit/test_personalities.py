@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.personalities import PersonalityError, parse_spec, parse_text
+from chorus.personalities import PersonalityError, parse_spec, parse_text
 
 SPEC = {
     "activeProvider": "xtts_v2",

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from chorus.sentences import pack
 from deployments.base import TextTooLongError, split_sentences
-from serve.sentences import pack
 
 
 def test_sentences_split_on_terminal_punctuation() -> None:

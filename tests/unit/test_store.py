@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from serve.personalities import Personality, parse_spec
-from serve.store import DirectoryStore
+from chorus.personalities import Personality, parse_spec
+from chorus.store import DirectoryStore
 
 SPEC = {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}}
 
