@@ -1,0 +1,84 @@
+"""How long CI's `bash .ci/run` takes on a fresh machine (every cache empty) and on a warm one,
+measured the way CI runs it: a clean clone of this repository's HEAD in a scratch folder, with
+`../shared` beside it, `CI=true`, no standard input.
+
+    python3 bench/ci_run.py [--scratch DIR] [--shared ../shared]
+
+"Empty caches" means a fresh `$HOME` for the runs: the project's caches (~/.cache/chorus: venvs,
+Kubernetes binaries), uv's and pip's caches and Go's module and build caches all live under it,
+so nothing of the developer's is reused or lost. The second run reuses what the first left.
+Python itself (pyenv), Go and the Debian packages already on the machine are the machine's.
+Writes a section of bench/RESULTS.md; prints each run's closing pytest line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.results import machine, write_section  # noqa: E402
+
+SUMMARY = re.compile(r"^=+ (.*(passed|failed).*) =+$", re.M)
+
+
+def ci_run(clone: Path, home: Path, log: Path) -> tuple[float, int, str]:
+    env = {**os.environ, "HOME": str(home), "CI": "true",
+           # pyenv finds its interpreters under $HOME unless told where it lives.
+           "PYENV_ROOT": os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))}
+    for var in ("CHORUS_VENV", "CHORUS_CACHE", "CHORUS_ENGINE_ENVS", "UV_CACHE_DIR", "GOPATH",
+                "GOCACHE", "GOMODCACHE", "VIRTUAL_ENV"):
+        env.pop(var, None)
+    start = time.monotonic()
+    with log.open("w") as out:
+        rc = subprocess.run(["bash", ".ci/run"], cwd=clone, env=env, stdin=subprocess.DEVNULL,
+                            stdout=out, stderr=subprocess.STDOUT).returncode
+    found = SUMMARY.findall(log.read_text())
+    return time.monotonic() - start, rc, found[-1][0] if found else "(no pytest summary)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scratch", type=Path, default=None, help="scratch folder (default: a new temp dir)")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    args = parser.parse_args()
+
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="chorus-ci-"))
+    clone, home = scratch / "main", scratch / "home"
+    if clone.exists() or home.exists():
+        sys.exit(f"{scratch} is not empty: give a new --scratch")
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    shutil.copytree(args.shared, scratch / "shared")
+    home.mkdir()
+
+    runs = []
+    for kind in ("empty caches", "warm caches"):
+        seconds, rc, summary = ci_run(clone, home, scratch / f"{kind.split()[0]}.log")
+        print(f"{kind}: {seconds / 60:.1f} min, exit {rc}: {summary}", flush=True)
+        runs.append((kind, seconds, rc, summary))
+
+    rows = "\n".join(f"| {kind} | {s / 60:.1f} min ({s:.0f} s) | {rc} | {summary} |" for kind, s, rc, summary in runs)
+    write_section("CI from a fresh machine (`bench/ci_run.py`)", f"""
+Run {machine()}. A clean clone of `{commit}` with `bash .ci/run`, `CI=true`, `$HOME` a new empty
+folder (so the project's venvs and Kubernetes binaries, uv's, pip's and Go's caches all start
+empty), then the same again with what the first run left. CI's limit is 90 min.
+
+| run | wall time | exit | pytest |
+|---|---|---|---|
+{rows}
+""")
+
+
+if __name__ == "__main__":
+    main()
