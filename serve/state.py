@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from chorus.router import EngineBoard, Router
 from chorus.samples import SamplesConfig, SampleService
-from chorus.store import PersonalitySource
+from chorus.stores.base import PersonalitySource
 from deployments.base import EngineId
 
 

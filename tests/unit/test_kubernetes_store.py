@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from chorus import configmaps
-from chorus.kubernetes_store import KubernetesStore
 from chorus.personalities import Personality, parse_spec
-from chorus.store import KubernetesSource, PersonalitySource, ReadOnlyStoreError
+from chorus.stores import configmaps
+from chorus.stores.base import KubernetesSource, PersonalitySource, ReadOnlyStoreError
+from chorus.stores.kubernetes import KubernetesStore
 
 SPEC = {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}}
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from chorus.atomic_write import fsync_dir, write_atomic
-from chorus.configmaps import PERSONALITY_LABEL
+from chorus.constants import PERSONALITY_LABEL
 from chorus.personalities import Personality, PersonalityError, dump_yaml, parse_text
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class PersonalitySource(BaseModel):
 
     def open(self) -> PersonalityStore:
         if self.kubernetes is not None:
-            from chorus.kubernetes_store import (
+            from chorus.stores.kubernetes import (
                 KubernetesStore,  # needs the kubernetes extra
             )
 
