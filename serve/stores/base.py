@@ -1,37 +1,27 @@
-"""Where the ingress reads personalities from.
+"""What every personality store is: the surface the ingress uses (`PersonalityStore`),
+the status it reports, and `IndexedStore`, the bookkeeping both backends share.
 
-Two stores with one surface (`PersonalityStore`): a directory of files for the embedded
-default (here) and the operator's ConfigMaps in a cluster (`chorus.kubernetes_store`).
-
-The directory store keeps one YAML/JSON file per personality and reloads it on change
-(watchfiles). A file that turns invalid keeps serving its last
-good version and reports why; writes from the HTTP API are validated first and land
-atomically, so a reader never sees half a file.
+Two backends: a directory of files for the embedded default (`chorus.stores.directory`)
+and the operator's ConfigMaps in a cluster (`chorus.stores.kubernetes`). In both, a
+source that turns invalid keeps serving its last good version and reports why.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-import watchfiles
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from chorus.atomic_write import fsync_dir, write_atomic
-from chorus.constants import PERSONALITY_LABEL
-from chorus.personalities import Personality, PersonalityError, dump_yaml, parse_text
+from chorus.personalities import Personality, PersonalityError
 
 log = logging.getLogger(__name__)
 K = TypeVar("K", Path, tuple[str, str])
-
-SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class PersonalityStatus(BaseModel):
@@ -76,46 +66,6 @@ class PersonalityStore(Protocol):
     def put(self, personality: Personality) -> bool: ...
     def delete(self, name: str) -> bool: ...
     async def watch(self, stop: asyncio.Event) -> None: ...
-
-
-class KubernetesSource(BaseModel):
-    """The operator's ConfigMaps (`chorus.kubernetes_store`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    namespace: str | None = Field(
-        None, description="namespace to watch; None = the pod's own, '*' = every namespace"
-    )
-    label_selector: str = Field(PERSONALITY_LABEL, description="selects the operator's ConfigMaps")
-    kubeconfig: Path | None = Field(None, description="None = in-cluster config, else this file (or $KUBECONFIG)")
-    watch_timeout_s: int = Field(300, gt=0, description="server-side timeout of one watch request")
-
-
-class PersonalitySource(BaseModel):
-    """Where personalities come from: exactly one of `directory` or `kubernetes`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    directory: Path | None = None
-    kubernetes: KubernetesSource | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> PersonalitySource:
-        if (self.directory is None) == (self.kubernetes is None):
-            raise ValueError("give exactly one of personalities.directory or personalities.kubernetes")
-        if self.directory is not None:
-            self.directory = self.directory.expanduser()
-        return self
-
-    def open(self) -> PersonalityStore:
-        if self.kubernetes is not None:
-            from chorus.stores.kubernetes import (
-                KubernetesStore,  # needs the kubernetes extra
-            )
-
-            return KubernetesStore(self.kubernetes)
-        assert self.directory is not None
-        return DirectoryStore(self.directory)
 
 
 class _Entry(BaseModel):
@@ -196,90 +146,3 @@ class IndexedStore(Generic[K]):
             by_name[p.name] = key
         self._by_name, self._conflicts = by_name, conflicts
         self.generation += 1
-
-
-class DirectoryStore(IndexedStore[Path]):
-    """Personalities from a directory of files, one personality per file."""
-
-    read_only = False
-    loaded = True  # read in full by the constructor
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__()
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.rescan()
-
-    def _source(self, key: Path) -> str:
-        return str(key)
-
-    # --- writing -------------------------------------------------------------------
-
-    def put(self, personality: Personality) -> bool:
-        """Write (create or replace) a validated personality; True if it was new."""
-        existing = self._by_name.get(personality.name)
-        path = existing or self.directory / f"{personality.name}.yaml"
-        write_atomic(path, dump_yaml(personality))
-        self.rescan()
-        return existing is None
-
-    def delete(self, name: str) -> bool:
-        path = self._by_name.get(name)
-        if path is None:
-            return False
-        path.unlink(missing_ok=True)
-        fsync_dir(path.parent)
-        self.rescan()
-        return True
-
-    # --- reloading -----------------------------------------------------------------
-
-    def rescan(self) -> bool:
-        """Re-read changed files; True if what is served changed."""
-        seen: set[Path] = set()
-        changed = False
-        for path in sorted(self.directory.iterdir()):
-            if path.name.startswith(".") or path.suffix not in SUFFIXES or not path.is_file():
-                continue
-            seen.add(path)
-            try:
-                raw = path.read_bytes()
-            except OSError:
-                continue  # vanished between listing and reading
-            digest = hashlib.sha256(raw).hexdigest()
-            changed |= self._load(path, digest, functools.partial(_parse_file, raw, path.stem))
-        for gone in set(self._entries) - seen:
-            del self._entries[gone]
-            changed = True
-        if changed:
-            self._index()
-        return changed
-
-    async def watch(self, stop: asyncio.Event, safety_rescan_s: float = 2.0) -> None:
-        """Rescan whenever the directory changes, until `stop` is set.
-
-        Also rescans every `safety_rescan_s` without an event: changes made before the
-        watch began, and volumes where inotify misses updates (network file systems,
-        Kubernetes' symlink-swapped ConfigMap volumes), still arrive. Unchanged files
-        cost one hash each."""
-        async for _ in watchfiles.awatch(
-            self.directory,
-            stop_event=stop,
-            debounce=200,
-            recursive=False,
-            ignore_permission_denied=True,
-            rust_timeout=int(safety_rescan_s * 1000),
-            yield_on_timeout=True,
-        ):
-            try:
-                self.rescan()
-            except Exception:  # keep watching whatever one rescan hit
-                log.exception("rescanning %s failed", self.directory)
-
-
-def _parse_file(raw: bytes, stem: str) -> Personality:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise PersonalityError(f"not UTF-8 text: {err}") from None
-    return parse_text(text, default_name=stem)

@@ -23,7 +23,8 @@ from kubernetes_asyncio import client, watch
 from chorus import kube_config
 from chorus.personalities import Personality
 from chorus.stores import configmaps
-from chorus.stores.base import IndexedStore, KubernetesSource, ReadOnlyStoreError
+from chorus.stores.base import IndexedStore, ReadOnlyStoreError
+from chorus.stores.sources import KubernetesSource
 
 log = logging.getLogger(__name__)
 

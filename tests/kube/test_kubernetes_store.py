@@ -12,8 +12,8 @@ import pytest_asyncio
 
 from chorus.personalities import Personality, parse_spec
 from chorus.stores import configmaps
-from chorus.stores.base import KubernetesSource
 from chorus.stores.kubernetes import KubernetesStore
+from chorus.stores.sources import KubernetesSource
 from tests.kube.control_plane import ControlPlane
 
 NS = "store"
