@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chorus.personalities import LanguageCode, PersonalitySpec
-from chorus.store import FileProblem, PersonalityStatus
+from chorus.stores.base import FileProblem, PersonalityStatus
 from deployments.base import AudioFormat, EngineId, EngineStatus
 
 

@@ -16,7 +16,7 @@ from ray.serve import Application
 from chorus.ingress import Ingress
 from chorus.samples import SamplesConfig
 from chorus.state import IngressConfig
-from chorus.store import PersonalitySource
+from chorus.stores.sources import PersonalitySource
 from deployments.base import EngineId
 
 # engine id -> (deployment, its config model), imported only when the engine is enabled

@@ -26,7 +26,7 @@ from chorus.sample_storage import (
     StoredSample,
     ingest_sample,
 )
-from chorus.store import PersonalityStore
+from chorus.stores.base import PersonalityStore
 from deployments.base import EngineId, VoiceSampleRef
 
 

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from chorus.router import EngineBoard, Router
 from chorus.samples import SamplesConfig, SampleService
-from chorus.store import PersonalitySource
+from chorus.stores import open_store
+from chorus.stores.sources import PersonalitySource
 from deployments.base import EngineId
 
 
@@ -24,7 +25,7 @@ class IngressConfig(BaseModel):
 class Chorus:
     def __init__(self, config: IngressConfig, board: EngineBoard) -> None:
         self.config = config
-        self.store = config.personalities.open()
+        self.store = open_store(config.personalities)
         self.samples = SampleService(config.samples, self.store)
         self.board = board
         self.router = Router(board, config.timeouts, sample_refs=self.samples.refs)

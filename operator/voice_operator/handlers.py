@@ -19,9 +19,10 @@ import kopf
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from chorus import configmaps, kube_config
+from chorus import kube_config
 from chorus.constants import GROUP, PLURAL, VERSION
 from chorus.personalities import Personality, PersonalityError, parse_spec
+from chorus.stores import configmaps
 from voice_operator.conditions import Condition, merge, ready
 from voice_operator.sample_volumes import SampleVolumes, SyncResult
 from voice_operator.settings import OperatorSettings

@@ -22,7 +22,7 @@ from chorus.personalities import (
 )
 from chorus.routes.speech import personality_or_404
 from chorus.state import Chorus, ChorusState
-from chorus.store import ReadOnlyStoreError
+from chorus.stores.base import ReadOnlyStoreError
 
 router = APIRouter(prefix="/v1/personalities", tags=["personalities"])
 

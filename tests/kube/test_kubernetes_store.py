@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from chorus import configmaps
-from chorus.kubernetes_store import KubernetesStore
 from chorus.personalities import Personality, parse_spec
-from chorus.store import KubernetesSource
+from chorus.stores import configmaps
+from chorus.stores.kubernetes import KubernetesStore
+from chorus.stores.sources import KubernetesSource
 from tests.kube.control_plane import ControlPlane
 
 NS = "store"

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from chorus import configmaps
 from chorus.personalities import parse_spec
+from chorus.stores import configmaps
 from tests.conftest import free_port
 from tests.kube.control_plane import ControlPlane
 from tests.kube.operator_runner import (

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from chorus import configmaps
-from chorus.kubernetes_store import KubernetesStore
 from chorus.personalities import Personality, parse_spec
-from chorus.store import KubernetesSource, PersonalitySource, ReadOnlyStoreError
+from chorus.stores import configmaps, open_store
+from chorus.stores.base import ReadOnlyStoreError
+from chorus.stores.directory import DirectoryStore
+from chorus.stores.kubernetes import KubernetesStore
+from chorus.stores.sources import KubernetesSource, PersonalitySource
 
 SPEC = {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}}
 
@@ -66,4 +70,9 @@ def test_source_needs_exactly_one_backend() -> None:
         PersonalitySource.model_validate({})
     with pytest.raises(ValueError, match="exactly one"):
         PersonalitySource.model_validate({"directory": "/tmp/x", "kubernetes": {}})
-    assert isinstance(PersonalitySource.model_validate({"kubernetes": {"namespace": "v"}}).open(), KubernetesStore)
+
+
+def test_open_store_picks_the_backend(tmp_path: Path) -> None:
+    cluster = PersonalitySource.model_validate({"kubernetes": {"namespace": "v"}})
+    assert isinstance(open_store(cluster), KubernetesStore)
+    assert isinstance(open_store(PersonalitySource(directory=tmp_path)), DirectoryStore)

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from chorus.personalities import Personality, parse_spec
-from chorus.store import DirectoryStore
+from chorus.stores.directory import DirectoryStore
 
 SPEC = {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}}
 

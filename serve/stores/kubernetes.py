@@ -20,9 +20,11 @@ from typing import Any
 
 from kubernetes_asyncio import client, watch
 
-from chorus import configmaps, kube_config
+from chorus import kube_config
 from chorus.personalities import Personality
-from chorus.store import IndexedStore, KubernetesSource, ReadOnlyStoreError
+from chorus.stores import configmaps
+from chorus.stores.base import IndexedStore, ReadOnlyStoreError
+from chorus.stores.sources import KubernetesSource
 
 log = logging.getLogger(__name__)
 

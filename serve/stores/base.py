@@ -1,0 +1,148 @@
+"""What every personality store is: the surface the ingress uses (`PersonalityStore`),
+the status it reports, and `IndexedStore`, the bookkeeping both backends share.
+
+Two backends: a directory of files for the embedded default (`chorus.stores.directory`)
+and the operator's ConfigMaps in a cluster (`chorus.stores.kubernetes`). In both, a
+source that turns invalid keeps serving its last good version and reports why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from chorus.personalities import Personality, PersonalityError
+
+log = logging.getLogger(__name__)
+K = TypeVar("K", Path, tuple[str, str])
+
+
+class PersonalityStatus(BaseModel):
+    """How a personality is being served, for `GET /v1/personalities/{name}`."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    source: str
+    loaded_at: datetime
+    # Set when the source changed and the new version is invalid: the last good
+    # version keeps serving and this says why the new one was refused.
+    error: str | None = None
+
+
+class FileProblem(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    source: str
+    error: str
+
+
+class ReadOnlyStoreError(Exception):
+    """This store takes no writes from the HTTP API; `reason` says where changes go."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PersonalityStore(Protocol):
+    read_only: bool
+    generation: int
+
+    @property
+    def loaded(self) -> bool:
+        """True once the store holds what its source had (readiness waits for it)."""
+        ...
+
+    def get(self, name: str) -> Personality | None: ...
+    def names(self) -> list[str]: ...
+    def status(self, name: str) -> PersonalityStatus | None: ...
+    def problems(self) -> list[FileProblem]: ...
+    def put(self, personality: Personality) -> bool: ...
+    def delete(self, name: str) -> bool: ...
+    async def watch(self, stop: asyncio.Event) -> None: ...
+
+
+class _Entry(BaseModel):
+    version: str  # the file's sha256, or the ConfigMap's resourceVersion
+    personality: Personality | None = None
+    loaded_at: datetime | None = None
+    error: str | None = None
+
+
+class IndexedStore(Generic[K]):
+    """What both stores share: entries by source key (a file, a ConfigMap), each keeping
+    its last good personality when a new version is invalid, indexed by personality name
+    (the first source of a name serves it; later ones are reported as conflicts)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[K, _Entry] = {}
+        self._by_name: dict[str, K] = {}
+        self._conflicts: dict[K, str] = {}
+        self.generation = 0
+
+    def _source(self, key: K) -> str:
+        raise NotImplementedError
+
+    def get(self, name: str) -> Personality | None:
+        key = self._by_name.get(name)
+        return self._entries[key].personality if key is not None else None
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def status(self, name: str) -> PersonalityStatus | None:
+        key = self._by_name.get(name)
+        if key is None:
+            return None
+        entry = self._entries[key]
+        return PersonalityStatus(
+            source=self._source(key), loaded_at=entry.loaded_at or datetime.now(UTC), error=entry.error
+        )
+
+    def problems(self) -> list[FileProblem]:
+        """Sources that serve nothing: invalid with no last good version, or conflicting."""
+        out = [
+            FileProblem(source=self._source(k), error=e.error)
+            for k, e in sorted(self._entries.items())
+            if e.personality is None and e.error
+        ]
+        out += [FileProblem(source=self._source(k), error=e) for k, e in sorted(self._conflicts.items())]
+        return out
+
+    def _load(self, key: K, version: str, parse: Callable[[], Personality]) -> bool:
+        """Take a source's new version (if it is new); True if it was."""
+        before = self._entries.get(key)
+        if before is not None and before.version == version:
+            return False
+        try:
+            personality = parse()
+        except PersonalityError as err:
+            log.warning("personality %s is invalid: %s", self._source(key), err.reason)
+            self._entries[key] = _Entry(
+                version=version, error=err.reason,
+                personality=before.personality if before else None,
+                loaded_at=before.loaded_at if before else None,
+            )
+        else:
+            self._entries[key] = _Entry(version=version, personality=personality, loaded_at=datetime.now(UTC))
+        return True
+
+    def _index(self) -> None:
+        by_name: dict[str, K] = {}
+        conflicts: dict[K, str] = {}
+        for key, entry in sorted(self._entries.items()):
+            p = entry.personality
+            if p is None:
+                continue
+            if p.name in by_name:
+                conflicts[key] = f"personality {p.name!r} is already defined in {self._source(by_name[p.name])}"
+                continue
+            by_name[p.name] = key
+        self._by_name, self._conflicts = by_name, conflicts
+        self.generation += 1
