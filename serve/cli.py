@@ -169,7 +169,7 @@ def samples_check(
     engines: Annotated[str, typer.Option(help="Cloning engines to judge the duration for.")] = "xtts_v2,styletts2",
 ) -> None:
     """Run the quality checks on a recording locally; stores nothing."""
-    from chorus.sample_quality import SampleChecker, SampleRejected, decode_audio
+    from chorus.samples.quality import SampleChecker, SampleRejected, decode_audio
 
     try:
         audio = decode_audio(file.read_bytes())

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
 from chorus.router import EngineBoard, Router
-from chorus.samples import SamplesConfig, SampleService
+from chorus.samples.service import SamplesConfig, SampleService
 from chorus.store import PersonalitySource
 from deployments.base import EngineId
 

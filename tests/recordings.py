@@ -106,7 +106,7 @@ def recordings() -> PiperRecordings:
 @functools.cache
 def checker():  # type: ignore[no-untyped-def]
     """One SampleChecker per test process: models load once."""
-    from chorus.sample_quality import SampleChecker
+    from chorus.samples.quality import SampleChecker
 
     return SampleChecker()
 

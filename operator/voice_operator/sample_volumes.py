@@ -3,7 +3,7 @@ layout the ingress's directory sample store reads), and its own PVC when the cha
 asks for one volume per personality.
 
 Samples given by URL are downloaded and go through the same checks as uploads
-(`chorus.sample_storage.ingest_sample`); what was fetched from where is remembered in
+(`chorus.samples.storage.ingest_sample`); what was fetched from where is remembered in
 the resource's status, so a changed URL is fetched again and a removed one deleted.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import httpx
 
 from chorus.personalities import Personality
-from chorus.sample_quality import SampleChecker, SampleRejected, cloning_engines
-from chorus.sample_storage import (
+from chorus.samples.quality import SampleChecker, SampleRejected, cloning_engines
+from chorus.samples.storage import (
     DirectorySampleStore,
     SampleNotFound,
     SampleStoreError,

@@ -21,7 +21,7 @@ from chorus.personalities import (
 )
 from chorus.routes.samples import RejectedOut
 from chorus.routes.speech import SPEECH_RESPONSES, check_text, speak
-from chorus.sample_quality import canonical_wav, decode_audio
+from chorus.samples.quality import canonical_wav, decode_audio
 from chorus.state import Chorus, ChorusState
 from chorus.uploads import read_multipart
 from deployments.base import AudioFormat, VoiceSampleRef

@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from chorus.sample_quality import (
+from chorus.samples.quality import (
     CANONICAL_RATE,
     SampleChecker,
     SampleRejected,
     decode_audio,
 )
-from chorus.sample_storage import (
+from chorus.samples.storage import (
     DirectorySampleStore,
     DuplicateSample,
     InvalidSampleRequest,
@@ -303,7 +303,7 @@ def test_corrupted_stored_audio_is_detected(store: SampleStore) -> None:
 _WRITER = r"""
 import io, sys
 import numpy as np, soundfile as sf
-from chorus.sample_storage import DirectorySampleStore, S3SampleStore, SampleMeta
+from chorus.samples.storage import DirectorySampleStore, S3SampleStore, SampleMeta
 
 kind, where, seconds, count, first = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 if kind == "directory":

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from chorus.sample_quality import (
+from chorus.samples.quality import (
     CANONICAL_RATE,
     CLIP_LEVEL,
     MAX_CLIPPED_PERCENT,

@@ -1,7 +1,7 @@
 """Voice samples of personalities: upload (checked, stored), listing, removal, and the
 sample refs cloning engines receive.
 
-The sample store (`chorus.sample_storage`) is the truth; each personality's
+The sample store (`chorus.samples.storage`) is the truth; each personality's
 `voiceSamples` mirrors it so `GET /v1/personalities/{name}` shows what a voice clones from.
 Checks and storage block (CPU, disk, network), so callers run these methods in a thread.
 """
@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 
 from chorus.constants import MAX_SAMPLE_BYTES
 from chorus.personalities import Personality, VoiceSample
-from chorus.sample_quality import SampleChecker, cloning_engines, duration_fit
-from chorus.sample_storage import (
+from chorus.samples.quality import SampleChecker, cloning_engines, duration_fit
+from chorus.samples.storage import (
     DirectorySampleStore,
     IngestResult,
     S3SampleStore,

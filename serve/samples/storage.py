@@ -1,7 +1,7 @@
 """Durable storage of accepted voice samples, per personality.
 
 A stored sample is two objects side by side: `<id>.wav` (the canonical 16-bit mono WAV
-from `chorus.sample_quality.canonical_wav`) and `<id>.json` (its `StoredSample` metadata).
+from `chorus.samples.quality.canonical_wav`) and `<id>.json` (its `StoredSample` metadata).
 
 Commit protocol (both backends): the WAV is written completely first, then the JSON.
 **The JSON is the commit record**: a sample exists exactly when its JSON exists, and
@@ -49,7 +49,7 @@ from pydantic import (
 
 from chorus.atomic_write import TMP_SUFFIX, fsync_dir, write_atomic
 from chorus.personalities import LanguageCode, PersonalityName
-from chorus.sample_quality import (
+from chorus.samples.quality import (
     CANONICAL_RATE,
     CheckResult,
     DecodedAudio,
