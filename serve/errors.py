@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from chorus.router import AllEnginesFailed, Attempt
-from chorus.samples.quality import SampleRejected
+from chorus.samples.report import SampleRejected
 from chorus.samples.storage import DuplicateSample, SampleIdConflict, SampleStoreError
 from deployments.base import BadInputError, TextTooLongError
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 from chorus.errors import ChorusHTTPError, ErrorOut
 from chorus.personalities import LanguageCode
 from chorus.routes.speech import personality_or_404
-from chorus.samples.quality import QualityReport
+from chorus.samples.report import QualityReport
 from chorus.samples.storage import StoredSample
 from chorus.state import ChorusState
 from chorus.uploads import read_multipart
