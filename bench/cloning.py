@@ -43,7 +43,7 @@ LONG_TEXT = "Hello there, how can I help you today? The store opens at nine. Tha
 
 def reference_wav(path: Path | None) -> bytes:
     """The reference as canonical 24 kHz WAV: a given file, or Piper speech."""
-    from chorus.sample_quality import canonical_wav, decode_audio
+    from chorus.samples.audio import canonical_wav, decode_audio
 
     if path is not None:
         return canonical_wav(decode_audio(path.read_bytes()))

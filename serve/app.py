@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.serve import Application
 
 from chorus.ingress import Ingress
-from chorus.samples import SamplesConfig
+from chorus.samples.service import SamplesConfig
 from chorus.state import IngressConfig
 from chorus.stores.sources import PersonalitySource
 from deployments.base import EngineId

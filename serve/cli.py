@@ -169,14 +169,17 @@ def samples_check(
     engines: Annotated[str, typer.Option(help="Cloning engines to judge the duration for.")] = "xtts_v2,styletts2",
 ) -> None:
     """Run the quality checks on a recording locally; stores nothing."""
-    from chorus.sample_quality import SampleChecker, SampleRejected, decode_audio
+    from chorus.samples.audio import decode_audio
+    from chorus.samples.models import SampleModels
+    from chorus.samples.quality import SampleChecker
+    from chorus.samples.report import SampleRejected
 
     try:
         audio = decode_audio(file.read_bytes())
     except SampleRejected as err:
         typer.echo(f"rejected: {err.reason}")
         raise typer.Exit(1) from None
-    report = SampleChecker().check_sample(audio, [e for e in engines.split(",") if e])
+    report = SampleChecker(SampleModels()).check_sample(audio, [e for e in engines.split(",") if e])
     typer.echo(_check_table([c.model_dump() for c in report.checks]))
     verdict = "accepted" if report.accepted else "rejected"
     typer.echo(f"{verdict}: quality score {report.quality_score:.2f}, {report.duration_s:.1f} s, "

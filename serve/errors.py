@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from chorus.router import AllEnginesFailed, Attempt
-from chorus.sample_quality import SampleRejected
-from chorus.sample_storage import DuplicateSample, SampleIdConflict, SampleStoreError
+from chorus.samples.report import SampleRejected
+from chorus.samples.storage import DuplicateSample, SampleIdConflict, SampleStoreError
 from deployments.base import BadInputError, TextTooLongError
 
 

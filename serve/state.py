@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
 from chorus.router import EngineBoard, Router
-from chorus.samples import SamplesConfig, SampleService
+from chorus.samples.service import SamplesConfig, SampleService
 from chorus.stores import open_store
 from chorus.stores.sources import PersonalitySource
 from deployments.base import EngineId

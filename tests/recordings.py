@@ -104,11 +104,23 @@ def recordings() -> PiperRecordings:
 
 
 @functools.cache
-def checker():  # type: ignore[no-untyped-def]
-    """One SampleChecker per test process: models load once."""
-    from chorus.sample_quality import SampleChecker
+def models():  # type: ignore[no-untyped-def]
+    """One SampleModels per test process: the models load once."""
+    from chorus.samples.models import SampleModels
 
-    return SampleChecker()
+    return SampleModels()
+
+
+def checker():  # type: ignore[no-untyped-def]
+    from chorus.samples.quality import SampleChecker
+
+    return SampleChecker(models())
+
+
+def speakers():  # type: ignore[no-untyped-def]
+    from chorus.samples.speaker import SpeakerComparer
+
+    return SpeakerComparer(models())
 
 
 # --- degradations -----------------------------------------------------------------------------

@@ -55,7 +55,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = operator.watch_timeout_s
     memo.api = await kube_config.connect()
     memo.settings = operator
-    memo.volumes = SampleVolumes(operator)
+    # Off the loop: opening the sample store sweeps the volume for interrupted writes.
+    memo.volumes = await asyncio.to_thread(SampleVolumes, operator)
 
 
 @kopf.on.cleanup()

@@ -3,7 +3,7 @@ layout the ingress's directory sample store reads), and its own PVC when the cha
 asks for one volume per personality.
 
 Samples given by URL are downloaded and go through the same checks as uploads
-(`chorus.sample_storage.ingest_sample`); what was fetched from where is remembered in
+(`chorus.samples.ingest`); what was fetched from where is remembered in
 the resource's status, so a changed URL is fetched again and a removed one deleted.
 """
 
@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 import httpx
 
 from chorus.personalities import Personality
-from chorus.sample_quality import SampleChecker, SampleRejected, cloning_engines
-from chorus.sample_storage import (
-    DirectorySampleStore,
-    SampleNotFound,
-    SampleStoreError,
-    ingest_sample,
-)
+from chorus.samples.ingest import SampleIngest
+from chorus.samples.models import SampleModels
+from chorus.samples.quality import cloning_engines
+from chorus.samples.report import SampleRejected
+from chorus.samples.storage import DirectorySampleStore, SampleNotFound, SampleStoreError
 from voice_operator.settings import OperatorSettings
 
 
@@ -47,13 +45,9 @@ class SampleVolumes:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self.store = DirectorySampleStore(settings.samples_dir)
-        self._checker: SampleChecker | None = None
-
-    @property
-    def checker(self) -> SampleChecker:
-        if self._checker is None:  # VAD and speaker models load on the first URL sample
-            self._checker = SampleChecker()
-        return self._checker
+        # The VAD and speaker models load on the first URL sample, in the worker thread
+        # that checks it: loading torch on kopf's event loop would stall every handler.
+        self.ingest = SampleIngest(self.store, SampleModels())
 
     def location(self, name: str) -> str:
         return str(self.settings.samples_dir / name)
@@ -78,7 +72,7 @@ class SampleVolumes:
                 try:
                     data = await self._download(http, url)
                     await asyncio.to_thread(
-                        ingest_sample, self.store, self.checker, name, data,
+                        self.ingest.add, name, data,
                         engines=cloning_engines(personality.spec), sample_id=sample_id,
                         language=sample.language, notes=sample.notes,
                     )

@@ -5,7 +5,6 @@ stored."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Literal, get_args
 
 from fastapi import APIRouter, Request, Response
@@ -21,10 +20,9 @@ from chorus.personalities import (
 )
 from chorus.routes.samples import RejectedOut
 from chorus.routes.speech import SPEECH_RESPONSES, check_text, speak
-from chorus.sample_quality import canonical_wav, decode_audio
-from chorus.state import Chorus, ChorusState
+from chorus.state import ChorusState
 from chorus.uploads import read_multipart
-from deployments.base import AudioFormat, VoiceSampleRef
+from deployments.base import AudioFormat
 
 router = APIRouter(tags=["speech"])
 
@@ -41,15 +39,6 @@ def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: obj
         return adapter.validate_python(raw)
     except ValidationError as err:
         raise ChorusHTTPError(422, f"{name}: {err.errors()[0]['msg']}") from None
-
-
-def _reference(chorus: Chorus, data: bytes, engine: str, language: str) -> VoiceSampleRef:
-    """Decode and check the reference like an uploaded sample (SampleRejected -> 422
-    with the check table); return it inline, canonical."""
-    audio = decode_audio(data)
-    chorus.samples.checker.check_sample(audio, [engine]).raise_if_rejected()
-    wav = canonical_wav(audio)
-    return VoiceSampleRef(id="reference", language=language, sha256=hashlib.sha256(wav).hexdigest(), audio=wav)
 
 
 @router.post(
@@ -87,6 +76,7 @@ async def clone(request: Request, chorus: ChorusState) -> Response:
         }, prefix="")
     except PersonalityError as err:
         raise ChorusHTTPError(422, err.reason) from None
-    reference = await asyncio.to_thread(_reference, chorus, data, engine, language)
+    # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
+    reference = await asyncio.to_thread(chorus.samples.ingest.reference, data, engine, language)
     one_off = Personality(name="one-off-clone", spec=spec)
     return await speak(chorus, one_off, text, language, engine, fmt, samples=[reference])  # type: ignore[arg-type]

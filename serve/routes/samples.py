@@ -13,8 +13,8 @@ from pydantic import BaseModel, TypeAdapter
 from chorus.errors import ChorusHTTPError, ErrorOut
 from chorus.personalities import LanguageCode
 from chorus.routes.speech import personality_or_404
-from chorus.sample_quality import QualityReport
-from chorus.sample_storage import StoredSample
+from chorus.samples.report import QualityReport
+from chorus.samples.storage import StoredSample
 from chorus.state import ChorusState
 from chorus.uploads import read_multipart
 

@@ -23,24 +23,20 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from chorus.sample_quality import (
-    CANONICAL_RATE,
-    SampleChecker,
-    SampleRejected,
-    decode_audio,
-)
-from chorus.sample_storage import (
+from chorus.samples.audio import CANONICAL_RATE, decode_audio
+from chorus.samples.ingest import SampleIngest
+from chorus.samples.report import SampleRejected
+from chorus.samples.storage import (
     DirectorySampleStore,
     DuplicateSample,
     InvalidSampleRequest,
-    S3SampleStore,
     SampleCorrupt,
     SampleIdConflict,
     SampleMeta,
     SampleNotFound,
     SampleStore,
-    ingest_sample,
 )
+from chorus.samples.storage_s3 import S3SampleStore
 from tests import recordings as rec
 from tests.recordings import PIPER_RATE
 
@@ -108,9 +104,9 @@ def meta(**kw: Any) -> SampleMeta:
     return SampleMeta(**{"duration": 1.0, "quality_score": 0.9, **kw})
 
 
-@pytest.fixture(scope="module")
-def checker() -> SampleChecker:
-    return rec.checker()
+@pytest.fixture
+def ingest(store: SampleStore) -> SampleIngest:
+    return SampleIngest(store, rec.models())
 
 
 @pytest.fixture(scope="module")
@@ -239,11 +235,11 @@ REJECTED = {
 
 
 def test_ingest_rejections_store_nothing(
-    store: SampleStore, checker: SampleChecker, uploads: dict[str, bytes]
+    store: SampleStore, ingest: SampleIngest, uploads: dict[str, bytes]
 ) -> None:
     for name, problem in REJECTED.items():
         with pytest.raises(SampleRejected) as err:
-            ingest_sample(store, checker, P, uploads[name], engines=ENGINES)
+            ingest.add(P, uploads[name], engines=ENGINES)
         assert err.value.problem == problem, (name, err.value.reason)
         if problem == "quality":  # the full table comes with the rejection
             assert {c.name for c in err.value.checks} >= {"snr", "clipping", "duration", "speech_ratio"}
@@ -251,9 +247,9 @@ def test_ingest_rejections_store_nothing(
 
 
 def test_ingest_accepts_dedupes_and_compares_speakers(
-    store: SampleStore, checker: SampleChecker, uploads: dict[str, bytes]
+    store: SampleStore, ingest: SampleIngest, uploads: dict[str, bytes]
 ) -> None:
-    first = ingest_sample(store, checker, P, uploads["clean"], engines=ENGINES, sample_id="studio-1", notes="take 1")
+    first = ingest.add(P, uploads["clean"], engines=ENGINES, sample_id="studio-1", notes="take 1")
     s = first.sample
     assert first.report.accepted and s.id == "studio-1" and s.notes == "take 1"
     assert s.quality_score == first.report.quality_score and s.checks == first.report.checks
@@ -266,13 +262,13 @@ def test_ingest_accepts_dedupes_and_compares_speakers(
     # Identical audio: as FLAC, and the stored canonical WAV itself, are the same sample.
     for again in (uploads["clean_flac"], uploads["clean"], stored):
         with pytest.raises(DuplicateSample) as dup:
-            ingest_sample(store, checker, P, again, engines=ENGINES)
+            ingest.add(P, again, engines=ENGINES)
         assert dup.value.existing_id == "studio-1"
 
-    same = ingest_sample(store, checker, P, uploads["same_speaker"], engines=ENGINES, sample_id="studio-2")
+    same = ingest.add(P, uploads["same_speaker"], engines=ENGINES, sample_id="studio-2")
     assert same.report.check("speaker_consistency").passed, same.report.check("speaker_consistency")
 
-    other = ingest_sample(store, checker, P, uploads["other_speaker"], engines=ENGINES, sample_id="guest")
+    other = ingest.add(P, uploads["other_speaker"], engines=ENGINES, sample_id="guest")
     speaker = other.report.check("speaker_consistency")
     print("speaker check:", speaker.message)
     assert other.report.accepted and not speaker.passed and speaker.severity == "warning"
@@ -303,7 +299,8 @@ def test_corrupted_stored_audio_is_detected(store: SampleStore) -> None:
 _WRITER = r"""
 import io, sys
 import numpy as np, soundfile as sf
-from chorus.sample_storage import DirectorySampleStore, S3SampleStore, SampleMeta
+from chorus.samples.storage import DirectorySampleStore, SampleMeta
+from chorus.samples.storage_s3 import S3SampleStore
 
 kind, where, seconds, count, first = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 if kind == "directory":

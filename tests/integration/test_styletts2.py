@@ -63,7 +63,7 @@ SAMPLE_SENTENCES = [  # 3-4 s each: StyleTTS2's usable sample window starts at 3
 @pytest.fixture(scope="module")
 async def samples(tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleRef]:
     """Piper sentences as canonical 24 kHz mono WAV: two on disk, two inline."""
-    from chorus.sample_quality import canonical_wav, decode_audio
+    from chorus.samples.audio import canonical_wav, decode_audio
     from deployments.piper import Piper
 
     piper = Piper({})

@@ -50,7 +50,7 @@ SENTENCES = ["Thank you for your help.", "The train leaves at noon.", "Please op
 @pytest.fixture(scope="module")
 async def samples(tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleRef]:
     """Three Piper sentences as canonical 24 kHz mono WAV: two on disk, one inline."""
-    from chorus.sample_quality import canonical_wav, decode_audio
+    from chorus.samples.audio import canonical_wav, decode_audio
     from deployments.piper import Piper
 
     piper = Piper({})

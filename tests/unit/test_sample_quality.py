@@ -11,22 +11,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from chorus.sample_quality import (
-    CANONICAL_RATE,
-    CLIP_LEVEL,
+from chorus.samples.audio import CANONICAL_RATE, CLIP_LEVEL, canonical_wav, decode_audio
+from chorus.samples.quality import (
     MAX_CLIPPED_PERCENT,
     MAX_LOUDNESS_SPREAD_LU,
     MAX_SILENCE_S,
     MIN_LOUDNESS_LUFS,
     MIN_SNR_DB,
     MIN_SPEECH_RATIO,
-    SAME_SPEAKER_MIN_SIMILARITY,
-    QualityReport,
     SampleChecker,
-    SampleRejected,
-    canonical_wav,
-    decode_audio,
 )
+from chorus.samples.report import QualityReport, SampleRejected
+from chorus.samples.speaker import SAME_SPEAKER_MIN_SIMILARITY, SpeakerComparer
 from tests import recordings as rec
 from tests.recordings import PIPER_RATE, PiperRecordings
 
@@ -41,6 +37,11 @@ def voice() -> PiperRecordings:
 @pytest.fixture(scope="module")
 def checker() -> SampleChecker:
     return rec.checker()
+
+
+@pytest.fixture(scope="module")
+def speakers() -> SpeakerComparer:
+    return rec.speakers()
 
 
 def report_for(checker: SampleChecker, data: bytes, engines: list[str] = BOTH) -> QualityReport:
@@ -343,19 +344,19 @@ def test_sample_rejected_pickles() -> None:
 # --- speakers ---------------------------------------------------------------------------------------
 
 
-def test_speaker_similarity(voice: PiperRecordings, checker: SampleChecker) -> None:
+def test_speaker_similarity(voice: PiperRecordings, speakers: SpeakerComparer) -> None:
     a = decode_audio(rec.encode(voice.clean().samples, PIPER_RATE))
     same = decode_audio(rec.encode(voice.clean_other_text().samples, PIPER_RATE))
     other = decode_audio(rec.encode(rec.other_speaker(voice.clean_other_text()), PIPER_RATE))
 
-    same_score = checker.speaker_similarity(a, same)
-    other_score = checker.speaker_similarity(a, other)
+    same_score = speakers.similarity(a, same)
+    other_score = speakers.similarity(a, other)
     print(f"resemblyzer cosine: same speaker {same_score:.3f}, shifted speaker {other_score:.3f}")
     assert same_score > SAME_SPEAKER_MIN_SIMILARITY
     assert other_score < SAME_SPEAKER_MIN_SIMILARITY
 
-    check = checker.speaker_check(other, {"studio-1": a, "studio-2": same})
+    check = speakers.check(other, {"studio-1": a, "studio-2": same})
     assert not check.passed and check.severity == "warning"
     assert "studio-1" in check.message and "studio-2" in check.message
-    assert check.value == pytest.approx(min(other_score, checker.speaker_similarity(other, same)), abs=1e-3)
-    assert checker.speaker_check(same, {"studio-1": a}).passed
+    assert check.value == pytest.approx(min(other_score, speakers.similarity(other, same)), abs=1e-3)
+    assert speakers.check(same, {"studio-1": a}).passed

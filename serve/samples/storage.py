@@ -1,7 +1,7 @@
 """Durable storage of accepted voice samples, per personality.
 
 A stored sample is two objects side by side: `<id>.wav` (the canonical 16-bit mono WAV
-from `chorus.sample_quality.canonical_wav`) and `<id>.json` (its `StoredSample` metadata).
+from `chorus.samples.audio.canonical_wav`) and `<id>.json` (its `StoredSample` metadata).
 
 Commit protocol (both backends): the WAV is written completely first, then the JSON.
 **The JSON is the commit record**: a sample exists exactly when its JSON exists, and
@@ -16,7 +16,7 @@ order (JSON first, so the sample vanishes at once, then the WAV).
   personality serialise on an flock of `<personality>/.lock`, which also makes
   recovery safe: whoever holds the lock knows no other writer is mid-commit, so every
   temp file and orphan it sees is debris from a dead process.
-- `S3SampleStore`: a PUT is atomic on S3 (an interrupted upload leaves no object), and
+- `S3SampleStore` (`chorus.samples.storage_s3`): a PUT is atomic on S3 (an interrupted upload leaves no object), and
   both PUTs are create-only (`If-None-Match: *`). S3 has no locks, so `recover()` only
   deletes orphans older than a grace period that no live upload can take.
 
@@ -30,13 +30,12 @@ from __future__ import annotations
 import abc
 import contextlib
 import fcntl
-import functools
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -49,21 +48,9 @@ from pydantic import (
 
 from chorus.atomic_write import TMP_SUFFIX, fsync_dir, write_atomic
 from chorus.personalities import LanguageCode, PersonalityName
-from chorus.sample_quality import (
-    CANONICAL_RATE,
-    CheckResult,
-    DecodedAudio,
-    QualityReport,
-    SampleChecker,
-    canonical_wav,
-    decode_audio,
-)
+from chorus.samples.audio import CANONICAL_RATE
+from chorus.samples.report import CheckResult, QualityReport
 from deployments.base import VoiceSampleRef
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client  # type: ignore[import-not-found]
-else:
-    S3Client = Any
 
 # Sample ids become file names and object keys: no path separators, no leading dot
 # (temp files and the lock are dot-files), nothing a shell or URL must escape.
@@ -233,7 +220,7 @@ class SampleStore(abc.ABC):
 
     def _prepare(self, personality: str, audio_wav: bytes, meta: SampleMeta) -> StoredSample:
         """Validate the request and build the record the store will commit."""
-        _check_name(personality)
+        check_personality_name(personality)
         if len(audio_wav) < 44 or audio_wav[:4] != b"RIFF" or audio_wav[8:12] != b"WAVE":
             raise InvalidSampleRequest("sample audio must be a WAV file (see canonical_wav)")
         digest = hashlib.sha256(audio_wav).hexdigest()
@@ -250,8 +237,17 @@ class SampleStore(abc.ABC):
         if dup is not None:
             raise DuplicateSample(dup.id, record.personality)
 
+    @staticmethod
+    def _verified(record: StoredSample, data: bytes) -> bytes:
+        if hashlib.sha256(data).hexdigest() != record.sha256:
+            raise SampleCorrupt(
+                f"stored audio of {record.personality}/{record.id} does not match its sha256"
+            )
+        return data
 
-def _check_name(personality: str) -> None:
+
+def check_personality_name(personality: str) -> None:
+    """InvalidSampleRequest unless it is a personality name (a folder or key prefix here)."""
     try:
         _name_adapter.validate_python(personality)
     except ValidationError:
@@ -260,21 +256,14 @@ def _check_name(personality: str) -> None:
         ) from None
 
 
-def _check_id(sample_id: str) -> None:
+def check_sample_id(sample_id: str) -> None:
+    """InvalidSampleRequest unless it is a sample id (a file name or key here)."""
     try:
         _id_adapter.validate_python(sample_id)
     except ValidationError:
         raise InvalidSampleRequest(
             f"{sample_id!r} is not a sample id (letters, digits, '_', '.', '-'; at most 128)"
         ) from None
-
-
-def _verify(record: StoredSample, data: bytes) -> bytes:
-    if hashlib.sha256(data).hexdigest() != record.sha256:
-        raise SampleCorrupt(
-            f"stored audio of {record.personality}/{record.id} does not match its sha256"
-        )
-    return data
 
 
 # --- directory backend -----------------------------------------------------------------------
@@ -296,8 +285,8 @@ class DirectorySampleStore(SampleStore):
     # -- reading: no locks; only committed JSONs are looked at --
 
     def get(self, personality: str, sample_id: str) -> StoredSample:
-        _check_name(personality)
-        _check_id(sample_id)
+        check_personality_name(personality)
+        check_sample_id(sample_id)
         try:
             text = (self.root / personality / f"{sample_id}.json").read_text()
         except FileNotFoundError:
@@ -310,10 +299,10 @@ class DirectorySampleStore(SampleStore):
             data = (self.root / personality / f"{sample_id}.wav").read_bytes()
         except FileNotFoundError:  # deleted between the two reads
             raise SampleNotFound(personality, sample_id) from None
-        return _verify(record, data)
+        return self._verified(record, data)
 
     def list(self, personality: str) -> list[StoredSample]:
-        _check_name(personality)
+        check_personality_name(personality)
         folder = self.root / personality
         out = []
         try:
@@ -330,8 +319,8 @@ class DirectorySampleStore(SampleStore):
         return sorted(out, key=lambda s: (s.uploaded_at, s.id))
 
     def locator(self, personality: str, sample_id: str) -> str:
-        _check_name(personality)
-        _check_id(sample_id)
+        check_personality_name(personality)
+        check_sample_id(sample_id)
         return str((self.root / personality / f"{sample_id}.wav").resolve())
 
     # -- writing --
@@ -358,8 +347,8 @@ class DirectorySampleStore(SampleStore):
         return record
 
     def delete(self, personality: str, sample_id: str) -> None:
-        _check_name(personality)
-        _check_id(sample_id)
+        check_personality_name(personality)
+        check_sample_id(sample_id)
         folder = self.root / personality
         if not folder.is_dir():
             raise SampleNotFound(personality, sample_id)
@@ -373,7 +362,7 @@ class DirectorySampleStore(SampleStore):
             fsync_dir(folder)
 
     def delete_all(self, personality: str) -> int:
-        _check_name(personality)
+        check_personality_name(personality)
         folder = self.root / personality
         if not folder.is_dir():
             return 0
@@ -391,7 +380,7 @@ class DirectorySampleStore(SampleStore):
 
     def recover(self, personality: str | None = None) -> int:
         if personality is not None:
-            _check_name(personality)
+            check_personality_name(personality)
             names = [personality]
         else:
             names = sorted(
@@ -452,254 +441,3 @@ class DirectorySampleStore(SampleStore):
                 return
             finally:
                 os.close(fd)  # also releases the flock
-
-
-
-
-# --- S3 backend --------------------------------------------------------------------------------
-
-# No upload of a <= 48 MiB WAV takes 10 minutes: an orphan this old has no live writer.
-S3_ORPHAN_GRACE = timedelta(minutes=10)
-
-
-class S3SampleStore(SampleStore):
-    """s3://<bucket>/<prefix>/<personality>/<id>.wav + <id>.json, through a boto3 S3
-    client (any S3-compatible endpoint). Commit protocol as in the module docstring."""
-
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str = "samples",
-        client: S3Client | None = None,
-        *,
-        orphan_grace: timedelta = S3_ORPHAN_GRACE,
-    ) -> None:
-        if client is None:
-            import boto3
-
-            client = boto3.client("s3")
-        self.client = client
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.orphan_grace = orphan_grace
-
-    def _folder(self, personality: str) -> str:
-        return f"{self.prefix}/{personality}/" if self.prefix else f"{personality}/"
-
-    def _key(self, personality: str, name: str) -> str:
-        return self._folder(personality) + name
-
-    def _keys(self, prefix: str) -> Iterator[dict[str, Any]]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            yield from page.get("Contents", [])
-
-    def _get_bytes(self, key: str) -> bytes | None:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except self.client.exceptions.NoSuchKey:
-            return None
-
-    def _create(self, key: str, body: bytes, content_type: str) -> bool:
-        """PUT that only creates (If-None-Match: *); False when the key exists."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*"
-            )
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-                return False
-            raise
-        return True
-
-    # -- reading --
-
-    def get(self, personality: str, sample_id: str) -> StoredSample:
-        _check_name(personality)
-        _check_id(sample_id)
-        body = self._get_bytes(self._key(personality, f"{sample_id}.json"))
-        if body is None:
-            raise SampleNotFound(personality, sample_id)
-        return StoredSample.model_validate_json(body)
-
-    def audio(self, personality: str, sample_id: str) -> bytes:
-        record = self.get(personality, sample_id)
-        data = self._get_bytes(self._key(personality, f"{sample_id}.wav"))
-        if data is None:
-            raise SampleNotFound(personality, sample_id)
-        return _verify(record, data)
-
-    def list(self, personality: str) -> list[StoredSample]:
-        _check_name(personality)
-        out = []
-        for obj in self._keys(self._folder(personality)):
-            if obj["Key"].endswith(".json"):
-                body = self._get_bytes(obj["Key"])
-                if body is not None:
-                    out.append(StoredSample.model_validate_json(body))
-        return sorted(out, key=lambda s: (s.uploaded_at, s.id))
-
-    def locator(self, personality: str, sample_id: str) -> str:
-        _check_name(personality)
-        _check_id(sample_id)
-        return f"s3://{self.bucket}/{self._key(personality, f'{sample_id}.wav')}"
-
-    # -- writing --
-
-    def put(self, personality: str, audio_wav: bytes, meta: SampleMeta) -> StoredSample:
-        record = self._prepare(personality, audio_wav, meta)
-        self._check_new(record)
-        wav_key = self._key(personality, f"{record.id}.wav")
-        json_key = self._key(personality, f"{record.id}.json")
-        if self._exists(json_key):
-            raise SampleIdConflict(record.id, personality)
-        if not self._create(wav_key, audio_wav, "audio/wav"):
-            # A WAV without a JSON: an orphan, or another upload of this id in flight.
-            if self._exists(json_key) or not self._remove_if_orphan(personality, record.id):
-                raise SampleIdConflict(record.id, personality)
-            if not self._create(wav_key, audio_wav, "audio/wav"):
-                raise SampleIdConflict(record.id, personality)
-        try:
-            committed = self._create(
-                json_key, record.model_dump_json(indent=2).encode(), "application/json"
-            )
-        except BaseException:
-            # Unknown outcome (e.g. a timeout after the server stored it): remove the
-            # WAV only if the commit record is certainly absent.
-            with contextlib.suppress(Exception):
-                if not self._exists(json_key):
-                    self._delete_keys([wav_key])
-            raise
-        if not committed:  # lost a race for this id: leave the winner's objects alone
-            raise SampleIdConflict(record.id, personality)
-        return record
-
-    def delete(self, personality: str, sample_id: str) -> None:
-        _check_name(personality)
-        _check_id(sample_id)
-        json_key = self._key(personality, f"{sample_id}.json")
-        if not self._exists(json_key):
-            raise SampleNotFound(personality, sample_id)
-        self._delete_keys([json_key])  # uncommit first
-        self._delete_keys([self._key(personality, f"{sample_id}.wav")])
-
-    def delete_all(self, personality: str) -> int:
-        _check_name(personality)
-        keys = [o["Key"] for o in self._keys(self._folder(personality))]
-        jsons = [k for k in keys if k.endswith(".json")]
-        self._delete_keys(jsons)
-        self._delete_keys([k for k in keys if k not in jsons])
-        return len(jsons)
-
-    def recover(self, personality: str | None = None, *, older_than: timedelta | None = None) -> int:
-        grace = self.orphan_grace if older_than is None else older_than
-        if personality is not None:
-            _check_name(personality)
-            prefix = self._folder(personality)
-        else:
-            prefix = f"{self.prefix}/" if self.prefix else ""
-        objects = list(self._keys(prefix))
-        keys = {o["Key"] for o in objects}
-        now = datetime.now(UTC)
-        orphans = [
-            o["Key"] for o in objects
-            if o["Key"].endswith(".wav")
-            and o["Key"][:-4] + ".json" not in keys
-            and now - o["LastModified"] >= grace
-        ]
-        self._delete_keys(orphans)
-        return len(orphans)
-
-    def _remove_if_orphan(self, personality: str, sample_id: str) -> bool:
-        key = self._key(personality, f"{sample_id}.wav")
-        from botocore.exceptions import ClientError
-
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError:
-            return True  # gone already
-        if datetime.now(UTC) - head["LastModified"] < self.orphan_grace:
-            return False  # maybe an upload in flight
-        self._delete_keys([key])
-        return True
-
-    def _exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
-
-    def _delete_keys(self, keys: Sequence[str]) -> None:
-        for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
-            batch = keys[i : i + 1000]
-            if batch:
-                self.client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-                )
-
-
-# --- the upload flow ---------------------------------------------------------------------------
-
-
-class IngestResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    sample: StoredSample
-    report: QualityReport
-
-
-def ingest_sample(
-    store: SampleStore,
-    checker: SampleChecker,
-    personality: str,
-    data: bytes,
-    *,
-    engines: Sequence[str] = (),
-    sample_id: str | None = None,
-    language: str = "en",
-    notes: str | None = None,
-) -> IngestResult:
-    """Everything an upload goes through, in order of cost: decode (SampleRejected),
-    duplicate check (DuplicateSample), quality checks (SampleRejected with the table),
-    speaker consistency against the personality's other samples (a warning), store.
-    Nothing is written unless every step before `put` passed."""
-    _check_name(personality)
-    if sample_id is not None:
-        _check_id(sample_id)
-        try:  # fail fast; put() checks again under its lock
-            store.get(personality, sample_id)
-        except SampleNotFound:
-            pass
-        else:
-            raise SampleIdConflict(sample_id, personality)
-    audio = decode_audio(data)
-    wav = canonical_wav(audio)
-    digest = hashlib.sha256(wav).hexdigest()
-    existing = store.find_by_hash(personality, digest)
-    if existing is not None:
-        raise DuplicateSample(existing.id, personality)
-    report = checker.check_sample(audio, engines)
-    report.raise_if_rejected()
-    others = {s.id: s for s in store.list(personality)}
-    # Loaders: a stored sample's embedding is usually cached (by sha256), so its audio
-    # is fetched and decoded only on a cache miss.
-    loaders = {sid: functools.partial(decoded_sample, store, personality, sid) for sid in others}
-    speaker = checker.speaker_check(
-        audio, loaders, key=digest, other_keys={sid: s.sha256 for sid, s in others.items()}
-    )
-    report = report.with_checks([speaker])
-    meta = SampleMeta.from_report(report, id=sample_id, language=language, notes=notes)
-    return IngestResult(sample=store.put(personality, wav, meta), report=report)
-
-
-def decoded_sample(store: SampleStore, personality: str, sample_id: str) -> DecodedAudio:
-    """A stored sample, decoded (for re-checking or comparing)."""
-    return decode_audio(store.audio(personality, sample_id))

@@ -1,32 +1,26 @@
 """Voice samples of personalities: upload (checked, stored), listing, removal, and the
 sample refs cloning engines receive.
 
-The sample store (`chorus.sample_storage`) is the truth; each personality's
+The sample store (`chorus.samples.storage`) is the truth; each personality's
 `voiceSamples` mirrors it so `GET /v1/personalities/{name}` shows what a voice clones from.
 Checks and storage block (CPU, disk, network), so callers run these methods in a thread.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from chorus.constants import MAX_SAMPLE_BYTES
 from chorus.personalities import Personality, VoiceSample
-from chorus.sample_quality import SampleChecker, cloning_engines, duration_fit
-from chorus.sample_storage import (
-    DirectorySampleStore,
-    IngestResult,
-    S3SampleStore,
-    SampleStore,
-    StoredSample,
-    ingest_sample,
-)
-from chorus.stores.base import PersonalityStore
+from chorus.samples.ingest import IngestResult, SampleIngest
+from chorus.samples.models import SampleModels
+from chorus.samples.quality import cloning_engines, duration_fit
+from chorus.samples.storage import DirectorySampleStore, SampleStore, StoredSample
+from chorus.samples.storage_s3 import S3SampleStore
 from deployments.base import EngineId, VoiceSampleRef
 
 
@@ -40,8 +34,20 @@ class SamplesConfig(BaseModel):
     listing_ttl_s: float = Field(5.0, ge=0, description="how long a replica trusts its listing of a personality's samples")
 
 
+class Personalities(Protocol):
+    """What the service needs of the personality store (a protocol, so the samples package
+    depends on no store module): where to mirror a personality's samples, and whether that
+    store takes writes at all."""
+
+    @property
+    def read_only(self) -> bool: ...
+
+    def get(self, name: str) -> Personality | None: ...
+    def put(self, personality: Personality) -> bool: ...
+
+
 class SampleService:
-    def __init__(self, config: SamplesConfig, personalities: PersonalityStore) -> None:
+    def __init__(self, config: SamplesConfig, personalities: Personalities) -> None:
         self.config = config
         self.personalities = personalities
         if config.backend == "s3":
@@ -53,24 +59,16 @@ class SampleService:
             self.store: SampleStore = S3SampleStore(config.bucket, config.prefix, client)
         else:
             self.store = DirectorySampleStore(config.directory.expanduser())
-        self._checker: SampleChecker | None = None
-        self._checker_lock = threading.Lock()
-        self._listings: dict[str, tuple[float, list[StoredSample]]] = {}
-
-    @property
-    def checker(self) -> SampleChecker:
         # The VAD and speaker models load on the first upload, not at replica start.
-        with self._checker_lock:
-            if self._checker is None:
-                self._checker = SampleChecker()
-            return self._checker
+        self.ingest = SampleIngest(self.store, SampleModels())
+        self._listings: dict[str, tuple[float, list[StoredSample]]] = {}
 
     # --- writes ----------------------------------------------------------------------
 
     def upload(self, personality: Personality, data: bytes, *, language: str, notes: str | None,
                sample_id: str | None) -> IngestResult:
-        result = ingest_sample(
-            self.store, self.checker, personality.name, data,
+        result = self.ingest.add(
+            personality.name, data,
             engines=cloning_engines(personality.spec), sample_id=sample_id, language=language, notes=notes,
         )
         self._listings.pop(personality.name, None)

@@ -1,0 +1,103 @@
+"""The one path a recording takes to become a voice sample, for the ingress (uploads through
+the HTTP API) and the operator (samples a VoicePersonality gives by URL) alike: decode,
+duplicate check, quality checks, speaker comparison with the personality's other samples,
+store. `/v1/clone`'s one-off reference takes the same decode and checks and is not stored.
+
+Everything here blocks (CPU, disk, network): run it in a worker thread from async code.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from chorus.samples.audio import DecodedAudio, canonical_wav, decode_audio
+from chorus.samples.models import SampleModels
+from chorus.samples.quality import SampleChecker
+from chorus.samples.report import QualityReport
+from chorus.samples.speaker import SpeakerComparer
+from chorus.samples.storage import (
+    DuplicateSample,
+    SampleIdConflict,
+    SampleMeta,
+    SampleNotFound,
+    SampleStore,
+    StoredSample,
+    check_personality_name,
+    check_sample_id,
+)
+from deployments.base import VoiceSampleRef
+
+
+class IngestResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sample: StoredSample
+    report: QualityReport
+
+
+class SampleIngest:
+    """Checks recordings with `models` and stores the accepted ones in `store`.
+    Thread-safe; build one per process (it caches speaker embeddings)."""
+
+    def __init__(self, store: SampleStore, models: SampleModels) -> None:
+        self.store = store
+        self.checker = SampleChecker(models)
+        self.speakers = SpeakerComparer(models)
+
+    def add(
+        self,
+        personality: str,
+        data: bytes,
+        *,
+        engines: Sequence[str] = (),
+        sample_id: str | None = None,
+        language: str = "en",
+        notes: str | None = None,
+    ) -> IngestResult:
+        """Everything an upload goes through, in order of cost: decode (SampleRejected),
+        duplicate check (DuplicateSample), quality checks (SampleRejected with the table),
+        speaker consistency against the personality's other samples (a warning), store.
+        Nothing is written unless every step before `put` passed."""
+        check_personality_name(personality)
+        if sample_id is not None:
+            check_sample_id(sample_id)
+            try:  # fail fast; put() checks again under its lock
+                self.store.get(personality, sample_id)
+            except SampleNotFound:
+                pass
+            else:
+                raise SampleIdConflict(sample_id, personality)
+        audio = decode_audio(data)
+        wav = canonical_wav(audio)
+        digest = hashlib.sha256(wav).hexdigest()
+        existing = self.store.find_by_hash(personality, digest)
+        if existing is not None:
+            raise DuplicateSample(existing.id, personality)
+        report = self.checker.check_sample(audio, engines)
+        report.raise_if_rejected()
+        others = {s.id: s for s in self.store.list(personality)}
+        # Loaders: a stored sample's embedding is usually cached (by sha256), so its audio
+        # is fetched and decoded only on a cache miss.
+        loaders = {sid: functools.partial(self._decoded, personality, sid) for sid in others}
+        speaker = self.speakers.check(
+            audio, loaders, key=digest, other_keys={sid: s.sha256 for sid, s in others.items()}
+        )
+        report = report.with_checks([speaker])
+        meta = SampleMeta.from_report(report, id=sample_id, language=language, notes=notes)
+        return IngestResult(sample=self.store.put(personality, wav, meta), report=report)
+
+    def reference(self, data: bytes, engine: str, language: str) -> VoiceSampleRef:
+        """A one-off reference for `engine`: decoded and checked like an upload
+        (SampleRejected, with the check table), returned inline and canonical."""
+        audio = decode_audio(data)
+        self.checker.check_sample(audio, [engine]).raise_if_rejected()
+        wav = canonical_wav(audio)
+        return VoiceSampleRef(id="reference", language=language, sha256=hashlib.sha256(wav).hexdigest(), audio=wav)
+
+    def _decoded(self, personality: str, sample_id: str) -> DecodedAudio:
+        """A stored sample, decoded (for comparing)."""
+        return decode_audio(self.store.audio(personality, sample_id))
