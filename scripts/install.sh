@@ -4,13 +4,18 @@
 # pyproject.toml is refused; refresh it on purpose with scripts/update-lock.sh.
 #   scripts/install.sh                       runtime only
 #   scripts/install.sh dev,cloud,samples     plus those extras (dev also installs Debian packages)
-# Prints the venv's path on its last line.
+#   scripts/install.sh --exact EXTRAS        and remove every package outside them (scripts/test.sh)
+# Without --exact it only adds: `scripts/serve.sh` run inside the test venv (the README test)
+# must not remove the test tools from under the running suite. Either way every package is
+# at the lock's version. Prints the venv's path on its last line.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CHORUS_VENV:-$HOME/.cache/chorus/venv}"
+sync=(--inexact)
+if [ "${1:-}" = "--exact" ]; then sync=(); shift; fi
 extras="${1:-}"
 
-args=()
+args=("${sync[@]}")
 for extra in ${extras//,/ }; do args+=(--extra "$extra"); done
 "$root/scripts/locked-sync.sh" "$venv" "${args[@]}"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes the virtualenv VENV exactly what uv.lock says for the given extras:
-#   scripts/locked-sync.sh VENV [--extra NAME ...]
+# Makes the virtualenv VENV what uv.lock says for the given extras (exactly, unless
+# --inexact is passed on to uv sync):
+#   scripts/locked-sync.sh VENV [--inexact] [--extra NAME ...]
 # The main venv (scripts/install.sh) and each engine's venv (scripts/engine-env.sh) come from
 # this one lock, so they share Ray, Python and every common package version.
 set -euo pipefail

@@ -2,7 +2,7 @@
 # Installs everything the tests need (idempotent, cached) and runs the whole suite.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$("$root/scripts/install.sh" dev,cloud,samples,kubernetes | tail -n 1)"
+venv="$("$root/scripts/install.sh" --exact dev,cloud,samples,kubernetes | tail -n 1)"
 # The cloning engines' replicas run in their own environments (docs/engines.md).
 for engine in xtts styletts2; do
   "$root/scripts/engine-env.sh" "$engine" >/dev/null
