@@ -25,10 +25,12 @@ from chorus.sample_quality import canonical_wav, decode_audio
 from chorus.state import Chorus, ChorusState
 from chorus.uploads import read_multipart
 from deployments.base import AudioFormat, VoiceSampleRef
+from deployments.settings import cloning_windows
 
 router = APIRouter(tags=["speech"])
 
-CloningEngine = Literal["xtts_v2", "styletts2"]
+# The engines whose settings declare a sample window.
+CloningEngine = Literal[tuple(cloning_windows())]  # type: ignore[valid-type]
 
 
 def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: object = None) -> object:
