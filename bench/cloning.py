@@ -67,7 +67,7 @@ def sample_ref(wav: bytes, variant_of: int = 0) -> Any:
     return VoiceSampleRef(id=f"ref{variant_of}", language="en", sha256=hashlib.sha256(wav).hexdigest(), audio=wav)
 
 
-async def measure(handle: Any, wav: bytes, requests: int, settings: dict[str, Any]) -> dict[str, float]:
+async def measure(handle: Any, wav: bytes, requests: int, settings: Any) -> dict[str, float]:
     from deployments.base import SynthesisRequest
 
     def request(text: str, ref: Any) -> SynthesisRequest:
@@ -151,6 +151,8 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from deployments.settings import StyleTTS2Settings, XTTSSettings
+
     given = {"xtts_v2": args.xtts_model_dir, "styletts2": args.styletts2_model_dir}
     engines = [e for e in args.engines.split(",") if e]
     tiny = not all(given[e] for e in engines)
@@ -164,7 +166,7 @@ def main() -> None:
         for engine in engines:
             config: dict[str, Any] = {"model_dir": str(models[engine]), "device": args.device}
             handle = deploy(engine, config, args.num_cpus)
-            settings = {"topK": 1} if engine == "xtts_v2" else {"diffusionSteps": 5}
+            settings = XTTSSettings(top_k=1) if engine == "xtts_v2" else StyleTTS2Settings(diffusion_steps=5)
             results[engine] = asyncio.run(measure(handle, wav, args.requests, settings))
             serve.delete(f"bench-{engine}")
     finally:

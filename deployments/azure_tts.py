@@ -15,7 +15,6 @@ import httpx
 from pydantic import Field, SecretStr
 from ray import serve
 
-from chorus.personalities import AzureTTSSettings
 from deployments.base import (
     BadInputError,
     EngineError,
@@ -25,6 +24,7 @@ from deployments.base import (
     VoiceInfo,
 )
 from deployments.cloud import SAMPLE_RATE, CloudEngineConfig, CloudTTSEngine
+from deployments.settings import AzureTTSSettings
 
 ENGINE = "azure_tts"
 OUTPUT_FORMAT = "riff-24khz-16bit-mono-pcm"

@@ -14,12 +14,25 @@ import os
 import re
 from collections.abc import AsyncIterator
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    SerializeAsAny,
+    StringConstraints,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
 
 EngineId = Literal["xtts_v2", "styletts2", "piper", "google_tts", "azure_tts", "ibm_watson"]
 ENGINE_IDS: tuple[EngineId, ...] = get_args(EngineId)
+# A name an engine or a personality uses: voice, variant, style, sample id.
+VoiceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
 class AudioFormat(StrEnum):
@@ -68,17 +81,105 @@ class VoiceSampleRef(BaseModel):
             return f.read()
 
 
+# --- settings -----------------------------------------------------------------------
+
+
+class DurationWindow(BaseModel):
+    """A range of recording lengths, in seconds, both ends included."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_s: float = Field(ge=0)
+    max_s: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DurationWindow:
+        if self.max_s < self.min_s:
+            raise ValueError(f"max_s {self.max_s:g} is below min_s {self.min_s:g}")
+        return self
+
+    def __contains__(self, seconds: float) -> bool:
+        return self.min_s <= seconds <= self.max_s
+
+    def __str__(self) -> str:
+        return f"{self.min_s:g}-{self.max_s:g} s"
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return (self.min_s, self.max_s)
+
+
+class CloningWindow(BaseModel):
+    """How long a reference sample a cloning engine clones from may be (`usable`) and
+    should be (`optimal`), from the engine's documentation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    usable: DurationWindow
+    optimal: DurationWindow
+
+
+class EngineSettings(BaseModel):
+    """What a personality tells one engine: each engine's model (in `deployments.settings`)
+    subclasses this, camelCase on the wire, validated before a request is built."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    engine: ClassVar[EngineId]
+    # The field a request-level speed (OpenAI's `speed`) multiplies; None: the engine has none.
+    speed_field: ClassVar[str | None] = None
+    # The sample durations a cloning engine clones from; None: the engine does not clone.
+    cloning_window: ClassVar[CloningWindow | None] = None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.speed_field is not None and cls.speed_field not in cls.model_fields:
+            raise TypeError(f"{cls.__name__}.speed_field {cls.speed_field!r} is not one of its fields")
+
+    def with_speed(self, speed: float) -> Self:
+        """These settings with the speed field multiplied by `speed`; a result outside the
+        field's bounds is the caller's mistake."""
+        field = self.speed_field
+        if speed == 1.0 or field is None:
+            return self
+        scaled = getattr(self, field) * speed
+        try:
+            return self.model_validate({**self.model_dump(), field: scaled})
+        except ValidationError as err:
+            alias = type(self).model_fields[field].alias
+            raise BadInputError(
+                f"speed {speed} makes {self.engine}'s {alias} {scaled:g}, outside its range: "
+                f"{err.errors()[0]['msg']}",
+                self.engine,
+            ) from None
+
+
+SettingsT = TypeVar("SettingsT", bound=EngineSettings)
+
+
 class SynthesisRequest(BaseModel):
-    """One utterance for one engine. `settings` were validated against the engine's
-    settings model (see `chorus.personalities`) before they got here."""
+    """One utterance for one engine. `settings` is the engine's own settings model,
+    validated before it got here; None means that model's defaults."""
 
     text: str
     language: str
     voice: str | None = None
     variant: str | None = None
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: SerializeAsAny[InstanceOf[EngineSettings]] | None = None
     samples: list[VoiceSampleRef] = Field(default_factory=list)
     output_format: AudioFormat = AudioFormat.wav
+
+    def settings_as(self, model: type[SettingsT]) -> SettingsT:
+        """The settings as the engine that reads `model` takes them."""
+        if self.settings is None:
+            return model()
+        if not isinstance(self.settings, model):
+            raise BadInputError(
+                f"{type(self.settings).__name__} sent to {model.engine}, which takes {model.__name__}",
+                model.engine,
+            )
+        return self.settings
 
 
 class AudioResult(BaseModel):
@@ -126,10 +227,27 @@ class Capabilities(BaseModel):
     languages: list[str]
     voices: list[VoiceInfo] = Field(default_factory=list)
     variants: list[str] = Field(default_factory=list)
-    cloning: bool = False
+    cloning_window: CloningWindow | None = Field(
+        None, description="the sample durations it clones from (from its settings model); None: no cloning"
+    )
     streaming: bool = False
     max_characters: int
     sample_rate: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cloning(self) -> bool:
+        """Clones from reference samples: exactly the engines with a sample window."""
+        return self.cloning_window is not None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloning_follows_window(cls, data: Any) -> Any:
+        # `cloning` is derived; a dumped copy carries it back, and it must agree.
+        if isinstance(data, dict) and "cloning" in data:
+            if bool(data["cloning"]) != (data.get("cloning_window") is not None):
+                raise ValueError("cloning is true exactly when cloning_window is set")
+        return data
 
     def speaks(self, language: str, voice: str | None = None) -> bool:
         """True when `language` (e.g. `en` or `en-US`) is spoken, by `voice` if given

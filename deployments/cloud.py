@@ -7,7 +7,7 @@ not depend on which service it is:
   (sooner after a failure), which drives `capabilities()` and `health()`;
 - setup that never stops the replica from starting: a missing credential or an unreachable
   service only makes it unhealthy;
-- the text checks, settings validation and voice check done before any call is made;
+- the text, settings and voice checks done before any call is made;
 - synthesis (`_synthesize_wav()` returns the service's WAV file) and streaming, one chunk a
   sentence;
 - errors: timeouts become `EngineTimeoutError`, rejected credentials mark the engine
@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.base import (
     AudioChunk,
@@ -35,6 +35,7 @@ from deployments.base import (
     Capabilities,
     EngineError,
     EngineFailedError,
+    EngineSettings,
     EngineTimeoutError,
     EngineUnavailableError,
     Health,
@@ -75,7 +76,7 @@ class CloudTTSEngine(TTSEngine):
     # What a subclass declares.
     service: ClassVar[str]  # the service's name in messages: "Google TTS"
     config_model: ClassVar[type[CloudEngineConfig]]
-    settings_model: ClassVar[type[BaseModel]]  # from chorus.personalities
+    settings_model: ClassVar[type[EngineSettings]]  # from deployments.settings
     timeout_errors: ClassVar[tuple[type[BaseException], ...]]  # the client's "no answer in time"
     text_unit: ClassVar[str] = "characters"  # what max_characters counts: characters or bytes...
 
@@ -169,7 +170,6 @@ class CloudTTSEngine(TTSEngine):
             engine=self.engine_id,
             languages=languages,
             voices=voices,
-            cloning=False,
             streaming=True,
             max_characters=self.config.max_characters,
             sample_rate=SAMPLE_RATE,
@@ -179,11 +179,7 @@ class CloudTTSEngine(TTSEngine):
 
     async def synthesize(self, request: SynthesisRequest) -> AudioResult:
         text = self._checked_text(request.text)
-        try:
-            settings = self.settings_model.model_validate(request.settings)
-        except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise BadInputError(f"invalid {self.engine_id} settings: {problems}", self.engine_id) from None
+        settings = request.settings_as(self.settings_model)
         if self._setup_problem:
             raise EngineUnavailableError(self._setup_problem, self.engine_id)
         voice = request.voice or self.config.default_voice

@@ -19,7 +19,6 @@ from google.oauth2 import service_account
 from pydantic import Field
 from ray import serve
 
-from chorus.personalities import GoogleTTSSettings
 from deployments.base import (
     BadInputError,
     EngineError,
@@ -34,6 +33,7 @@ from deployments.cloud import (
     CloudTTSEngine,
     short_reason,
 )
+from deployments.settings import GoogleTTSSettings
 
 ENGINE = "google_tts"
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]

@@ -23,7 +23,6 @@ from ibm_watson import TextToSpeechV1
 from pydantic import Field, SecretStr
 from ray import serve
 
-from chorus.personalities import IBMWatsonSettings
 from deployments.base import (
     BadInputError,
     EngineError,
@@ -38,6 +37,7 @@ from deployments.cloud import (
     CloudTTSEngine,
     short_reason,
 )
+from deployments.settings import IBMWatsonSettings
 
 ENGINE = "ibm_watson"
 ACCEPT = f"audio/wav;rate={SAMPLE_RATE}"

@@ -30,6 +30,7 @@ from deployments.base import (
     TTSEngine,
     VoiceInfo,
 )
+from deployments.settings import PiperSettings
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,6 @@ class Piper(TTSEngine):
             engine=self.engine_id,
             languages=languages,
             voices=infos,
-            cloning=False,
             streaming=True,
             max_characters=self.config.max_characters,
             sample_rate=rate,
@@ -157,8 +157,8 @@ class Piper(TTSEngine):
         if voice is None:
             why = self.load_errors.get(voice_id, "no such voice in the configured directories")
             raise EngineUnavailableError(f"voice {voice_id!r} is not loaded ({why})", self.engine_id)
-        s = request.settings
-        speaker = s.get("speakerId")
+        s = request.settings_as(PiperSettings)
+        speaker = s.speaker_id
         if speaker is not None and speaker >= voice.info.speakers:
             raise BadInputError(
                 f"speakerId {speaker} out of range: voice {voice_id!r} has {voice.info.speakers} speaker(s)",
@@ -166,10 +166,10 @@ class Piper(TTSEngine):
             )
         syn = SynthesisConfig(
             speaker_id=speaker,
-            length_scale=voice.voice.config.length_scale / float(s.get("speed", 1.0)),
-            noise_scale=s.get("noiseScale"),
-            noise_w_scale=s.get("noiseW"),
-            volume=float(s.get("volume", 1.0)),
+            length_scale=voice.voice.config.length_scale / s.speed,
+            noise_scale=s.noise_scale,
+            noise_w_scale=s.noise_w,
+            volume=s.volume,
         )
         return voice, syn
 

@@ -26,7 +26,9 @@ virtualenv (`scripts/engine-env.sh styletts2`), selected through the runtime_env
 
 The style vector of a sample set (one per sample, averaged) is computed once per sorted set
 of sample sha256s and kept in an in-replica LRU. The package phonemizes with gruut's en-us,
-so the engine speaks English unless the model's config.yml declares `languages`.
+so the engine speaks English unless the model's config.yml declares `languages`. What
+StyleTTS2 shares with XTTS (config shape, environment, thread offload, the LRU) is in
+`deployments.local_model`.
 """
 
 from __future__ import annotations
@@ -40,15 +42,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from ray import serve
+from pydantic import Field, field_validator
 
+from deployments import local_model
 from deployments.base import (
     AudioChunk,
     AudioResult,
@@ -60,11 +61,10 @@ from deployments.base import (
     EngineUnavailableError,
     Health,
     SynthesisRequest,
-    TextTooLongError,
-    TTSEngine,
     language_matches,
     split_sentences,
 )
+from deployments.settings import StyleTTS2Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,6 @@ AUX_DEFAULTS = {
     "F0_path": "Utils/JDC/bst.t7",
     "PLBERT_dir": "Utils/PLBERT",
 }
-# Personality settings (camelCase, see chorus.personalities.StyleTTS2Settings) -> inference()
-# kwargs, with the same defaults as that model.
-SETTINGS: dict[str, tuple[str, type, float | int]] = {
-    "alpha": ("alpha", float, 0.3),
-    "beta": ("beta", float, 0.7),
-    "diffusionSteps": ("diffusion_steps", int, 10),
-    "embeddingScale": ("embedding_scale", float, 1.0),
-}
 # The style encoder halves the mel frames (300 samples each) four times, then needs 5 for
 # its last 5x5 kernel: under ~1 s of sound (after trimming silence) it cannot run.
 MIN_SAMPLE_S = 1.0
@@ -95,30 +87,18 @@ MIN_SAMPLE_S = 1.0
 # --- where the replicas run -----------------------------------------------------------
 
 ENVIRONMENT = EngineEnvironment("styletts2", "CHORUS_STYLETTS2_PYTHON")
-engine_python = ENVIRONMENT.python
 actor_options = ENVIRONMENT.actor_options
 
 
 # --- configuration --------------------------------------------------------------------
 
 
-class StyleTTS2Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StyleTTS2Config(local_model.LocalModelConfig):
+    """`model_dir` holds the checkpoint, config.yml and auxiliary models in the upstream
+    StyleTTS2 layout; the conditioning cache keeps style vectors."""
 
-    model_dir: Path | None = Field(
-        None, description="Checkpoint, config.yml and auxiliary models in the upstream StyleTTS2 layout."
-    )
     checkpoint: str | None = Field(
         None, description="Checkpoint file name inside model_dir; default: the only *.pth there."
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: CUDA when the replica sees a GPU, else CPU; cuda: a GPU or unhealthy."
-    )
-    max_characters: int = Field(
-        2_000, ge=1, description="Characters per request; the engine says them sentence by sentence."
-    )
-    conditioning_cache_size: int = Field(
-        64, ge=1, description="Style vectors (one per sample set) kept per replica."
     )
     languages: list[str] | None = Field(
         None,
@@ -128,15 +108,9 @@ class StyleTTS2Config(BaseModel):
     seed: int | None = Field(
         None, description="Seed the diffusion noise of every sentence: same text and settings, same audio."
     )
-    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads in the replica.")
     warmup: bool = Field(
         True, description="Say one word at load, so the first request does not pay for first-call setup."
     )
-
-    @field_validator("model_dir", mode="after")
-    @classmethod
-    def _expand_dir(cls, v: Path | None) -> Path | None:
-        return v.expanduser() if v is not None else None
 
     @field_validator("languages", mode="after")
     @classmethod
@@ -149,14 +123,10 @@ class StyleTTS2Config(BaseModel):
 class StyleTTS2Audio(AudioResult):
     """AudioResult plus where the style vector came from."""
 
-    conditioning: Literal["computed", "cached"]
+    conditioning: local_model.Conditioning
 
 
 # --- the model directory ----------------------------------------------------------------
-
-
-class ModelDirError(Exception):
-    """The model cannot be used; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -177,19 +147,19 @@ def model_files(config: StyleTTS2Config) -> ModelFiles:
 
     root = config.model_dir
     if root is None:
-        raise ModelDirError("no model configured (set model_dir)")
+        raise local_model.ModelLoadError("no model configured (set model_dir)")
     if not root.is_dir():
-        raise ModelDirError(f"model directory {root} does not exist")
+        raise local_model.ModelLoadError(f"model directory {root} does not exist")
     cfg_path = root / CONFIG_FILE
     try:
         settings = yaml.safe_load(cfg_path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ModelDirError(f"cannot read {cfg_path}: {type(err).__name__}: {err}") from None
+        raise local_model.ModelLoadError(f"cannot read {cfg_path}: {type(err).__name__}: {err}") from None
     if not isinstance(settings, dict) or not isinstance(settings.get("model_params"), dict):
-        raise ModelDirError(f"{cfg_path} has no model_params")
+        raise local_model.ModelLoadError(f"{cfg_path} has no model_params")
     sr = (settings.get("preprocess_params") or {}).get("sr", SAMPLE_RATE)
     if sr != SAMPLE_RATE:
-        raise ModelDirError(
+        raise local_model.ModelLoadError(
             f"{cfg_path} says sr {sr}; the styletts2 package's inference is fixed at {SAMPLE_RATE} Hz"
         )
 
@@ -199,7 +169,7 @@ def model_files(config: StyleTTS2Config) -> ModelFiles:
         found = sorted(root.glob("*.pth"))
         if len(found) != 1:
             what = "no *.pth checkpoint" if not found else f"several checkpoints ({', '.join(p.name for p in found)})"
-            raise ModelDirError(f"model directory {root} has {what}; set checkpoint")
+            raise local_model.ModelLoadError(f"model directory {root} has {what}; set checkpoint")
         checkpoint = found[0]
 
     def aux(key: str) -> Path:
@@ -211,13 +181,15 @@ def model_files(config: StyleTTS2Config) -> ModelFiles:
     for path, what in ((checkpoint, "checkpoint"), (asr_config, "ASR_config"), (asr_checkpoint, "ASR_path"),
                        (f0, "F0_path"), (plbert_dir / "config.yml", "PLBERT_dir config")):
         if not path.is_file():
-            raise ModelDirError(f"model directory {root} lacks {path} ({what})")
+            raise local_model.ModelLoadError(f"model directory {root} lacks {path} ({what})")
     # As the package's load_plbert does: the highest step_<N>.t7.
     steps = [
         (int(m.group(1)), p) for p in plbert_dir.glob("step_*.t7") if (m := re.fullmatch(r"step_(\d+)\.t7", p.name))
     ]
     if not steps:
-        raise ModelDirError(f"model directory {root} lacks {plbert_dir}/step_<N>.t7 (PLBERT checkpoint)")
+        raise local_model.ModelLoadError(
+            f"model directory {root} lacks {plbert_dir}/step_<N>.t7 (PLBERT checkpoint)"
+        )
     return ModelFiles(
         config=cfg_path,
         checkpoint=checkpoint,
@@ -249,34 +221,19 @@ class _PrintsToLog(io.TextIOBase):
         return len(s)
 
 
-def _pcm(wav: Any) -> bytes:
-    import numpy as np
-
-    samples = np.asarray(wav, dtype=np.float32).reshape(-1)
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
 def _speakable(sentence: str) -> bool:
     return any(c.isalnum() for c in sentence)
-
-
-async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking model work off the event loop; if the caller is cancelled, wait for the
-    thread to finish before giving up the model lock."""
-    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
-            await future
-        raise
 
 
 _PACKAGE_LOCK = threading.Lock()  # the shims below are module globals of styletts2.tts
 
 
-def _import_package() -> Any:
+def _import_styletts2() -> Any:
     """`styletts2.tts` imported without its network side effect (nltk.download at import)."""
+    import importlib.util
+
+    if importlib.util.find_spec("styletts2") is None:  # say so before paying for torch
+        raise ImportError("No module named 'styletts2'")
     with _PACKAGE_LOCK:
         if "styletts2.tts" not in sys.modules:
             import nltk
@@ -302,13 +259,20 @@ def _import_package() -> Any:
 # --- engine ---------------------------------------------------------------------------
 
 
-class StyleTTS2(TTSEngine):
+class StyleTTS2(local_model.LocalModelEngine):
     engine_id = "styletts2"
+    display_name = "StyleTTS2"
+    library = "styletts2"
+    runs_in = ENVIRONMENT
+    config_model = StyleTTS2Config
+    settings_model = StyleTTS2Settings
+    sample_rate = SAMPLE_RATE
+
+    config: StyleTTS2Config
 
     def __init__(self, config: StyleTTS2Config | dict | None = None) -> None:
-        self.config = StyleTTS2Config.model_validate(config or {})
+        super().__init__(config)
         self.load_error: str | None = None
-        self.device = "cpu"
         self.languages: list[str] = []
         self.import_s = 0.0  # torch + styletts2 (+ transformers, nltk, librosa...) imports
         self.load_s = 0.0  # imports + model build and checkpoint load
@@ -316,14 +280,10 @@ class StyleTTS2(TTSEngine):
         self._tts: Any = None
         self._package: Any = None
         self._files: ModelFiles | None = None
-        self._versions: dict[str, str] = {}
         self._lock = asyncio.Lock()  # one model call at a time (and the global torch RNG)
-        self._cache: OrderedDict[tuple[str, ...], Any] = OrderedDict()
-        self._hits = 0
-        self._misses = 0
         try:
             self._load()
-        except ModelDirError as err:
+        except local_model.ModelLoadError as err:
             self.load_error = str(err)
         except Exception as err:  # a broken checkpoint must not take the replica down
             self.load_error = f"cannot load the model: {type(err).__name__}: {err}"
@@ -336,15 +296,7 @@ class StyleTTS2(TTSEngine):
     def _load(self) -> None:
         files = model_files(self.config)
         started = time.perf_counter()
-        try:
-            package, _ = self._import()
-        except ModelDirError:
-            raise
-        except Exception as err:  # ImportError, or a broken torch/CUDA install
-            raise ModelDirError(
-                f"styletts2 is not importable in this replica's environment ({sys.executable}): "
-                f"{type(err).__name__}: {err}; create it with scripts/engine-env.sh styletts2"
-            ) from None
+        package = self._import_library(_import_styletts2)
         self.import_s = time.perf_counter() - started
         import yaml
 
@@ -388,28 +340,10 @@ class StyleTTS2(TTSEngine):
                 self._warm_up()
             except Exception as err:  # loads, but cannot speak: not healthy
                 self._tts = None
-                raise ModelDirError(f"the model loaded but cannot speak (warm-up): {err}") from err
+                raise local_model.ModelLoadError(f"the model loaded but cannot speak (warm-up): {err}") from err
             self.warmup_s = time.perf_counter() - started
         log.info("styletts2 loaded %s in %.1f s (+%.1f s warm-up) on %s",
                  files.checkpoint, self.load_s, self.warmup_s, self.device)
-
-    def _import(self) -> tuple[Any, Any]:
-        import importlib.metadata
-        import importlib.util
-
-        if importlib.util.find_spec("styletts2") is None:  # say so before paying for torch
-            raise ImportError("No module named 'styletts2'")
-        import torch
-
-        package = _import_package()
-        if self.config.torch_threads:
-            torch.set_num_threads(self.config.torch_threads)
-        cuda = torch.cuda.is_available()
-        if self.config.device == "cuda" and not cuda:
-            raise ModelDirError("device is 'cuda' but this replica sees no GPU")
-        self.device = "cuda" if cuda and self.config.device != "cpu" else "cpu"
-        self._versions = {"styletts2": importlib.metadata.version("styletts2"), "torch": torch.__version__}
-        return package, torch
 
     def _model_languages(self, files: ModelFiles, tts: Any) -> list[str]:
         """The config override; else what the model's config.yml declares; else the language
@@ -431,14 +365,7 @@ class StyleTTS2(TTSEngine):
     # --- contract ---------------------------------------------------------------------
 
     async def capabilities(self) -> Capabilities:
-        return Capabilities(
-            engine=self.engine_id,
-            languages=list(self.languages),
-            cloning=True,
-            streaming=True,
-            max_characters=self.config.max_characters,
-            sample_rate=SAMPLE_RATE,
-        )
+        return self._capabilities(list(self.languages))
 
     async def health(self) -> Health:
         if self._tts is None:
@@ -451,7 +378,7 @@ class StyleTTS2(TTSEngine):
             style, how = await self._style(request)
             pcm = b""
             for sentence in sentences:
-                pcm += await _in_thread(self._speak, sentence, style, kwargs)
+                pcm += await local_model.in_thread(self._speak, sentence, style, kwargs)
         if not pcm:
             raise EngineFailedError("the model produced no audio", self.engine_id)
         return StyleTTS2Audio(pcm=pcm, sample_rate=SAMPLE_RATE, conditioning=how)
@@ -463,21 +390,11 @@ class StyleTTS2(TTSEngine):
             for index, sentence in enumerate(sentences):
                 # One sentence per hop off the event loop: the first leaves before the rest
                 # of the utterance is done.
-                pcm = await _in_thread(self._speak, sentence, style, kwargs)
+                pcm = await local_model.in_thread(self._speak, sentence, style, kwargs)
                 yield AudioChunk(pcm=pcm, sample_rate=SAMPLE_RATE, index=index)
 
-    # --- extras (Serve handle methods) --------------------------------------------------
-
-    async def stats(self) -> dict[str, int]:
-        return {"hits": self._hits, "misses": self._misses, "entries": len(self._cache),
-                "capacity": self.config.conditioning_cache_size}
-
-    async def environment(self) -> dict[str, Any]:
-        """Where this replica runs: interpreter, library versions, device, model files."""
+    def _environment(self) -> dict[str, Any]:
         return {
-            "python": sys.executable,
-            "versions": dict(self._versions),
-            "device": self.device,
             "checkpoint": str(self._files.checkpoint) if self._files else None,
             "languages": list(self.languages),
             "phonemizer": self._phonemizer_language(self._tts) if self._tts is not None else None,
@@ -490,16 +407,7 @@ class StyleTTS2(TTSEngine):
     # --- internals --------------------------------------------------------------------
 
     def _prepare(self, request: SynthesisRequest) -> tuple[list[str], dict[str, Any]]:
-        text = request.text.strip()
-        if not text:
-            raise BadInputError("text is empty", self.engine_id)
-        if len(request.text) > self.config.max_characters:
-            raise TextTooLongError(
-                f"text has {len(request.text)} characters; StyleTTS2 takes at most "
-                f"{self.config.max_characters} per request",
-                self.engine_id,
-                self.config.max_characters,
-            )
+        text = self._checked_text(request)
         if self._tts is None:
             raise EngineUnavailableError(f"StyleTTS2 model not loaded: {self.load_error}", self.engine_id)
         if not language_matches(request.language, self.languages):
@@ -512,43 +420,22 @@ class StyleTTS2(TTSEngine):
         sentences = [s for s in split_sentences(text) if _speakable(s)]
         if not sentences:
             raise BadInputError("text contains nothing speakable", self.engine_id)
-        kwargs: dict[str, Any] = {arg: default for arg, _, default in SETTINGS.values()}
-        for key, value in request.settings.items():
-            if key in SETTINGS and value is not None:
-                arg, kind, _ = SETTINGS[key]
-                kwargs[arg] = kind(value)
-        return sentences, kwargs
+        return sentences, _inference_kwargs(request.settings_as(StyleTTS2Settings))
 
-    async def _style(self, request: SynthesisRequest) -> tuple[Any, Literal["computed", "cached"]]:
+    async def _style(self, request: SynthesisRequest) -> tuple[Any, local_model.Conditioning]:
         """The sample set's style vector; called with the model lock held."""
         key = tuple(sorted({s.sha256 for s in request.samples}))
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            self._hits += 1
-            return self._cache[key], "cached"
-        self._misses += 1
         unique = list({s.sha256: s for s in request.samples}.values())
-        style = await _in_thread(self._compute_style, unique)
-        self._cache[key] = style
-        while len(self._cache) > self.config.conditioning_cache_size:
-            self._cache.popitem(last=False)
-        return style, "computed"
+        return await self._conditionings.get(key, self._compute_style, unique)
 
     def _compute_style(self, samples: list[Any]) -> Any:
         """Each sample decoded with libsndfile, its style vector taken, the vectors averaged."""
-        import numpy as np
-        import soundfile as sf
         import torch
 
         styles = []
         for ref in samples:
-            try:
-                audio, rate = sf.read(io.BytesIO(ref.read()), dtype="float32", always_2d=True)
-            except Exception as err:
-                raise EngineUnavailableError(
-                    f"reference sample {ref.id!r} unreadable: {type(err).__name__}: {err}", self.engine_id
-                ) from None
-            styles.append(self._style_of(np.ascontiguousarray(audio.mean(axis=1)), int(rate), ref.id))
+            mono, rate = local_model.read_sample(ref, self.engine_id)
+            styles.append(self._style_of(mono, rate, ref.id))
         style = torch.stack(styles).mean(dim=0)
         if not bool(torch.isfinite(style).all()):
             raise EngineFailedError(
@@ -584,8 +471,8 @@ class StyleTTS2(TTSEngine):
 
         t = np.arange(int(1.5 * SAMPLE_RATE), dtype=np.float32) / SAMPLE_RATE
         sweep = 0.3 * np.sin(2 * np.pi * (150 + 100 * t) * t, dtype=np.float32)
-        defaults = {arg: default for arg, _, default in SETTINGS.values()}
-        self._speak("Hello.", self._style_of(sweep, SAMPLE_RATE, "warm-up"), defaults)
+        style = self._style_of(sweep, SAMPLE_RATE, "warm-up")
+        self._speak("Hello.", style, _inference_kwargs(StyleTTS2Settings()))
 
     def _speak(self, sentence: str, style: Any, kwargs: dict[str, Any]) -> bytes:
         import numpy as np
@@ -602,12 +489,17 @@ class StyleTTS2(TTSEngine):
             raise EngineFailedError(f"synthesis failed: {type(err).__name__}: {err}", self.engine_id) from None
         if not np.isfinite(wav).all():
             raise EngineFailedError("the model produced non-finite audio (broken checkpoint?)", self.engine_id)
-        return _pcm(wav)
+        return local_model.pcm16(wav)
 
 
-StyleTTS2Engine = serve.deployment(
-    StyleTTS2,
-    name="styletts2",
-    ray_actor_options=actor_options(num_cpus=1.0),
-    max_ongoing_requests=4,
-)
+def _inference_kwargs(settings: StyleTTS2Settings) -> dict[str, Any]:
+    """The personality's settings as `StyleTTS2.inference()` keyword arguments."""
+    return {
+        "alpha": settings.alpha,
+        "beta": settings.beta,
+        "diffusion_steps": settings.diffusion_steps,
+        "embedding_scale": settings.embedding_scale,
+    }
+
+
+StyleTTS2Engine = local_model.deployment(StyleTTS2)

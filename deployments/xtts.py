@@ -15,41 +15,36 @@ docs/engines.md.
 
 Speaker conditioning (GPT latents + speaker embedding) is computed once per (variant,
 sample set) and kept in an in-replica LRU; a personality with no samples may name a built-in
-speaker from `speakers_xtts.pth` instead.
+speaker from `speakers_xtts.pth` instead. What XTTS shares with StyleTTS2 (config shape,
+environment, thread offload, the LRU) is in `deployments.local_model`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import logging
-import sys
 import textwrap
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from ray import serve
+from pydantic import Field, field_validator, model_validator
 
+from deployments import local_model
 from deployments.base import (
     AudioChunk,
     AudioResult,
-    BadInputError,
     Capabilities,
     EngineEnvironment,
     EngineFailedError,
     EngineUnavailableError,
     Health,
     SynthesisRequest,
-    TextTooLongError,
-    TTSEngine,
     VoiceInfo,
     split_sentences,
 )
+from deployments.settings import XTTSSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +52,20 @@ ENGINE = "xtts_v2"
 SAMPLE_RATE = 24_000  # XTTS v2's HiFi-GAN decoder always outputs 24 kHz
 BASE_VARIANT = "base"
 REQUIRED_FILES = ("config.json", "model.pth")
-# Personality settings (camelCase, see chorus.personalities.XTTSSettings) -> inference() kwargs.
-SETTINGS = {
-    "temperature": ("temperature", float),
-    "lengthPenalty": ("length_penalty", float),
-    "repetitionPenalty": ("repetition_penalty", float),
-    "topK": ("top_k", int),
-    "topP": ("top_p", float),
-    "speed": ("speed", float),
-}
 
 
 # --- where the replicas run -----------------------------------------------------------
 
 ENVIRONMENT = EngineEnvironment("xtts", "CHORUS_XTTS_PYTHON")
-engine_python = ENVIRONMENT.python
 actor_options = ENVIRONMENT.actor_options
 
 
 # --- configuration --------------------------------------------------------------------
 
 
-class XTTSConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class XTTSConfig(local_model.LocalModelConfig):
+    """`model_dir` is the base checkpoint (fine-tune layout), served as variant 'base'."""
 
-    model_dir: Path | None = Field(
-        None, description="Base model directory (fine-tune layout); served as variant 'base'."
-    )
     variants: dict[str, Path] = Field(
         default_factory=dict,
         description="Named fine-tuned checkpoints (e.g. british, american), each a model directory.",
@@ -91,25 +73,10 @@ class XTTSConfig(BaseModel):
     default_variant: str | None = Field(
         None, description="Variant for requests that name none: 'base' if model_dir is set, else the first variant."
     )
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: CUDA when the replica sees a GPU, else CPU; cuda: a GPU or unhealthy."
-    )
-    max_characters: int = Field(
-        2_000, ge=1, description="Characters per request; the engine splits longer text itself."
-    )
-    conditioning_cache_size: int = Field(
-        64, ge=1, description="Speaker conditionings (one per variant and sample set) kept per replica."
-    )
     stream_chunk_size: int = Field(
         20, ge=1, le=1000, description="GPT audio tokens per streamed chunk (coqui's default 20 ~ 0.9 s)."
     )
     stream_overlap_samples: int = Field(1024, ge=0, description="Cross-fade between streamed chunks.")
-    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads in the replica.")
-
-    @field_validator("model_dir", mode="after")
-    @classmethod
-    def _expand_dir(cls, v: Path | None) -> Path | None:
-        return v.expanduser() if v is not None else None
 
     @field_validator("variants", mode="after")
     @classmethod
@@ -222,52 +189,30 @@ class _Variant:
         return [p for part in _wrap(piece, width) for p in self._fit_tokens(part, language)]
 
 
+def _import_coqui() -> None:
+    import TTS  # noqa: F401  (its own import checks: torchaudio, torchcodec)
+    from TTS.tts.models.xtts import Xtts  # noqa: F401
+
+
 def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width=width, break_on_hyphens=False, break_long_words=True) or [text]
 
 
-def _pcm(wav: Any) -> bytes:
-    import numpy as np
-
-    if hasattr(wav, "detach"):
-        wav = wav.detach().float().cpu().numpy()
-    samples = np.nan_to_num(np.asarray(wav, dtype=np.float32).reshape(-1))
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
-def _decode_sample(data: bytes) -> tuple[Any, int]:
-    """WAV bytes -> (float32 mono numpy array, rate) with libsndfile (no torchaudio file IO)."""
-    import soundfile as sf
-
-    audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    return audio.mean(axis=1), int(rate)
-
-
-async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking model work off the event loop; if the caller is cancelled, wait for the
-    thread to finish before giving up the variant's lock."""
-    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
-            await future
-        raise
-
-
-class XTTS(TTSEngine):
+class XTTS(local_model.LocalModelEngine):
     engine_id = "xtts_v2"
+    display_name = "XTTS"
+    library = "coqui-tts"
+    runs_in = ENVIRONMENT
+    config_model = XTTSConfig
+    settings_model = XTTSSettings
+    sample_rate = SAMPLE_RATE
+
+    config: XTTSConfig
 
     def __init__(self, config: XTTSConfig | dict | None = None) -> None:
-        self.config = XTTSConfig.model_validate(config or {})
+        super().__init__(config)
         self.variants: dict[str, _Variant] = {}
         self.load_errors: dict[str, str] = {}
-        self.device = "cpu"
-        self._cache: OrderedDict[tuple[str, tuple[str, ...]], tuple[Any, Any]] = OrderedDict()
-        self._hits = 0
-        self._misses = 0
-        self._versions: dict[str, str] = {}
-        self._threads = 0
         self._load_all()
 
     # --- loading ----------------------------------------------------------------------
@@ -289,14 +234,10 @@ class XTTS(TTSEngine):
         if not present:
             return
         try:
-            self._import_coqui()
-        except Exception as err:  # ImportError, or a broken torch/CUDA install
-            why = (
-                f"coqui-tts is not importable in this replica's environment ({sys.executable}): "
-                f"{type(err).__name__}: {err}; create it with scripts/engine-env.sh xtts"
-            )
+            self._import_library(_import_coqui)
+        except local_model.ModelLoadError as err:
             for name in present:
-                self.load_errors[name] = why
+                self.load_errors[name] = str(err)
             return
         for name, directory in present.items():
             try:
@@ -308,25 +249,6 @@ class XTTS(TTSEngine):
             self.variants[name] = variant
             log.info("xtts variant %s loaded from %s in %.1f s on %s", name, directory, variant.load_s, self.device)
 
-    def _import_coqui(self) -> None:
-        import importlib.metadata
-
-        import torch
-        import TTS  # noqa: F401  (its own import checks: torchaudio, torchcodec)
-        from TTS.tts.models.xtts import Xtts  # noqa: F401
-
-        if self.config.torch_threads:
-            torch.set_num_threads(self.config.torch_threads)
-        cuda = torch.cuda.is_available()
-        if self.config.device == "cuda" and not cuda:
-            raise RuntimeError("device is 'cuda' but this replica sees no GPU")
-        self.device = "cuda" if cuda and self.config.device != "cpu" else "cpu"
-        self._versions = {
-            "coqui-tts": importlib.metadata.version("coqui-tts"),
-            "torch": torch.__version__,
-        }
-        self._threads = torch.get_num_threads()
-
     # --- contract ---------------------------------------------------------------------
 
     async def capabilities(self) -> Capabilities:
@@ -337,16 +259,7 @@ class XTTS(TTSEngine):
             for speaker in variant.speakers:
                 info = voices.setdefault(speaker, VoiceInfo(id=speaker, languages=[], sample_rate=SAMPLE_RATE))
                 info.languages += [lang for lang in variant.languages if lang not in info.languages]
-        return Capabilities(
-            engine=self.engine_id,
-            languages=languages,
-            voices=list(voices.values()),
-            variants=list(self.variants),
-            cloning=True,
-            streaming=True,
-            max_characters=self.config.max_characters,
-            sample_rate=SAMPLE_RATE,
-        )
+        return self._capabilities(languages, voices=list(voices.values()), variants=list(self.variants))
 
     async def health(self) -> Health:
         default = self.config.default()
@@ -370,8 +283,10 @@ class XTTS(TTSEngine):
             pcm = b""
             pieces = self._pieces(variant, request.text, language)
             for piece in pieces:
-                wav = await _in_thread(self._infer, variant, piece, language, latent, embedding, kwargs)
-                pcm += _pcm(wav)
+                wav = await local_model.in_thread(
+                    self._infer, variant, piece, language, latent, embedding, kwargs
+                )
+                pcm += local_model.pcm16(wav)
         if not pcm:
             raise EngineFailedError("the model produced no audio", self.engine_id)
         return XTTSAudio(pcm=pcm, sample_rate=SAMPLE_RATE, variant=variant.name, voice=voice, conditioning=how,
@@ -387,30 +302,18 @@ class XTTS(TTSEngine):
                 while True:
                     # One model step per hop off the event loop: the first chunk leaves
                     # before the utterance is finished.
-                    chunk = await _in_thread(next, chunks, None)
+                    chunk = await local_model.in_thread(next, chunks, None)
                     if chunk is None:
                         break
-                    pcm = _pcm(chunk)
+                    pcm = local_model.pcm16(chunk)
                     if pcm:
                         yield XTTSChunk(pcm=pcm, sample_rate=SAMPLE_RATE, index=index, variant=variant.name)
                         index += 1
         if index == 0:
             raise EngineFailedError("the model produced no audio", self.engine_id)
 
-    # --- extras (Serve handle methods) --------------------------------------------------
-
-    async def stats(self) -> dict[str, int]:
-        """The conditioning cache's counters (also in `GET /v1/providers`)."""
-        return {"hits": self._hits, "misses": self._misses, "entries": len(self._cache),
-                "capacity": self.config.conditioning_cache_size}
-
-    async def environment(self) -> dict[str, Any]:
-        """Where this replica runs: interpreter, library versions, device, loaded variants."""
+    def _environment(self) -> dict[str, Any]:
         return {
-            "python": sys.executable,
-            "versions": dict(self._versions),
-            "device": self.device,
-            "torch_threads": self._threads,
             "variants": {name: str(v.directory) for name, v in self.variants.items()},
             "load_s": {name: round(v.load_s, 3) for name, v in self.variants.items()},
             "load_errors": dict(self.load_errors),
@@ -419,16 +322,7 @@ class XTTS(TTSEngine):
     # --- internals --------------------------------------------------------------------
 
     def _prepare(self, request: SynthesisRequest) -> tuple[_Variant, str, dict[str, Any]]:
-        text = request.text.strip()
-        if not text:
-            raise BadInputError("text is empty", self.engine_id)
-        if len(request.text) > self.config.max_characters:
-            raise TextTooLongError(
-                f"text has {len(request.text)} characters; XTTS takes at most "
-                f"{self.config.max_characters} per request",
-                self.engine_id,
-                self.config.max_characters,
-            )
+        self._checked_text(request)
         name = request.variant or self.config.default()
         variant = self.variants.get(name) if name else None
         if variant is None:
@@ -448,19 +342,15 @@ class XTTS(TTSEngine):
                 f"(its languages: {', '.join(variant.languages)})",
                 self.engine_id,
             )
-        cfg = variant.config
+        settings = request.settings_as(XTTSSettings)
         kwargs: dict[str, Any] = {
-            "temperature": cfg.temperature,
-            "length_penalty": cfg.length_penalty,
-            "repetition_penalty": cfg.repetition_penalty,
-            "top_k": cfg.top_k,
-            "top_p": cfg.top_p,
-            "speed": 1.0,
+            "temperature": settings.temperature,
+            "length_penalty": settings.length_penalty,
+            "repetition_penalty": settings.repetition_penalty,
+            "top_k": settings.top_k,
+            "top_p": settings.top_p,
+            "speed": settings.speed,
         }
-        for key, value in request.settings.items():
-            if key in SETTINGS and value is not None:
-                arg, kind = SETTINGS[key]
-                kwargs[arg] = kind(value)
         return variant, language, kwargs
 
     async def _conditioning(
@@ -478,16 +368,9 @@ class XTTS(TTSEngine):
             return (speaker["gpt_cond_latent"], speaker["speaker_embedding"]), str(request.voice), "builtin"
         # Callers hold the variant's lock, so one sample set is never computed twice at once.
         key = (variant.name, tuple(sorted(s.sha256 for s in request.samples)))
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            self._hits += 1
-            return self._cache[key], "samples", "cached"
-        self._misses += 1
-        value = await _in_thread(self._compute_conditioning, variant, list(request.samples))
-        self._cache[key] = value
-        while len(self._cache) > self.config.conditioning_cache_size:
-            self._cache.popitem(last=False)
-        return value, "samples", "computed"
+        samples = list(request.samples)
+        value, how = await self._conditionings.get(key, self._compute_conditioning, variant, samples)
+        return value, "samples", how
 
     def _compute_conditioning(self, variant: _Variant, samples: list[Any]) -> tuple[Any, Any]:
         """coqui's get_conditioning_latents, fed with audio we decoded ourselves."""
@@ -496,12 +379,7 @@ class XTTS(TTSEngine):
         cfg, model = variant.config, variant.model
         audios, embeddings = [], []
         for ref in samples:
-            try:
-                mono, rate = _decode_sample(ref.read())
-            except Exception as err:
-                raise EngineUnavailableError(
-                    f"reference sample {ref.id!r} unreadable: {type(err).__name__}: {err}", self.engine_id
-                ) from None
+            mono, rate = local_model.read_sample(ref, self.engine_id)
             audio = torch.from_numpy(mono).unsqueeze(0)[:, : int(rate * cfg.max_ref_len)]
             if rate != 22050:  # one rate for the concatenated GPT reference, as coqui loads it
                 import torchaudio
@@ -554,9 +432,4 @@ class XTTS(TTSEngine):
             raise EngineFailedError(f"streaming failed: {type(err).__name__}: {err}", self.engine_id) from None
 
 
-XTTSEngine = serve.deployment(
-    XTTS,
-    name="xtts_v2",
-    ray_actor_options=actor_options(num_cpus=1.0),
-    max_ongoing_requests=4,
-)
+XTTSEngine = local_model.deployment(XTTS)

@@ -3,13 +3,14 @@
 A personality is a named voice: which engine speaks first, which ones take over, what
 each engine is told, which languages it speaks and which reference samples it clones
 from. The same model validates personality files, the HTTP API's PUT body and (later)
-the CRD; field names are camelCase on the wire and snake_case in Python.
+the CRD; field names are camelCase on the wire and snake_case in Python. What each engine
+is told is that engine's own settings model (`deployments.settings`), composed here.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal
 
 import yaml
 from pydantic import (
@@ -24,7 +25,15 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from chorus.constants import API_VERSION, KIND
-from deployments.base import EngineId
+from deployments.base import EngineId, EngineSettings, SettingsT, VoiceId
+from deployments.settings import (
+    AzureTTSSettings,
+    GoogleTTSSettings,
+    IBMWatsonSettings,
+    PiperSettings,
+    StyleTTS2Settings,
+    XTTSSettings,
+)
 
 # Kubernetes object names (RFC 1123 label): the same name works as a file, a URL path
 # segment and a VoicePersonality's metadata.name.
@@ -34,60 +43,12 @@ PersonalityName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_len
 LanguageCode = Annotated[
     str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2}|-[0-9]{3})?$", max_length=8)
 ]
-VoiceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
 class _Camel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
-
-
-# --- per-engine settings (bounds are the engines' documented useful ranges) ----------
-
-
-class XTTSSettings(_Camel):
-    temperature: float = Field(0.75, gt=0, le=2)
-    length_penalty: float = Field(1.0, ge=-10, le=10)
-    repetition_penalty: float = Field(5.0, ge=1, le=20)
-    top_k: int = Field(50, ge=1, le=500)
-    top_p: float = Field(0.85, gt=0, le=1)
-    speed: float = Field(1.0, ge=0.25, le=4)
-
-
-class StyleTTS2Settings(_Camel):
-    alpha: float = Field(0.3, ge=0, le=1)
-    beta: float = Field(0.7, ge=0, le=1)
-    diffusion_steps: int = Field(10, ge=1, le=100)
-    embedding_scale: float = Field(1.0, ge=0, le=10)
-
-
-class PiperSettings(_Camel):
-    speed: float = Field(1.0, ge=0.25, le=4, description="1/length_scale: 2 speaks twice as fast")
-    noise_scale: float | None = Field(None, ge=0, le=2, description="generator noise; voice default if unset")
-    noise_w: float | None = Field(None, ge=0, le=2, description="phoneme width noise; voice default if unset")
-    speaker_id: int | None = Field(None, ge=0, le=10_000)
-    volume: float = Field(1.0, gt=0, le=4)
-
-
-class GoogleTTSSettings(_Camel):
-    pitch: float = Field(0, ge=-20, le=20)
-    speaking_rate: float = Field(1.0, ge=0.25, le=4)
-    volume_gain_db: float = Field(0, ge=-96, le=16)
-
-
-class AzureTTSSettings(_Camel):
-    rate: float = Field(1.0, ge=0.5, le=3, description="prosody rate multiplier")
-    pitch: float = Field(0, ge=-50, le=50, description="prosody pitch change in percent")
-    style: VoiceId | None = None
-
-
-class IBMWatsonSettings(_Camel):
-    rate_percentage: int = Field(0, ge=-100, le=100)
-    pitch_percentage: int = Field(0, ge=-100, le=100)
-
-
-SettingsT = TypeVar("SettingsT", bound=_Camel)
 
 
 class ProviderConfig(_Camel, Generic[SettingsT]):
@@ -133,7 +94,7 @@ class Providers(BaseModel):
     azure_tts: AzureTTSProvider | None = None
     ibm_watson: IBMWatsonProvider | None = None
 
-    def get(self, engine: EngineId) -> ProviderConfig[Any] | None:
+    def get(self, engine: EngineId) -> ProviderConfig[EngineSettings] | None:
         return getattr(self, engine)
 
     def configured(self) -> list[EngineId]:

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle
 
 from chorus.personalities import Personality
@@ -33,15 +33,6 @@ from deployments.base import (
 )
 
 log = logging.getLogger(__name__)
-
-# Which setting of each engine a request-level speed multiplies (OpenAI's `speed`).
-SPEED_SETTING: dict[str, str] = {
-    "piper": "speed",
-    "xtts_v2": "speed",
-    "google_tts": "speakingRate",
-    "azure_tts": "rate",
-}
-
 
 class Attempt(BaseModel):
     engine: EngineId
@@ -173,26 +164,12 @@ class Router:
     ) -> SynthesisRequest:
         cfg = personality.spec.providers.get(engine)
         assert cfg is not None
-        settings = cfg.settings
-        key = SPEED_SETTING.get(engine)
-        if speed != 1.0 and key is not None:
-            field = next(n for n, f in type(settings).model_fields.items() if f.alias == key)
-            try:
-                settings = type(settings).model_validate(
-                    {**settings.model_dump(), field: getattr(settings, field) * speed}
-                )
-            except ValidationError as err:
-                raise BadInputError(
-                    f"speed {speed} makes {engine}'s {key} {getattr(settings, field) * speed:g}, "
-                    f"outside its range: {err.errors()[0]['msg']}",
-                    engine,
-                ) from None
         return SynthesisRequest(
             text=text,
             language=language,
             voice=cfg.voice,
             variant=cfg.variant,
-            settings=settings.model_dump(by_alias=True, exclude_none=True),
+            settings=cfg.settings.with_speed(speed),
             samples=samples or [],
         )
 

@@ -23,10 +23,12 @@ from chorus.routes.speech import SPEECH_RESPONSES, check_text, speak
 from chorus.state import ChorusState
 from chorus.uploads import read_multipart
 from deployments.base import AudioFormat
+from deployments.settings import cloning_windows
 
 router = APIRouter(tags=["speech"])
 
-CloningEngine = Literal["xtts_v2", "styletts2"]
+# The engines whose settings declare a sample window.
+CloningEngine = Literal[tuple(cloning_windows())]  # type: ignore[valid-type]
 
 
 def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: object = None) -> object:

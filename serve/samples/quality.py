@@ -24,6 +24,7 @@ import numpy as np
 from chorus.samples.audio import CANONICAL_RATE, DecodedAudio, resample
 from chorus.samples.models import SampleModels
 from chorus.samples.report import CheckResult, QualityReport
+from deployments.settings import cloning_windows
 
 if TYPE_CHECKING:
     from chorus.personalities import PersonalitySpec
@@ -36,11 +37,6 @@ MIN_SAMPLE_RATE = 16_000
 RECOMMENDED_SAMPLE_RATE = 22_050
 # 8-bit PCM has ~48 dB of dynamic range: its quantisation noise alone breaks the SNR bar.
 MIN_BIT_DEPTH = 16
-# Cloning engines: usable duration window and optimal window (seconds), from their docs.
-CLONING_WINDOWS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
-    "xtts_v2": ((6.0, 30.0), (15.0, 20.0)),
-    "styletts2": ((3.0, 10.0), (5.0, 8.0)),
-}
 # Noise at 20 dB below the voice is audible in clones; both engines copy it faithfully.
 MIN_SNR_DB = 20.0
 # 0.1 % of samples at full scale is a few hundred per second of clipped waveform: audible
@@ -79,7 +75,7 @@ _VAD_RATE = 16_000
 def cloning_engines(spec: PersonalitySpec) -> list[str]:
     """The enabled engines of a personality that clone from samples."""
     out = []
-    for engine in CLONING_WINDOWS:
+    for engine in cloning_windows():
         cfg = spec.providers.get(engine)  # type: ignore[arg-type]
         if cfg is not None and cfg.enabled:
             out.append(engine)
@@ -88,22 +84,16 @@ def cloning_engines(spec: PersonalitySpec) -> list[str]:
 
 def duration_fit(duration_s: float, engines: Sequence[str]) -> list[str]:
     """The cloning engines (of `engines`, or all when none is given) whose window fits."""
-    return [e for e in _cloning(engines) if _in(duration_s, CLONING_WINDOWS[e][0])]
+    windows = cloning_windows()
+    return [e for e in _cloning(engines) if duration_s in windows[e].usable]  # type: ignore[index]
 
 
 def _cloning(engines: Sequence[str]) -> list[str]:
     # A personality without a cloning engine may still collect samples for later: judge
     # them against every cloning engine then.
-    chosen = [e for e in CLONING_WINDOWS if e in engines]
-    return chosen or list(CLONING_WINDOWS)
-
-
-def _in(value: float, window: tuple[float, float]) -> bool:
-    return window[0] <= value <= window[1]
-
-
-def _fmt_window(window: tuple[float, float]) -> str:
-    return f"{window[0]:g}-{window[1]:g} s"
+    windows = cloning_windows()
+    chosen = [e for e in windows if e in engines]
+    return chosen or list(windows)
 
 
 # --- the checker ----------------------------------------------------------------------------
@@ -229,9 +219,10 @@ class SampleChecker:
         self, duration: float, engines: Sequence[str], fit: list[str]
     ) -> list[CheckResult]:
         judged = _cloning(engines)
-        windows = {e: CLONING_WINDOWS[e][0] for e in judged}
-        union = (min(w[0] for w in windows.values()), max(w[1] for w in windows.values()))
-        wanted = ", ".join(f"{e} {_fmt_window(w)}" for e, w in windows.items())
+        cloning = cloning_windows()
+        windows = {e: cloning[e].usable for e in judged}  # type: ignore[index]
+        union = (min(w.min_s for w in windows.values()), max(w.max_s for w in windows.values()))
+        wanted = ", ".join(f"{e} {w}" for e, w in windows.items())
         checks = [
             CheckResult(
                 name="duration", passed=bool(fit), severity="hard", value=round(duration, 2),
@@ -250,22 +241,22 @@ class SampleChecker:
                     name="engine_fit", passed=False, severity="warning", value=len(fit),
                     threshold=len(judged), unit="engines",
                     message=f"{duration:.1f} s fits only {', '.join(fit)}; "
-                    + ", ".join(f"{e} needs {_fmt_window(windows[e])}" for e in missed),
+                    + ", ".join(f"{e} needs {windows[e]}" for e in missed),
                 )
             )
         if fit:
-            off = [e for e in fit if not _in(duration, CLONING_WINDOWS[e][1])]
-            optimal = {e: CLONING_WINDOWS[e][1] for e in fit}
+            optimal = {e: cloning[e].optimal for e in fit}  # type: ignore[index]
+            off = [e for e in fit if duration not in optimal[e]]
             checks.append(
                 CheckResult(
                     name="duration_optimal", passed=not off, severity="warning",
-                    value=round(duration, 2), threshold=optimal[off[0]] if off else optimal[fit[0]],
+                    value=round(duration, 2), threshold=(optimal[off[0]] if off else optimal[fit[0]]).bounds,
                     unit="s",
                     message=(
                         f"{duration:.1f} s is optimal for {', '.join(fit)}"
                         if not off
                         else f"{duration:.1f} s is not optimal for "
-                        + ", ".join(f"{e} ({_fmt_window(optimal[e])})" for e in off)
+                        + ", ".join(f"{e} ({optimal[e]})" for e in off)
                     ),
                 )
             )

@@ -28,6 +28,7 @@ from deployments.base import (
 from deployments.cloud import CloudTTSEngine
 from deployments.google_tts import GoogleTTSEngine
 from deployments.ibm_watson import IBMWatsonEngine
+from deployments.settings import AzureTTSSettings, GoogleTTSSettings, IBMWatsonSettings, PiperSettings
 from tests.servers import PiperSpeaker, ServiceServer
 from tests.servers import azure_tts as azure_server
 from tests.servers import google_tts as google_server
@@ -147,7 +148,7 @@ async def test_google_settings_reach_the_wire(clouds: dict[str, Cloud]) -> None:
     c.server.reset()
     engine = c.make()
     await engine.capabilities()  # the voice list tells the engine en-GB-Neural2-B speaks en-GB
-    settings = {"pitch": 3.0, "speakingRate": 1.5, "volumeGainDb": -2.0}
+    settings = GoogleTTSSettings(pitch=3.0, speaking_rate=1.5, volume_gain_db=-2.0)
     fast = await engine.synthesize(_req(settings=settings, voice="en-GB-Neural2-B"))
     sent = json.loads(c.server.last("text:synthesize").body)
     assert sent["audioConfig"]["speakingRate"] == 1.5
@@ -167,7 +168,7 @@ async def test_ibm_settings_reach_the_wire(clouds: dict[str, Cloud]) -> None:
     await engine.capabilities()
     audio = await engine.synthesize(
         _req("Fish & chips <today>.", voice="en-GB_KateV3Voice",
-             settings={"ratePercentage": 20, "pitchPercentage": -10})
+             settings=IBMWatsonSettings(rate_percentage=20, pitch_percentage=-10))
     )
     assert audio.duration_s > 0.5
     rec = c.server.last("/v1/synthesize")
@@ -183,7 +184,7 @@ async def test_azure_settings_reach_the_wire_as_ssml(clouds: dict[str, Cloud]) -
     c.server.reset()
     engine = c.make()
     await engine.capabilities()
-    settings = {"rate": 1.5, "pitch": 10, "style": "cheerful"}
+    settings = AzureTTSSettings(rate=1.5, pitch=10, style="cheerful")
     audio = await engine.synthesize(_req('Fish & chips <"today">.', settings=settings))
     assert audio.sample_rate == 24_000 and audio.duration_s > 0.5
     rec = c.server.last("/cognitiveservices/v1")
@@ -202,9 +203,9 @@ async def test_azure_settings_reach_the_wire_as_ssml(clouds: dict[str, Cloud]) -
     assert prosody.text == 'Fish & chips <"today">.'  # escaped on the wire, intact after parsing
 
 
-async def test_invalid_settings_are_bad_input(cloud: Cloud) -> None:
-    with pytest.raises(BadInputError):
-        await cloud.make().synthesize(_req(settings={"noSuchSetting": 1}))
+async def test_another_engines_settings_are_bad_input(cloud: Cloud) -> None:
+    with pytest.raises(BadInputError, match="PiperSettings sent to"):
+        await cloud.make().synthesize(_req(settings=PiperSettings()))
     assert not cloud.server.requests
 
 

@@ -36,6 +36,7 @@ from deployments.base import (
     TextTooLongError,
     VoiceSampleRef,
 )
+from deployments.settings import PiperSettings, StyleTTS2Settings
 from deployments.styletts2 import (
     StyleTTS2,
     StyleTTS2Config,
@@ -46,7 +47,7 @@ from tests import tiny_styletts2
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "styletts2-test"
-FAST = {"diffusionSteps": 3}  # fewer sampler steps: this machine has 2 shared cores
+FAST = StyleTTS2Settings(diffusion_steps=3)  # fewer sampler steps: this machine has 2 shared cores
 TEXT = "How can I help you today?"
 SPOKEN = ["Hello there.", "The shop opens at nine.", "See you soon!"]
 SAMPLE_SENTENCES = [  # 3-4 s each: StyleTTS2's usable sample window starts at 3 s
@@ -71,7 +72,7 @@ async def samples(tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleR
     refs = []
     for i, sentence in enumerate(SAMPLE_SENTENCES):
         speech = await piper.synthesize(
-            SynthesisRequest(text=sentence, language="en", settings={"noiseScale": 0.0, "noiseW": 0.0}))
+            SynthesisRequest(text=sentence, language="en", settings=PiperSettings(noise_scale=0.0, noise_w=0.0)))
         data = canonical_wav(decode_audio(_wav(np.frombuffer(speech.pcm, dtype=np.int16), speech.sample_rate)))
         sha = hashlib.sha256(data).hexdigest()
         if i < 2:
@@ -271,16 +272,17 @@ async def test_style_is_cached_per_sample_set(engine: Any, samples: list) -> Non
 
 @pytest.mark.ray
 async def test_settings_reach_inference(engine: Any, samples: list) -> None:
-    async def say(**settings: Any) -> bytes:
+    async def say(**changed: Any) -> bytes:
+        settings = FAST.model_copy(update=changed)
         return (await engine.synthesize.remote(_request(samples[:2], text="Hello there.", settings=settings))).pcm
 
-    base = await say(**FAST)
-    assert await say(**FAST) == base  # seeded: the same settings, the same audio
+    base = await say()
+    assert await say() == base  # seeded: the same settings, the same audio
     variants = {
-        "diffusionSteps": await say(diffusionSteps=5),
-        "alpha": await say(**FAST, alpha=0.9),
-        "beta": await say(**FAST, beta=0.1),
-        "embeddingScale": await say(**FAST, embeddingScale=3.0),
+        "diffusionSteps": await say(diffusion_steps=5),
+        "alpha": await say(alpha=0.9),
+        "beta": await say(beta=0.1),
+        "embeddingScale": await say(embedding_scale=3.0),
     }
     for name, pcm in variants.items():
         assert pcm != base, f"{name} did not change the audio"

@@ -34,13 +34,14 @@ from deployments.base import (
     TextTooLongError,
     VoiceSampleRef,
 )
+from deployments.settings import PiperSettings, XTTSSettings
 from deployments.xtts import XTTS, XTTSConfig, XTTSEngine, actor_options
 from tests import tiny_xtts
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "xtts-test"
 TEXT = "Hello there, how can I help you today?"
-GREEDY = {"topK": 1}  # greedy decoding: the same input gives the same audio
+GREEDY = XTTSSettings(top_k=1)  # greedy decoding: the same input gives the same audio
 SENTENCES = ["Thank you for your help.", "The train leaves at noon.", "Please open the door."]
 
 
@@ -58,7 +59,7 @@ async def samples(tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleR
     refs = []
     for i, sentence in enumerate(SENTENCES):
         speech = await piper.synthesize(
-            SynthesisRequest(text=sentence, language="en", settings={"noiseScale": 0.0, "noiseW": 0.0}))
+            SynthesisRequest(text=sentence, language="en", settings=PiperSettings(noise_scale=0.0, noise_w=0.0)))
         data = canonical_wav(decode_audio(_wav(np.frombuffer(speech.pcm, dtype=np.int16), speech.sample_rate)))
         sha = hashlib.sha256(data).hexdigest()
         if i < 2:
@@ -195,11 +196,11 @@ async def test_the_requested_variant_speaks(engine: Any, samples: list) -> None:
 @pytest.mark.ray
 async def test_settings_reach_inference(engine: Any, samples: list) -> None:
     normal = await engine.synthesize.remote(_request(samples[:2], settings=GREEDY))
-    fast = await engine.synthesize.remote(_request(samples[:2], settings={**GREEDY, "speed": 2.0}))
+    fast = await engine.synthesize.remote(_request(samples[:2], settings=XTTSSettings(top_k=1, speed=2.0)))
     assert 0.4 < fast.duration_s / normal.duration_s < 0.6
     sampled = await engine.synthesize.remote(
-        _request(samples[:2], settings={"temperature": 1.5, "topK": 500, "topP": 1.0, "repetitionPenalty": 1.0,
-                                        "lengthPenalty": 1.0}))
+        _request(samples[:2], settings=XTTSSettings(temperature=1.5, top_k=500, top_p=1.0, repetition_penalty=1.0,
+                                                    length_penalty=1.0)))
     assert sampled.pcm != normal.pcm
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from deployments.base import BadInputError, EngineUnavailableError, SynthesisRequest
 from deployments.piper import Piper
+from deployments.settings import PiperSettings
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ async def test_languages_come_from_the_loaded_voices(piper: Piper) -> None:
 async def test_settings_change_the_audio(piper: Piper) -> None:
     def request(**settings: float) -> SynthesisRequest:
         return SynthesisRequest(text="Thank you for your help.", language="en",
-                                settings={"noiseScale": 0.0, "noiseW": 0.0, **settings})
+                                settings=PiperSettings(noise_scale=0.0, noise_w=0.0, **settings))
 
     base = await piper.synthesize(request())
     slow = await piper.synthesize(request(speed=0.5))
@@ -66,7 +67,7 @@ async def test_errors_are_typed(piper: Piper) -> None:
     with pytest.raises(EngineUnavailableError, match="'broken-voice' is not loaded"):
         await piper.synthesize(SynthesisRequest(text="Hi.", language="en", voice="broken-voice"))
     with pytest.raises(BadInputError, match="speakerId 3 out of range"):
-        await piper.synthesize(SynthesisRequest(text="Hi.", language="en", settings={"speakerId": 3}))
+        await piper.synthesize(SynthesisRequest(text="Hi.", language="en", settings=PiperSettings(speaker_id=3)))
     with pytest.raises(BadInputError, match="nothing speakable"):
         await piper.synthesize(SynthesisRequest(text="...", language="en"))
 

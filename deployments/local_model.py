@@ -1,0 +1,248 @@
+"""What the local-model engines (XTTS v2, StyleTTS2) share.
+
+Both load a checkpoint into torch inside the replica, whose interpreter is the engine's own
+virtualenv (`EngineEnvironment`); both do blocking model work in a worker thread and
+condition on reference samples through an in-replica LRU (XTTS: GPT latents and a speaker
+embedding per variant and sample set; StyleTTS2: a style vector per sample set).
+
+The ingress and the Serve controller import the engine modules to validate their configs
+and bind the deployments without torch or the model libraries, so those are imported inside
+functions only, here as in the engines.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import io
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from ray import serve
+from ray.serve import Deployment
+
+from deployments.base import (
+    BadInputError,
+    Capabilities,
+    EngineEnvironment,
+    EngineSettings,
+    EngineUnavailableError,
+    SynthesisRequest,
+    TextTooLongError,
+    TTSEngine,
+    VoiceSampleRef,
+)
+
+T = TypeVar("T")
+KeyT = TypeVar("KeyT", bound=Hashable)
+ValueT = TypeVar("ValueT")
+Conditioning = Literal["computed", "cached"]
+
+
+class LocalModelConfig(BaseModel):
+    """The config fields every local-model engine has; each engine's model adds its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: Path | None = Field(
+        None, description="The model directory, in the layout the engine documents (docs/engines.md)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when the replica sees a GPU, else CPU; cuda: a GPU or unhealthy."
+    )
+    max_characters: int = Field(
+        2_000, ge=1, description="Characters per request (more is refused); the router packs text to it."
+    )
+    conditioning_cache_size: int = Field(
+        64, ge=1, description="Speaker conditionings (one per sample set, and variant) kept per replica."
+    )
+    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads in the replica.")
+
+    @field_validator("model_dir", mode="after")
+    @classmethod
+    def _expand_dir(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v is not None else None
+
+
+class ModelLoadError(Exception):
+    """The model cannot be used in this replica; the message says why."""
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking model work off the event loop; if the caller is cancelled, wait for the
+    thread to finish before giving up the model's lock."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await future
+        raise
+
+
+def pcm16(wav: Any) -> bytes:
+    """A model's float waveform (numpy array or torch tensor, -1..1) as s16le PCM."""
+    import numpy as np
+
+    if hasattr(wav, "detach"):
+        wav = wav.detach().float().cpu().numpy()
+    samples = np.nan_to_num(np.asarray(wav, dtype=np.float32).reshape(-1))
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def read_sample(ref: VoiceSampleRef, engine: str) -> tuple[Any, int]:
+    """A reference sample as (float32 mono numpy array, rate), decoded with libsndfile (no
+    torchaudio file IO). One that cannot be read makes the engine unavailable for it."""
+    import soundfile as sf
+
+    try:
+        audio, rate = sf.read(io.BytesIO(ref.read()), dtype="float32", always_2d=True)
+    except Exception as err:
+        raise EngineUnavailableError(
+            f"reference sample {ref.id!r} unreadable: {type(err).__name__}: {err}", engine
+        ) from None
+    return audio.mean(axis=1), int(rate)
+
+
+class ConditioningCache(Generic[KeyT, ValueT]):
+    """Conditionings computed from sample sets, the least recently used dropped first, with
+    the counters `stats()` reports. Not locked: callers hold their model's lock, so one
+    sample set is never computed twice at once."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[KeyT, ValueT] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+
+    async def get(self, key: KeyT, compute: Callable[..., ValueT], *args: Any) -> tuple[ValueT, Conditioning]:
+        """The cached value, or `compute(*args)` run in a worker thread and kept."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return self._entries[key], "cached"
+        self._misses += 1
+        value = await in_thread(compute, *args)
+        self._entries[key] = value
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return value, "computed"
+
+    def stats(self) -> dict[str, int]:
+        return {"hits": self._hits, "misses": self._misses,
+                "entries": len(self._entries), "capacity": self.capacity}
+
+
+class LocalModelEngine(TTSEngine):
+    """A `TTSEngine` whose model runs in the replica under torch; see the module docstring."""
+
+    # What a subclass declares.
+    display_name: ClassVar[str]  # in messages: "XTTS"
+    library: ClassVar[str]  # the distribution its replicas import: "coqui-tts"
+    runs_in: ClassVar[EngineEnvironment]
+    config_model: ClassVar[type[LocalModelConfig]]
+    settings_model: ClassVar[type[EngineSettings]]  # its cloning window is the engine's
+    sample_rate: ClassVar[int]  # what the model outputs
+
+    config: LocalModelConfig
+
+    def __init__(self, config: LocalModelConfig | dict[str, Any] | None = None) -> None:
+        self.config = self.config_model.model_validate(config or {})
+        self.device = "cpu"
+        self._versions: dict[str, str] = {}
+        self._threads = 0
+        self._conditionings: ConditioningCache[Any, Any] = ConditioningCache(
+            self.config.conditioning_cache_size
+        )
+
+    def _import_library(self, load: Callable[[], T]) -> T:
+        """`load()` imports the model library (torch comes with it); then torch is set up:
+        thread count, device, versions. Any failure is a `ModelLoadError` saying why."""
+        try:
+            library = load()
+            self._set_up_torch()
+        except ModelLoadError:
+            raise
+        except Exception as err:  # ImportError, or a broken torch/CUDA install
+            raise ModelLoadError(
+                f"{self.library} is not importable in this replica's environment ({sys.executable}): "
+                f"{type(err).__name__}: {err}; create it with scripts/engine-env.sh {self.runs_in.name}"
+            ) from None
+        return library
+
+    def _set_up_torch(self) -> None:
+        import importlib.metadata
+
+        import torch
+
+        if self.config.torch_threads:
+            torch.set_num_threads(self.config.torch_threads)
+        cuda = torch.cuda.is_available()
+        if self.config.device == "cuda" and not cuda:
+            raise ModelLoadError("device is 'cuda' but this replica sees no GPU")
+        self.device = "cuda" if cuda and self.config.device != "cpu" else "cpu"
+        self._versions = {self.library: importlib.metadata.version(self.library), "torch": torch.__version__}
+        self._threads = torch.get_num_threads()
+
+    def _capabilities(self, languages: list[str], **more: Any) -> Capabilities:
+        """What the loaded model offers: it clones from samples (in its settings model's
+        window) and streams, at its native rate."""
+        return Capabilities(
+            engine=self.engine_id,
+            languages=languages,
+            cloning_window=self.settings_model.cloning_window,
+            streaming=True,
+            max_characters=self.config.max_characters,
+            sample_rate=self.sample_rate,
+            **more,
+        )
+
+    def _checked_text(self, request: SynthesisRequest) -> str:
+        text = request.text.strip()
+        if not text:
+            raise BadInputError("text is empty", self.engine_id)
+        if len(request.text) > self.config.max_characters:
+            raise TextTooLongError(
+                f"text has {len(request.text)} characters; {self.display_name} takes at most "
+                f"{self.config.max_characters} per request",
+                self.engine_id,
+                self.config.max_characters,
+            )
+        return text
+
+    # --- extras (Serve handle methods) --------------------------------------------------
+
+    async def stats(self) -> dict[str, int]:
+        """The conditioning cache's counters (also in `GET /v1/providers`)."""
+        return self._conditionings.stats()
+
+    async def environment(self) -> dict[str, Any]:
+        """Where this replica runs: interpreter, library versions, device, and what the
+        engine adds about its model (`_environment()`)."""
+        return {
+            "python": sys.executable,
+            "versions": dict(self._versions),
+            "device": self.device,
+            "torch_threads": self._threads,
+            **self._environment(),
+        }
+
+    @abc.abstractmethod
+    def _environment(self) -> dict[str, Any]:
+        """The engine's own part of `environment()`: its model files, load times, errors."""
+
+
+def deployment(engine: type[LocalModelEngine]) -> Deployment:
+    """The engine's Serve deployment: one CPU and its environment by default (config files
+    and `.options()` set the rest), a few requests queued while one runs."""
+    return serve.deployment(
+        engine,
+        name=engine.engine_id,
+        ray_actor_options=engine.runs_in.actor_options(num_cpus=1.0),
+        max_ongoing_requests=4,
+    )
