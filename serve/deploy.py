@@ -21,7 +21,7 @@ APP_NAME = "chorus"
 
 
 def profile_path(name: str) -> Path:
-    return Path(str(files("serve").joinpath("configs", f"{name}.yaml")))
+    return Path(str(files("chorus").joinpath("configs", f"{name}.yaml")))
 
 
 class DeployFailed(RuntimeError):
