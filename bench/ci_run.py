@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.results import machine, write_section  # noqa: E402
 
-SUMMARY = re.compile(r"^=+ (.*(passed|failed).*) =+$", re.M)
+# pytest's closing line, with or without -q's missing "=====" borders.
+SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed)\b[^=\n]*?)\s*=*$", re.M)
 
 
 def ci_run(clone: Path, home: Path, log: Path) -> tuple[float, int, str]:
@@ -43,7 +44,7 @@ def ci_run(clone: Path, home: Path, log: Path) -> tuple[float, int, str]:
         rc = subprocess.run(["bash", ".ci/run"], cwd=clone, env=env, stdin=subprocess.DEVNULL,
                             stdout=out, stderr=subprocess.STDOUT).returncode
     found = SUMMARY.findall(log.read_text())
-    return time.monotonic() - start, rc, found[-1][0] if found else "(no pytest summary)"
+    return time.monotonic() - start, rc, found[-1] if found else "(no pytest summary)"
 
 
 def main() -> None:
