@@ -7,6 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chorus.personalities import LanguageCode, PersonalitySpec
+from chorus.router import Attempt
+from chorus.samples.report import QualityReport
+from chorus.samples.storage import StoredSample
 from chorus.stores.base import FileProblem, PersonalityStatus
 from deployments.base import AudioFormat, EngineId, EngineStatus
 
@@ -57,3 +60,28 @@ class ProviderOut(EngineStatus):
 class ProvidersOut(BaseModel):
     providers: list[ProviderOut]
 
+
+
+class UploadOut(BaseModel):
+    """`POST /v1/personalities/{name}/samples`"""
+
+    sample: StoredSample
+    report: QualityReport
+
+
+# --- errors (shapes made in chorus.errors) ---------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class RejectedOut(ErrorOut):
+    """A voice sample or clone reference that failed its checks."""
+
+    problem: str
+    checks: list[dict]
+
+
+class AllFailedOut(ErrorOut):
+    attempts: list[Attempt]

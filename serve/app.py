@@ -14,9 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.serve import Application
 
 from chorus.ingress import Ingress
-from chorus.samples.service import SamplesConfig
-from chorus.state import IngressConfig
-from chorus.stores.sources import PersonalitySource
+from chorus.state import IngressArgs, IngressConfig
 from deployments.base import EngineId
 
 # engine id -> (deployment, its config model), imported only when the engine is enabled
@@ -39,17 +37,16 @@ class EngineArgs(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="The engine's own config model.")
 
 
-class AppArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AppArgs(IngressArgs):
+    """A Serve config's `args`: what the ingress takes as it is, and the engines."""
 
-    personalities: PersonalitySource = Field(
-        description="Where personalities come from: {directory: PATH} (embedded default) or "
-        "{kubernetes: {...}} (the operator's ConfigMaps)."
-    )
-    samples: SamplesConfig = Field(default_factory=SamplesConfig, description="Where voice samples are stored.")
     engines: dict[EngineId, EngineArgs] = Field(default_factory=lambda: {"piper": EngineArgs()})
-    max_text_characters: int = Field(10_000, ge=1)
-    status_refresh_s: float = Field(5.0, gt=0)
+
+    def ingress_config(self) -> IngressConfig:
+        return IngressConfig(
+            **{name: getattr(self, name) for name in IngressArgs.model_fields},
+            timeouts={e: a.timeout_s for e, a in self.engines.items() if a.enabled},
+        )
 
 
 def _load(path: str) -> Any:
@@ -71,11 +68,4 @@ def build_app(args: dict[str, Any] | AppArgs) -> Application:
         except ValidationError as err:
             raise ValueError(f"engines.{engine}.config: {err}") from None
         handles[engine] = _load(deployment_path).bind(config)
-    ingress = IngressConfig(
-        personalities=app_args.personalities,
-        samples=app_args.samples,
-        timeouts={e: a.timeout_s for e, a in app_args.engines.items() if a.enabled},
-        max_text_characters=app_args.max_text_characters,
-        status_refresh_s=app_args.status_refresh_s,
-    )
-    return Ingress.bind(handles, ingress)
+    return Ingress.bind(handles, app_args.ingress_config())

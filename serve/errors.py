@@ -7,9 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
-from chorus.router import AllEnginesFailed, Attempt
+from chorus.router import AllEnginesFailed
 from chorus.samples.report import SampleRejected
 from chorus.samples.storage import DuplicateSample, SampleIdConflict, SampleStoreError
 from deployments.base import BadInputError, TextTooLongError
@@ -21,15 +20,6 @@ class ChorusHTTPError(Exception):
     def __init__(self, status: int, detail: str, param: str | None = None, extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.param, self.extra = status, detail, param, extra or {}
-
-
-class ErrorOut(BaseModel):
-    detail: str
-
-
-class AllFailedOut(BaseModel):
-    detail: str
-    attempts: list[Attempt]
 
 
 def _is_openai(request: Request) -> bool:

@@ -12,13 +12,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
-from ray.serve.handle import DeploymentHandle
 
-from chorus.personalities import Personality
 from chorus.sentences import pack
+from chorus.utterance import Utterance
 from deployments.base import (
     AudioChunk,
     AudioResult,
@@ -33,6 +32,7 @@ from deployments.base import (
 )
 
 log = logging.getLogger(__name__)
+
 
 class Attempt(BaseModel):
     engine: EngineId
@@ -64,10 +64,31 @@ class RoutedStream(Routed):
     chunks: Any  # AsyncIterator[AudioChunk]
 
 
+class EngineMethod(Protocol):
+    def remote(self, *args: Any) -> Any:
+        """A `DeploymentResponse` (awaitable, `cancel()`) or, on a streaming handle, a
+        `DeploymentResponseGenerator` (async iterator, `cancel()`)."""
+        ...
+
+
+class EngineHandle(Protocol):
+    """What the router uses of a Ray Serve `DeploymentHandle` to an engine deployment
+    (`deployments.base.TTSEngine`): the board and router take any object with this
+    surface, so they can be exercised without Ray."""
+
+    @property
+    def status(self) -> EngineMethod: ...
+    @property
+    def synthesize(self) -> EngineMethod: ...
+    @property
+    def stream(self) -> EngineMethod: ...
+    def options(self, *, stream: bool) -> EngineHandle: ...
+
+
 class EngineBoard:
     """Handles to the deployed engines and a recent view of their status."""
 
-    def __init__(self, handles: Mapping[EngineId, DeploymentHandle], refresh_s: float = 5.0) -> None:
+    def __init__(self, handles: Mapping[EngineId, EngineHandle], refresh_s: float = 5.0) -> None:
         self.handles = dict(handles)
         self.refresh_s = refresh_s
         self._statuses: dict[EngineId, EngineStatus] = {}
@@ -82,7 +103,7 @@ class EngineBoard:
         return self._statuses
 
     async def _refresh(self) -> None:
-        async def one(engine: EngineId, handle: DeploymentHandle) -> EngineStatus | None:
+        async def one(engine: EngineId, handle: EngineHandle) -> EngineStatus | None:
             try:
                 return await asyncio.wait_for(_awaitable(handle.status.remote()), timeout=10)
             except Exception as err:
@@ -99,6 +120,7 @@ class EngineBoard:
 
 
 SampleRefs = Callable[[str, EngineId], list[VoiceSampleRef]]
+Statuses = Mapping[EngineId, EngineStatus]
 
 
 class Router:
@@ -110,15 +132,12 @@ class Router:
         # personality name, engine -> the stored samples that engine clones from
         self.sample_refs = sample_refs
 
-    async def plan(
-        self, personality: Personality, language: str, provider: EngineId | None = None
-    ) -> list[tuple[EngineId, str | None]]:
+    def plan(self, utterance: Utterance, statuses: Statuses) -> list[tuple[EngineId, str | None]]:
         """The engines in the order to try them, each with why it is skipped (or None)."""
-        spec = personality.spec
+        spec = utterance.personality.spec
         order = spec.chain()
-        if provider is not None:
-            order = [provider, *(e for e in order if e != provider)]
-        statuses = await self.board.statuses()
+        if utterance.provider is not None:
+            order = [utterance.provider, *(e for e in order if e != utterance.provider)]
         plan: list[tuple[EngineId, str | None]] = []
         for engine in order:
             cfg = spec.providers.get(engine)
@@ -133,78 +152,58 @@ class Router:
                 reason = "status unknown (engine not answering)"
             elif not status.health.healthy:
                 reason = f"unhealthy: {status.health.reason}"
-            elif not status.capabilities.speaks(language, cfg.voice):
+            elif not status.capabilities.speaks(utterance.language, cfg.voice):
                 who = f"voice {cfg.voice!r}" if cfg.voice else "no loaded voice"
-                reason = f"{who} does not speak {language!r}"
+                reason = f"{who} does not speak {utterance.language!r}"
             else:
                 reason = None
             plan.append((engine, reason))
         return plan
 
-    async def samples_for(
-        self, personality: Personality, engine: EngineId, override: list[VoiceSampleRef] | None
-    ) -> list[VoiceSampleRef]:
-        status = (await self.board.statuses()).get(engine)
-        if status is None or not status.capabilities.cloning:
+    async def _samples_for(self, utterance: Utterance, engine: EngineId, status: EngineStatus) -> list[VoiceSampleRef]:
+        if not status.capabilities.cloning:
             return []
-        if override is not None:
-            return override
+        if utterance.samples is not None:
+            return utterance.samples
         if self.sample_refs is None:
             return []
-        return await asyncio.to_thread(self.sample_refs, personality.name, engine)
+        return await asyncio.to_thread(self.sample_refs, utterance.personality.name, engine)
 
-    def request_for(
-        self,
-        personality: Personality,
-        engine: EngineId,
-        text: str,
-        language: str,
-        speed: float = 1.0,
-        samples: list[VoiceSampleRef] | None = None,
-    ) -> SynthesisRequest:
-        cfg = personality.spec.providers.get(engine)
+    async def _requests(self, utterance: Utterance, engine: EngineId, status: EngineStatus) -> list[SynthesisRequest]:
+        """The utterance for `engine`: its text packed to the engine's limit, one request a piece."""
+        cfg = utterance.personality.spec.providers.get(engine)
         assert cfg is not None
-        return SynthesisRequest(
-            text=text,
-            language=language,
-            voice=cfg.voice,
-            variant=cfg.variant,
-            settings=cfg.settings.with_speed(speed),
-            samples=samples or [],
-        )
+        pieces = pack(utterance.text, status.capabilities.max_characters, engine)
+        samples = await self._samples_for(utterance, engine, status)
+        settings = cfg.settings.with_speed(utterance.speed)
+        return [
+            SynthesisRequest(
+                text=piece,
+                language=utterance.language,
+                voice=cfg.voice,
+                variant=cfg.variant,
+                settings=settings,
+                samples=samples,
+            )
+            for piece in pieces
+        ]
 
     async def _candidates(
-        self,
-        attempts: list[Attempt],
-        personality: Personality,
-        text: str,
-        language: str,
-        provider: EngineId | None,
-        speed: float,
-        samples: list[VoiceSampleRef] | None,
+        self, utterance: Utterance, attempts: list[Attempt]
     ) -> AsyncIterator[tuple[EngineId, list[SynthesisRequest]]]:
-        """Each engine to try, in order, with its requests (the text packed to its limit);
-        skipped engines are recorded in `attempts`."""
+        """Each engine to try, in order, with its requests; skipped engines are recorded
+        in `attempts`. One status snapshot serves the whole request, so the plan and the
+        requests agree about every engine."""
         statuses = await self.board.statuses()
-        for engine, skip in await self.plan(personality, language, provider):
+        for engine, skip in self.plan(utterance, statuses):
             if skip is not None:
                 attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip))
                 continue
-            pieces = pack(text, statuses[engine].capabilities.max_characters, engine)
-            refs = await self.samples_for(personality, engine, samples)
-            yield engine, [self.request_for(personality, engine, p, language, speed, refs) for p in pieces]
+            yield engine, await self._requests(utterance, engine, statuses[engine])
 
-    async def synthesize(
-        self,
-        personality: Personality,
-        text: str,
-        language: str,
-        provider: EngineId | None = None,
-        speed: float = 1.0,
-        samples: list[VoiceSampleRef] | None = None,
-    ) -> RoutedAudio:
+    async def synthesize(self, utterance: Utterance) -> RoutedAudio:
         attempts: list[Attempt] = []
-        async for engine, requests in self._candidates(attempts, personality, text, language, provider, speed, samples):
+        async for engine, requests in self._candidates(utterance, attempts):
             handle = self.board.handles[engine]
             try:
                 parts = [await self._call(engine, handle.synthesize.remote(r)) for r in requests]
@@ -219,20 +218,12 @@ class Router:
             return RoutedAudio(engine=engine, attempts=attempts, audio=audio, variant=audio.variant)
         raise AllEnginesFailed(attempts)
 
-    async def stream(
-        self,
-        personality: Personality,
-        text: str,
-        language: str,
-        provider: EngineId | None = None,
-        speed: float = 1.0,
-        samples: list[VoiceSampleRef] | None = None,
-    ) -> RoutedStream:
+    async def stream(self, utterance: Utterance) -> RoutedStream:
         """Fall back until an engine yields its first chunk; after that the utterance
         stays with that engine (switching voices mid-sentence would be worse than a
         truncated stream)."""
         attempts: list[Attempt] = []
-        async for engine, requests in self._candidates(attempts, personality, text, language, provider, speed, samples):
+        async for engine, requests in self._candidates(utterance, attempts):
             handle = self.board.handles[engine].options(stream=True)
             first_gen = handle.stream.remote(requests[0])
             try:
@@ -254,7 +245,7 @@ class Router:
 
     @staticmethod
     async def _rest(
-        handle: DeploymentHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest]
+        handle: EngineHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest]
     ) -> AsyncIterator[AudioChunk]:
         yield first
         try:

@@ -1,12 +1,15 @@
-"""What the routes of one ingress replica share, handed to them as a FastAPI dependency."""
+"""What the routes of one ingress replica share, handed to them as FastAPI dependencies:
+the replica's state, and the personality a path names."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from chorus.errors import ChorusHTTPError
+from chorus.personalities import Personality
 from chorus.router import EngineBoard, Router
 from chorus.samples.service import SamplesConfig, SampleService
 from chorus.stores import open_store
@@ -14,12 +17,24 @@ from chorus.stores.sources import PersonalitySource
 from deployments.base import EngineId
 
 
-class IngressConfig(BaseModel):
-    personalities: PersonalitySource
-    samples: SamplesConfig = SamplesConfig()
-    timeouts: dict[EngineId, float] = Field(default_factory=dict)
+class IngressArgs(BaseModel):
+    """The application args the ingress takes as they are (`chorus.app.AppArgs` adds the engines)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    personalities: PersonalitySource = Field(
+        description="Where personalities come from: {directory: PATH} (embedded default) or "
+        "{kubernetes: {...}} (the operator's ConfigMaps)."
+    )
+    samples: SamplesConfig = Field(default_factory=SamplesConfig, description="Where voice samples are stored.")
     max_text_characters: int = Field(10_000, ge=1)
     status_refresh_s: float = Field(5.0, gt=0)
+
+
+class IngressConfig(IngressArgs):
+    """What an ingress replica is built from: its args and the enabled engines' timeouts."""
+
+    timeouts: dict[EngineId, float] = Field(default_factory=dict)
 
 
 class Chorus:
@@ -36,3 +51,19 @@ def chorus(request: Request) -> Chorus:
 
 
 ChorusState = Annotated[Chorus, Depends(chorus)]
+
+
+def personality_or_404(chorus: Chorus, name: str) -> Personality:
+    personality = chorus.store.get(name)
+    if personality is None:
+        # `voice` is the field that names a personality in OpenAI's request shape.
+        raise ChorusHTTPError(404, f"personality {name!r} not found", param="voice")
+    return personality
+
+
+async def _path_personality(name: str, chorus: ChorusState) -> Personality:
+    return personality_or_404(chorus, name)
+
+
+PersonalityDep = Annotated[Personality, Depends(_path_personality)]
+"""The personality named by the path's `{name}` (404 when there is none)."""

@@ -10,7 +10,8 @@ from typing import Literal, get_args
 from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
-from chorus.errors import ChorusHTTPError, ErrorOut
+from chorus.api import ErrorOut, RejectedOut
+from chorus.errors import ChorusHTTPError
 from chorus.personalities import (
     LanguageCode,
     Personality,
@@ -18,8 +19,7 @@ from chorus.personalities import (
     VoiceId,
     parse_spec,
 )
-from chorus.routes.samples import RejectedOut
-from chorus.routes.speech import SPEECH_RESPONSES, check_text, speak
+from chorus.routes.speech import SPEECH_RESPONSES, check_text, checked_utterance, speak
 from chorus.state import ChorusState
 from chorus.uploads import read_multipart
 from deployments.base import AudioFormat
@@ -63,7 +63,7 @@ def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: obj
 async def clone(request: Request, chorus: ChorusState) -> Response:
     fields, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
     text = str(_field(fields, "text", TypeAdapter(str)))
-    check_text(chorus, text)
+    check_text(chorus, text)  # now, before the reference's checks spend seconds on it
     language = str(_field(fields, "language", TypeAdapter(LanguageCode), "en"))
     engine = str(_field(fields, "provider", TypeAdapter(CloningEngine), "xtts_v2"))
     variant = fields.get("variant") or None
@@ -81,4 +81,6 @@ async def clone(request: Request, chorus: ChorusState) -> Response:
     # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
     reference = await asyncio.to_thread(chorus.samples.ingest.reference, data, engine, language)
     one_off = Personality(name="one-off-clone", spec=spec)
-    return await speak(chorus, one_off, text, language, engine, fmt, samples=[reference])  # type: ignore[arg-type]
+    return await speak(chorus, checked_utterance(
+        chorus, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
+    ))

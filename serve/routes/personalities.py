@@ -11,8 +11,8 @@ import yaml
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from chorus.api import PersonalityList, PersonalityOut
-from chorus.errors import JSON_TYPES, ChorusHTTPError, ErrorOut
+from chorus.api import ErrorOut, PersonalityList, PersonalityOut
+from chorus.errors import JSON_TYPES, ChorusHTTPError
 from chorus.personalities import (
     NAME_PATTERN,
     Personality,
@@ -20,8 +20,7 @@ from chorus.personalities import (
     parse_document,
     parse_spec,
 )
-from chorus.routes.speech import personality_or_404
-from chorus.state import Chorus, ChorusState
+from chorus.state import Chorus, ChorusState, PersonalityDep
 from chorus.stores.base import ReadOnlyStoreError
 
 router = APIRouter(prefix="/v1/personalities", tags=["personalities"])
@@ -60,8 +59,8 @@ async def list_personalities(chorus: ChorusState) -> PersonalityList:
 
 @router.get("/{name}", response_model=PersonalityOut, response_model_exclude_none=True,
             responses={404: {"model": ErrorOut}})
-async def get_personality(name: str, chorus: ChorusState) -> PersonalityOut:
-    return personality_out(chorus, personality_or_404(chorus, name))
+async def get_personality(personality: PersonalityDep, chorus: ChorusState) -> PersonalityOut:
+    return personality_out(chorus, personality)
 
 
 @router.put(

@@ -8,29 +8,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
-from chorus.errors import ChorusHTTPError, ErrorOut
+from chorus.api import ErrorOut, RejectedOut, UploadOut
+from chorus.errors import ChorusHTTPError
 from chorus.personalities import LanguageCode
-from chorus.routes.speech import personality_or_404
-from chorus.samples.report import QualityReport
 from chorus.samples.storage import StoredSample
-from chorus.state import ChorusState
+from chorus.state import ChorusState, PersonalityDep
 from chorus.uploads import read_multipart
 
 router = APIRouter(prefix="/v1/personalities/{name}/samples", tags=["samples"])
 
 LanguageCodeCheck = TypeAdapter(LanguageCode)
-
-
-class UploadOut(BaseModel):
-    sample: StoredSample
-    report: QualityReport
-
-
-class RejectedOut(ErrorOut):
-    problem: str
-    checks: list[dict]
 
 
 @router.post(
@@ -46,8 +35,7 @@ class RejectedOut(ErrorOut):
                        "notes": {"type": "string"}, "id": {"type": "string"}},
     }}}}},
 )
-async def upload_sample(name: str, request: Request, chorus: ChorusState) -> JSONResponse:
-    personality = personality_or_404(chorus, name)
+async def upload_sample(personality: PersonalityDep, request: Request, chorus: ChorusState) -> JSONResponse:
     form, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
     language = str(form.get("language") or personality.spec.languages.primary)
     try:
@@ -64,9 +52,8 @@ async def upload_sample(name: str, request: Request, chorus: ChorusState) -> JSO
 
 
 @router.get("", response_model=list[StoredSample], responses={404: {"model": ErrorOut}})
-async def list_samples(name: str, chorus: ChorusState) -> list[StoredSample]:
-    personality_or_404(chorus, name)
-    return await asyncio.to_thread(chorus.samples.store.list, name)
+async def list_samples(personality: PersonalityDep, chorus: ChorusState) -> list[StoredSample]:
+    return await asyncio.to_thread(chorus.samples.store.list, personality.name)
 
 
 @router.get(
@@ -75,19 +62,17 @@ async def list_samples(name: str, chorus: ChorusState) -> list[StoredSample]:
     responses={200: {"content": {"audio/wav": {}}}, 404: {"model": ErrorOut}},
     summary="A sample's metadata, or with ?audio=1 its stored audio (24 kHz 16-bit WAV)",
 )
-async def get_sample(name: str, sample_id: str, chorus: ChorusState,
+async def get_sample(personality: PersonalityDep, sample_id: str, chorus: ChorusState,
                      audio: Annotated[bool, Query(description="return the audio instead")] = False) -> Response:
-    personality_or_404(chorus, name)
     if audio:
-        data = await asyncio.to_thread(chorus.samples.store.audio, name, sample_id)
+        data = await asyncio.to_thread(chorus.samples.store.audio, personality.name, sample_id)
         return Response(data, media_type="audio/wav")
-    sample = await asyncio.to_thread(chorus.samples.store.get, name, sample_id)
+    sample = await asyncio.to_thread(chorus.samples.store.get, personality.name, sample_id)
     return JSONResponse(sample.model_dump(mode="json"))
 
 
 @router.delete("/{sample_id}", status_code=204, responses={404: {"model": ErrorOut}})
-async def delete_sample(name: str, sample_id: str, chorus: ChorusState) -> Response:
-    personality = personality_or_404(chorus, name)
+async def delete_sample(personality: PersonalityDep, sample_id: str, chorus: ChorusState) -> Response:
     await asyncio.to_thread(chorus.samples.delete, personality, sample_id)
     return Response(status_code=204)
 

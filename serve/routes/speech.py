@@ -11,11 +11,12 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 
 from chorus import encoding
-from chorus.api import OpenAISpeechRequest, SpeechRequest
-from chorus.errors import AllFailedOut, ChorusHTTPError, ErrorOut, require_json
+from chorus.api import AllFailedOut, ErrorOut, OpenAISpeechRequest, SpeechRequest
+from chorus.errors import ChorusHTTPError, require_json
 from chorus.personalities import Personality
 from chorus.router import Attempt, Routed
-from chorus.state import Chorus, ChorusState
+from chorus.state import Chorus, ChorusState, PersonalityDep, personality_or_404
+from chorus.utterance import Utterance
 from deployments.base import (
     ENGINE_IDS,
     AudioChunk,
@@ -28,6 +29,7 @@ from deployments.base import (
 router = APIRouter(tags=["speech"])
 
 OPENAI_MODELS = frozenset({"tts-1", "tts-1-hd", "gpt-4o-mini-tts"})
+OPENAI_PCM_RATE = 24_000
 
 SPEECH_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {t.split(";")[0]: {} for t in encoding.MEDIA_TYPES.values()}, "description": "The audio."},
@@ -60,13 +62,6 @@ def chorus_headers(routed: Routed, started: float) -> dict[str, str]:
     return headers
 
 
-def personality_or_404(chorus: Chorus, name: str) -> Personality:
-    personality = chorus.store.get(name)
-    if personality is None:
-        raise ChorusHTTPError(404, f"personality {name!r} not found", param="voice")
-    return personality
-
-
 def check_text(chorus: Chorus, text: str, param: str = "text") -> None:
     if not text.strip():
         raise ChorusHTTPError(422, "text is empty", param=param)
@@ -95,22 +90,37 @@ def check_provider(personality: Personality, provider: EngineId | None) -> None:
         )
 
 
-async def speak(
-    chorus: Chorus, personality: Personality, text: str, language: str, provider: EngineId | None,
-    fmt: AudioFormat, *, stream: bool = False, speed: float = 1.0, samples: list[VoiceSampleRef] | None = None,
-) -> Response:
+def checked_utterance(
+    chorus: Chorus, personality: Personality, text: str, *, language: str | None = None,
+    provider: EngineId | None = None, fmt: AudioFormat = AudioFormat.wav, stream: bool = False,
+    speed: float = 1.0, samples: list[VoiceSampleRef] | None = None, text_param: str = "text",
+) -> Utterance:
+    """A speech request checked against its personality and the ingress's limits."""
+    check_text(chorus, text, param=text_param)
+    language = check_language(personality, language)
+    check_provider(personality, provider)
+    if stream and fmt not in encoding.STREAMABLE:
+        raise ChorusHTTPError(422, f"streaming sends wav or pcm, not {fmt.value}", param="format")
+    return Utterance(personality=personality, text=text, language=language, provider=provider, speed=speed,
+                     samples=samples, format=fmt, stream=stream)
+
+
+async def speak(chorus: Chorus, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
+    """Route the utterance and answer with its audio (resampled to `sample_rate` if given)."""
     started = time.perf_counter()
-    if stream:
-        if fmt not in encoding.STREAMABLE:
-            raise ChorusHTTPError(422, f"streaming sends wav or pcm, not {fmt.value}", param="format")
-        routed = await chorus.router.stream(personality, text, language, provider, speed, samples)
+    fmt = utterance.format
+    if utterance.stream:
+        routed = await chorus.router.stream(utterance)
         return StreamingResponse(
             _stream_body(routed.chunks, fmt, routed.sample_rate),
             media_type=encoding.media_type(fmt, routed.sample_rate),
             headers=chorus_headers(routed, started),
         )
-    routed_audio = await chorus.router.synthesize(personality, text, language, provider, speed, samples)
+    routed_audio = await chorus.router.synthesize(utterance)
     audio = routed_audio.audio
+    if sample_rate is not None:
+        audio = audio.model_copy(update={"pcm": encoding.resample(audio.pcm, audio.sample_rate, sample_rate),
+                                         "sample_rate": sample_rate})
     body = await asyncio.to_thread(encoding.encode, audio.pcm, audio.sample_rate, fmt)
     return Response(body, media_type=encoding.media_type(fmt, audio.sample_rate),
                     headers=chorus_headers(routed_audio, started))
@@ -130,12 +140,11 @@ async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, samp
     dependencies=[Depends(require_json)],
     summary="Speak text in a personality's voice",
 )
-async def personality_speech(name: str, body: SpeechRequest, chorus: ChorusState) -> Response:
-    personality = personality_or_404(chorus, name)
-    check_text(chorus, body.text)
-    language = check_language(personality, body.language)
-    check_provider(personality, body.provider)
-    return await speak(chorus, personality, body.text, language, body.provider, body.format, stream=body.stream)
+async def personality_speech(personality: PersonalityDep, body: SpeechRequest, chorus: ChorusState) -> Response:
+    return await speak(chorus, checked_utterance(
+        chorus, personality, body.text, language=body.language, provider=body.provider, fmt=body.format,
+        stream=body.stream,
+    ))
 
 
 @router.post(
@@ -146,7 +155,6 @@ async def personality_speech(name: str, body: SpeechRequest, chorus: ChorusState
     summary="OpenAI-compatible speech (voice = personality name)",
 )
 async def openai_speech(body: OpenAISpeechRequest, chorus: ChorusState) -> Response:
-    started = time.perf_counter()
     if body.model in ENGINE_IDS:
         provider: EngineId | None = body.model  # type: ignore[assignment]
     elif body.model in OPENAI_MODELS:
@@ -157,16 +165,7 @@ async def openai_speech(body: OpenAISpeechRequest, chorus: ChorusState) -> Respo
             param="model",
         )
     personality = personality_or_404(chorus, body.voice)
-    check_text(chorus, body.input, param="input")
-    check_provider(personality, provider)
-    fmt = body.response_format
-    routed = await chorus.router.synthesize(
-        personality, body.input, personality.spec.languages.primary, provider, body.speed
-    )
-    audio = routed.audio
-    if fmt is AudioFormat.pcm:
-        # OpenAI's pcm is 24 kHz; clients assume that rate.
-        audio = audio.model_copy(update={"pcm": encoding.resample(audio.pcm, audio.sample_rate, 24000), "sample_rate": 24000})
-    data = await asyncio.to_thread(encoding.encode, audio.pcm, audio.sample_rate, fmt)
-    return Response(data, media_type=encoding.media_type(fmt, audio.sample_rate),
-                    headers=chorus_headers(routed, started))
+    said = checked_utterance(chorus, personality, body.input, provider=provider, fmt=body.response_format, speed=body.speed,
+                     text_param="input")
+    # OpenAI's pcm is 24 kHz; clients assume that rate.
+    return await speak(chorus, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)

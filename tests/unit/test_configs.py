@@ -9,6 +9,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from chorus.app import build_app
 from chorus.deploy import profile_path, render
+from chorus.state import IngressConfig
 
 CLONING = {"xtts_v2", "styletts2"}
 
@@ -31,6 +32,18 @@ def test_profiles_build_with_their_own_args(profile: str) -> None:
     engines = ingress.init_args[0]
     bound = {ingress.name} | {engine._bound_deployment.name for engine in engines.values()}
     assert names == bound
+
+
+def test_the_ingress_gets_its_part_of_the_args_and_the_enabled_engines_timeouts() -> None:
+    built = build_app({
+        "personalities": {"directory": "/tmp/p"}, "samples": {"directory": "/tmp/s"},
+        "max_text_characters": 500, "status_refresh_s": 2,
+        "engines": {"piper": {"timeout_s": 12}, "xtts_v2": {"enabled": False, "timeout_s": 99}},
+    })
+    assert built._bound_deployment.init_args[1] == IngressConfig(
+        personalities={"directory": "/tmp/p"}, samples={"directory": "/tmp/s"},
+        max_text_characters=500, status_refresh_s=2, timeouts={"piper": 12},
+    )
 
 
 def test_cpu_profile_fits_a_laptop() -> None:

@@ -1,0 +1,28 @@
+"""One thing to say: what a speech route hands the router.
+
+Every speech route (a personality's own, OpenAI's `/v1/audio/speech`, `/v1/clone`)
+checks its request against the personality and builds one `Utterance`; the router and
+the response read everything they need from it.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chorus.personalities import Personality
+from deployments.base import AudioFormat, EngineId, VoiceSampleRef
+
+
+class Utterance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    personality: Personality
+    text: str = Field(min_length=1)
+    language: str = Field(description="One the personality speaks (its primary when the caller named none).")
+    provider: EngineId | None = Field(None, description="Tried first instead of the personality's active engine.")
+    speed: float = Field(1.0, gt=0, description="Multiplies the engine's speed setting (OpenAI's `speed`).")
+    samples: list[VoiceSampleRef] | None = Field(
+        None, description="What a cloning engine clones from; None: the personality's stored samples."
+    )
+    format: AudioFormat = AudioFormat.wav
+    stream: bool = False
