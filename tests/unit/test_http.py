@@ -1,0 +1,308 @@
+"""The HTTP layer without Ray: the ingress's FastAPI app (`create_app`) over a `Chorus`
+whose engines run in process (tests/engine_handles.py) and whose personalities are
+files in a temporary directory, driven through httpx's ASGI transport."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import soundfile as sf
+import yaml
+
+from chorus.ingress import create_app
+from chorus.router import EngineBoard
+from chorus.state import Chorus, IngressConfig
+from deployments.base import (
+    BadInputError,
+    EngineFailedError,
+    EngineUnavailableError,
+    Health,
+    TextTooLongError,
+)
+from tests.chorus_app import personality
+from tests.engine_handles import LocalHandle, ScriptedEngine
+
+MAX_TEXT = 200
+MAX_UPLOAD = 4096
+
+JOE = {
+    "activeProvider": "piper",
+    "fallbackChain": ["google_tts"],
+    "languages": {"primary": "en", "supported": ["en", "es"]},
+    "providers": {"piper": {"voice": "en_US-joe-medium", "settings": {"speed": 1.5}}, "google_tts": {}},
+}
+
+
+class Api:
+    """One ingress app: scripted Piper and Google engines, the personality `joe`."""
+
+    def __init__(self, root: Path) -> None:
+        (root / "personalities").mkdir()
+        (root / "personalities" / "joe.yaml").write_text(yaml.safe_dump(personality("joe", JOE)))
+        self.piper = ScriptedEngine("piper", languages=("en",))
+        self.google = ScriptedEngine("google_tts", languages=("en", "es"), sample_rate=24_000, variant="neural2")
+        config = IngressConfig(
+            personalities={"directory": root / "personalities"},
+            samples={"directory": root / "samples", "max_upload_bytes": MAX_UPLOAD},
+            timeouts={"piper": 5, "google_tts": 5},
+            max_text_characters=MAX_TEXT,
+        )
+        board = EngineBoard({"piper": LocalHandle(self.piper), "google_tts": LocalHandle(self.google)})
+        self.chorus = Chorus(config, board)
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.chorus)),
+                                        base_url="http://chorus")
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    api = Api(tmp_path)
+    async with api.client:
+        yield api
+
+
+def speech(text: str = "Hello there.", **body: Any) -> dict[str, Any]:
+    return {"text": text, **body}
+
+
+# --- speech and its headers ------------------------------------------------------------------
+
+
+async def test_speech_is_wav_with_the_engine_and_latency_in_headers(api: Api) -> None:
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech())
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "audio/wav"
+    audio, rate = sf.read(io.BytesIO(r.content), dtype="int16")
+    assert rate == 16_000 and audio.tobytes() == api.piper.pcm("Hello there.")
+    assert r.headers["x-chorus-provider"] == "piper"
+    assert float(r.headers["x-chorus-latency-ms"]) >= 0
+    assert "x-chorus-fallback" not in r.headers and "x-chorus-variant" not in r.headers
+    sent = api.piper.requests[0]
+    assert (sent.voice, sent.language, sent.settings.speed) == ("en_US-joe-medium", "en", 1.5)
+
+
+async def test_fallback_is_an_rfc8941_list_and_the_variant_is_named(api: Api) -> None:
+    api.piper.error = EngineUnavailableError('voice "joe" said \\no\\ — not loaded', "piper")
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech())
+    assert r.status_code == 200, r.text
+    assert r.headers["x-chorus-provider"] == "google_tts" and r.headers["x-chorus-variant"] == "neural2"
+    assert r.headers["x-chorus-fallback"] == 'piper;outcome=unavailable;reason="voice \\"joe\\" said \\\\no\\\\ ? not loaded"'
+
+
+async def test_a_language_the_active_voice_lacks_goes_to_the_next_engine(api: Api) -> None:
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech("Hola.", language="es"))
+    assert r.headers["x-chorus-provider"] == "google_tts"
+    assert r.headers["x-chorus-fallback"] == "piper;outcome=skipped;reason=\"voice 'en_US-joe-medium' does not speak 'es'\""
+    assert api.google.requests[0].language == "es"
+
+
+async def test_an_explicit_provider_speaks_first(api: Api) -> None:
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech(provider="google_tts"))
+    assert r.headers["x-chorus-provider"] == "google_tts" and api.piper.requests == []
+
+
+@pytest.mark.parametrize("fmt,media_type", [
+    ("mp3", "audio/mpeg"), ("flac", "audio/flac"), ("opus", "audio/ogg; codecs=opus"),
+    ("pcm", "audio/L16; rate=16000; channels=1"),
+])
+async def test_formats(api: Api, fmt: str, media_type: str) -> None:
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech(format=fmt))
+    assert r.status_code == 200 and r.headers["content-type"] == media_type
+    if fmt == "pcm":
+        assert r.content == api.piper.pcm("Hello there.")
+
+
+async def test_a_stream_is_a_wav_header_then_pcm_per_sentence(api: Api) -> None:
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech("One. Two.", stream=True))
+    assert r.status_code == 200 and r.headers["x-chorus-provider"] == "piper"
+    assert r.content[:4] == b"RIFF" and r.content[40:44] == b"\xff\xff\xff\xff"  # length unknown
+    assert r.content[44:] == api.piper.pcm("One.") + api.piper.pcm("Two.")
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path,body,status,message", [
+    ("/v1/personalities/joe/speech", speech("   "), 422, "text is empty"),
+    ("/v1/personalities/joe/speech", speech("word " * 50), 413, f"the limit is {MAX_TEXT}"),
+    ("/v1/personalities/nobody/speech", speech(), 404, "personality 'nobody' not found"),
+    ("/v1/personalities/joe/speech", speech(provider="festival"), 422, "provider"),
+    ("/v1/personalities/joe/speech", speech(provider="azure_tts"), 422, "'azure_tts' is not configured for personality 'joe'"),
+    ("/v1/personalities/joe/speech", speech(format="ogg"), 422, "format"),
+    ("/v1/personalities/joe/speech", speech(format="mp3", stream=True), 422, "streaming sends wav or pcm, not mp3"),
+    ("/v1/personalities/joe/speech", speech(language="ja"), 422, "does not speak 'ja'"),
+    ("/v1/personalities/joe/speech", speech(volume=3), 422, "volume: Extra inputs are not permitted"),
+])
+async def test_bad_speech_requests(api: Api, path: str, body: dict, status: int, message: str) -> None:
+    r = await api.client.post(path, json=body)
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+    assert api.piper.requests == [] and api.google.requests == []
+    if status == 413:
+        assert r.json()["limit"] == MAX_TEXT
+
+
+async def test_validation_errors_list_each_problem(api: Api) -> None:
+    r = await api.client.post("/v1/personalities/joe/speech", json={"format": "ogg"})
+    assert r.status_code == 422
+    body = r.json()
+    assert [(e["loc"], e["type"]) for e in body["errors"]] == [(["body", "text"], "missing"), (["body", "format"], "enum")]
+    assert body["detail"].startswith("text: Field required; format: Input should be")
+
+
+async def test_malformed_json_and_other_content_types(api: Api) -> None:
+    r = await api.client.post("/v1/personalities/joe/speech", content=b'{"text": "hi"',
+                              headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("malformed JSON at character 13")
+    r = await api.client.post("/v1/personalities/joe/speech", content=b"text=hi",
+                              headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415
+    assert r.json() == {"detail": "send the body as application/json (got application/x-www-form-urlencoded)"}
+
+
+async def test_an_engines_bad_input_is_the_callers_and_not_retried(api: Api) -> None:
+    api.piper.error = BadInputError("nothing speakable in '.....'", "piper")
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech("....."))
+    assert r.status_code == 422 and r.json() == {"detail": "piper: nothing speakable in '.....'"}
+    api.piper.error = TextTooLongError("a sentence is too long", "piper", limit=40)
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech())
+    assert r.status_code == 413 and r.json() == {"detail": "piper: a sentence is too long", "limit": 40}
+    assert api.google.requests == []
+
+
+async def test_every_engine_failing_is_503_with_each_attempt(api: Api) -> None:
+    api.piper.error = EngineUnavailableError("voice missing", "piper")
+    api.google.error = EngineFailedError("HTTP 500", "google_tts")
+    for body in (speech(), speech(stream=True)):
+        r = await api.client.post("/v1/personalities/joe/speech", json=body)
+        assert r.status_code == 503
+        assert r.json() == {
+            "detail": "no engine could speak this: piper unavailable (voice missing); google_tts failed (HTTP 500)",
+            "attempts": [{"engine": "piper", "outcome": "unavailable", "reason": "voice missing"},
+                         {"engine": "google_tts", "outcome": "failed", "reason": "HTTP 500"}],
+        }
+
+
+# --- OpenAI's speech API --------------------------------------------------------------------
+
+
+def openai(**body: Any) -> dict[str, Any]:
+    return {"model": "tts-1", "voice": "joe", "input": "Hello there.", **body}
+
+
+async def test_openai_model_voice_and_format(api: Api) -> None:
+    r = await api.client.post("/v1/audio/speech", json=openai())
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"  # OpenAI's default format
+    assert r.headers["x-chorus-provider"] == "piper"
+    r = await api.client.post("/v1/audio/speech", json=openai(model="google_tts", response_format="wav"))
+    assert r.headers["x-chorus-provider"] == "google_tts" and r.headers["content-type"] == "audio/wav"
+    assert [q.language for q in api.piper.requests + api.google.requests] == ["en", "en"]  # the primary language
+
+
+async def test_openai_pcm_is_24khz(api: Api) -> None:
+    r = await api.client.post("/v1/audio/speech", json=openai(response_format="pcm"))
+    assert r.headers["content-type"] == "audio/L16; rate=24000; channels=1"
+    assert len(r.content) == pytest.approx(len(api.piper.pcm("Hello there.")) * 1.5, abs=64)
+
+
+async def test_openai_speed_multiplies_the_engines_speed_setting(api: Api) -> None:
+    r = await api.client.post("/v1/audio/speech", json=openai(speed=2.0, instructions="cheerful", extra="ignored"))
+    assert r.status_code == 200
+    assert api.piper.requests[0].settings.speed == 3.0  # the personality's 1.5, doubled
+    r = await api.client.post("/v1/audio/speech", json=openai(speed=3.0))  # 4.5: over Piper's range
+    assert r.status_code == 422 and "speed 3.0 makes piper's speed 4.5" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("body,status,param,message", [
+    (openai(model="dall-e"), 422, "model", "unknown model 'dall-e'"),
+    (openai(voice="nobody"), 404, "voice", "personality 'nobody' not found"),
+    (openai(input=" "), 422, "input", "text is empty"),
+    (openai(model="azure_tts"), 422, "provider", "'azure_tts' is not configured"),
+    (openai(speed=5), 422, "speed", "speed: Input should be less than or equal to 4"),
+    (openai(response_format="ogg"), 422, "response_format", "response_format"),
+])
+async def test_openai_errors_come_in_openais_shape(api: Api, body: dict, status: int, param: str, message: str) -> None:
+    r = await api.client.post("/v1/audio/speech", json=body)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param and error["code"] is None
+    assert message in error["message"]
+
+
+async def test_openai_all_failed_is_a_server_error_with_the_attempts(api: Api) -> None:
+    api.piper.error = EngineFailedError("crashed", "piper")
+    api.google.error = EngineFailedError("crashed", "google_tts")
+    r = await api.client.post("/v1/audio/speech", json=openai())
+    assert r.status_code == 503
+    body = r.json()
+    assert body["error"]["type"] == "server_error" and body["error"]["message"].startswith("no engine could speak this")
+    assert [a["engine"] for a in body["attempts"]] == ["piper", "google_tts"]
+
+
+# --- personalities and samples: the personality in the path ----------------------------------
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/v1/personalities/nobody"),
+    ("GET", "/v1/personalities/nobody/samples"),
+    ("GET", "/v1/personalities/nobody/samples/studio-1"),
+    ("DELETE", "/v1/personalities/nobody/samples/studio-1"),
+    ("POST", "/v1/personalities/nobody/samples"),
+])
+async def test_an_unknown_personality_is_404_on_every_route(api: Api, method: str, path: str) -> None:
+    r = await api.client.request(method, path)
+    assert r.status_code == 404 and r.json() == {"detail": "personality 'nobody' not found"}
+
+
+async def test_a_known_personality_is_served_with_its_status(api: Api) -> None:
+    r = await api.client.get("/v1/personalities/joe")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["metadata"] == {"name": "joe"} and body["spec"]["activeProvider"] == "piper"
+    assert body["status"]["source"].endswith("joe.yaml")
+    assert (await api.client.get("/v1/personalities/joe/samples")).json() == []
+
+
+async def test_uploads_are_multipart_within_the_limit(api: Api) -> None:
+    r = await api.client.post("/v1/personalities/joe/samples", json={"file": "x"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
+    r = await api.client.post("/v1/personalities/joe/samples", files={"file": ("big.wav", b"\0" * (MAX_UPLOAD + 1))})
+    assert r.status_code == 413 and r.json()["limit"] == MAX_UPLOAD
+    r = await api.client.post("/v1/personalities/joe/samples", files={"other": ("a.wav", b"RIFF")})
+    assert r.status_code == 422 and r.json()["detail"] == "the 'file' part with the audio is missing"
+
+
+async def test_clone_checks_its_fields_before_the_reference(api: Api) -> None:
+    reference = {"file": ("me.wav", b"RIFF")}  # never decoded: every request fails before
+    for data, status, message in (
+        ({}, 422, "text: field required"),
+        ({"text": "x" * (MAX_TEXT + 1)}, 413, f"the limit is {MAX_TEXT}"),
+        ({"text": "Hi.", "provider": "piper"}, 422, "provider: Input should be 'xtts_v2' or 'styletts2'"),
+        ({"text": "Hi.", "language": "english"}, 422, "language: String should match pattern"),
+        ({"text": "Hi.", "format": "ogg"}, 422, "format: Input should be"),
+    ):
+        r = await api.client.post("/v1/clone", files=reference, data=data)
+        assert r.status_code == status and message in r.json()["detail"], r.text
+    r = await api.client.post("/v1/clone", content=json.dumps({"text": "Hi."}), headers={"content-type": "application/json"})
+    assert r.status_code == 415
+
+
+# --- engines and probes ---------------------------------------------------------------------
+
+
+async def test_providers_and_readiness(api: Api) -> None:
+    api.google.healthy = Health(healthy=False, reason="credentials rejected")
+    providers = (await api.client.get("/v1/providers")).json()["providers"]
+    assert [(p["engine"], p["health"]["healthy"], p["timeout_s"]) for p in providers] == [
+        ("piper", True, 5.0), ("google_tts", False, 5.0)]
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "personalitiesLoaded": True, "personalities": 1, "engines": {
+        "piper": {"healthy": True, "reason": None},
+        "google_tts": {"healthy": False, "reason": "credentials rejected"}}}
+    assert (await api.client.get("/healthz")).json() == {"status": "ok"}

@@ -1,0 +1,302 @@
+"""The router without Ray: in-process engines behind the handle surface it uses
+(tests/engine_handles.py), so fallback order, skips, timeouts and streams are checked
+in milliseconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chorus.personalities import Personality, parse_spec
+from chorus.router import AllEnginesFailed, EngineBoard, Router
+from chorus.utterance import Utterance
+from deployments.base import (
+    BadInputError,
+    EngineFailedError,
+    EngineId,
+    EngineUnavailableError,
+    Health,
+    TextTooLongError,
+    VoiceSampleRef,
+)
+from deployments.settings import IBMWatsonSettings, PiperSettings
+from tests.engine_handles import LocalHandle, ScriptedEngine
+
+ENGINES: tuple[EngineId, ...] = ("piper", "google_tts", "azure_tts")
+
+
+def personality(**spec: Any) -> Personality:
+    spec.setdefault("activeProvider", "piper")
+    spec.setdefault("fallbackChain", ["google_tts", "azure_tts"])
+    spec.setdefault("providers", {e: {} for e in ["piper", "google_tts", "azure_tts"]})
+    return Personality(name="ava", spec=parse_spec(spec, prefix=""))
+
+
+def say(text: str = "Hello there.", who: Personality | None = None, **fields: Any) -> Utterance:
+    who = who or personality()
+    return Utterance(personality=who, text=text, language=fields.pop("language", who.spec.languages.primary), **fields)
+
+
+class Setup:
+    """Scripted engines behind local handles, a board and a router over them."""
+
+    def __init__(self, *engines: ScriptedEngine, timeouts: dict[str, float] | None = None,
+                 sample_refs: Any = None) -> None:
+        engines = engines or tuple(ScriptedEngine(e) for e in ENGINES)
+        self.engines = {e.engine_id: e for e in engines}
+        self.handles = {e.engine_id: LocalHandle(e) for e in engines}
+        self.board = EngineBoard(self.handles, refresh_s=60)
+        self.router = Router(self.board, timeouts or {}, sample_refs=sample_refs)
+
+    def __getitem__(self, engine: str) -> ScriptedEngine:
+        return self.engines[engine]  # type: ignore[index]
+
+    def attempts(self, routed_or_err: Any) -> list[tuple[str, str]]:
+        return [(a.engine, a.outcome) for a in routed_or_err.attempts]
+
+
+# --- order and fallback -----------------------------------------------------------------
+
+
+async def test_the_active_engine_speaks_first() -> None:
+    s = Setup()
+    routed = await s.router.synthesize(say())
+    assert routed.engine == "piper" and routed.attempts == []
+    assert routed.audio.pcm == s["piper"].pcm("Hello there.") and routed.audio.sample_rate == 16_000
+    assert [len(s[e].requests) for e in ENGINES] == [1, 0, 0]
+
+
+async def test_failures_hand_over_along_the_chain_and_are_recorded() -> None:
+    s = Setup()
+    s["piper"].error = EngineUnavailableError("voice 'x' is not loaded", "piper")
+    s["google_tts"].error = EngineFailedError("HTTP 500 from Google", "google_tts")
+    routed = await s.router.synthesize(say())
+    assert routed.engine == "azure_tts"
+    assert [a.model_dump() for a in routed.attempts] == [
+        {"engine": "piper", "outcome": "unavailable", "reason": "voice 'x' is not loaded"},
+        {"engine": "google_tts", "outcome": "failed", "reason": "HTTP 500 from Google"},
+    ]
+
+
+async def test_an_unexpected_error_is_a_failure_named_by_its_type() -> None:
+    s = Setup()
+    s["piper"].error = RuntimeError("out of memory\nmore lines")
+    routed = await s.router.synthesize(say())
+    assert routed.engine == "google_tts"
+    assert routed.attempts[0].reason == "RuntimeError: out of memory"
+
+
+async def test_a_requested_provider_goes_first_then_the_chain_without_it() -> None:
+    s = Setup()
+    for e in ENGINES:
+        s[e].error = EngineFailedError("down", e)
+    with pytest.raises(AllEnginesFailed) as err:
+        await s.router.synthesize(say(provider="google_tts"))
+    assert s.attempts(err.value) == [("google_tts", "failed"), ("piper", "failed"), ("azure_tts", "failed")]
+
+
+# --- skips ----------------------------------------------------------------------------------
+
+
+async def test_skipped_engines_say_why_and_are_never_called() -> None:
+    piper = ScriptedEngine("piper")
+    piper.healthy = Health(healthy=False, reason="voice file missing")
+    google = ScriptedEngine("google_tts", languages=("de",))
+    azure = ScriptedEngine("azure_tts", voices=("en-GB-Ryan",), languages=("en",))
+    s = Setup(piper, google, azure)
+    who = personality(
+        fallbackChain=["google_tts", "azure_tts", "ibm_watson"],
+        providers={"piper": {}, "google_tts": {}, "azure_tts": {"voice": "en-GB-Ryan"}, "ibm_watson": {}},
+    )
+    routed = await s.router.synthesize(say(who=who))
+    assert routed.engine == "azure_tts"
+    assert [(a.engine, a.outcome, a.reason) for a in routed.attempts] == [
+        ("piper", "skipped", "unhealthy: voice file missing"),
+        ("google_tts", "skipped", "no loaded voice does not speak 'en'"),
+    ]
+    assert piper.requests == [] and google.requests == []
+
+    with pytest.raises(AllEnginesFailed) as err:
+        await s.router.synthesize(say(who=who, language="fr"))
+    assert [a.reason for a in err.value.attempts] == [
+        "unhealthy: voice file missing",
+        "no loaded voice does not speak 'fr'",
+        "voice 'en-GB-Ryan' does not speak 'fr'",
+        "not deployed in this application",
+    ]
+
+
+async def test_disabled_and_silent_engines_are_skipped() -> None:
+    google = ScriptedEngine("google_tts")
+    google.status_error = TimeoutError("no answer")  # never answered: status unknown
+    s = Setup(ScriptedEngine("piper"), google, ScriptedEngine("azure_tts"))
+    who = personality(providers={"piper": {"enabled": False}, "google_tts": {}, "azure_tts": {}})
+    routed = await s.router.synthesize(say(who=who))
+    assert routed.engine == "azure_tts"
+    assert [(a.engine, a.reason) for a in routed.attempts] == [
+        ("piper", "disabled for this personality"),
+        ("google_tts", "status unknown (engine not answering)"),
+    ]
+
+
+async def test_a_failing_status_check_marks_a_known_engine_unhealthy() -> None:
+    s = Setup()
+    await s.board.statuses()
+    s["piper"].status_error = ConnectionError("replica gone")
+    statuses = await s.board.statuses(fresh=True)
+    assert statuses["piper"].health == Health(healthy=False, reason="status check failed: ConnectionError: replica gone")
+    assert statuses["piper"].capabilities.engine == "piper"  # the last known capabilities stay
+
+
+async def test_one_status_snapshot_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Setup(ScriptedEngine("xtts_v2"), ScriptedEngine("piper"), sample_refs=lambda name, engine: [])
+    s["xtts_v2"].error = EngineFailedError("down", "xtts_v2")  # a cloning engine tried, then the next
+    who = personality(activeProvider="xtts_v2", fallbackChain=["piper"], providers={"xtts_v2": {}, "piper": {}})
+    reads = 0
+    statuses = s.board.statuses
+
+    async def counted(**kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await statuses(**kwargs)
+
+    monkeypatch.setattr(s.board, "statuses", counted)
+    await s.router.synthesize(say(who=who))
+    assert reads == 1
+    await (await s.router.stream(say(who=who))).chunks.aclose()
+    assert reads == 2
+
+
+# --- timeouts -------------------------------------------------------------------------------
+
+
+async def test_each_engine_has_its_own_timeout_and_a_late_call_is_cancelled() -> None:
+    s = Setup(timeouts={"piper": 0.05, "google_tts": 5})
+    s["piper"].delay_s = 2
+    s["google_tts"].delay_s = 0.1  # later than piper's limit, within its own
+    routed = await s.router.synthesize(say())
+    assert routed.engine == "google_tts"
+    assert [a.model_dump() for a in routed.attempts] == [
+        {"engine": "piper", "outcome": "timeout", "reason": "no audio within 0.05 s"},
+    ]
+    assert s.handles["piper"].cancelled == ["synthesize"] and s.handles["google_tts"].cancelled == []
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+async def test_bad_input_is_raised_at_once_and_never_retried() -> None:
+    s = Setup()
+    s["piper"].error = BadInputError("nothing speakable in '.....'", "piper")
+    with pytest.raises(BadInputError, match="nothing speakable") as err:
+        await s.router.synthesize(say("....."))
+    assert type(err.value) is BadInputError  # unwrapped from Ray's RayTaskError
+    with pytest.raises(BadInputError, match="nothing speakable"):
+        await s.router.stream(say("....."))
+    assert s["google_tts"].requests == [] and s["azure_tts"].requests == []
+
+
+async def test_text_is_packed_to_the_engines_limit() -> None:
+    s = Setup(ScriptedEngine("piper", max_characters=30), *(ScriptedEngine(e) for e in ENGINES[1:]))
+    text = "The train leaves at noon. Please open the door. Thank you."
+    routed = await s.router.synthesize(say(text))
+    assert [r.text for r in s["piper"].requests] == ["The train leaves at noon.", "Please open the door.", "Thank you."]
+    assert routed.audio.pcm == b"".join(s["piper"].pcm(r.text) for r in s["piper"].requests)
+    with pytest.raises(TextTooLongError) as err:
+        await s.router.synthesize(say("This one sentence is longer than thirty characters."))
+    assert err.value.limit == 30 and s["google_tts"].requests == []
+
+
+# --- what each engine is asked ------------------------------------------------------------------
+
+
+async def test_speed_multiplies_each_engines_speed_setting() -> None:
+    s = Setup(*(ScriptedEngine(e) for e in ("piper", "google_tts", "ibm_watson")))
+    who = personality(fallbackChain=["google_tts", "ibm_watson"], providers={
+        "piper": {"voice": "en_US-joe-medium", "settings": {"speed": 1.5, "noiseScale": 0.0}},
+        "google_tts": {"settings": {"speakingRate": 1.2}},
+        "ibm_watson": {"settings": {"ratePercentage": 10}},
+    })
+    s["piper"].error = EngineFailedError("down", "piper")
+    s["google_tts"].error = EngineFailedError("down", "google_tts")
+    assert (await s.router.synthesize(say(who=who, speed=2.0))).engine == "ibm_watson"
+    piper, google, ibm = (s[e].requests[0] for e in ("piper", "google_tts", "ibm_watson"))
+    assert piper.voice == "en_US-joe-medium"
+    assert piper.settings == PiperSettings(speed=3.0, noise_scale=0.0)
+    assert google.settings.speaking_rate == pytest.approx(2.4)
+    assert ibm.settings == IBMWatsonSettings(rate_percentage=10)  # no speed setting: unchanged
+
+    with pytest.raises(BadInputError, match=r"speed 4.0 makes piper's speed 6"):
+        await s.router.synthesize(say(who=who, speed=4.0))
+
+
+async def test_cloning_engines_get_the_stored_samples_or_the_given_ones() -> None:
+    stored = VoiceSampleRef(id="studio-1", language="en", sha256="a" * 64, path="/samples/ava/studio-1.wav")
+    given = VoiceSampleRef(id="reference", language="en", sha256="b" * 64, audio=b"RIFF")
+    asked: list[tuple[str, str]] = []
+
+    def sample_refs(name: str, engine: str) -> list[VoiceSampleRef]:
+        asked.append((name, engine))
+        return [stored]
+
+    s = Setup(ScriptedEngine("xtts_v2"), ScriptedEngine("piper"), sample_refs=sample_refs)
+    who = personality(activeProvider="xtts_v2", fallbackChain=["piper"],
+                      providers={"xtts_v2": {"variant": "british"}, "piper": {}})
+    s["xtts_v2"].error = EngineUnavailableError("no reference samples to clone from", "xtts_v2")
+    await s.router.synthesize(say(who=who))
+    await s.router.synthesize(say(who=who, samples=[given]))
+    assert [r.samples for r in s["xtts_v2"].requests] == [[stored], [given]]
+    assert s["xtts_v2"].requests[0].variant == "british"
+    assert [r.samples for r in s["piper"].requests] == [[], []]  # not a cloning engine
+    assert asked == [("ava", "xtts_v2")]
+
+
+# --- streams --------------------------------------------------------------------------------
+
+
+async def chunks(routed: Any) -> list[Any]:
+    return [c async for c in routed.chunks]
+
+
+async def test_a_stream_falls_back_until_the_first_chunk() -> None:
+    s = Setup(timeouts={"google_tts": 0.05})
+    s["piper"].error = EngineUnavailableError("voice missing", "piper")
+    s["google_tts"].delay_s = 2
+    routed = await s.router.stream(say("One. Two. Three."))
+    assert routed.engine == "azure_tts" and s.attempts(routed) == [("piper", "unavailable"), ("google_tts", "timeout")]
+    assert "stream" in s.handles["piper"].cancelled and "stream" in s.handles["google_tts"].cancelled
+    got = await chunks(routed)
+    assert [c.index for c in got] == [0, 1, 2]
+    assert [c.pcm for c in got] == [s["azure_tts"].pcm(t) for t in ("One.", "Two.", "Three.")]
+
+
+async def test_a_stream_stays_with_the_engine_that_sent_its_first_chunk() -> None:
+    s = Setup()
+    s["piper"].error = EngineFailedError("decoder crashed", "piper")
+    s["piper"].fail_at = 1  # the first sentence comes out, the second fails
+    routed = await s.router.stream(say("One. Two. Three."))
+    assert routed.engine == "piper" and routed.attempts == []
+    first = await anext(routed.chunks)
+    assert first.index == 0
+    with pytest.raises(EngineFailedError, match="decoder crashed"):
+        await anext(routed.chunks)
+    assert s["google_tts"].requests == [] and s["azure_tts"].requests == []
+    assert s.handles["piper"].cancelled == ["stream"]  # the engine's generator is let go
+
+
+async def test_a_long_stream_runs_piece_after_piece_on_one_engine() -> None:
+    s = Setup(ScriptedEngine("piper", max_characters=10), *(ScriptedEngine(e) for e in ENGINES[1:]))
+    routed = await s.router.stream(say("One. Two. Three. Four."))
+    got = await chunks(routed)
+    assert [r.text for r in s["piper"].requests] == ["One. Two.", "Three.", "Four."]
+    assert b"".join(c.pcm for c in got) == b"".join(s["piper"].pcm(t) for t in ("One.", "Two.", "Three.", "Four."))
+
+
+async def test_every_engine_failing_before_a_first_chunk_fails_the_stream() -> None:
+    s = Setup()
+    for e in ENGINES:
+        s[e].error = EngineFailedError(f"{e} is down", e)
+    with pytest.raises(AllEnginesFailed) as err:
+        await s.router.stream(say())
+    assert [a.reason for a in err.value.attempts] == [f"{e} is down" for e in ENGINES]
