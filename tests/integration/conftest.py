@@ -1,14 +1,22 @@
-"""Fixtures shared by the cloning-engine tests: engine environments and tiny models."""
+"""Fixtures shared by the cloning-engine tests: engine environments, tiny models, reference
+samples and the engine deployed alone."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from deployments import styletts2, xtts
-from deployments.base import EngineEnvironment
+from deployments.base import EngineEnvironment, SynthesisRequest, VoiceSampleRef
+from deployments.settings import PiperSettings
 from tests import tiny_styletts2, tiny_xtts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,3 +59,45 @@ def xtts_models(xtts_python: str, tmp_path_factory: pytest.TempPathFactory) -> d
 @pytest.fixture(scope="session")
 def styletts2_model(styletts2_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_styletts2.build(tmp_path_factory.mktemp("styletts2-model"), styletts2_python)
+
+
+@pytest.fixture(scope="module")
+async def samples(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleRef]:
+    """The module's SAMPLE_SENTENCES said by Piper (noise pinned) as canonical 24 kHz mono
+    WAV, as the sample store keeps them: the first two on disk, the rest inline."""
+    from chorus.samples.audio import canonical_wav, decode_audio
+    from deployments.piper import Piper
+
+    piper = Piper({})
+    root = tmp_path_factory.mktemp("samples")
+    refs = []
+    for i, sentence in enumerate(request.module.SAMPLE_SENTENCES):
+        speech = await piper.synthesize(
+            SynthesisRequest(text=sentence, language="en", settings=PiperSettings(noise_scale=0.0, noise_w=0.0)))
+        buf = io.BytesIO()
+        sf.write(buf, np.frombuffer(speech.pcm, dtype=np.int16), speech.sample_rate, subtype="PCM_16", format="WAV")
+        data = canonical_wav(decode_audio(buf.getvalue()))
+        sha = hashlib.sha256(data).hexdigest()
+        if i < 2:
+            path = root / f"sample-{i}.wav"
+            path.write_bytes(data)
+            refs.append(VoiceSampleRef(id=f"s{i}", language="en", sha256=sha, path=str(path)))
+        else:
+            refs.append(VoiceSampleRef(id=f"s{i}", language="en", sha256=sha, audio=data))
+    return refs
+
+
+@pytest.fixture(scope="module")
+def engine(ray_session: None, chorus: Any, deployment: Any, config: Any) -> Iterator[Any]:
+    """The module's engine `deployment` with its `config`, run by Ray Serve as an
+    application of its own; every model test talks to it through this handle."""
+    from ray import serve
+
+    # Same HTTP options the Chorus deployments of this session use (Serve has one proxy).
+    serve.start(http_options={"host": "127.0.0.1", "port": chorus.port})
+    app = f"{deployment.name}-test"
+    handle = serve.run(deployment.bind(config), name=app, route_prefix=None)
+    try:
+        yield handle
+    finally:
+        serve.delete(app)

@@ -15,18 +15,15 @@ canonical 24 kHz WAV, as the sample store keeps them.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import io
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from deployments.base import (
     AudioResult,
@@ -36,7 +33,7 @@ from deployments.base import (
     TextTooLongError,
     VoiceSampleRef,
 )
-from deployments.settings import PiperSettings, StyleTTS2Settings
+from deployments.settings import StyleTTS2Settings
 from deployments.styletts2 import (
     StyleTTS2,
     StyleTTS2Config,
@@ -46,7 +43,6 @@ from deployments.styletts2 import (
 from tests import tiny_styletts2
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = "styletts2-test"
 FAST = StyleTTS2Settings(diffusion_steps=3)  # fewer sampler steps: this machine has 2 shared cores
 TEXT = "How can I help you today?"
 SPOKEN = ["Hello there.", "The shop opens at nine.", "See you soon!"]
@@ -62,49 +58,18 @@ SAMPLE_SENTENCES = [  # 3-4 s each: StyleTTS2's usable sample window starts at 3
 
 
 @pytest.fixture(scope="module")
-async def samples(tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleRef]:
-    """Piper sentences as canonical 24 kHz mono WAV: two on disk, two inline."""
-    from chorus.samples.audio import canonical_wav, decode_audio
-    from deployments.piper import Piper
-
-    piper = Piper({})
-    root = tmp_path_factory.mktemp("styletts2-samples")
-    refs = []
-    for i, sentence in enumerate(SAMPLE_SENTENCES):
-        speech = await piper.synthesize(
-            SynthesisRequest(text=sentence, language="en", settings=PiperSettings(noise_scale=0.0, noise_w=0.0)))
-        data = canonical_wav(decode_audio(_wav(np.frombuffer(speech.pcm, dtype=np.int16), speech.sample_rate)))
-        sha = hashlib.sha256(data).hexdigest()
-        if i < 2:
-            path = root / f"sample-{i}.wav"
-            path.write_bytes(data)
-            refs.append(VoiceSampleRef(id=f"s{i}", language="en", sha256=sha, path=str(path)))
-        else:
-            refs.append(VoiceSampleRef(id=f"s{i}", language="en", sha256=sha, audio=data))
-    return refs
-
-
-@pytest.fixture(scope="module")
 def config(styletts2_model: Path) -> StyleTTS2Config:
     return StyleTTS2Config(model_dir=styletts2_model, seed=0, max_characters=400, conditioning_cache_size=8)
 
 
 @pytest.fixture(scope="module")
-def engine(ray_session: None, chorus: Any, config: StyleTTS2Config, styletts2_python: str) -> Iterator[Any]:
-    """StyleTTS2Engine deployed by Ray Serve; its replica runs under the StyleTTS2 venv."""
-    from ray import serve
-
-    # Same HTTP options the Chorus deployments of this session use (Serve has one proxy).
-    serve.start(http_options={"host": "127.0.0.1", "port": chorus.port})
+def deployment(styletts2_python: str) -> Any:
+    """StyleTTS2Engine with its replica under the StyleTTS2 venv."""
     # Recomputed options: the venv may have been created after the module was imported,
     # and half a CPU leaves room for the rest of the session on 2 cores.
     deployment = StyleTTS2Engine.options(ray_actor_options=actor_options(num_cpus=0.5))
     assert deployment.ray_actor_options["runtime_env"]["py_executable"] == styletts2_python
-    handle = serve.run(deployment.bind(config), name=APP, route_prefix=None)
-    try:
-        yield handle
-    finally:
-        serve.delete(APP)
+    return deployment
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +78,6 @@ async def spoken(engine: Any, samples: list[VoiceSampleRef]) -> dict[str, Any]:
     parts = [await engine.synthesize.remote(_request(samples[:2], text=s, settings=FAST)) for s in SPOKEN]
     whole = await engine.synthesize.remote(_request(samples[:2], text=" ".join(SPOKEN), settings=FAST))
     return {"parts": parts, "whole": whole}
-
-
-def _wav(pcm: np.ndarray, rate: int) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, pcm, rate, subtype="PCM_16", format="WAV")
-    return buf.getvalue()
 
 
 def _request(samples: list[VoiceSampleRef] | None = None, **fields: Any) -> SynthesisRequest:

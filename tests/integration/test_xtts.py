@@ -13,18 +13,15 @@ Reference samples are Piper speech (noise pinned) turned into canonical 24 kHz W
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import io
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from deployments.base import (
     AudioResult,
@@ -34,41 +31,17 @@ from deployments.base import (
     TextTooLongError,
     VoiceSampleRef,
 )
-from deployments.settings import PiperSettings, XTTSSettings
+from deployments.settings import XTTSSettings
 from deployments.xtts import XTTS, XTTSConfig, XTTSEngine, actor_options
 from tests import tiny_xtts
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = "xtts-test"
 TEXT = "Hello there, how can I help you today?"
 GREEDY = XTTSSettings(top_k=1)  # greedy decoding: the same input gives the same audio
-SENTENCES = ["Thank you for your help.", "The train leaves at noon.", "Please open the door."]
+SAMPLE_SENTENCES = ["Thank you for your help.", "The train leaves at noon.", "Please open the door."]
 
 
 # --- fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-async def samples(tmp_path_factory: pytest.TempPathFactory) -> list[VoiceSampleRef]:
-    """Three Piper sentences as canonical 24 kHz mono WAV: two on disk, one inline."""
-    from chorus.samples.audio import canonical_wav, decode_audio
-    from deployments.piper import Piper
-
-    piper = Piper({})
-    root = tmp_path_factory.mktemp("xtts-samples")
-    refs = []
-    for i, sentence in enumerate(SENTENCES):
-        speech = await piper.synthesize(
-            SynthesisRequest(text=sentence, language="en", settings=PiperSettings(noise_scale=0.0, noise_w=0.0)))
-        data = canonical_wav(decode_audio(_wav(np.frombuffer(speech.pcm, dtype=np.int16), speech.sample_rate)))
-        sha = hashlib.sha256(data).hexdigest()
-        if i < 2:
-            path = root / f"sample-{i}.wav"
-            path.write_bytes(data)
-            refs.append(VoiceSampleRef(id=f"s{i}", language="en", sha256=sha, path=str(path)))
-        else:
-            refs.append(VoiceSampleRef(id=f"s{i}", language="en", sha256=sha, audio=data))
-    return refs
 
 
 @pytest.fixture(scope="module")
@@ -83,27 +56,12 @@ def config(xtts_models: dict[str, Path]) -> XTTSConfig:
 
 
 @pytest.fixture(scope="module")
-def engine(ray_session: None, chorus: Any, config: XTTSConfig, xtts_python: str) -> Iterator[Any]:
-    """XTTSEngine deployed by Ray Serve; its replica runs under the XTTS venv."""
-    from ray import serve
-
-    # Same HTTP options the Chorus deployments of this session use (Serve has one proxy).
-    serve.start(http_options={"host": "127.0.0.1", "port": chorus.port})
-    deployment = XTTSEngine
-    if deployment.ray_actor_options.get("runtime_env", {}).get("py_executable") != xtts_python:
-        # The venv was created after deployments.xtts was imported: same options, recomputed.
-        deployment = XTTSEngine.options(ray_actor_options=actor_options(num_cpus=1.0))
-    handle = serve.run(deployment.bind(config), name=APP, route_prefix=None)
-    try:
-        yield handle
-    finally:
-        serve.delete(APP)
-
-
-def _wav(pcm: np.ndarray, rate: int) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, pcm, rate, subtype="PCM_16", format="WAV")
-    return buf.getvalue()
+def deployment(xtts_python: str) -> Any:
+    """XTTSEngine with its replica under the XTTS venv."""
+    if XTTSEngine.ray_actor_options.get("runtime_env", {}).get("py_executable") == xtts_python:
+        return XTTSEngine
+    # The venv was created after deployments.xtts was imported: same options, recomputed.
+    return XTTSEngine.options(ray_actor_options=actor_options(num_cpus=1.0))
 
 
 def _request(samples: list[VoiceSampleRef] | None = None, **fields: Any) -> SynthesisRequest:
