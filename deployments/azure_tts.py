@@ -16,11 +16,8 @@ from pydantic import Field, SecretStr
 from ray import serve
 
 from deployments.base import (
-    BadInputError,
     EngineError,
     EngineFailedError,
-    EngineUnavailableError,
-    TextTooLongError,
     VoiceInfo,
 )
 from deployments.cloud import SAMPLE_RATE, CloudEngineConfig, CloudTTSEngine
@@ -89,7 +86,7 @@ class AzureTTSEngine(CloudTTSEngine):
     async def _list_voices(self, timeout: float) -> list[VoiceInfo]:
         response = await self._client().get("/cognitiveservices/voices/list", timeout=timeout)
         if response.status_code != 200:
-            raise self._status_error(response.status_code, _body_message(response), "listing voices")
+            raise self._http_error(response, "listing voices")
         return [
             VoiceInfo(
                 id=v["ShortName"],
@@ -106,34 +103,16 @@ class AzureTTSEngine(CloudTTSEngine):
             headers={"Content-Type": "application/ssml+xml", "X-Microsoft-OutputFormat": OUTPUT_FORMAT},
         )
         if response.status_code != 200:
-            raise self._status_error(response.status_code, _body_message(response), "synthesizing", voice)
+            raise self._http_error(response, "synthesizing", voice)
         return response.content  # riff-24khz-16bit-mono-pcm is a WAV file
 
-    def _status_error(self, code: int, message: str, doing: str, voice: str | None = None) -> EngineError:
-        detail = f" ({message})" if message else ""
-        if code in (401, 403):
-            return EngineUnavailableError(
-                f"credentials rejected by Azure Speech ({code}{detail}); check key or ${KEY_ENV} "
-                f"and that it belongs to the resource at {self._base_url}",
-                ENGINE,
-            )
-        if code == 404:
-            return EngineUnavailableError(
-                f"Azure Speech answered 404 while {doing}{detail}: unknown voice {voice!r} or "
-                f"wrong region/endpoint {self._base_url}",
-                ENGINE,
-            )
-        if code == 413:
-            return TextTooLongError(f"Azure Speech: SSML too large{detail}", ENGINE, self.config.max_characters)
-        if code == 400:
-            return BadInputError(
-                f"Azure Speech rejected the request (400{detail}): a setting such as the style or "
-                f"the voice {voice!r} may not be valid for this resource",
-                ENGINE,
-            )
-        if code == 429:
-            return EngineFailedError(f"Azure Speech rate limit or quota exceeded (429{detail})", ENGINE)
-        return EngineFailedError(f"Azure Speech failed while {doing} ({code}{detail})", ENGINE)
+    def _http_error(self, response: httpx.Response, doing: str, voice: str | None = None) -> EngineError:
+        return self._status_error(
+            response.status_code, _body_message(response), doing,
+            credentials=f"check key or ${KEY_ENV} and that it belongs to the resource at {self._base_url}",
+            not_found=f"unknown voice {voice!r} or wrong region/endpoint {self._base_url}",
+            bad_request=f": a setting such as the style or the voice {voice!r} may not be valid for this resource",
+        )
 
     def _map_error(self, err: Exception, doing: str, voice: str | None) -> EngineError | None:
         if isinstance(err, httpx.TransportError):

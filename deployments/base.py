@@ -419,3 +419,15 @@ class TTSEngine(abc.ABC):
 
     def check_health(self) -> None:
         return None
+
+
+def checked_text(text: str, limit: int, engine: str, speaker: str, *, unit: str = "characters") -> str:
+    """The text stripped, refused when empty (422) or over the engine's per-request limit
+    (413, naming the limit): every engine checks this before any work."""
+    text = text.strip()
+    if not text:
+        raise BadInputError("text is empty", engine)
+    size = len(text) if unit == "characters" else len(text.encode())
+    if size > limit:
+        raise TextTooLongError(f"text is {size} {unit}; {speaker} takes at most {limit} per request", engine, limit)
+    return text

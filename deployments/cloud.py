@@ -43,6 +43,7 @@ from deployments.base import (
     TextTooLongError,
     TTSEngine,
     VoiceInfo,
+    checked_text,
     language_matches,
     split_sentences,
 )
@@ -206,18 +207,8 @@ class CloudTTSEngine(TTSEngine):
     # --- helpers ------------------------------------------------------------------------
 
     def _checked_text(self, raw: str) -> str:
-        text = self._prepare_text(raw.strip())
-        if not text:
-            raise BadInputError("text is empty", self.engine_id)
-        limit = self.config.max_characters
-        size = len(text) if self.text_unit == "characters" else len(text.encode())
-        if size > limit:
-            raise TextTooLongError(
-                f"text is {size} {self.text_unit}; {self.service} takes at most {limit} per request",
-                self.engine_id,
-                limit,
-            )
-        return text
+        return checked_text(self._prepare_text(raw.strip()), self.config.max_characters, self.engine_id,
+                            self.service, unit=self.text_unit)
 
     def _check_voice(self, voice: str) -> None:
         """Refuse a voice the last voice list lacks, so the router falls back instead of
@@ -250,6 +241,28 @@ class CloudTTSEngine(TTSEngine):
         return self._map_error(err, doing, voice) or EngineFailedError(
             f"{self.service} call failed while {doing}: {type(err).__name__}: {err}", self.engine_id
         )
+
+    def _status_error(
+        self, code: int, message: str, doing: str, *, credentials: str, not_found: str, bad_request: str = ""
+    ) -> EngineError:
+        """What an HTTP error status of the service means for the router: the caller's fault
+        (400, 413), an engine that cannot serve until someone acts (401/403, 404), or a
+        failure the next engine can take over (429, 5xx). The hints say where to look."""
+        said = f"{code}: {message}" if message else str(code)
+        if code == 400:
+            return BadInputError(f"{self.service} rejected the request ({said}){bad_request}", self.engine_id)
+        if code in (401, 403):
+            return EngineUnavailableError(f"credentials rejected by {self.service} ({said}); {credentials}",
+                                          self.engine_id)
+        if code == 404:
+            return EngineUnavailableError(f"{self.service} answered 404 while {doing} ({said}): {not_found}",
+                                          self.engine_id)
+        if code == 413:
+            return TextTooLongError(f"{self.service}: text too long ({said})", self.engine_id,
+                                    self.config.max_characters)
+        if code == 429:
+            return EngineFailedError(f"{self.service} rate limit or quota exceeded ({said})", self.engine_id)
+        return EngineFailedError(f"{self.service} failed while {doing} ({said})", self.engine_id)
 
 
 def short_reason(err: Exception) -> str:

@@ -20,7 +20,6 @@ from pydantic import Field
 from ray import serve
 
 from deployments.base import (
-    BadInputError,
     EngineError,
     EngineFailedError,
     EngineUnavailableError,
@@ -120,26 +119,17 @@ class GoogleTTSEngine(CloudTTSEngine):
         if isinstance(err, gexc.GoogleAPICallError):
             code = err.code or 0
             message = err.message or type(err).__name__
-            if code == 400:
-                if "longer than" in message:
-                    return TextTooLongError(f"Google TTS: {message}", ENGINE, self.config.max_characters)
-                if "does not exist" in message and "oice" in message:
-                    return EngineUnavailableError(f"Google TTS has no such voice: {message}", ENGINE)
-                return BadInputError(f"Google TTS rejected the request: {message}", ENGINE)
-            if code in (401, 403):
-                return EngineUnavailableError(
-                    f"credentials rejected by Google TTS ({code}: {message}); check credentials_file "
-                    "or GOOGLE_APPLICATION_CREDENTIALS and that the Text-to-Speech API is enabled",
-                    ENGINE,
-                )
-            if code == 404:
-                return EngineUnavailableError(
-                    f"Google TTS answered 404 while {doing} ({message}): unknown voice or wrong endpoint {where}",
-                    ENGINE,
-                )
-            if code == 429:
-                return EngineFailedError(f"Google TTS rate limit or quota exceeded: {message}", ENGINE)
-            return EngineFailedError(f"Google TTS failed while {doing} ({code}: {message})", ENGINE)
+            # Google answers 400 for a text over its limit and for an unknown voice too.
+            if code == 400 and "longer than" in message:
+                return TextTooLongError(f"Google TTS: {message}", ENGINE, self.config.max_characters)
+            if code == 400 and "does not exist" in message and "oice" in message:
+                return EngineUnavailableError(f"Google TTS has no such voice: {message}", ENGINE)
+            return self._status_error(
+                code, message, doing,
+                credentials="check credentials_file or GOOGLE_APPLICATION_CREDENTIALS and that the "
+                "Text-to-Speech API is enabled",
+                not_found=f"unknown voice or wrong endpoint {where}",
+            )
         if isinstance(err, (requests.ConnectionError, auth_exc.TransportError)):
             return EngineFailedError(f"cannot reach Google TTS at {where} while {doing}: {short_reason(err)}", ENGINE)
         if isinstance(err, auth_exc.GoogleAuthError):

@@ -24,7 +24,6 @@ from pydantic import Field, SecretStr
 from ray import serve
 
 from deployments.base import (
-    BadInputError,
     EngineError,
     EngineFailedError,
     EngineUnavailableError,
@@ -141,23 +140,12 @@ class IBMWatsonEngine(CloudTTSEngine):
                 )
             if code == 413 or (code == 400 and re.search(r"exceed|too long|too large", message, re.I)):
                 return TextTooLongError(f"IBM Watson: {message}", ENGINE, self.config.max_characters)
-            if code == 400:
-                return BadInputError(f"IBM Watson rejected the request: {message}", ENGINE)
-            if code in (401, 403):
-                return EngineUnavailableError(
-                    f"credentials rejected by IBM Watson ({code}: {message}); check api_key, "
-                    "bearer_token or TEXT_TO_SPEECH_APIKEY and that they belong to this instance URL",
-                    ENGINE,
-                )
-            if code == 404:
-                return EngineUnavailableError(
-                    f"IBM Watson answered 404 while {doing} ({message}): unknown voice "
-                    f"{voice!r} or wrong instance URL ({where})",
-                    ENGINE,
-                )
-            if code == 429:
-                return EngineFailedError(f"IBM Watson rate limit exceeded: {message}", ENGINE)
-            return EngineFailedError(f"IBM Watson failed while {doing} ({code}: {message})", ENGINE)
+            return self._status_error(
+                code, message, doing,
+                credentials="check api_key, bearer_token or TEXT_TO_SPEECH_APIKEY and that they belong "
+                "to this instance URL",
+                not_found=f"unknown voice {voice!r} or wrong instance URL ({where})",
+            )
         if isinstance(err, requests.ConnectionError):
             if _is_iam_error(err):
                 where = self.config.iam_url or "IBM Cloud IAM (https://iam.cloud.ibm.com)"

@@ -27,15 +27,14 @@ from ray import serve
 from ray.serve import Deployment
 
 from deployments.base import (
-    BadInputError,
     Capabilities,
     EngineEnvironment,
     EngineSettings,
     EngineUnavailableError,
     SynthesisRequest,
-    TextTooLongError,
     TTSEngine,
     VoiceSampleRef,
+    checked_text,
 )
 
 T = TypeVar("T")
@@ -203,17 +202,7 @@ class LocalModelEngine(TTSEngine):
         )
 
     def _checked_text(self, request: SynthesisRequest) -> str:
-        text = request.text.strip()
-        if not text:
-            raise BadInputError("text is empty", self.engine_id)
-        if len(request.text) > self.config.max_characters:
-            raise TextTooLongError(
-                f"text has {len(request.text)} characters; {self.display_name} takes at most "
-                f"{self.config.max_characters} per request",
-                self.engine_id,
-                self.config.max_characters,
-            )
-        return text
+        return checked_text(request.text, self.config.max_characters, self.engine_id, self.display_name)
 
     # --- extras (Serve handle methods) --------------------------------------------------
 

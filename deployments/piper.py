@@ -29,6 +29,7 @@ from deployments.base import (
     SynthesisRequest,
     TTSEngine,
     VoiceInfo,
+    checked_text,
 )
 from deployments.settings import PiperSettings
 
@@ -144,14 +145,7 @@ class Piper(TTSEngine):
     # --- internals -----------------------------------------------------------------
 
     def _prepare(self, request: SynthesisRequest) -> tuple[_LoadedVoice, SynthesisConfig]:
-        if not request.text.strip():
-            raise BadInputError("text is empty", self.engine_id)
-        if len(request.text) > self.config.max_characters:
-            raise BadInputError(
-                f"text has {len(request.text)} characters; Piper takes at most "
-                f"{self.config.max_characters} per request",
-                self.engine_id,
-            )
+        checked_text(request.text, self.config.max_characters, self.engine_id, "Piper")
         voice_id = request.voice or self.config.default_voice
         voice = self.voices.get(voice_id)
         if voice is None:
