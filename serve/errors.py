@@ -10,7 +10,12 @@ from fastapi.responses import JSONResponse
 
 from chorus.router import AllEnginesFailed
 from chorus.samples.report import SampleRejected
-from chorus.samples.storage import DuplicateSample, SampleIdConflict, SampleStoreError
+from chorus.samples.storage import (
+    DuplicateSample,
+    SampleIdConflict,
+    SampleLimitReached,
+    SampleStoreError,
+)
 from deployments.base import BadInputError, TextTooLongError
 
 
@@ -69,6 +74,8 @@ def install(app: FastAPI) -> None:
             extra["existing_id"] = err.existing_id
         if isinstance(err, SampleIdConflict):
             extra["id"] = err.sample_id
+        if isinstance(err, SampleLimitReached):
+            extra["limit"] = err.limit
         return error_response(request, err.status_code, err.reason, extra=extra)
 
     @app.exception_handler(RequestValidationError)

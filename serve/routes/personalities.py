@@ -1,4 +1,4 @@
-"""Personalities: list, read, create or replace (validated first), delete."""
+"""Personalities: list, read, create or replace (validated first), delete (with its samples)."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ async def put_personality(name: str, request: Request, chorus: ChorusState) -> J
 @router.delete("/{name}", status_code=204, responses={404: {"model": ErrorOut}, 405: {"model": ErrorOut}})
 async def delete_personality(name: str, chorus: ChorusState) -> Response:
     try:
-        deleted = await asyncio.to_thread(chorus.store.delete, name)
+        deleted = await asyncio.to_thread(chorus.samples.delete_personality, name)
     except ReadOnlyStoreError as err:
         raise ChorusHTTPError(405, err.reason) from None
     if not deleted:

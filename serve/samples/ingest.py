@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +28,7 @@ from chorus.samples.storage import (
     StoredSample,
     check_personality_name,
     check_sample_id,
+    default_sample_id,
 )
 from deployments.base import VoiceSampleRef
 
@@ -57,10 +58,14 @@ class SampleIngest:
         sample_id: str | None = None,
         language: str = "en",
         notes: str | None = None,
+        admit: Callable[[SampleMeta], None] | None = None,
+        max_samples: int | None = None,
     ) -> IngestResult:
         """Everything an upload goes through, in order of cost: decode (SampleRejected),
         duplicate check (DuplicateSample), quality checks (SampleRejected with the table),
-        speaker consistency against the personality's other samples (a warning), store.
+        speaker consistency against the personality's other samples (a warning), `admit`
+        (the caller's last word on the sample about to be stored, raising to refuse it),
+        store (at most `max_samples` per personality: SampleLimitReached).
         Nothing is written unless every step before `put` passed."""
         check_personality_name(personality)
         if sample_id is not None:
@@ -87,8 +92,12 @@ class SampleIngest:
             audio, loaders, key=digest, other_keys={sid: s.sha256 for sid, s in others.items()}
         )
         report = report.with_checks([speaker])
-        meta = SampleMeta.from_report(report, id=sample_id, language=language, notes=notes)
-        return IngestResult(sample=self.store.put(personality, wav, meta), report=report)
+        meta = SampleMeta.from_report(
+            report, id=sample_id or default_sample_id(digest), language=language, notes=notes
+        )
+        if admit is not None:
+            admit(meta)
+        return IngestResult(sample=self.store.put(personality, wav, meta, max_samples=max_samples), report=report)
 
     def reference(self, data: bytes, engine: str, language: str) -> VoiceSampleRef:
         """A one-off reference for `engine`: decoded and checked like an upload

@@ -8,20 +8,48 @@ Checks and storage block (CPU, disk, network), so callers run these methods in a
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from chorus.constants import MAX_SAMPLE_BYTES
-from chorus.personalities import Personality, VoiceSample
+from chorus.personalities import (
+    Personality,
+    PersonalitySpec,
+    VoiceSample,
+    describe_validation_error,
+)
 from chorus.samples.ingest import IngestResult, SampleIngest
 from chorus.samples.models import SampleModels
 from chorus.samples.quality import cloning_engines, duration_fit
-from chorus.samples.storage import DirectorySampleStore, SampleStore, StoredSample
+from chorus.samples.storage import (
+    DirectorySampleStore,
+    InvalidSampleRequest,
+    SampleLimitReached,
+    SampleMeta,
+    SampleStore,
+    SampleStoreError,
+    StoredSample,
+)
 from chorus.samples.storage_s3 import S3SampleStore
 from deployments.base import EngineId, VoiceSampleRef
+
+log = logging.getLogger(__name__)
+
+
+def _schema_max_samples() -> int:
+    """How many voiceSamples the personality schema allows: the mirror of more would
+    make a personality that no longer loads."""
+    field = PersonalitySpec.model_fields["voice_samples"]
+    return next(m.max_length for m in field.metadata if getattr(m, "max_length", None) is not None)
+
+
+MAX_VOICE_SAMPLES = _schema_max_samples()
 
 
 class SamplesConfig(BaseModel):
@@ -31,19 +59,30 @@ class SamplesConfig(BaseModel):
     prefix: str = "samples"
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None = AWS")
     max_upload_bytes: int = Field(MAX_SAMPLE_BYTES, gt=0)
+    max_samples: int = Field(
+        MAX_VOICE_SAMPLES, ge=1, le=MAX_VOICE_SAMPLES,
+        description="stored samples per personality (at most what the personality schema's voiceSamples holds)",
+    )
     listing_ttl_s: float = Field(5.0, ge=0, description="how long a replica trusts its listing of a personality's samples")
+
+
+class PersonalityGone(SampleStoreError):
+    """The personality was deleted while its upload was being checked."""
+
+    status_code: ClassVar[int] = 404
 
 
 class Personalities(Protocol):
     """What the service needs of the personality store (a protocol, so the samples package
-    depends on no store module): where to mirror a personality's samples, and whether that
-    store takes writes at all."""
+    depends on no store module): where to mirror a personality's samples, whether that
+    store takes writes at all, and deleting a personality with its samples."""
 
     @property
     def read_only(self) -> bool: ...
 
     def get(self, name: str) -> Personality | None: ...
     def put(self, personality: Personality) -> bool: ...
+    def delete(self, name: str) -> bool: ...
 
 
 class SampleService:
@@ -67,18 +106,53 @@ class SampleService:
 
     def upload(self, personality: Personality, data: bytes, *, language: str, notes: str | None,
                sample_id: str | None) -> IngestResult:
+        """Check and store a recording, then mirror it into `voiceSamples`. A full
+        personality is refused (SampleLimitReached) before the costly checks; the store
+        checks again under its lock, so concurrent uploads cannot overshoot."""
+        name, limit = personality.name, self.config.max_samples
+        if len(self.store.list(name)) >= limit:
+            raise SampleLimitReached(name, limit)
         result = self.ingest.add(
-            personality.name, data,
+            name, data,
             engines=cloning_engines(personality.spec), sample_id=sample_id, language=language, notes=notes,
+            admit=functools.partial(self._admit, name), max_samples=limit,
         )
-        self._listings.pop(personality.name, None)
-        self._mirror(personality.name)
+        self._listings.pop(name, None)
+        self._mirror(name)
         return result
 
     def delete(self, personality: Personality, sample_id: str) -> None:
         self.store.delete(personality.name, sample_id)
         self._listings.pop(personality.name, None)
         self._mirror(personality.name)
+
+    def delete_personality(self, name: str) -> bool:
+        """Delete a personality and its samples; False when there is no such personality.
+
+        Samples go first. A crash between the two steps then leaves a personality whose
+        samples are gone (deleting it again finishes the job), never samples without a
+        personality: those a personality re-created under the same name would inherit
+        and clone from without anyone having uploaded them to it."""
+        if self.personalities.read_only:
+            return self.personalities.delete(name)  # refuses, naming where deletes go
+        if self.personalities.get(name) is None:
+            return False
+        self.store.delete_all(name)
+        self._listings.pop(name, None)
+        return self.personalities.delete(name)
+
+    def _admit(self, name: str, meta: SampleMeta) -> None:
+        """The last step before a sample is stored: its personality still exists (an
+        upload finishing after a delete would leave its sample to a re-created namesake)
+        and, mirrored into voiceSamples with the sample, still validates."""
+        current = self.personalities.get(name)
+        if current is None:
+            raise PersonalityGone(f"personality {name!r} was deleted while the sample was being checked")
+        if self.personalities.read_only:
+            return
+        assert meta.id is not None  # SampleIngest.add names every sample before admitting it
+        candidate = VoiceSample(id=meta.id, stored=True, language=meta.language, notes=meta.notes)
+        self._mirrored_spec(current.spec, [*self.store.list(name), candidate])
 
     def _mirror(self, name: str) -> None:
         """Make the personality's voiceSamples list what is stored (URL-given samples that
@@ -87,13 +161,31 @@ class SampleService:
         current = self.personalities.get(name)
         if current is None or self.personalities.read_only:
             return
-        stored = self.store.list(name)
-        stored_ids = {s.id for s in stored}
-        kept = [s for s in current.spec.voice_samples if not s.stored and s.id not in stored_ids]
-        mirrored = [VoiceSample(id=s.id, stored=True, language=s.language, notes=s.notes) for s in stored]
-        spec = current.spec.model_copy(update={"voice_samples": kept + mirrored})
+        try:
+            spec = self._mirrored_spec(current.spec, self.store.list(name))
+        except InvalidSampleRequest as err:
+            # Only uploads racing past the limit on a lockless store get here: the store
+            # stays the truth and the personality keeps a voiceSamples that loads.
+            log.warning("not mirroring the samples of %s: %s", name, err.reason)
+            return
         if spec != current.spec:
             self.personalities.put(Personality(name=name, spec=spec))
+
+    @staticmethod
+    def _mirrored_spec(spec: PersonalitySpec, stored: Sequence[StoredSample | VoiceSample]) -> PersonalitySpec:
+        """`spec` with voiceSamples listing `stored`, validated (InvalidSampleRequest)."""
+        stored_ids = {s.id for s in stored}
+        kept = [s for s in spec.voice_samples if not s.stored and s.id not in stored_ids]
+        mirrored = [VoiceSample(id=s.id, stored=True, language=s.language, notes=s.notes) for s in stored]
+        data = spec.model_dump(by_alias=True, exclude_none=True) | {
+            "voiceSamples": [s.model_dump(by_alias=True, exclude_none=True) for s in kept + mirrored]
+        }
+        try:
+            return PersonalitySpec.model_validate(data)
+        except ValidationError as err:
+            raise InvalidSampleRequest(
+                f"storing this sample would make the personality invalid: {describe_validation_error(err)}"
+            ) from None
 
     # --- reads -----------------------------------------------------------------------
 

@@ -161,6 +161,22 @@ class SampleIdConflict(SampleStoreError):
         self.reason = f"sample id {sample_id!r} is taken by a different recording"
 
 
+class SampleLimitReached(SampleStoreError):
+    """The personality already has as many samples as it may keep (`limit`). 409, not
+    422: the upload itself is fine, the personality is full; deleting a sample makes room."""
+
+    status_code: ClassVar[int] = 409
+
+    def __init__(self, personality: str, limit: int) -> None:
+        Exception.__init__(self, personality, limit)
+        self.personality = personality
+        self.limit = limit
+        self.reason = (
+            f"personality {personality!r} already has {limit} voice samples, the most it may keep; "
+            "delete one first"
+        )
+
+
 class SampleCorrupt(SampleStoreError):
     """Stored audio no longer matches its recorded sha256 (disk or bucket damage)."""
 
@@ -170,11 +186,14 @@ class SampleCorrupt(SampleStoreError):
 
 class SampleStore(abc.ABC):
     """Samples of each personality. `put` raises DuplicateSample when the same audio is
-    already stored and SampleIdConflict when the id is taken; `get`, `audio` and
-    `delete` raise SampleNotFound."""
+    already stored, SampleIdConflict when the id is taken and SampleLimitReached when
+    the personality already has `max_samples`; `get`, `audio` and `delete` raise
+    SampleNotFound."""
 
     @abc.abstractmethod
-    def put(self, personality: str, audio_wav: bytes, meta: SampleMeta) -> StoredSample: ...
+    def put(
+        self, personality: str, audio_wav: bytes, meta: SampleMeta, *, max_samples: int | None = None
+    ) -> StoredSample: ...
 
     @abc.abstractmethod
     def get(self, personality: str, sample_id: str) -> StoredSample: ...
@@ -226,16 +245,19 @@ class SampleStore(abc.ABC):
         digest = hashlib.sha256(audio_wav).hexdigest()
         return StoredSample(
             **meta.model_dump(exclude={"id"}),
-            id=meta.id or digest[:16],
+            id=meta.id or default_sample_id(digest),
             personality=personality,
             sha256=digest,
             uploaded_at=datetime.now(UTC),
         )
 
-    def _check_new(self, record: StoredSample) -> None:
-        dup = self.find_by_hash(record.personality, record.sha256)
+    def _check_new(self, record: StoredSample, max_samples: int | None) -> None:
+        stored = self.list(record.personality)
+        dup = next((s for s in stored if s.sha256 == record.sha256), None)
         if dup is not None:
             raise DuplicateSample(dup.id, record.personality)
+        if max_samples is not None and len(stored) >= max_samples:
+            raise SampleLimitReached(record.personality, max_samples)
 
     @staticmethod
     def _verified(record: StoredSample, data: bytes) -> bytes:
@@ -244,6 +266,11 @@ class SampleStore(abc.ABC):
                 f"stored audio of {record.personality}/{record.id} does not match its sha256"
             )
         return data
+
+
+def default_sample_id(sha256: str) -> str:
+    """The id of a sample stored without one: its canonical audio's digest, shortened."""
+    return sha256[:16]
 
 
 def check_personality_name(personality: str) -> None:
@@ -325,12 +352,14 @@ class DirectorySampleStore(SampleStore):
 
     # -- writing --
 
-    def put(self, personality: str, audio_wav: bytes, meta: SampleMeta) -> StoredSample:
+    def put(
+        self, personality: str, audio_wav: bytes, meta: SampleMeta, *, max_samples: int | None = None
+    ) -> StoredSample:
         record = self._prepare(personality, audio_wav, meta)
         folder = self.root / personality
-        with self._locked(personality):
+        with self._locked(personality):  # so concurrent uploads cannot exceed max_samples
             self._recover_locked(folder)
-            self._check_new(record)
+            self._check_new(record, max_samples)
             if (folder / f"{record.id}.json").exists():
                 raise SampleIdConflict(record.id, personality)
             wav, meta_path = folder / f"{record.id}.wav", folder / f"{record.id}.json"

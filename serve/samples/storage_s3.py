@@ -113,9 +113,14 @@ class S3SampleStore(SampleStore):
 
     # -- writing --
 
-    def put(self, personality: str, audio_wav: bytes, meta: SampleMeta) -> StoredSample:
+    def put(
+        self, personality: str, audio_wav: bytes, meta: SampleMeta, *, max_samples: int | None = None
+    ) -> StoredSample:
         record = self._prepare(personality, audio_wav, meta)
-        self._check_new(record)
+        # Without locks max_samples holds for one upload at a time: concurrent uploads to
+        # a nearly full personality can overshoot it (the service's mirror still never
+        # writes a personality that would not load).
+        self._check_new(record, max_samples)
         wav_key = self._key(personality, f"{record.id}.wav")
         json_key = self._key(personality, f"{record.id}.json")
         if self._exists(json_key):

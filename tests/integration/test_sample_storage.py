@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from chorus.samples.storage import (
     InvalidSampleRequest,
     SampleCorrupt,
     SampleIdConflict,
+    SampleLimitReached,
     SampleMeta,
     SampleNotFound,
     SampleStore,
@@ -194,6 +196,33 @@ def test_duplicates_and_id_conflicts(store: SampleStore) -> None:
     assert stored_objects(store) == before
     # The same audio under another personality is not a duplicate.
     assert store.put("other-voice", wav, meta(id="take-1")).personality == "other-voice"
+
+
+def test_max_samples_refuses_a_sample_more_and_stores_nothing(store: SampleStore) -> None:
+    store.put(P, rec.minimal_wav(1.0, seed=5), meta(id="one"), max_samples=2)
+    store.put(P, rec.minimal_wav(1.0, seed=6), meta(id="two"), max_samples=2)
+    before = stored_objects(store)
+    with pytest.raises(SampleLimitReached) as full:
+        store.put(P, rec.minimal_wav(1.0, seed=7), meta(id="three"), max_samples=2)
+    assert full.value.limit == 2 and full.value.status_code == 409
+    assert stored_objects(store) == before
+    assert store.put(P, rec.minimal_wav(1.0, seed=7), meta(id="three")).id == "three"  # no limit given
+
+
+def test_directory_max_samples_holds_under_concurrent_puts(tmp_path: Path) -> None:
+    """The limit is checked under the personality's lock: racing uploads cannot overshoot."""
+    store = DirectorySampleStore(tmp_path)
+
+    def put(i: int) -> bool:
+        try:
+            store.put(P, rec.minimal_wav(0.2, seed=100 + i), meta(id=f"race-{i}", duration=0.2), max_samples=3)
+        except SampleLimitReached:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(put, range(16)))
+    assert results.count(True) == 3 and len(store.list(P)) == 3
 
 
 def test_names_are_validated(store: SampleStore) -> None:

@@ -15,8 +15,11 @@ import pytest
 import soundfile as sf
 import yaml
 
+from chorus.constants import MAX_SAMPLE_BYTES
 from chorus.ingress import create_app
 from chorus.router import EngineBoard
+from chorus.samples.service import MAX_VOICE_SAMPLES
+from chorus.samples.storage import SampleMeta
 from chorus.state import Chorus, IngressConfig
 from deployments.base import (
     BadInputError,
@@ -25,6 +28,7 @@ from deployments.base import (
     Health,
     TextTooLongError,
 )
+from tests import recordings as rec
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
@@ -42,14 +46,14 @@ JOE = {
 class Api:
     """One ingress app: scripted Piper and Google engines, the personality `joe`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_upload: int = MAX_UPLOAD) -> None:
         (root / "personalities").mkdir()
         (root / "personalities" / "joe.yaml").write_text(yaml.safe_dump(personality("joe", JOE)))
         self.piper = ScriptedEngine("piper", languages=("en",))
         self.google = ScriptedEngine("google_tts", languages=("en", "es"), sample_rate=24_000, variant="neural2")
         config = IngressConfig(
             personalities={"directory": root / "personalities"},
-            samples={"directory": root / "samples", "max_upload_bytes": MAX_UPLOAD},
+            samples={"directory": root / "samples", "max_upload_bytes": max_upload},
             timeouts={"piper": 5, "google_tts": 5},
             max_text_characters=MAX_TEXT,
         )
@@ -62,6 +66,14 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     api = Api(tmp_path)
+    async with api.client:
+        yield api
+
+
+@pytest.fixture
+async def recording_api(tmp_path: Path) -> AsyncIterator[Api]:
+    """An app that takes real recordings (the default upload limit)."""
+    api = Api(tmp_path, max_upload=MAX_SAMPLE_BYTES)
     async with api.client:
         yield api
 
@@ -275,6 +287,118 @@ async def test_uploads_are_multipart_within_the_limit(api: Api) -> None:
     assert r.status_code == 413 and r.json()["limit"] == MAX_UPLOAD
     r = await api.client.post("/v1/personalities/joe/samples", files={"other": ("a.wav", b"RIFF")})
     assert r.status_code == 422 and r.json()["detail"] == "the 'file' part with the audio is missing"
+
+
+# --- voice data belongs to its personality ---------------------------------------------------
+
+
+def clean_recording(other_text: bool = False) -> dict[str, Any]:
+    recs = rec.recordings()
+    clean = recs.clean_other_text() if other_text else recs.clean()
+    return {"file": ("clean.wav", rec.encode(clean.samples, clean.rate))}
+
+
+def store_directly(api: Api, count: int, start: int = 0) -> None:
+    """Stored samples of `joe` without the checks (storage needs bytes, not speech)."""
+    for i in range(start, start + count):
+        api.chorus.samples.store.put("joe", rec.minimal_wav(0.5, seed=i), SampleMeta(id=f"s{i}", duration=0.5, quality_score=1.0))
+
+
+async def test_deleting_a_personality_deletes_its_samples(recording_api: Api) -> None:
+    api, c = recording_api, recording_api.client
+    ava = personality("ava", JOE)
+    assert (await c.put("/v1/personalities/ava", json=ava)).status_code == 201
+    r = await c.post("/v1/personalities/ava/samples", files=clean_recording(), data={"id": "studio-1"})
+    assert r.status_code == 201, r.text
+    assert [s["id"] for s in (await c.get("/v1/personalities/ava/samples")).json()] == ["studio-1"]
+
+    assert (await c.delete("/v1/personalities/ava")).status_code == 204
+    assert api.chorus.samples.store.list("ava") == []
+    assert (await c.put("/v1/personalities/ava", json=ava)).status_code == 201
+    assert (await c.get("/v1/personalities/ava/samples")).json() == []
+    assert (await c.get("/v1/personalities/ava")).json()["spec"].get("voiceSamples", []) == []
+
+
+async def test_a_crash_between_samples_and_personality_leaves_no_samples(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Samples go first: dying before the personality is deleted orphans no sample that a
+    namesake would inherit; deleting again finishes the job."""
+    store_directly(api, 2)
+
+    def crash(name: str) -> bool:
+        raise RuntimeError("killed mid-delete")
+
+    monkeypatch.setattr(api.chorus.store, "delete", crash)
+    with pytest.raises(RuntimeError, match="killed mid-delete"):
+        await api.client.delete("/v1/personalities/joe")
+    assert api.chorus.samples.store.list("joe") == []
+    monkeypatch.undo()
+    assert (await api.client.delete("/v1/personalities/joe")).status_code == 204
+    assert (await api.client.get("/v1/personalities/joe")).status_code == 404
+
+
+async def test_a_sample_whose_personality_is_deleted_during_its_checks_is_not_stored(
+    recording_api: Api, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = recording_api
+    check_sample = api.chorus.samples.ingest.checker.check_sample
+
+    def deleted_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        assert api.chorus.samples.delete_personality("joe")
+        return check_sample(*args, **kwargs)
+
+    monkeypatch.setattr(api.chorus.samples.ingest.checker, "check_sample", deleted_meanwhile)
+    r = await api.client.post("/v1/personalities/joe/samples", files=clean_recording())
+    assert r.status_code == 404 and "deleted while the sample was being checked" in r.json()["detail"], r.text
+    assert api.chorus.samples.store.list("joe") == []
+
+
+async def test_the_sample_over_the_limit_is_refused_and_stores_nothing(recording_api: Api, tmp_path: Path) -> None:
+    api, c = recording_api, recording_api.client
+    assert api.chorus.config.samples.max_samples == MAX_VOICE_SAMPLES == 32  # the schema's voiceSamples limit
+    store_directly(api, MAX_VOICE_SAMPLES + 1)
+    # Deleting one mirrors the rest into voiceSamples: the personality is full.
+    assert (await c.delete("/v1/personalities/joe/samples/s0")).status_code == 204
+    personality_file = tmp_path / "personalities" / "joe.yaml"
+    before = personality_file.read_bytes()
+    sample_files = sorted((tmp_path / "samples" / "joe").iterdir())
+    assert len((await c.get("/v1/personalities/joe")).json()["spec"]["voiceSamples"]) == MAX_VOICE_SAMPLES
+
+    r = await c.post("/v1/personalities/joe/samples", files=clean_recording(), data={"id": "one-too-many"})
+    assert r.status_code == 409, r.text
+    assert r.json()["limit"] == MAX_VOICE_SAMPLES and f"already has {MAX_VOICE_SAMPLES} voice samples" in r.json()["detail"]
+    assert sorted((tmp_path / "samples" / "joe").iterdir()) == sample_files
+    assert personality_file.read_bytes() == before
+    api.chorus.store.rescan()
+    body = (await c.get("/v1/personalities/joe")).json()
+    assert "error" not in body["status"] and len(body["spec"]["voiceSamples"]) == MAX_VOICE_SAMPLES
+
+
+async def test_the_limit_is_configurable(tmp_path: Path) -> None:
+    api = Api(tmp_path, max_upload=MAX_SAMPLE_BYTES)
+    api.chorus.samples.config = api.chorus.samples.config.model_copy(update={"max_samples": 1})
+    async with api.client:
+        r = await api.client.post("/v1/personalities/joe/samples", files=clean_recording())
+        assert r.status_code == 201, r.text
+        r = await api.client.post("/v1/personalities/joe/samples", files=clean_recording(other_text=True))
+        assert r.status_code == 409 and r.json()["limit"] == 1, r.text
+    with pytest.raises(ValueError, match=f"less than or equal to {MAX_VOICE_SAMPLES}"):
+        IngressConfig(personalities={"directory": tmp_path}, samples={"max_samples": MAX_VOICE_SAMPLES + 1})
+
+
+async def test_a_sample_the_personality_has_no_room_for_is_refused_before_storing(recording_api: Api, tmp_path: Path) -> None:
+    """Samples a personality names by URL count towards voiceSamples too: the mirrored
+    personality is validated before the upload is stored."""
+    api, c = recording_api, recording_api.client
+    by_url = [{"id": f"u{i}", "url": f"https://example.com/u{i}.wav"} for i in range(MAX_VOICE_SAMPLES)]
+    assert (await c.put("/v1/personalities/joe", json=personality("joe", {**JOE, "voiceSamples": by_url}))).status_code == 200
+    before = (tmp_path / "personalities" / "joe.yaml").read_bytes()
+
+    r = await c.post("/v1/personalities/joe/samples", files=clean_recording())
+    assert r.status_code == 422, r.text
+    assert "would make the personality invalid" in r.json()["detail"] and "voiceSamples" in r.json()["detail"]
+    assert api.chorus.samples.store.list("joe") == []
+    assert not any(p.name.endswith((".wav", ".json")) for p in (tmp_path / "samples").rglob("*"))
+    assert (tmp_path / "personalities" / "joe.yaml").read_bytes() == before
 
 
 async def test_clone_checks_its_fields_before_the_reference(api: Api) -> None:
