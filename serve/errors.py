@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
+from chorus.request_id import id_header, request_id
 from chorus.router import AllEnginesFailed
 from chorus.samples.report import SampleRejected
 from chorus.samples.storage import (
@@ -18,6 +23,10 @@ from chorus.samples.storage import (
 )
 from deployments.base import BadInputError, TextTooLongError
 
+log = logging.getLogger(__name__)
+
+TOO_DEEP = "the body nests too deeply to read (deeply nested lists or mappings)"
+
 
 class ChorusHTTPError(Exception):
     """An error answer with a status, a sentence for people and optional extra fields."""
@@ -25,6 +34,16 @@ class ChorusHTTPError(Exception):
     def __init__(self, status: int, detail: str, param: str | None = None, extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.param, self.extra = status, detail, param, extra or {}
+
+
+class BodyTooLarge(HTTPException):
+    """A request body over its cap (`chorus.body_limit`). An HTTPException because it is
+    raised while FastAPI reads the body, which passes only those on to the handlers."""
+
+    def __init__(self, limit: int, declared: int | None = None) -> None:
+        said = f"is {declared} bytes" if declared is not None else "grew past the limit"
+        super().__init__(413, f"the request body {said}; the limit is {limit} bytes")
+        self.limit = limit
 
 
 def _is_openai(request: Request) -> bool:
@@ -39,7 +58,26 @@ def error_response(request: Request, status: int, detail: str, param: str | None
     else:
         body = {"detail": detail}
     body.update(extra or {})
+    _log(request, status, detail)
     return JSONResponse(body, status_code=status)
+
+
+def _log(request: Request, status: int, detail: str) -> None:
+    # The full reason stays here, under the id the client got back in X-Request-Id.
+    log.log(logging.WARNING if status >= 500 else logging.INFO, "%s %s -> %d: %s [request %s]",
+            request.method, request.url.path, status, detail, request_id(request))
+
+
+def _problems(errors: list[Any]) -> list[str]:
+    """One line per pydantic error: where (without FastAPI's `body`) and what."""
+    problems = []
+    for e in errors:
+        if e["type"] == "json_invalid":
+            problems.append(f"malformed JSON at character {e['loc'][-1]}: {e.get('ctx', {}).get('error', e['msg'])}")
+            continue
+        loc = ".".join(str(p) for p in e["loc"] if p != "body")
+        problems.append(f"{loc}: {e['msg']}" if loc else e["msg"])
+    return problems
 
 
 def install(app: FastAPI) -> None:
@@ -80,18 +118,47 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = []
-        for e in err.errors():
-            if e["type"] == "json_invalid":
-                problems.append(f"malformed JSON at character {e['loc'][-1]}: {e.get('ctx', {}).get('error', e['msg'])}")
-                continue
-            loc = ".".join(str(p) for p in e["loc"] if p != "body")
-            problems.append(f"{loc}: {e['msg']}" if loc else e["msg"])
+        problems = _problems(err.errors())
         first_param = next((".".join(str(p) for p in e["loc"] if p != "body") for e in err.errors()), None)
         if _is_openai(request):
             return error_response(request, 422, "; ".join(problems), param=first_param)
+        _log(request, 422, "; ".join(problems))
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
         return JSONResponse({"detail": "; ".join(problems), "errors": errors}, status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def _late_invalid(request: Request, err: ValidationError) -> JSONResponse:
+        # A model built by a route from what the caller sent, after FastAPI's validation:
+        # still the caller's input, so 422 like any other invalid field.
+        return error_response(request, 422, "; ".join(_problems(err.errors(include_url=False))))
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, err: RecursionError) -> JSONResponse:
+        # What recurses on a request is the decoding or validation of what the caller sent.
+        return error_response(request, 422, TOO_DEEP)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, err: BodyTooLarge) -> JSONResponse:
+        return error_response(request, 413, err.detail, extra={"limit": err.limit})
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, err: HTTPException) -> Response:
+        # FastAPI turns any error while decoding a JSON body into a 400; nesting too deep
+        # for the decoder is the caller's body, refused like other invalid input.
+        if isinstance(err.__cause__, RecursionError):
+            return error_response(request, 422, TOO_DEEP)
+        _log(request, err.status_code, str(err.detail))
+        return await http_exception_handler(request, err)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        # Sent by Starlette's outermost layer, around the request-id middleware, so the
+        # header is added here; the traceback goes to the log, never to the client.
+        rid = request_id(request)
+        log.exception("%s %s -> 500 [request %s]", request.method, request.url.path, rid)
+        response = error_response(request, 500, f"internal error (request id {rid})")
+        response.headers.update(id_header(request))
+        return response
 
 
 JSON_TYPES = ("application/json",)

@@ -13,9 +13,12 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from chorus import errors
+from chorus.body_limit import BodyLimitMiddleware
+from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
 from chorus.routes import clone, personalities, providers, samples, speech
 from chorus.state import Chorus, IngressConfig
+from chorus.uploads import FORM_OVERHEAD
 from deployments.base import EngineId
 
 DESCRIPTION = (
@@ -25,10 +28,18 @@ DESCRIPTION = (
 )
 
 
-def create_app(chorus: Chorus) -> FastAPI:
+def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
+    """The app; `behind_serve_proxy` when Ray Serve's proxy answers with `X-Request-Id`."""
     app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION)
     app.state.chorus = chorus
     errors.install(app)
+    # Added innermost first: the request id wraps the body limit, so a 413 carries it too.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=chorus.config.max_body_bytes,
+        multipart_limit=chorus.config.samples.max_upload_bytes + FORM_OVERHEAD,
+    )
+    app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)
     for module in (speech, clone, personalities, samples, providers):
         app.include_router(module.router)
     return app
@@ -44,7 +55,7 @@ class Ingress:
         self._watcher = asyncio.get_running_loop().create_task(self.chorus.store.watch(self._stop))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.chorus)
+        return create_app(self.chorus, behind_serve_proxy=True)
 
     def __del__(self) -> None:
         self._stop.set()

@@ -28,6 +28,11 @@ class IngressArgs(BaseModel):
     )
     samples: SamplesConfig = Field(default_factory=SamplesConfig, description="Where voice samples are stored.")
     max_text_characters: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024,
+        description="Largest JSON or YAML request body; larger ones get 413 before parsing "
+        "(multipart uploads are capped by samples.max_upload_bytes instead).",
+    )
     status_refresh_s: float = Field(5.0, gt=0)
 
 

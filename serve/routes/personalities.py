@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from chorus.api import ErrorOut, PersonalityList, PersonalityOut
-from chorus.errors import JSON_TYPES, ChorusHTTPError
+from chorus.errors import JSON_TYPES, TOO_DEEP, ChorusHTTPError
 from chorus.personalities import (
     NAME_PATTERN,
     Personality,
@@ -34,20 +34,26 @@ def personality_out(chorus: Chorus, personality: Personality) -> PersonalityOut:
     return PersonalityOut(**personality.to_resource(), status=status)
 
 
-def parse_body(raw: bytes, content_type: str) -> Any:
+async def parse_body(raw: bytes, content_type: str) -> Any:
+    """The body as data. Parsed in a worker thread: even capped (`chorus.body_limit`), a
+    body can take long enough to parse to stall every other request on this replica."""
     ctype = content_type.split(";")[0].strip().lower()
     if not raw.strip():
         raise ChorusHTTPError(422, "the body is empty; send the personality spec")
     if ctype in JSON_TYPES:
         try:
-            return json.loads(raw)
+            return await asyncio.to_thread(json.loads, raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ChorusHTTPError(422, f"malformed JSON: {err}") from None
+        except RecursionError:
+            raise ChorusHTTPError(422, f"malformed JSON: {TOO_DEEP}") from None
     if ctype in YAML_TYPES:
         try:
-            return yaml.safe_load(raw)
+            return await asyncio.to_thread(yaml.load, raw, Loader=yaml.CSafeLoader)
         except yaml.YAMLError as err:
             raise ChorusHTTPError(422, f"malformed YAML: {err}") from None
+        except RecursionError:
+            raise ChorusHTTPError(422, f"malformed YAML: {TOO_DEEP}") from None
     raise ChorusHTTPError(415, f"send the spec as application/json or application/yaml (got {ctype or 'no content type'})")
 
 
@@ -74,9 +80,10 @@ async def get_personality(personality: PersonalityDep, chorus: ChorusState) -> P
     }}},
 )
 async def put_personality(name: str, request: Request, chorus: ChorusState) -> JSONResponse:
-    if not re.match(NAME_PATTERN, name) or len(name) > 63:
+    # fullmatch: re.match's `$` also matches before a trailing newline ("alice\n").
+    if not re.fullmatch(NAME_PATTERN, name) or len(name) > 63:
         raise ChorusHTTPError(422, f"name {name!r}: lowercase letters, digits and '-', at most 63 characters")
-    data = parse_body(await request.body(), request.headers.get("content-type", ""))
+    data = await parse_body(await request.body(), request.headers.get("content-type", ""))
     try:
         if isinstance(data, dict) and ("spec" in data or "kind" in data):
             personality = parse_document(data, default_name=name)

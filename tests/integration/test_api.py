@@ -231,3 +231,20 @@ def test_cli_say_and_providers(app: ChorusApp, tmp_path, ear) -> None:
 
     result = runner.invoke(cli, ["providers", "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 2 and "no Chorus at" in result.output
+
+
+def test_the_edge_through_the_real_proxy(app: ChorusApp) -> None:
+    """Body caps and request ids hold behind Ray Serve's proxy, on a real HTTP connection."""
+    def chunked():  # no Content-Length: 1 MiB, sent as it is produced
+        for _ in range(256):
+            yield b"a" * 4096
+
+    with app.client() as c:
+        r = c.post("/v1/personalities/joe/speech", content=chunked(), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["limit"] == 64 * 1024, r.text
+        r = c.post("/v1/audio/speech", content=b"a" * 100_000, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"]["type"] == "invalid_request_error", r.text
+        assert len(r.headers.get_list("x-request-id")) == 1
+        r = c.get("/v1/personalities/joe%0A", headers={"x-request-id": "edge-1"})
+        assert r.status_code == 404 and r.headers.get_list("x-request-id") == ["edge-1"]
+        assert c.get("/healthz").status_code == 200

@@ -1,0 +1,51 @@
+"""Request bodies are capped before anything parses them.
+
+JSON and YAML bodies get `IngressArgs.max_body_bytes`; multipart uploads get their own,
+larger cap (the sample limit plus room for the form fields, `chorus.uploads`). A declared
+`Content-Length` over the cap is answered 413 before the app runs; a chunked body is
+counted as it streams in and refused (`BodyTooLarge`) as soon as it passes the cap, so
+no more than the cap is ever held.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import HTTPConnection, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chorus.errors import BodyTooLarge, error_response
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, limit: int, multipart_limit: int) -> None:
+        self.app, self.limit, self.multipart_limit = app, limit, multipart_limit
+
+    def _limit_for(self, conn: HTTPConnection) -> int:
+        ctype = conn.headers.get("content-type", "").split(";")[0].strip().lower()
+        return self.multipart_limit if ctype == "multipart/form-data" else self.limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        limit = self._limit_for(conn)
+        declared = conn.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            err = BodyTooLarge(limit, declared=int(declared))
+            response = error_response(Request(scope), 413, err.detail, extra={"limit": limit})
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    # An HTTPException, so FastAPI's own body parsing passes it on to the
+                    # handler in chorus.errors instead of turning it into a 400.
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, capped, send)
