@@ -1,7 +1,8 @@
 """Request bodies are capped before anything parses them.
 
-JSON and YAML bodies get `IngressArgs.max_body_bytes`; multipart uploads get their own,
-larger cap (the sample limit plus room for the form fields, `chorus.uploads`). A declared
+JSON and YAML bodies (and untyped or plain-text ones) get `IngressArgs.max_body_bytes`;
+every other body gets the uploads' larger cap (the sample limit plus room for the form
+fields, `chorus.uploads`). A declared
 `Content-Length` over the cap is answered 413 before the app runs; a chunked body is
 counted as it streams in and refused (`BodyTooLarge`) as soon as it passes the cap, so
 no more than the cap is ever held.
@@ -15,13 +16,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chorus.errors import BodyTooLarge, error_response
 
 
+DOCUMENT_TYPES = frozenset({
+    "", "application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
+    "text/plain", "application/x-www-form-urlencoded",
+})
+
+
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, *, limit: int, multipart_limit: int) -> None:
         self.app, self.limit, self.multipart_limit = app, limit, multipart_limit
 
     def _limit_for(self, conn: HTTPConnection) -> int:
         ctype = conn.headers.get("content-type", "").split(";")[0].strip().lower()
-        return self.multipart_limit if ctype == "multipart/form-data" else self.limit
+        # Documents the app parses itself get the small cap. Any other body (a multipart
+        # upload, or a type the route refuses with 415, such as a bare audio/wav) gets the
+        # upload cap, so a wrong content type hears 415 naming the right one, not 413.
+        return self.limit if ctype in DOCUMENT_TYPES or ctype.endswith("+json") else self.multipart_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -249,3 +249,11 @@ async def test_an_unexpected_error_is_500_with_the_id_and_no_details(
     assert r.headers["x-request-id"] == "req-2"
     assert "/secret" not in r.text and "req-2" in r.json()["detail"]
     assert any("req-2" in rec.getMessage() and rec.exc_info for rec in caplog.records)
+
+
+async def test_a_large_body_of_a_type_the_route_refuses_hears_415_not_413(client: httpx.AsyncClient) -> None:
+    wav = b"RIFF" + b"\x00" * (BODY_LIMIT * 2)  # a bare audio body, over the JSON cap
+    r = await client.post("/v1/personalities/joe/samples", content=wav, headers={"content-type": "audio/wav"})
+    assert r.status_code == 415, r.text
+    assert "multipart/form-data" in r.json()["detail"]
+    assert (await client.get("/healthz")).status_code == 200
