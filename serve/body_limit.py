@@ -15,7 +15,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chorus.errors import BodyTooLarge, error_response
 
-
 DOCUMENT_TYPES = frozenset({
     "", "application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
     "text/plain", "application/x-www-form-urlencoded",

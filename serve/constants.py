@@ -18,3 +18,5 @@ GENERATION_ANNOTATION = f"{GROUP}/generation"
 
 # The largest voice sample accepted, uploaded or fetched by URL (before decoding).
 MAX_SAMPLE_BYTES = 48 * MiB
+# The most voice samples a personality lists (its schema) and so may store.
+MAX_VOICE_SAMPLES = 32

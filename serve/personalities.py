@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from chorus.constants import API_VERSION, KIND
+from chorus.constants import API_VERSION, KIND, MAX_VOICE_SAMPLES
 from deployments.base import EngineId, EngineSettings, SettingsT, VoiceId
 from deployments.settings import (
     AzureTTSSettings,
@@ -137,7 +137,7 @@ class PersonalitySpec(_Camel):
     fallback_chain: list[EngineId] = Field(default_factory=list, max_length=6)
     languages: Languages = Languages()
     providers: Providers
-    voice_samples: list[VoiceSample] = Field(default_factory=list, max_length=32)
+    voice_samples: list[VoiceSample] = Field(default_factory=list, max_length=MAX_VOICE_SAMPLES)
 
     @model_validator(mode="after")
     def _chain_is_configured(self) -> PersonalitySpec:

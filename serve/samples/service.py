@@ -17,7 +17,7 @@ from typing import ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
-from chorus.constants import MAX_SAMPLE_BYTES
+from chorus.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
 from chorus.personalities import (
     Personality,
     PersonalitySpec,
@@ -40,16 +40,6 @@ from chorus.samples.storage_s3 import S3SampleStore
 from deployments.base import EngineId, VoiceSampleRef
 
 log = logging.getLogger(__name__)
-
-
-def _schema_max_samples() -> int:
-    """How many voiceSamples the personality schema allows: the mirror of more would
-    make a personality that no longer loads."""
-    field = PersonalitySpec.model_fields["voice_samples"]
-    return next(m.max_length for m in field.metadata if getattr(m, "max_length", None) is not None)
-
-
-MAX_VOICE_SAMPLES = _schema_max_samples()
 
 
 class SamplesConfig(BaseModel):

@@ -15,10 +15,9 @@ import pytest
 import soundfile as sf
 import yaml
 
-from chorus.constants import MAX_SAMPLE_BYTES
+from chorus.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
 from chorus.ingress import create_app
 from chorus.router import EngineBoard
-from chorus.samples.service import MAX_VOICE_SAMPLES
 from chorus.samples.storage import SampleMeta
 from chorus.state import Chorus, IngressConfig
 from deployments.base import (
