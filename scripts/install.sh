@@ -20,7 +20,8 @@ for extra in ${extras//,/ }; do args+=(--extra "$extra"); done
 "$root/scripts/locked-sync.sh" "$venv" "${args[@]}"
 
 if [[ ",$extras," == *",dev,"* ]]; then
-  # openssl: the test control plane's service-account signing key
-  "$root/scripts/system-packages.sh" openssl
+  # openssl: the test control plane's service-account signing key; redis-server: the shared
+  # rate limits and budgets are tested against a real Redis
+  "$root/scripts/system-packages.sh" openssl redis-server
 fi
 echo "$venv"
