@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from chorus.auth.keys import caller_name
 from chorus.request_id import id_header, request_id
 from chorus.router import AllEnginesFailed
 from chorus.samples.report import SampleRejected
@@ -51,12 +52,13 @@ def _is_openai(request: Request) -> bool:
 
 
 def error_response(request: Request, status: int, detail: str, param: str | None = None,
-                   extra: dict[str, Any] | None = None) -> JSONResponse:
+                   extra: dict[str, Any] | None = None, code: str | None = None) -> JSONResponse:
+    """`code` is a machine-readable reason (OpenAI's `error.code`, e.g. `invalid_api_key`)."""
     if _is_openai(request):
         kind = "invalid_request_error" if status < 500 else "server_error"
-        body: dict[str, Any] = {"error": {"message": detail, "type": kind, "param": param, "code": None}}
+        body: dict[str, Any] = {"error": {"message": detail, "type": kind, "param": param, "code": code}}
     else:
-        body = {"detail": detail}
+        body = {"detail": detail} | ({"code": code} if code else {})
     body.update(extra or {})
     _log(request, status, detail)
     return JSONResponse(body, status_code=status)
@@ -64,8 +66,8 @@ def error_response(request: Request, status: int, detail: str, param: str | None
 
 def _log(request: Request, status: int, detail: str) -> None:
     # The full reason stays here, under the id the client got back in X-Request-Id.
-    log.log(logging.WARNING if status >= 500 else logging.INFO, "%s %s -> %d: %s [request %s]",
-            request.method, request.url.path, status, detail, request_id(request))
+    log.log(logging.WARNING if status >= 500 else logging.INFO, "%s %s -> %d: %s [request %s, key %s]",
+            request.method, request.url.path, status, detail, request_id(request), caller_name(request))
 
 
 def _problems(errors: list[Any]) -> list[str]:

@@ -13,6 +13,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from chorus import errors
+from chorus.auth.guard import AuthMiddleware
 from chorus.body_limit import BodyLimitMiddleware
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
@@ -33,15 +34,19 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
     app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION)
     app.state.chorus = chorus
     errors.install(app)
-    # Added innermost first: the request id wraps the body limit, so a 413 carries it too.
+    for module in (speech, clone, personalities, samples, providers):
+        app.include_router(module.router)
+    # Added innermost first. The request id wraps everything, so every refusal carries it;
+    # keys are checked before the body limit reads a byte of the body.
     app.add_middleware(
         BodyLimitMiddleware,
         limit=chorus.config.max_body_bytes,
         multipart_limit=chorus.config.samples.max_upload_bytes + FORM_OVERHEAD,
     )
+    if chorus.keys is not None:
+        app.add_middleware(AuthMiddleware, routes=app.router.routes, ring=chorus.keys,
+                           refuse=errors.error_response)
     app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)
-    for module in (speech, clone, personalities, samples, providers):
-        app.include_router(module.router)
     return app
 
 

@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from chorus.auth.config import AuthConfig
+from chorus.auth.ring import KeyRing
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import Personality
 from chorus.router import EngineBoard, Router
@@ -34,6 +36,9 @@ class IngressArgs(BaseModel):
         "(multipart uploads are capped by samples.max_upload_bytes instead).",
     )
     status_refresh_s: float = Field(5.0, gt=0)
+    auth: AuthConfig | None = Field(
+        None, description="API keys (docs/security.md). Absent, every route is open: loopback only."
+    )
 
 
 class IngressConfig(IngressArgs):
@@ -49,6 +54,8 @@ class Chorus:
         self.samples = SampleService(config.samples, self.store)
         self.board = board
         self.router = Router(board, config.timeouts, sample_refs=self.samples.refs)
+        # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
+        self.keys: KeyRing | None = KeyRing() if config.auth else None
 
 
 def chorus(request: Request) -> Chorus:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
 from chorus.api import ErrorOut, RejectedOut
+from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import (
     LanguageCode,
@@ -49,7 +50,7 @@ def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: obj
     responses={**SPEECH_RESPONSES, 422: {"model": RejectedOut, "description": "Bad request or reference."},
                413: {"model": ErrorOut}},
     summary="Speak text in the voice of an uploaded reference recording (stores nothing)",
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    openapi_extra=needs(Scope.CLONE) | {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file", "text"],
         "properties": {
             "file": {"type": "string", "format": "binary", "description": "reference recording"},

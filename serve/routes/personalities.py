@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from chorus.api import ErrorOut, PersonalityList, PersonalityOut
+from chorus.auth.scopes import Scope, needs
 from chorus.errors import JSON_TYPES, TOO_DEEP, ChorusHTTPError
 from chorus.personalities import (
     NAME_PATTERN,
@@ -57,14 +58,14 @@ async def parse_body(raw: bytes, content_type: str) -> Any:
     raise ChorusHTTPError(415, f"send the spec as application/json or application/yaml (got {ctype or 'no content type'})")
 
 
-@router.get("", response_model=PersonalityList, response_model_exclude_none=True)
+@router.get("", response_model=PersonalityList, response_model_exclude_none=True, openapi_extra=needs(Scope.SPEAK))
 async def list_personalities(chorus: ChorusState) -> PersonalityList:
     items = [personality_out(chorus, p) for n in chorus.store.names() if (p := chorus.store.get(n))]
     return PersonalityList(items=items, problems=chorus.store.problems())
 
 
 @router.get("/{name}", response_model=PersonalityOut, response_model_exclude_none=True,
-            responses={404: {"model": ErrorOut}})
+            responses={404: {"model": ErrorOut}}, openapi_extra=needs(Scope.SPEAK))
 async def get_personality(personality: PersonalityDep, chorus: ChorusState) -> PersonalityOut:
     return personality_out(chorus, personality)
 
@@ -74,7 +75,7 @@ async def get_personality(personality: PersonalityDep, chorus: ChorusState) -> P
     response_model=PersonalityOut,
     responses={201: {"model": PersonalityOut}, 405: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     summary="Create or replace a personality (body: its spec, JSON or YAML)",
-    openapi_extra={"requestBody": {"required": True, "content": {
+    openapi_extra=needs(Scope.ADMIN) | {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/PersonalitySpec"}},
         "application/yaml": {"schema": {"$ref": "#/components/schemas/PersonalitySpec"}},
     }}},
@@ -103,7 +104,8 @@ async def put_personality(name: str, request: Request, chorus: ChorusState) -> J
     )
 
 
-@router.delete("/{name}", status_code=204, responses={404: {"model": ErrorOut}, 405: {"model": ErrorOut}})
+@router.delete("/{name}", status_code=204, responses={404: {"model": ErrorOut}, 405: {"model": ErrorOut}},
+                openapi_extra=needs(Scope.ADMIN))
 async def delete_personality(name: str, chorus: ChorusState) -> Response:
     try:
         deleted = await asyncio.to_thread(chorus.samples.delete_personality, name)

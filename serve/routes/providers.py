@@ -6,13 +6,15 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from chorus.api import ProviderOut, ProvidersOut
+from chorus.auth.scopes import PUBLIC, Scope, needs
 from chorus.state import ChorusState
 from deployments.base import ENGINE_IDS
 
 router = APIRouter()
 
 
-@router.get("/v1/providers", response_model=ProvidersOut, tags=["engines"], summary="Engines: capabilities and health")
+@router.get("/v1/providers", response_model=ProvidersOut, tags=["engines"], summary="Engines: capabilities and health",
+            openapi_extra=needs(Scope.SPEAK))
 async def providers(chorus: ChorusState) -> ProvidersOut:
     statuses = await chorus.board.statuses(fresh=True)
     return ProvidersOut(providers=[
@@ -21,12 +23,13 @@ async def providers(chorus: ChorusState) -> ProvidersOut:
     ])
 
 
-@router.get("/healthz", tags=["probes"], summary="The ingress process is up")
+@router.get("/healthz", tags=["probes"], summary="The ingress process is up", openapi_extra=needs(PUBLIC))
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["probes"], summary="Ready when the personalities are loaded and at least one engine is healthy")
+@router.get("/readyz", tags=["probes"], summary="Ready when the personalities are loaded and at least one engine is healthy",
+            openapi_extra=needs(PUBLIC))
 async def readyz(chorus: ChorusState) -> JSONResponse:
     statuses = await chorus.board.statuses()
     healthy = [e for e, s in statuses.items() if s.health.healthy]

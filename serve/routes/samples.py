@@ -4,13 +4,13 @@ read (metadata or audio), delete."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
 from chorus.api import ErrorOut, RejectedOut, UploadOut
+from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import LanguageCode
 from chorus.samples.storage import StoredSample
@@ -29,7 +29,7 @@ LanguageCodeCheck = TypeAdapter(LanguageCode)
     responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 413: {"model": ErrorOut},
                415: {"model": ErrorOut}, 422: {"model": RejectedOut}},
     summary="Upload a reference recording (multipart: file, language, notes?, id?)",
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    openapi_extra=needs(Scope.SAMPLES) | {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],
         "properties": {"file": {"type": "string", "format": "binary"}, "language": {"type": "string"},
                        "notes": {"type": "string"}, "id": {"type": "string"}},
@@ -51,27 +51,32 @@ async def upload_sample(personality: PersonalityDep, request: Request, chorus: C
     return JSONResponse(UploadOut(sample=result.sample, report=result.report).model_dump(mode="json"), status_code=201)
 
 
-@router.get("", response_model=list[StoredSample], responses={404: {"model": ErrorOut}})
+@router.get("", response_model=list[StoredSample], responses={404: {"model": ErrorOut}},
+            openapi_extra=needs(Scope.SAMPLES))
 async def list_samples(personality: PersonalityDep, chorus: ChorusState) -> list[StoredSample]:
     return await asyncio.to_thread(chorus.samples.store.list, personality.name)
 
 
+@router.get("/{sample_id}", response_model=StoredSample, responses={404: {"model": ErrorOut}},
+            summary="A sample's metadata", openapi_extra=needs(Scope.SAMPLES))
+async def get_sample(personality: PersonalityDep, sample_id: str, chorus: ChorusState) -> StoredSample:
+    return await asyncio.to_thread(chorus.samples.store.get, personality.name, sample_id)
+
+
 @router.get(
-    "/{sample_id}",
-    response_model=StoredSample,
+    "/{sample_id}/audio",
+    response_class=Response,
     responses={200: {"content": {"audio/wav": {}}}, 404: {"model": ErrorOut}},
-    summary="A sample's metadata, or with ?audio=1 its stored audio (24 kHz 16-bit WAV)",
+    # A voice recording is what cloning needs, so reading one needs what cloning needs.
+    summary="A sample's stored audio (24 kHz 16-bit WAV)", openapi_extra=needs(Scope.CLONE),
 )
-async def get_sample(personality: PersonalityDep, sample_id: str, chorus: ChorusState,
-                     audio: Annotated[bool, Query(description="return the audio instead")] = False) -> Response:
-    if audio:
-        data = await asyncio.to_thread(chorus.samples.store.audio, personality.name, sample_id)
-        return Response(data, media_type="audio/wav")
-    sample = await asyncio.to_thread(chorus.samples.store.get, personality.name, sample_id)
-    return JSONResponse(sample.model_dump(mode="json"))
+async def sample_audio(personality: PersonalityDep, sample_id: str, chorus: ChorusState) -> Response:
+    data = await asyncio.to_thread(chorus.samples.store.audio, personality.name, sample_id)
+    return Response(data, media_type="audio/wav")
 
 
-@router.delete("/{sample_id}", status_code=204, responses={404: {"model": ErrorOut}})
+@router.delete("/{sample_id}", status_code=204, responses={404: {"model": ErrorOut}},
+               openapi_extra=needs(Scope.SAMPLES))
 async def delete_sample(personality: PersonalityDep, sample_id: str, chorus: ChorusState) -> Response:
     await asyncio.to_thread(chorus.samples.delete, personality, sample_id)
     return Response(status_code=204)

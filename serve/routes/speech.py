@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from chorus import encoding
 from chorus.api import AllFailedOut, ErrorOut, OpenAISpeechRequest, SpeechRequest
+from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError, require_json
 from chorus.personalities import Personality
 from chorus.router import Attempt, Routed
@@ -139,6 +140,7 @@ async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, samp
     response_class=Response,
     dependencies=[Depends(require_json)],
     summary="Speak text in a personality's voice",
+    openapi_extra=needs(Scope.SPEAK),
 )
 async def personality_speech(personality: PersonalityDep, body: SpeechRequest, chorus: ChorusState) -> Response:
     return await speak(chorus, checked_utterance(
@@ -153,6 +155,7 @@ async def personality_speech(personality: PersonalityDep, body: SpeechRequest, c
     response_class=Response,
     dependencies=[Depends(require_json)],
     summary="OpenAI-compatible speech (voice = personality name)",
+    openapi_extra=needs(Scope.SPEAK),
 )
 async def openai_speech(body: OpenAISpeechRequest, chorus: ChorusState) -> Response:
     if body.model in ENGINE_IDS:

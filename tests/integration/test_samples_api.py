@@ -56,7 +56,7 @@ def test_upload_list_read_delete(app: ChorusApp) -> None:
     with app.client() as c:
         assert [s["id"] for s in c.get("/v1/personalities/ava/samples").json()] == ["studio-1"]
         assert c.get("/v1/personalities/ava/samples/studio-1").json()["sha256"] == sample["sha256"]
-        audio = c.get("/v1/personalities/ava/samples/studio-1", params={"audio": 1})
+        audio = c.get("/v1/personalities/ava/samples/studio-1/audio")
         assert audio.headers["content-type"] == "audio/wav"
         data, rate = sf.read(io.BytesIO(audio.content))
         assert rate == 24000 and data.ndim == 1

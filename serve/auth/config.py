@@ -1,0 +1,23 @@
+"""How a replica finds its keys (`IngressArgs.auth`); absent, the API is open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class AuthConfig(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    keys_file: Path | None = Field(
+        None, description="YAML or JSON key file (a mounted Secret); reloaded when it changes."
+    )
+    keys_env: str | None = Field(
+        "CHORUS_API_KEYS", description="Environment variable holding a key document, read at start."
+    )
+    aws_secret_id: str | None = Field(None, description="AWS Secrets Manager secret holding a key document.")
+    aws_region: str | None = None
+    aws_refresh_s: float = Field(300.0, gt=0, description="How often the Secrets Manager secret is re-read.")
+    public_dashboard: bool = Field(True, description="Serve the dashboard's static shell without a key.")

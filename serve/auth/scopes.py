@@ -1,0 +1,25 @@
+"""What a key may do. `admin` may do everything; each route names the scope it needs in
+its OpenAPI operation (`x-chorus-scope`), and a route that names none needs `admin`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Scope(StrEnum):
+    SPEAK = "speak"  # synthesis; reading personalities and providers
+    CLONE = "clone"  # /v1/clone and reading sample audio
+    SAMPLES = "samples"  # uploading and deleting samples
+    ADMIN = "admin"  # personality writes, stats, quotas and every other route
+
+
+PUBLIC = "public"
+"""The `x-chorus-scope` of routes anyone may call (probes)."""
+
+OPENAPI_KEY = "x-chorus-scope"
+
+
+def needs(scope: Scope | str) -> dict[str, Any]:
+    """A route's `openapi_extra`: the scope it needs, also shown in the API docs."""
+    return {OPENAPI_KEY: str(scope)}
