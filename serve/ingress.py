@@ -11,6 +11,7 @@ import asyncio
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.routing import Route
 
 from chorus import errors
 from chorus.auth.guard import AuthMiddleware
@@ -34,8 +35,9 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
     app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION)
     app.state.chorus = chorus
     errors.install(app)
-    for module in (speech, clone, personalities, samples, providers):
-        app.include_router(module.router)
+    routers = [module.router for module in (speech, clone, personalities, samples, providers)]
+    for router in routers:
+        app.include_router(router)
     # Added innermost first. The request id wraps everything, so every refusal carries it;
     # keys are checked before the body limit reads a byte of the body.
     app.add_middleware(
@@ -44,8 +46,11 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
         multipart_limit=chorus.config.samples.max_upload_bytes + FORM_OVERHEAD,
     )
     if chorus.keys is not None:
-        app.add_middleware(AuthMiddleware, routes=app.router.routes, ring=chorus.keys,
-                           refuse=errors.error_response)
+        # The routes as declared (FastAPI keeps included routers nested), then its own
+        # (/docs, /openapi.json), which need admin.
+        declared = [route for router in routers for route in router.routes]
+        own = [route for route in app.routes if isinstance(route, Route)]
+        app.add_middleware(AuthMiddleware, routes=declared + own, ring=chorus.keys, refuse=errors.error_response)
     app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)
     return app
 

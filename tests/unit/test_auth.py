@@ -1,0 +1,202 @@
+"""API keys and scopes at the HTTP layer, without Ray: every route of the app, generated
+from the app's own route table, refuses a missing or wrong key (401) and a key without
+the route's scope (403), and serves the right one."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import soundfile as sf
+import yaml
+from starlette.routing import Route
+
+from chorus.auth.keys import KeyEntry
+from chorus.auth.scopes import PUBLIC, Scope
+from chorus.ingress import create_app
+from chorus.router import EngineBoard
+from chorus.samples.storage import SampleMeta
+from chorus.state import Chorus, IngressConfig
+from tests import recordings as rec
+from tests.chorus_app import personality
+from tests.engine_handles import LocalHandle, ScriptedEngine
+
+# One key per scope, each with only that scope.
+KEYS = {scope: f"chorus_test_{scope.value}_key_0123456789" for scope in Scope}
+WRONG_KEY = "chorus_test_not_a_key_0123456789"
+# For each scope, a key that lacks it.
+LACKING = {Scope.SPEAK: Scope.SAMPLES, Scope.CLONE: Scope.SPEAK, Scope.SAMPLES: Scope.CLONE, Scope.ADMIN: Scope.SPEAK}
+
+JOE = {"activeProvider": "piper", "fallbackChain": ["xtts_v2"], "languages": {"primary": "en"},
+       "providers": {"piper": {"voice": "en_US-joe-medium"}, "xtts_v2": {}}}
+
+
+class AuthApi:
+    """An app with keys on: Piper and a cloning engine scripted, the personality `joe`
+    with one stored sample `s0`, one key per scope."""
+
+    def __init__(self, root: Path) -> None:
+        (root / "personalities").mkdir()
+        (root / "personalities" / "joe.yaml").write_text(yaml.safe_dump(personality("joe", JOE)))
+        config = IngressConfig(
+            personalities={"directory": root / "personalities"}, samples={"directory": root / "samples"},
+            timeouts={"piper": 5, "xtts_v2": 5}, auth={},
+        )
+        engines = {"piper": ScriptedEngine("piper"), "xtts_v2": ScriptedEngine("xtts_v2")}
+        self.chorus = Chorus(config, EngineBoard({e: LocalHandle(engine) for e, engine in engines.items()}))
+        assert self.chorus.keys is not None
+        self.chorus.keys.replace("test", [
+            KeyEntry(name=f"{scope.value}-key", key=key, scopes=[scope]).api_key() for scope, key in KEYS.items()
+        ])
+        self.chorus.samples.store.put("joe", rec.minimal_wav(0.5), SampleMeta(id="s0", duration=0.5, quality_score=1.0))
+        self.app = create_app(self.chorus)
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://chorus")
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[AuthApi]:
+    api = AuthApi(tmp_path)
+    async with api.client:
+        yield api
+
+
+def recording() -> dict[str, Any]:
+    clean = rec.recordings().clean()
+    return {"file": ("clean.wav", rec.encode(clean.samples, clean.rate))}
+
+
+@dataclass
+class Call:
+    """How to call one route so that it succeeds: its scope, path and request arguments."""
+
+    scope: Scope | str
+    path: str
+    kwargs: Callable[[], dict[str, Any]] = dict
+    status: int = 200
+
+
+SPEC = {"activeProvider": "piper", "languages": {"primary": "en"}, "providers": {"piper": {}}}
+
+# Every (method, route) of the app. A route missing here fails the coverage test below.
+CALLS: dict[tuple[str, str], Call] = {
+    ("POST", "/v1/personalities/{name}/speech"): Call(Scope.SPEAK, "/v1/personalities/joe/speech",
+                                                        lambda: {"json": {"text": "Hello."}}),
+    ("POST", "/v1/audio/speech"): Call(Scope.SPEAK, "/v1/audio/speech",
+                                       lambda: {"json": {"model": "tts-1", "voice": "joe", "input": "Hello."}}),
+    ("POST", "/v1/clone"): Call(Scope.CLONE, "/v1/clone", lambda: {"files": recording(), "data": {"text": "Hello."}}),
+    ("GET", "/v1/personalities"): Call(Scope.SPEAK, "/v1/personalities"),
+    ("GET", "/v1/personalities/{name}"): Call(Scope.SPEAK, "/v1/personalities/joe"),
+    ("PUT", "/v1/personalities/{name}"): Call(Scope.ADMIN, "/v1/personalities/ann", lambda: {"json": SPEC}, 201),
+    ("DELETE", "/v1/personalities/{name}"): Call(Scope.ADMIN, "/v1/personalities/joe", status=204),
+    ("POST", "/v1/personalities/{name}/samples"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples",
+                                                         lambda: {"files": recording()}, 201),
+    ("GET", "/v1/personalities/{name}/samples"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples"),
+    ("GET", "/v1/personalities/{name}/samples/{sample_id}"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples/s0"),
+    ("GET", "/v1/personalities/{name}/samples/{sample_id}/audio"): Call(
+        Scope.CLONE, "/v1/personalities/joe/samples/s0/audio"),
+    ("DELETE", "/v1/personalities/{name}/samples/{sample_id}"): Call(
+        Scope.SAMPLES, "/v1/personalities/joe/samples/s0", status=204),
+    ("GET", "/v1/providers"): Call(Scope.SPEAK, "/v1/providers"),
+    ("GET", "/healthz"): Call(PUBLIC, "/healthz"),
+    ("GET", "/readyz"): Call(PUBLIC, "/readyz"),
+    # FastAPI's own documentation routes: "every other route" needs admin.
+    ("GET", "/openapi.json"): Call(Scope.ADMIN, "/openapi.json"),
+    ("GET", "/docs"): Call(Scope.ADMIN, "/docs"),
+    ("GET", "/docs/oauth2-redirect"): Call(Scope.ADMIN, "/docs/oauth2-redirect"),
+    ("GET", "/redoc"): Call(Scope.ADMIN, "/redoc"),
+}
+
+
+def app_routes(app: Any) -> set[tuple[str, str]]:
+    """The app's API (its OpenAPI paths) and FastAPI's own routes (/docs, /openapi.json)."""
+    api = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+    own = {(method, route.path) for route in app.routes if isinstance(route, Route) for method in route.methods}
+    return api | own - {(m, p) for m, p in own if m == "HEAD"}
+
+
+def test_every_route_of_the_app_has_a_rule(tmp_path: Path) -> None:
+    """The table above is the app's route table: a new route must say who may call it."""
+    assert app_routes(AuthApi(tmp_path).app) == set(CALLS)
+
+
+@pytest.mark.parametrize("route", list(CALLS), ids=lambda r: f"{r[0]} {r[1]}")
+async def test_each_route_needs_a_key_with_its_scope(api: AuthApi, route: tuple[str, str]) -> None:
+    method, call = route[0], CALLS[route]
+
+    async def send(headers: dict[str, str]) -> httpx.Response:
+        return await api.client.request(method, call.path, headers=headers, **call.kwargs())
+
+    if call.scope == PUBLIC:
+        assert (await send({})).status_code == call.status
+        return
+    scope = Scope(call.scope)
+    for headers, said in (({}, "is missing"), ({"x-api-key": WRONG_KEY}, "is not valid"),
+                          ({"authorization": f"Bearer {WRONG_KEY}"}, "is not valid")):
+        r = await send(headers)
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"] == 'Bearer realm="chorus"'
+        assert said in r.text
+    r = await send({"x-api-key": KEYS[LACKING[scope]]})
+    assert r.status_code == 403, r.text
+    assert f"lacks the '{scope.value}' scope" in r.text
+    r = await send({"x-api-key": KEYS[scope]})
+    assert r.status_code == call.status, r.text
+
+
+async def test_admin_may_call_every_route(api: AuthApi) -> None:
+    r = await api.client.post("/v1/personalities/joe/speech", json={"text": "Hi."},
+                              headers={"authorization": f"Bearer {KEYS[Scope.ADMIN]}"})
+    assert r.status_code == 200
+    assert sf.info(io.BytesIO(r.content)).samplerate == 16_000
+
+
+async def test_openai_routes_refuse_in_openais_shape(api: AuthApi) -> None:
+    r = await api.client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "joe", "input": "Hi."},
+                              headers={"authorization": "Bearer "})
+    assert r.status_code == 401
+    error = r.json()["error"]
+    assert error["code"] == "invalid_api_key" and error["type"] == "invalid_request_error"
+    assert "API key is missing" in error["message"]
+
+
+async def test_a_caller_without_a_key_learns_nothing_about_paths(api: AuthApi) -> None:
+    assert (await api.client.get("/v1/nothing-here")).status_code == 401
+    assert (await api.client.patch("/v1/personalities/joe")).status_code == 401
+    key = {"x-api-key": KEYS[Scope.SPEAK]}
+    assert (await api.client.get("/v1/nothing-here", headers=key)).status_code == 404
+    assert (await api.client.patch("/v1/personalities/joe", headers=key)).status_code == 405
+
+
+async def test_a_body_without_a_key_is_refused_before_it_is_read(api: AuthApi) -> None:
+    read = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal read
+        for _ in range(64):
+            read += 1
+            yield b"x" * 65536
+
+    r = await api.client.post("/v1/personalities/joe/samples", content=body(),
+                              headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 401
+    assert read <= 1  # the transport may pull the first chunk; the app never asks for more
+
+
+async def test_a_removed_key_stops_working_at_once(api: AuthApi) -> None:
+    key = {"x-api-key": KEYS[Scope.SPEAK]}
+    assert (await api.client.get("/v1/providers", headers=key)).status_code == 200
+    assert api.chorus.keys is not None
+    api.chorus.keys.replace("test", [])
+    assert (await api.client.get("/v1/providers", headers=key)).status_code == 401
+
+
+def test_the_api_docs_name_each_routes_scope(tmp_path: Path) -> None:
+    schema = AuthApi(tmp_path).app.openapi()
+    assert schema["paths"]["/v1/clone"]["post"]["x-chorus-scope"] == "clone"
+    assert schema["paths"]["/healthz"]["get"]["x-chorus-scope"] == "public"
+    assert schema["paths"]["/v1/personalities/{name}"]["put"]["x-chorus-scope"] == "admin"
