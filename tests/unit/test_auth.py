@@ -5,8 +5,7 @@ the route's scope (403), and serves the right one."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,9 @@ from chorus.router import EngineBoard
 from chorus.samples.storage import SampleMeta
 from chorus.state import Chorus, IngressConfig
 from tests import recordings as rec
+from tests.access_calls import CALLS, KEYS, LACKING, WRONG_KEY, api_routes
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
-
-# One key per scope, each with only that scope.
-KEYS = {scope: f"chorus_test_{scope.value}_key_0123456789" for scope in Scope}
-WRONG_KEY = "chorus_test_not_a_key_0123456789"
-# For each scope, a key that lacks it.
-LACKING = {Scope.SPEAK: Scope.SAMPLES, Scope.CLONE: Scope.SPEAK, Scope.SAMPLES: Scope.CLONE, Scope.ADMIN: Scope.SPEAK}
 
 JOE = {"activeProvider": "piper", "fallbackChain": ["xtts_v2"], "languages": {"primary": "en"},
        "providers": {"piper": {"voice": "en_US-joe-medium"}, "xtts_v2": {}}}
@@ -65,56 +59,9 @@ async def api(tmp_path: Path) -> AsyncIterator[AuthApi]:
         yield api
 
 
-def recording() -> dict[str, Any]:
-    clean = rec.recordings().clean()
-    return {"file": ("clean.wav", rec.encode(clean.samples, clean.rate))}
-
-
-@dataclass
-class Call:
-    """How to call one route so that it succeeds: its scope, path and request arguments."""
-
-    scope: Scope | str
-    path: str
-    kwargs: Callable[[], dict[str, Any]] = dict
-    status: int = 200
-
-
-SPEC = {"activeProvider": "piper", "languages": {"primary": "en"}, "providers": {"piper": {}}}
-
-# Every (method, route) of the app. A route missing here fails the coverage test below.
-CALLS: dict[tuple[str, str], Call] = {
-    ("POST", "/v1/personalities/{name}/speech"): Call(Scope.SPEAK, "/v1/personalities/joe/speech",
-                                                        lambda: {"json": {"text": "Hello."}}),
-    ("POST", "/v1/audio/speech"): Call(Scope.SPEAK, "/v1/audio/speech",
-                                       lambda: {"json": {"model": "tts-1", "voice": "joe", "input": "Hello."}}),
-    ("POST", "/v1/clone"): Call(Scope.CLONE, "/v1/clone", lambda: {"files": recording(), "data": {"text": "Hello."}}),
-    ("GET", "/v1/personalities"): Call(Scope.SPEAK, "/v1/personalities"),
-    ("GET", "/v1/personalities/{name}"): Call(Scope.SPEAK, "/v1/personalities/joe"),
-    ("PUT", "/v1/personalities/{name}"): Call(Scope.ADMIN, "/v1/personalities/ann", lambda: {"json": SPEC}, 201),
-    ("DELETE", "/v1/personalities/{name}"): Call(Scope.ADMIN, "/v1/personalities/joe", status=204),
-    ("POST", "/v1/personalities/{name}/samples"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples",
-                                                         lambda: {"files": recording()}, 201),
-    ("GET", "/v1/personalities/{name}/samples"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples"),
-    ("GET", "/v1/personalities/{name}/samples/{sample_id}"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples/s0"),
-    ("GET", "/v1/personalities/{name}/samples/{sample_id}/audio"): Call(
-        Scope.CLONE, "/v1/personalities/joe/samples/s0/audio"),
-    ("DELETE", "/v1/personalities/{name}/samples/{sample_id}"): Call(
-        Scope.SAMPLES, "/v1/personalities/joe/samples/s0", status=204),
-    ("GET", "/v1/providers"): Call(Scope.SPEAK, "/v1/providers"),
-    ("GET", "/healthz"): Call(PUBLIC, "/healthz"),
-    ("GET", "/readyz"): Call(PUBLIC, "/readyz"),
-    # FastAPI's own documentation routes: "every other route" needs admin.
-    ("GET", "/openapi.json"): Call(Scope.ADMIN, "/openapi.json"),
-    ("GET", "/docs"): Call(Scope.ADMIN, "/docs"),
-    ("GET", "/docs/oauth2-redirect"): Call(Scope.ADMIN, "/docs/oauth2-redirect"),
-    ("GET", "/redoc"): Call(Scope.ADMIN, "/redoc"),
-}
-
-
 def app_routes(app: Any) -> set[tuple[str, str]]:
     """The app's API (its OpenAPI paths) and FastAPI's own routes (/docs, /openapi.json)."""
-    api = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+    api = api_routes(app.openapi())
     own = {(method, route.path) for route in app.routes if isinstance(route, Route) for method in route.methods}
     return api | own - {(m, p) for m, p in own if m == "HEAD"}
 
