@@ -62,10 +62,11 @@ def add_import(tree: Path, module: str, imported: str) -> None:
         ("voice_operator.crd", "deployments.piper", "The operator never reaches Ray nor an engine's deployment"),
         ("chorus.samples", "chorus.router", "Samples and stores never reach the HTTP layer, the router or Ray"),
         ("chorus.stores", "ray.serve", "Samples and stores never reach the HTTP layer, the router or Ray"),
+        ("chorus.auth.guard", "chorus.errors", "Access control sits below the HTTP layer"),
         ("chorus.personalities", "chorus.stores", "No import cycles"),
     ],
     ids=["engine-imports-ingress", "contract-imports-ours", "operator-imports-ray",
-         "operator-imports-engine", "samples-import-router", "stores-import-ray", "cycle"],
+         "operator-imports-engine", "samples-import-router", "stores-import-ray", "auth-imports-errors", "cycle"],
 )
 def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imported: str, contract: str) -> None:
     add_import(tree, module, imported)
