@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.serve import Application
 
+from chorus.auth.config import AuthConfig
 from chorus.ingress import Ingress
 from chorus.state import IngressArgs, IngressConfig
 from deployments.base import EngineId
@@ -56,6 +57,10 @@ def _load(path: str) -> Any:
 
 def build_app(args: dict[str, Any] | AppArgs) -> Application:
     app_args = AppArgs.model_validate(args)
+    if app_args.auth is None:
+        # Read where the app is built (the Serve controller), so a plain Serve config turns
+        # keys on through the environment too.
+        app_args = app_args.model_copy(update={"auth": AuthConfig.from_environment()})
     handles = {}
     for engine, engine_args in app_args.engines.items():
         if not engine_args.enabled:

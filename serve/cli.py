@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -13,16 +14,27 @@ from typing import Annotated, Optional
 import httpx
 import typer
 
+from chorus.auth.config import KEYS_FILE_ENV
 from deployments.base import ENGINE_IDS
 
 cli = typer.Typer(help="Chorus: text-to-speech for voice personalities.", no_args_is_help=True)
 
 DEFAULT_URL = os.environ.get("CHORUS_URL", "http://127.0.0.1:8000")
+API_KEY_ENV = "CHORUS_API_KEY"
 
 
 def default_personalities_dir() -> Path:
     data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return data / "chorus" / "personalities"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere
 
 
 @cli.command()
@@ -36,31 +48,57 @@ def serve(
         Optional[Path], typer.Option(help="Directory for voice samples (default: ~/.local/share/chorus/samples).")
     ] = None,
     profile: Annotated[str, typer.Option(help="Serve config: 'cpu', 'cluster' or a file path.")] = "cpu",
+    api_keys: Annotated[
+        Optional[Path],
+        typer.Option(envvar=KEYS_FILE_ENV, dir_okay=False,
+                     help="Key file (docs/security.md): every route but the probes then needs a key."),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option(help="Serve a non-loopback address without keys: anyone reaching it may do anything.")
+    ] = False,
 ) -> None:
     """Start a local Ray, deploy Chorus and serve until Ctrl-C."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-    from ray import serve
+    from chorus.deploy import APP_NAME, profile_path, render
 
-    from chorus.deploy import deploy, profile_path, render
-
+    config_file = Path(profile) if Path(profile).suffix in (".yaml", ".yml") else profile_path(profile)
     directory = (personalities or default_personalities_dir()).expanduser().resolve()
+    args: dict = {"personalities": {"directory": str(directory)}}
+    if samples is not None:
+        args["samples"] = {"directory": str(samples.expanduser().resolve())}
+    if api_keys is not None:
+        api_keys = api_keys.expanduser().resolve()
+        _check_key_file(api_keys)
+        args["auth"] = {"keysFile": str(api_keys)}
+    config = render(config_file, args=args, host=host, port=port)
+    app_args = next(a for a in config.applications if a.name == APP_NAME).args
+    if app_args.get("auth") is None and not is_loopback(host) and not insecure_no_auth:
+        typer.echo(
+            f"refusing to serve {host} without API keys: anyone reaching it could rewrite personalities, "
+            "download voice recordings and clone voices. Give --api-keys FILE (make a key with "
+            "`chorus keys new`), or --insecure-no-auth when something in front of Chorus guards it.",
+            err=True,
+        )
+        raise typer.Exit(2)
     if not directory.exists():
         # First run: seed the bundled personality so a new user gets speech at once.
         directory.mkdir(parents=True)
         shutil.copy(profile_path("default-personality"), directory / "default.yaml")
-    config_file = Path(profile) if Path(profile).suffix in (".yaml", ".yml") else profile_path(profile)
+
+    import ray
+    from ray import serve
+
+    from chorus.deploy import deploy
 
     typer.echo("Starting Ray and deploying Chorus ...")
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
-        args: dict = {"personalities": {"directory": str(directory)}}
-        if samples is not None:
-            args["samples"] = {"directory": str(samples.expanduser().resolve())}
-        deploy(render(config_file, args=args, host=host, port=port))
+        deploy(config)
         url = f"http://{host}:{port}"
         typer.echo(f"Chorus is serving at {url}  (API docs: {url}/docs)")
         typer.echo(f"Personalities are read from {directory}")
+        auth = app_args.get("auth")
+        typer.echo(f"API keys: {auth}" if auth else "API keys: off, every route is open")
         typer.echo('Try: chorus say "Hello from Chorus." --personality default -o hello.wav')
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -74,8 +112,28 @@ def serve(
         ray.shutdown()
 
 
-def _client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=120)
+def _check_key_file(path: Path) -> None:
+    """Refuse to start on a key file a replica would refuse, before Ray starts."""
+    from chorus.auth.sources import KeySourceError, parse_keys
+
+    try:
+        keys = parse_keys(path.read_bytes(), str(path))
+    except OSError as err:
+        raise typer.BadParameter(f"{path}: {err.strerror or err}", param_hint="--api-keys") from None
+    except KeySourceError as err:
+        raise typer.BadParameter(err.reason, param_hint="--api-keys") from None
+    if not keys:
+        raise typer.BadParameter(f"{path} holds no key: add one with `chorus keys new`", param_hint="--api-keys")
+
+
+ApiKeyOption = Annotated[
+    Optional[str],
+    typer.Option("--api-key", envvar=API_KEY_ENV, help="API key, sent as x-api-key.", show_default=False),
+]
+
+
+def _client(url: str, api_key: str | None) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=120, headers={"x-api-key": api_key} if api_key else None)
 
 
 def _fail(response: httpx.Response) -> None:
@@ -84,6 +142,8 @@ def _fail(response: httpx.Response) -> None:
     except ValueError:
         detail = response.text
     typer.echo(f"error {response.status_code}: {detail}", err=True)
+    if response.status_code == 401:
+        typer.echo(f"pass a key with --api-key or ${API_KEY_ENV}", err=True)
     raise typer.Exit(1)
 
 
@@ -96,6 +156,7 @@ def say(
     provider: Annotated[Optional[str], typer.Option(help=f"Engine to try first: {', '.join(ENGINE_IDS)}.")] = None,
     format: Annotated[Optional[str], typer.Option(help="wav, mp3, opus, aac, flac, pcm (default: from -o).")] = None,
     url: Annotated[str, typer.Option(help="Chorus base URL.")] = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Synthesize TEXT with a personality into a file."""
     fmt = format or (output.suffix.lstrip(".") or "wav")
@@ -105,7 +166,7 @@ def say(
     if provider:
         body["provider"] = provider
     try:
-        with _client(url) as client:
+        with _client(url, api_key) as client:
             response = client.post(f"/v1/personalities/{personality}/speech", json=body)
     except httpx.ConnectError:
         typer.echo(f"no Chorus at {url}: start it with `chorus serve`", err=True)
@@ -123,10 +184,13 @@ def say(
 
 
 @cli.command()
-def providers(url: Annotated[str, typer.Option(help="Chorus base URL.")] = DEFAULT_URL) -> None:
+def providers(
+    url: Annotated[str, typer.Option(help="Chorus base URL.")] = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+) -> None:
     """List the engines of a running Chorus with their health and languages."""
     try:
-        with _client(url) as client:
+        with _client(url, api_key) as client:
             response = client.get("/v1/providers")
     except httpx.ConnectError:
         typer.echo(f"no Chorus at {url}: start it with `chorus serve`", err=True)
@@ -195,15 +259,18 @@ def samples_add(
     notes: Annotated[Optional[str], typer.Option()] = None,
     sample_id: Annotated[Optional[str], typer.Option("--id", help="Sample id (default: from the audio's hash).")] = None,
     url: Annotated[str, typer.Option(help="Chorus base URL.")] = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Upload a recording as a voice sample of PERSONALITY."""
     data = {k: v for k, v in {"language": language, "notes": notes, "id": sample_id}.items() if v}
     try:
-        with _client(url) as client, file.open("rb") as f:
+        with _client(url, api_key) as client, file.open("rb") as f:
             response = client.post(f"/v1/personalities/{personality}/samples", files={"file": (file.name, f)}, data=data)
     except httpx.ConnectError:
         typer.echo(f"no Chorus at {url}: start it with `chorus serve`", err=True)
         raise typer.Exit(2) from None
+    if response.status_code in (401, 403):
+        _fail(response)
     body = response.json()
     if response.status_code != 201:
         typer.echo(f"error {response.status_code}: {body.get('detail')}", err=True)
@@ -216,6 +283,38 @@ def samples_add(
                f"quality score {sample['quality_score']:.2f}")
     for warning in report["warnings"]:
         typer.echo(f"warning: {warning}")
+
+
+keys_cli = typer.Typer(help="API keys (docs/security.md).", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+
+
+@keys_cli.command("new")
+def keys_new(
+    name: Annotated[str, typer.Option(help="Shown in logs and stats in place of the key.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: speak, clone, samples, admin.")],
+    rate_limit: Annotated[Optional[str], typer.Option(help="Requests per moving window, e.g. 60/minute.")] = None,
+    characters_per_day: Annotated[Optional[int], typer.Option(help="Characters synthesized per UTC day.")] = None,
+) -> None:
+    """Make a fresh key: print it once, and the key-file entry that grants it (its SHA-256 only)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from chorus.auth.keys import KeyEntry, KeyLimits, digest, new_key
+
+    key = new_key()
+    try:
+        entry = KeyEntry(name=name, sha256=digest(key), scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+                         rate_limit=rate_limit, characters_per_day=characters_per_day)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_url=False))
+        raise typer.BadParameter(problems) from None
+    limits = entry.model_dump(mode="json", by_alias=True, exclude_none=True, include=set(KeyLimits.model_fields))
+    document = {"name": entry.name, "sha256": entry.sha256, "scopes": [str(s) for s in entry.scopes], **limits}
+    typer.echo(key)
+    typer.echo("# The key above is shown only now: hand it to its user. Add this entry under `keys:`")
+    typer.echo("# in the key file; only its hash is stored, and a running Chorus picks it up on its own.")
+    typer.echo(yaml.safe_dump([document], sort_keys=False, default_flow_style=None).rstrip())
 
 
 def main() -> None:

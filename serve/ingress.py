@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from chorus import errors
 from chorus.auth.guard import AuthMiddleware
+from chorus.auth.sources import KeySources
 from chorus.body_limit import BodyLimitMiddleware
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
@@ -62,7 +63,13 @@ class Ingress:
         config = IngressConfig.model_validate(config)
         self.chorus = Chorus(config, EngineBoard(engines, refresh_s=config.status_refresh_s))
         self._stop = asyncio.Event()
-        self._watcher = asyncio.get_running_loop().create_task(self.chorus.store.watch(self._stop))
+        loop = asyncio.get_running_loop()
+        self._watchers = [loop.create_task(self.chorus.store.watch(self._stop))]
+        if config.auth is not None and self.chorus.keys is not None:
+            # Loaded before the first request; kept current while the replica lives.
+            sources = KeySources(config.auth, self.chorus.keys)
+            sources.load()
+            self._watchers.append(loop.create_task(sources.watch(self._stop)))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.chorus, behind_serve_proxy=True)

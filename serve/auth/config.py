@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+KEYS_FILE_ENV = "CHORUS_API_KEYS_FILE"
+"""Names a key file and so turns keys on, for `chorus serve` and for any Serve config whose
+args carry no `auth` (read by the CLI and by `chorus.app.build_app`)."""
 
 
 class AuthConfig(BaseModel):
@@ -21,3 +27,9 @@ class AuthConfig(BaseModel):
     aws_region: str | None = None
     aws_refresh_s: float = Field(300.0, gt=0, description="How often the Secrets Manager secret is re-read.")
     public_dashboard: bool = Field(True, description="Serve the dashboard's static shell without a key.")
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> AuthConfig | None:
+        """`{keysFile: $CHORUS_API_KEYS_FILE}` when that is set, else None (keys off)."""
+        path = environ.get(KEYS_FILE_ENV)
+        return cls(keys_file=Path(path)) if path else None

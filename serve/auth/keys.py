@@ -52,8 +52,9 @@ class KeyLimits(BaseModel):
 class KeyEntry(KeyLimits):
     """One entry of a key file: the key itself or its SHA-256 (hex), and what it may do."""
 
-    name: str = Field(pattern=r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", description="Shown in logs, spans and stats.")
-    sha256: str | None = Field(None, pattern=r"[0-9a-f]{64}")
+    # Anchored: pydantic searches a pattern anywhere in the value ("a b\n" would pass unanchored).
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="Shown in logs, spans and stats.")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     key: SecretStr | None = Field(None, min_length=16)
     scopes: list[Scope] = Field(min_length=1)
 

@@ -25,6 +25,7 @@ EXAMPLES = ROOT / "manifests" / "examples"
 RELEASE = "chorus"  # the release name manifests/rayservice.yaml is rendered with
 
 CLOUD_ENGINES = ["google_tts", "azure_tts", "ibm_watson"]
+API_KEYS_DIR = "/var/run/secrets/chorus/api-keys"
 
 # Everything the chart can switch on, at once.
 VARIANT_VALUES: dict[str, Any] = {
@@ -40,6 +41,7 @@ VARIANT_VALUES: dict[str, Any] = {
     "ingress": {"minReplicas": 3, "maxReplicas": 12},
     "samples": {"volumePerPersonality": True, "storageClass": "fast-rwx", "perPersonalitySize": "2Gi"},
     "redis": {"existingSecret": "chorus-redis"},
+    "auth": {"existingSecret": "chorus-api-keys", "secretKey": "api-keys.yaml"},
     "cloud": {
         "google": {"existingSecret": "chorus-google"},
         "azure": {"existingSecret": "chorus-azure"},
@@ -139,6 +141,9 @@ def expected_serve_config(values: dict[str, Any]) -> dict[str, Any]:
             bounds(d, given)
             deployments.append(d)
     app["deployments"] = deployments
+    auth = values.get("auth", {})
+    if auth.get("existingSecret"):
+        app["args"]["auth"] = {"keysFile": f"{API_KEYS_DIR}/{auth.get('secretKey', 'keys.yaml')}"}
     return cfg
 
 
@@ -312,6 +317,39 @@ def test_secrets_and_redis_are_referenced_never_created(kube: ControlPlane, tmp_
             "claimName": "my-samples"
         }
     assert not [d for d in plain if d["kind"] == "PersistentVolumeClaim"], "existingClaim: no PVC created"
+
+
+def test_api_keys_come_from_a_secret_mounted_as_a_directory(kube: ControlPlane, tmp_path: Path) -> None:
+    docs = render(kube, tmp_path, {"auth": {"existingSecret": "chorus-api-keys"}})
+    rayservice = one(docs, "RayService")
+    assert serve_config(docs)["applications"][0]["args"]["auth"] == {"keysFile": f"{API_KEYS_DIR}/keys.yaml"}
+    for group, spec in ray_pod_specs(rayservice).items():
+        volume = next(v for v in spec["volumes"] if v["name"] == "api-keys")
+        assert volume["secret"] == {"secretName": "chorus-api-keys", "optional": False,
+                                    "items": [{"key": "keys.yaml", "path": "keys.yaml"}]}, group
+        (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "api-keys"]
+        # A subPath mount would never see the Secret's updates, so rotation needs the directory.
+        assert mount == {"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True}, group
+    assert not [d for d in docs if d["kind"] == "Secret"]
+
+    # Off by default: no volume, no args.
+    default = render(kube, tmp_path)
+    assert "auth" not in serve_config(default)["applications"][0]["args"]
+    for spec in ray_pod_specs(one(default, "RayService")).values():
+        assert "api-keys" not in {v["name"] for v in spec["volumes"]}
+
+
+@pytest.mark.parametrize("auth", [
+    {"keys": [{"name": "ops", "key": "chorus_0123456789abcdef", "scopes": ["admin"]}]},
+    {"existingSecret": "k", "keysFile": "/etc/keys.yaml"},
+    {"existingSecret": "k", "secretKey": "../keys.yaml"},
+], ids=["inline-keys", "other-field", "bad-secret-key"])
+def test_keys_are_never_taken_inline(kube: ControlPlane, tmp_path: Path, auth: dict[str, Any]) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump({"auth": auth}))
+    out = kube.helm("template", RELEASE, str(CHART), "-f", str(values_file), check=False)
+    assert out.returncode != 0 and "auth." in out.stderr, out.stderr
+    assert "chorus_0123456789abcdef" not in out.stdout
 
 
 def test_operator_deployment(kube: ControlPlane, tmp_path: Path) -> None:

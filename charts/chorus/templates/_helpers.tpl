@@ -76,6 +76,28 @@ app.kubernetes.io/part-of: chorus
 {{- toJson . | quote | squote }}
 {{- end }}
 
+{{/* ---------------------------------------------------------------- API keys */}}
+
+{{- define "chorus.auth.dir" -}}
+/var/run/secrets/chorus/api-keys
+{{- end }}
+
+{{/* The app args' `auth` (JSON) when keys come from a Secret, else "". Refuses any field
+     but existingSecret and secretKey, so a key can never be put in values. */}}
+{{- define "chorus.auth.args" -}}
+{{- range $field, $_ := .Values.auth -}}
+  {{- if not (has $field (list "existingSecret" "secretKey")) -}}
+    {{- fail (printf "auth.%s: keys are never given in values; put the key file in a Secret and name it in auth.existingSecret (docs/security.md)" $field) -}}
+  {{- end -}}
+{{- end -}}
+{{- if .Values.auth.existingSecret -}}
+  {{- if not (regexMatch "^[-._a-zA-Z0-9]+$" .Values.auth.secretKey) -}}
+    {{- fail (printf "auth.secretKey: %q is not a Secret key" .Values.auth.secretKey) -}}
+  {{- end -}}
+{{- dict "keysFile" (printf "%s/%s" (include "chorus.auth.dir" .) .Values.auth.secretKey) | toJson -}}
+{{- end -}}
+{{- end }}
+
 {{/* ---------------------------------------------------------------- env, volumes */}}
 
 {{/* CHORUS_REDIS_URL from redis.url or redis.existingSecret (key `url`), when configured. */}}
@@ -119,6 +141,10 @@ app.kubernetes.io/part-of: chorus
 {{- define "chorus.ray.volumeMounts" -}}
 - {name: samples, mountPath: /var/lib/chorus/samples}
 - {name: models, mountPath: /models, readOnly: true}
+{{- if .Values.auth.existingSecret }}
+{{- /* The directory, never a subPath: only a directory mount sees the Secret's updates. */}}
+- {name: api-keys, mountPath: {{ include "chorus.auth.dir" . }}, readOnly: true}
+{{- end }}
 {{- if .Values.cloud.google.existingSecret }}
 - {name: google-credentials, mountPath: /var/run/secrets/chorus/google, readOnly: true}
 {{- end }}
@@ -129,6 +155,13 @@ app.kubernetes.io/part-of: chorus
   persistentVolumeClaim: {claimName: {{ include "chorus.samples.claimName" . | quote }}}
 - name: models
   persistentVolumeClaim: {claimName: {{ .Values.models.existingClaim | quote }}, readOnly: true}
+{{- with .Values.auth.existingSecret }}
+- name: api-keys
+  secret:
+    secretName: {{ . | quote }}
+    optional: false
+    items: [{key: {{ $.Values.auth.secretKey | quote }}, path: {{ $.Values.auth.secretKey | quote }}}]
+{{- end }}
 {{- with .Values.cloud.google.existingSecret }}
 - name: google-credentials
   secret:

@@ -6,6 +6,7 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
   engines.<cloud id>.enabled: true       -> args.engines.<id> added, and a CPU deployment (chorus.cloudDeployment)
   engines.<id>.minReplicas/maxReplicas   -> that deployment's autoscaling_config.min_replicas/max_replicas
   ingress.minReplicas/maxReplicas        -> the Ingress deployment's autoscaling_config
+  auth.existingSecret                    -> args.auth.keysFile: the key file mounted from that Secret
 */}}
 {{- define "chorus.serveConfig" -}}
 {{- $cfg := .Files.Get "files/serve-cluster.yaml" | fromYaml -}}
@@ -44,6 +45,9 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
   {{- end -}}
 {{- end -}}
 {{- $_ := set $app "deployments" $deployments -}}
+{{- with include "chorus.auth.args" . -}}
+  {{- $_ := set $app.args "auth" (fromJson .) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end }}
 
