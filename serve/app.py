@@ -8,12 +8,15 @@ LLM's `build_openai_app`. Resources and autoscaling stay in those files, per dep
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.serve import Application
 
 from chorus.ingress import Ingress
+from chorus.quotas import REDIS_URL_ENV
 from chorus.state import IngressArgs, IngressConfig
 from deployments.base import EngineId
 
@@ -42,6 +45,15 @@ class AppArgs(IngressArgs):
 
     engines: dict[EngineId, EngineArgs] = Field(default_factory=lambda: {"piper": EngineArgs()})
 
+    def with_environment(self, environ: Mapping[str, str]) -> AppArgs:
+        """These args with what the environment of the process building the app adds:
+        `CHORUS_REDIS_URL` as `quotas.redisUrl` (args given explicitly win). Read here, once,
+        so every replica gets it in its validated config wherever it lands."""
+        if self.quotas.redis_url is not None or not environ.get(REDIS_URL_ENV):
+            return self
+        quotas = self.quotas.model_validate(self.quotas.model_dump() | {"redis_url": environ[REDIS_URL_ENV]})
+        return self.model_copy(update={"quotas": quotas})
+
     def ingress_config(self) -> IngressConfig:
         return IngressConfig(
             **{name: getattr(self, name) for name in IngressArgs.model_fields},
@@ -55,7 +67,7 @@ def _load(path: str) -> Any:
 
 
 def build_app(args: dict[str, Any] | AppArgs) -> Application:
-    app_args = AppArgs.model_validate(args)
+    app_args = AppArgs.model_validate(args).with_environment(os.environ)
     handles = {}
     for engine, engine_args in app_args.engines.items():
         if not engine_args.enabled:
