@@ -8,6 +8,8 @@ LLM's `build_openai_app`. Resources and autoscaling stay in those files, per dep
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,6 +17,7 @@ from ray.serve import Application
 
 from chorus.auth.config import AuthConfig
 from chorus.ingress import Ingress
+from chorus.quotas import REDIS_URL_ENV
 from chorus.state import IngressArgs, IngressConfig
 from deployments.base import EngineId
 
@@ -43,6 +46,18 @@ class AppArgs(IngressArgs):
 
     engines: dict[EngineId, EngineArgs] = Field(default_factory=lambda: {"piper": EngineArgs()})
 
+    def with_environment(self, environ: Mapping[str, str]) -> AppArgs:
+        """These args with what the environment of the process building the app (the Serve
+        controller) adds, so a plain Serve config honours it too: `CHORUS_API_KEYS_FILE` as
+        `auth.keysFile`, `CHORUS_REDIS_URL` as `quotas.redisUrl`. Args given explicitly win.
+        Read here, once, so every replica gets them in its validated config wherever it lands."""
+        update: dict[str, Any] = {}
+        if self.auth is None:
+            update["auth"] = AuthConfig.from_environment(environ)
+        if self.quotas.redis_url is None and environ.get(REDIS_URL_ENV):
+            update["quotas"] = self.quotas.model_validate(self.quotas.model_dump() | {"redis_url": environ[REDIS_URL_ENV]})
+        return self.model_copy(update=update)
+
     def ingress_config(self) -> IngressConfig:
         return IngressConfig(
             **{name: getattr(self, name) for name in IngressArgs.model_fields},
@@ -56,11 +71,7 @@ def _load(path: str) -> Any:
 
 
 def build_app(args: dict[str, Any] | AppArgs) -> Application:
-    app_args = AppArgs.model_validate(args)
-    if app_args.auth is None:
-        # Read where the app is built (the Serve controller), so a plain Serve config turns
-        # keys on through the environment too.
-        app_args = app_args.model_copy(update={"auth": AuthConfig.from_environment()})
+    app_args = AppArgs.model_validate(args).with_environment(os.environ)
     handles = {}
     for engine, engine_args in app_args.engines.items():
         if not engine_args.enabled:

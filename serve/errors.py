@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from chorus.auth.keys import caller_name
+from chorus.quotas import QuotaExceeded
 from chorus.request_id import id_header, request_id
 from chorus.router import AllEnginesFailed
 from chorus.samples.report import SampleRejected
@@ -64,6 +65,13 @@ def error_response(request: Request, status: int, detail: str, param: str | None
     return JSONResponse(body, status_code=status)
 
 
+def quota_refusal(request: Request, err: QuotaExceeded) -> JSONResponse:
+    """429 naming the limit (which, its value, when it resets), `Retry-After` in seconds."""
+    response = error_response(request, 429, err.detail, code="rate_limit_exceeded", extra={"limit": err.window.describe()})
+    response.headers.update({"Retry-After": str(err.window.resets_in()), **err.window.headers()})
+    return response
+
+
 def _log(request: Request, status: int, detail: str) -> None:
     # The full reason stays here, under the id the client got back in X-Request-Id.
     log.log(logging.WARNING if status >= 500 else logging.INFO, "%s %s -> %d: %s [request %s, key %s]",
@@ -91,6 +99,10 @@ def install(app: FastAPI) -> None:
     async def _bad_input(request: Request, err: BadInputError) -> JSONResponse:
         extra = {"limit": err.limit} if isinstance(err, TextTooLongError) else None
         return error_response(request, err.status_code, str(err), extra=extra)
+
+    @app.exception_handler(QuotaExceeded)
+    async def _quota(request: Request, err: QuotaExceeded) -> JSONResponse:
+        return quota_refusal(request, err)
 
     @app.exception_handler(AllEnginesFailed)
     async def _all_failed(request: Request, err: AllEnginesFailed) -> JSONResponse:

@@ -17,6 +17,7 @@ from chorus import errors
 from chorus.auth.guard import AuthMiddleware
 from chorus.auth.sources import KeySources
 from chorus.body_limit import BodyLimitMiddleware
+from chorus.quota_guard import QuotaMiddleware
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
 from chorus.routes import clone, personalities, providers, samples, speech
@@ -40,12 +41,14 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
     for router in routers:
         app.include_router(router)
     # Added innermost first. The request id wraps everything, so every refusal carries it;
-    # keys are checked before the body limit reads a byte of the body.
+    # keys are checked, then counted against their rate, before the body limit reads a
+    # byte of the body.
     app.add_middleware(
         BodyLimitMiddleware,
         limit=chorus.config.max_body_bytes,
         multipart_limit=chorus.config.samples.max_upload_bytes + FORM_OVERHEAD,
     )
+    app.add_middleware(QuotaMiddleware, quotas=chorus.quotas, refuse=errors.quota_refusal)
     if chorus.keys is not None:
         # The routes as declared (FastAPI keeps included routers nested), then its own
         # (/docs, /openapi.json), which need admin.

@@ -12,6 +12,7 @@ from chorus.auth.config import AuthConfig
 from chorus.auth.ring import KeyRing
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import Personality
+from chorus.quotas import Quotas, QuotasConfig
 from chorus.router import EngineBoard, Router
 from chorus.samples.service import SamplesConfig, SampleService
 from chorus.stores import open_store
@@ -39,6 +40,11 @@ class IngressArgs(BaseModel):
     auth: AuthConfig | None = Field(
         None, description="API keys (docs/security.md). Absent, every route is open: loopback only."
     )
+    quotas: QuotasConfig = Field(
+        default_factory=QuotasConfig,
+        description="Rate limits and where they are counted (docs/security.md#rate-limits-and-budgets); "
+        "keys bring their own rate and character budgets.",
+    )
 
 
 class IngressConfig(IngressArgs):
@@ -56,6 +62,7 @@ class Chorus:
         self.router = Router(board, config.timeouts, sample_refs=self.samples.refs)
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None
+        self.quotas = Quotas(config.quotas)
 
 
 def chorus(request: Request) -> Chorus:

@@ -46,7 +46,7 @@ class KeyLimits(BaseModel):
 
     rate_limit: RateLimit | None = Field(None, description="Requests per window, e.g. '60/minute' (moving window).")
     characters_per_day: int | None = Field(None, ge=1, description="Characters synthesized per UTC day.")
-    characters_per_month: int | None = Field(None, ge=1, description="Characters synthesized per 30 days.")
+    characters_per_month: int | None = Field(None, ge=1, description="Characters synthesized per UTC calendar month.")
 
 
 class KeyEntry(KeyLimits):

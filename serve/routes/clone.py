@@ -20,6 +20,7 @@ from chorus.personalities import (
     VoiceId,
     parse_spec,
 )
+from chorus.quotas import SpendDep
 from chorus.routes.speech import SPEECH_RESPONSES, check_text, checked_utterance, speak
 from chorus.state import ChorusState
 from chorus.uploads import read_multipart
@@ -61,7 +62,7 @@ def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: obj
         },
     }}}}},
 )
-async def clone(request: Request, chorus: ChorusState) -> Response:
+async def clone(request: Request, chorus: ChorusState, spend: SpendDep) -> Response:
     fields, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
     text = str(_field(fields, "text", TypeAdapter(str)))
     check_text(chorus, text)  # now, before the reference's checks spend seconds on it
@@ -79,9 +80,12 @@ async def clone(request: Request, chorus: ChorusState) -> Response:
         }, prefix="")
     except PersonalityError as err:
         raise ChorusHTTPError(422, err.reason) from None
-    # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
-    reference = await asyncio.to_thread(chorus.samples.ingest.reference, data, engine, language)
-    one_off = Personality(name="one-off-clone", spec=spec)
-    return await speak(chorus, checked_utterance(
-        chorus, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
-    ))
+    # Counted before the reference's checks spend seconds on it (a one-off voice has no
+    # personality rate); given back if the reference is refused or no engine speaks.
+    async with spend.synthesis(None, len(text)):
+        # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
+        reference = await asyncio.to_thread(chorus.samples.ingest.reference, data, engine, language)
+        one_off = Personality(name="one-off-clone", spec=spec)
+        return await speak(chorus, checked_utterance(
+            chorus, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
+        ))

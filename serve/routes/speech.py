@@ -15,6 +15,7 @@ from chorus.api import AllFailedOut, ErrorOut, OpenAISpeechRequest, SpeechReques
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError, require_json
 from chorus.personalities import Personality
+from chorus.quotas import SpendDep
 from chorus.router import Attempt, Routed
 from chorus.state import Chorus, ChorusState, PersonalityDep, personality_or_404
 from chorus.utterance import Utterance
@@ -38,6 +39,8 @@ SPEECH_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "Text over the limit."},
     415: {"model": ErrorOut, "description": "Body is not JSON."},
     422: {"model": ErrorOut, "description": "Invalid request."},
+    429: {"model": ErrorOut, "description": "Over a rate limit or character budget; `limit` names it, "
+          "`Retry-After` says when to retry."},
     503: {"model": AllFailedOut, "description": "Every engine failed; `attempts` says why."},
 }
 
@@ -142,11 +145,12 @@ async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, samp
     summary="Speak text in a personality's voice",
     openapi_extra=needs(Scope.SPEAK),
 )
-async def personality_speech(personality: PersonalityDep, body: SpeechRequest, chorus: ChorusState) -> Response:
-    return await speak(chorus, checked_utterance(
-        chorus, personality, body.text, language=body.language, provider=body.provider, fmt=body.format,
-        stream=body.stream,
-    ))
+async def personality_speech(personality: PersonalityDep, body: SpeechRequest, chorus: ChorusState,
+                             spend: SpendDep) -> Response:
+    said = checked_utterance(chorus, personality, body.text, language=body.language, provider=body.provider,
+                             fmt=body.format, stream=body.stream)
+    async with spend.synthesis(personality.name, len(said.text)):
+        return await speak(chorus, said)
 
 
 @router.post(
@@ -157,7 +161,7 @@ async def personality_speech(personality: PersonalityDep, body: SpeechRequest, c
     summary="OpenAI-compatible speech (voice = personality name)",
     openapi_extra=needs(Scope.SPEAK),
 )
-async def openai_speech(body: OpenAISpeechRequest, chorus: ChorusState) -> Response:
+async def openai_speech(body: OpenAISpeechRequest, chorus: ChorusState, spend: SpendDep) -> Response:
     if body.model in ENGINE_IDS:
         provider: EngineId | None = body.model  # type: ignore[assignment]
     elif body.model in OPENAI_MODELS:
@@ -170,5 +174,6 @@ async def openai_speech(body: OpenAISpeechRequest, chorus: ChorusState) -> Respo
     personality = personality_or_404(chorus, body.voice)
     said = checked_utterance(chorus, personality, body.input, provider=provider, fmt=body.response_format, speed=body.speed,
                      text_param="input")
-    # OpenAI's pcm is 24 kHz; clients assume that rate.
-    return await speak(chorus, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)
+    async with spend.synthesis(personality.name, len(said.text)):
+        # OpenAI's pcm is 24 kHz; clients assume that rate.
+        return await speak(chorus, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)

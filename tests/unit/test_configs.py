@@ -73,3 +73,18 @@ def test_render_overrides_and_drops_disabled_engines() -> None:
     (app,) = config.applications
     assert app.args["personalities"] == {"directory": "/tmp/p"} and config.http_options.port == 9999
     assert [d.name for d in app.deployments] == ["Ingress"]
+
+
+@pytest.mark.parametrize("profile", ["cpu", "cluster"])
+def test_overload_is_a_fast_answer_in_both_profiles(profile: str) -> None:
+    """Serve's own back pressure: a full queue is a 503 at once, a request is given up on
+    after request_timeout_s, instead of an unbounded wait."""
+    config = ServeDeploySchema.model_validate(yaml.safe_load(profile_path(profile).read_text()))
+    assert config.http_options.request_timeout_s is not None
+    (app,) = config.applications
+    timeouts = app.args["engines"]
+    # The proxy waits at least as long as the slowest single engine the router may wait for.
+    assert config.http_options.request_timeout_s > max(e.get("timeout_s", 30) for e in timeouts.values())
+    for d in app.deployments:
+        assert "max_queued_requests" in d.model_fields_set, d.name
+        assert d.max_ongoing_requests <= d.max_queued_requests, d.name
