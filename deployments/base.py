@@ -148,11 +148,8 @@ class EngineSettings(BaseModel):
             return self.model_validate({**self.model_dump(), field: scaled})
         except ValidationError as err:
             alias = type(self).model_fields[field].alias
-            raise BadInputError(
-                f"speed {speed} makes {self.engine}'s {alias} {scaled:g}, outside its range: "
-                f"{err.errors()[0]['msg']}",
-                self.engine,
-            ) from None
+            said = f"speed {speed} makes {self.engine}'s {alias} {scaled:g}, outside its range: {err.errors()[0]['msg']}"
+            raise BadInputError(said, self.engine, public=said) from None  # numbers and our field's bounds
 
 
 SettingsT = TypeVar("SettingsT", bound=EngineSettings)
@@ -302,12 +299,16 @@ def language_matches(requested: str, spoken: list[str]) -> bool:
 
 
 class EngineError(Exception):
-    """Base class; `reason` is shown to clients and in X-Chorus-Fallback."""
+    """Base class. `reason` is the whole story, for the ingress's log: it may name model
+    files, endpoints or quote a provider. Clients see `public` when the engine sets it
+    (fixed text built only from validated values, which the engine vouches is safe to
+    show), otherwise a message the ingress picks by the error's type."""
 
-    def __init__(self, reason: str, engine: str = "") -> None:
-        super().__init__(reason, engine)
+    def __init__(self, reason: str, engine: str = "", public: str | None = None) -> None:
+        super().__init__(reason, engine, public)
         self.reason = reason
         self.engine = engine
+        self.public = public
 
     def __str__(self) -> str:
         return f"{self.engine}: {self.reason}" if self.engine else self.reason
@@ -326,6 +327,7 @@ class TextTooLongError(BadInputError):
         Exception.__init__(self, reason, engine, limit)
         self.reason = reason
         self.engine = engine
+        self.public = None  # the ingress says the limit itself
         self.limit = limit
 
 
@@ -421,12 +423,15 @@ class TTSEngine(abc.ABC):
         return None
 
 
+NOTHING_SPEAKABLE = "text contains nothing speakable"
+
+
 def checked_text(text: str, limit: int, engine: str, speaker: str, *, unit: str = "characters") -> str:
     """The text stripped, refused when empty (422) or over the engine's per-request limit
     (413, naming the limit): every engine checks this before any work."""
     text = text.strip()
     if not text:
-        raise BadInputError("text is empty", engine)
+        raise BadInputError("text is empty", engine, public="text is empty")
     size = len(text) if unit == "characters" else len(text.encode())
     if size > limit:
         raise TextTooLongError(f"text is {size} {unit}; {speaker} takes at most {limit} per request", engine, limit)

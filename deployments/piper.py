@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from deployments.base import (
+    NOTHING_SPEAKABLE,
     AudioChunk,
     AudioResult,
     BadInputError,
@@ -140,7 +141,7 @@ class Piper(TTSEngine):
             yield AudioChunk(pcm=chunk, sample_rate=voice.info.sample_rate, index=index)
             index += 1
         if index == 0:
-            raise BadInputError("text contains nothing speakable", self.engine_id)
+            raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
 
     # --- internals -----------------------------------------------------------------
 
@@ -150,14 +151,14 @@ class Piper(TTSEngine):
         voice = self.voices.get(voice_id)
         if voice is None:
             why = self.load_errors.get(voice_id, "no such voice in the configured directories")
-            raise EngineUnavailableError(f"voice {voice_id!r} is not loaded ({why})", self.engine_id)
+            # `why` may name the voice's files; its id is a validated VoiceId.
+            raise EngineUnavailableError(f"voice {voice_id!r} is not loaded ({why})", self.engine_id,
+                                         public=f"voice {voice_id!r} is not loaded")
         s = request.settings_as(PiperSettings)
         speaker = s.speaker_id
         if speaker is not None and speaker >= voice.info.speakers:
-            raise BadInputError(
-                f"speakerId {speaker} out of range: voice {voice_id!r} has {voice.info.speakers} speaker(s)",
-                self.engine_id,
-            )
+            said = f"speakerId {speaker} out of range: voice {voice_id!r} has {voice.info.speakers} speaker(s)"
+            raise BadInputError(said, self.engine_id, public=said)  # numbers and a validated voice id
         syn = SynthesisConfig(
             speaker_id=speaker,
             length_scale=voice.voice.config.length_scale / s.speed,
@@ -178,7 +179,7 @@ class Piper(TTSEngine):
     def _synthesize_all(self, voice: _LoadedVoice, text: str, syn: SynthesisConfig) -> tuple[bytes, int]:
         pcm = b"".join(self._sentences(voice, text, syn))
         if not pcm or not np.frombuffer(pcm, dtype=np.int16).any():
-            raise BadInputError("text contains nothing speakable", self.engine_id)
+            raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
         return pcm, voice.info.sample_rate
 
 

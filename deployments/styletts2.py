@@ -51,6 +51,7 @@ from pydantic import Field, field_validator
 
 from deployments import local_model
 from deployments.base import (
+    NOTHING_SPEAKABLE,
     AudioChunk,
     AudioResult,
     BadInputError,
@@ -419,7 +420,7 @@ class StyleTTS2(local_model.LocalModelEngine):
             raise EngineUnavailableError("no reference samples to clone from", self.engine_id)
         sentences = [s for s in split_sentences(text) if _speakable(s)]
         if not sentences:
-            raise BadInputError("text contains nothing speakable", self.engine_id)
+            raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
         return sentences, _inference_kwargs(request.settings_as(StyleTTS2Settings))
 
     async def _style(self, request: SynthesisRequest) -> tuple[Any, local_model.Conditioning]:

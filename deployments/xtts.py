@@ -334,7 +334,9 @@ class XTTS(local_model.LocalModelEngine):
                 why = f"not configured; loaded variants: {', '.join(self.variants) or 'none'}"
             else:
                 why = "not loaded"
-            raise EngineUnavailableError(f"XTTS variant {name!r} is not loaded ({why})", self.engine_id)
+            # `why` may name model directories; the variant's name is a validated VoiceId.
+            raise EngineUnavailableError(f"XTTS variant {name!r} is not loaded ({why})", self.engine_id,
+                                         public=f"XTTS variant {name!r} is not loaded")
         language = variant.language(request.language)
         if language is None:
             raise EngineUnavailableError(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chorus.personalities import LanguageCode, PersonalitySpec
-from chorus.router import Attempt
+from chorus.router import AttemptOut
 from chorus.samples.report import QualityReport
 from chorus.samples.storage import StoredSample
 from chorus.stores.base import FileProblem, PersonalityStatus
@@ -81,7 +81,10 @@ class RejectedOut(ErrorOut):
 
     problem: str
     checks: list[dict]
+    similarity: float | None = Field(
+        None, description="speaker_mismatch: the lowest cosine similarity to the personality's samples."
+    )
 
 
 class AllFailedOut(ErrorOut):
-    attempts: list[Attempt]
+    attempts: list[AttemptOut]

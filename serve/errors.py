@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,10 +14,12 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from chorus.auth.keys import caller_name
+from chorus.auth.scopes import Scope
 from chorus.quotas import QuotaExceeded
 from chorus.request_id import id_header, request_id
-from chorus.router import AllEnginesFailed
-from chorus.samples.report import SampleRejected
+from chorus.router import AllEnginesFailed, Attempt
+from chorus.safe_text import scrubbed
+from chorus.samples.report import SampleRejected, SpeakerMismatch
 from chorus.samples.storage import (
     DuplicateSample,
     SampleIdConflict,
@@ -53,15 +56,17 @@ def _is_openai(request: Request) -> bool:
 
 
 def error_response(request: Request, status: int, detail: str, param: str | None = None,
-                   extra: dict[str, Any] | None = None, code: str | None = None) -> JSONResponse:
-    """`code` is a machine-readable reason (OpenAI's `error.code`, e.g. `invalid_api_key`)."""
+                   extra: dict[str, Any] | None = None, code: str | None = None,
+                   logged: str | None = None) -> JSONResponse:
+    """`code` is a machine-readable reason (OpenAI's `error.code`, e.g. `invalid_api_key`);
+    `logged` the whole story when the client is told less (`detail`)."""
     if _is_openai(request):
         kind = "invalid_request_error" if status < 500 else "server_error"
         body: dict[str, Any] = {"error": {"message": detail, "type": kind, "param": param, "code": code}}
     else:
         body = {"detail": detail} | ({"code": code} if code else {})
     body.update(extra or {})
-    _log(request, status, detail)
+    _log(request, status, logged or detail)
     return JSONResponse(body, status_code=status)
 
 
@@ -70,6 +75,16 @@ def quota_refusal(request: Request, err: QuotaExceeded) -> JSONResponse:
     response = error_response(request, 429, err.detail, code="rate_limit_exceeded", extra={"limit": err.window.describe()})
     response.headers.update({"Retry-After": str(err.window.resets_in()), **err.window.headers()})
     return response
+
+
+def bad_input_detail(err: BadInputError) -> str:
+    """What a caller is told about input an engine refused: the engine's own words only
+    when it vouches they are safe (`public`); a provider's answer stays in the log."""
+    if err.public:
+        return scrubbed(err.public)
+    if isinstance(err, TextTooLongError):
+        return f"the text is too long for {err.engine} (its limit per request is {err.limit})"
+    return f"{err.engine or 'the engine'} refused the input as invalid"
 
 
 def _log(request: Request, status: int, detail: str) -> None:
@@ -98,7 +113,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BadInputError)
     async def _bad_input(request: Request, err: BadInputError) -> JSONResponse:
         extra = {"limit": err.limit} if isinstance(err, TextTooLongError) else None
-        return error_response(request, err.status_code, str(err), extra=extra)
+        return error_response(request, err.status_code, bad_input_detail(err), extra=extra, logged=str(err))
 
     @app.exception_handler(QuotaExceeded)
     async def _quota(request: Request, err: QuotaExceeded) -> JSONResponse:
@@ -106,18 +121,24 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AllEnginesFailed)
     async def _all_failed(request: Request, err: AllEnginesFailed) -> JSONResponse:
-        if err.attempts:
-            detail = "no engine could speak this: " + "; ".join(
-                f"{a.engine} {a.outcome} ({a.reason})" for a in err.attempts
-            )
-        else:
-            detail = "no engine is configured to speak this"
-        return error_response(request, 503, detail, extra={"attempts": [a.model_dump() for a in err.attempts]})
+        def said(reason: Callable[[Attempt], str]) -> str:
+            if not err.attempts:
+                return "no engine is configured to speak this"
+            return "no engine could speak this: " + "; ".join(f"{a.engine} {a.outcome} ({reason(a)})" for a in err.attempts)
+
+        shown = [a.shown().model_dump() for a in err.attempts]
+        return error_response(request, 503, said(lambda a: a.reason), extra={"attempts": shown},
+                              logged=said(lambda a: a.detail))
 
     @app.exception_handler(SampleRejected)
     async def _rejected(request: Request, err: SampleRejected) -> JSONResponse:
         checks = [c.model_dump(mode="json") for c in err.checks]
-        return error_response(request, 422, err.reason, extra={"problem": err.problem, "checks": checks})
+        extra: dict[str, Any] = {"problem": err.problem, "checks": checks}
+        detail = err.reason
+        if isinstance(err, SpeakerMismatch):
+            extra["similarity"] = err.similarity
+            detail += f"; a key with the {Scope.ADMIN.value!r} scope may store it anyway with the form field force=true"
+        return error_response(request, 422, detail, extra=extra)
 
     @app.exception_handler(SampleStoreError)
     async def _sample_store(request: Request, err: SampleStoreError) -> JSONResponse:

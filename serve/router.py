@@ -12,10 +12,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel
 
+from chorus.safe_text import PublicText
 from chorus.sentences import pack
 from chorus.utterance import Utterance
 from deployments.base import (
@@ -34,10 +35,44 @@ from deployments.base import (
 log = logging.getLogger(__name__)
 
 
-class Attempt(BaseModel):
+Outcome = Literal["skipped", "unavailable", "failed", "timeout"]
+
+# What clients are told when the engine said nothing it vouches is safe to show
+# (`EngineError.public`): an engine's own reason may name model files, endpoints, buckets
+# or quote its provider, so it goes to the log only.
+UNAVAILABLE = "the engine cannot serve this now"
+FAILED = "the engine failed"
+UNHEALTHY = "unhealthy"
+
+
+class AttemptOut(BaseModel):
+    """What a client is told about one engine's part in a request (the 503 body,
+    `X-Chorus-Fallback`): the outcome, and a short message picked by its cause."""
+
     engine: EngineId
-    outcome: Literal["skipped", "unavailable", "failed", "timeout"]
+    outcome: Outcome
+    reason: PublicText
+
+
+class Attempt(AttemptOut):
+    """An attempt as the ingress knows it: `detail` is the whole reason, for the log."""
+
+    detail: str
+
+    def shown(self) -> AttemptOut:
+        return AttemptOut(engine=self.engine, outcome=self.outcome, reason=self.reason)
+
+
+class Skip(NamedTuple):
+    """Why the plan passes over an engine: what clients see, and the whole story."""
+
     reason: str
+    detail: str
+
+    @classmethod
+    def plain(cls, reason: str) -> Skip:
+        """A reason of the router's own words, the same for clients and the log."""
+        return cls(reason, reason)
 
 
 class AllEnginesFailed(Exception):
@@ -132,32 +167,33 @@ class Router:
         # personality name, engine -> the stored samples that engine clones from
         self.sample_refs = sample_refs
 
-    def plan(self, utterance: Utterance, statuses: Statuses) -> list[tuple[EngineId, str | None]]:
+    def plan(self, utterance: Utterance, statuses: Statuses) -> list[tuple[EngineId, Skip | None]]:
         """The engines in the order to try them, each with why it is skipped (or None)."""
         spec = utterance.personality.spec
         order = spec.chain()
         if utterance.provider is not None:
             order = [utterance.provider, *(e for e in order if e != utterance.provider)]
-        plan: list[tuple[EngineId, str | None]] = []
+        plan: list[tuple[EngineId, Skip | None]] = []
         for engine in order:
             cfg = spec.providers.get(engine)
             status = statuses.get(engine)
             if cfg is None:
-                reason: str | None = "not configured for this personality"
+                skip: Skip | None = Skip.plain("not configured for this personality")
             elif not cfg.enabled:
-                reason = "disabled for this personality"
+                skip = Skip.plain("disabled for this personality")
             elif engine not in self.board.handles:
-                reason = "not deployed in this application"
+                skip = Skip.plain("not deployed in this application")
             elif status is None:
-                reason = "status unknown (engine not answering)"
+                skip = Skip.plain("status unknown (engine not answering)")
             elif not status.health.healthy:
-                reason = f"unhealthy: {status.health.reason}"
+                skip = Skip(UNHEALTHY, f"{UNHEALTHY}: {status.health.reason}")
             elif not status.capabilities.speaks(utterance.language, cfg.voice):
+                # Both validated identifiers (VoiceId, LanguageCode): safe to show.
                 who = f"voice {cfg.voice!r}" if cfg.voice else "no loaded voice"
-                reason = f"{who} does not speak {utterance.language!r}"
+                skip = Skip.plain(f"{who} does not speak {utterance.language!r}")
             else:
-                reason = None
-            plan.append((engine, reason))
+                skip = None
+            plan.append((engine, skip))
         return plan
 
     async def _samples_for(self, utterance: Utterance, engine: EngineId, status: EngineStatus) -> list[VoiceSampleRef]:
@@ -197,7 +233,7 @@ class Router:
         statuses = await self.board.statuses()
         for engine, skip in self.plan(utterance, statuses):
             if skip is not None:
-                attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip))
+                attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip.reason, detail=skip.detail))
                 continue
             yield engine, await self._requests(utterance, engine, statuses[engine])
 
@@ -291,8 +327,10 @@ def _describe(err: BaseException) -> str:
 def _attempt(engine: EngineId, err: BaseException, timeout: float | None) -> Attempt:
     err = _unwrap(err)
     if isinstance(err, TimeoutError):
-        return Attempt(engine=engine, outcome="timeout", reason=f"no audio within {timeout:g} s")
+        said = f"no audio within {timeout:g} s"
+        return Attempt(engine=engine, outcome="timeout", reason=said, detail=said)
+    public = err.public if isinstance(err, EngineError) else None
     if isinstance(err, EngineUnavailableError):
-        return Attempt(engine=engine, outcome="unavailable", reason=err.reason)
+        return Attempt(engine=engine, outcome="unavailable", reason=public or UNAVAILABLE, detail=err.reason)
     log.warning("engine %s failed: %r", engine, err)
-    return Attempt(engine=engine, outcome="failed", reason=_describe(err))
+    return Attempt(engine=engine, outcome="failed", reason=public or FAILED, detail=_describe(err))

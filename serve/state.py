@@ -1,5 +1,5 @@
 """What the routes of one ingress replica share, handed to them as FastAPI dependencies:
-the replica's state, and the personality a path names."""
+the replica's state, the personality a path names, and whether the caller is an admin."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from chorus.auth.config import AuthConfig
+from chorus.auth.keys import caller
 from chorus.auth.ring import KeyRing
+from chorus.auth.scopes import Scope
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import Personality
 from chorus.quotas import Quotas, QuotasConfig
@@ -86,3 +88,21 @@ async def _path_personality(name: str, chorus: ChorusState) -> Personality:
 
 PersonalityDep = Annotated[Personality, Depends(_path_personality)]
 """The personality named by the path's `{name}` (404 when there is none)."""
+
+
+def is_admin(request: Request, chorus: Chorus) -> bool:
+    """Whether the caller may see details (file paths, engines' own reasons) and override
+    checks: its key has `admin`, or keys are off (then the ingress is loopback only,
+    and whoever reaches it runs it). A public route's caller has no key: not an admin."""
+    if chorus.keys is None:
+        return True
+    key = caller(request)
+    return key is not None and key.allows(Scope.ADMIN)
+
+
+async def _admin(request: Request, chorus: ChorusState) -> bool:
+    return is_admin(request, chorus)
+
+
+AdminCaller = Annotated[bool, Depends(_admin)]
+"""True when the caller is an admin (`is_admin`)."""

@@ -5,12 +5,14 @@ stored."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Literal, get_args
 
 from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
 from chorus.api import ErrorOut, RejectedOut
+from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import (
@@ -21,12 +23,14 @@ from chorus.personalities import (
     parse_spec,
 )
 from chorus.quotas import SpendDep
+from chorus.request_id import request_id
 from chorus.routes.speech import SPEECH_RESPONSES, check_text, checked_utterance, speak
 from chorus.state import ChorusState
 from chorus.uploads import read_multipart
 from deployments.base import AudioFormat
 from deployments.settings import cloning_windows
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"])
 
 # The engines whose settings declare a sample window.
@@ -86,6 +90,8 @@ async def clone(request: Request, chorus: ChorusState, spend: SpendDep) -> Respo
         # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
         reference = await asyncio.to_thread(chorus.samples.ingest.reference, data, engine, language)
         one_off = Personality(name="one-off-clone", spec=spec)
-        return await speak(chorus, checked_utterance(
+        log.info("clone with %s: %d-byte reference, %d characters [request %s, key %s]", engine, len(data), len(text),
+                 request_id(request), caller_name(request))
+        return await speak(request, chorus, checked_utterance(
             chorus, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
         ))

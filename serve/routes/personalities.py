@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from typing import Any
 
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from chorus.api import ErrorOut, PersonalityList, PersonalityOut
+from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import JSON_TYPES, TOO_DEEP, ChorusHTTPError
 from chorus.personalities import (
@@ -21,18 +23,39 @@ from chorus.personalities import (
     parse_document,
     parse_spec,
 )
-from chorus.state import Chorus, ChorusState, PersonalityDep
-from chorus.stores.base import ReadOnlyStoreError
+from chorus.request_id import request_id
+from chorus.safe_text import public_source, scrubbed
+from chorus.state import AdminCaller, Chorus, ChorusState, PersonalityDep
+from chorus.stores.base import FileProblem, ReadOnlyStoreError
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/personalities", tags=["personalities"])
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
-def personality_out(chorus: Chorus, personality: Personality) -> PersonalityOut:
+def personality_out(chorus: Chorus, personality: Personality, admin: bool) -> PersonalityOut:
+    """A personality as the caller may see it: without `admin`, no absolute paths (where
+    the file lives says how the host is laid out) and no samples named by other URLs than
+    http(s) (a `file://` URL is a path, an `s3://` one names a bucket; nothing fetches
+    them, the operator fetches http(s) only)."""
     status = chorus.store.status(personality.name)
     assert status is not None
-    return PersonalityOut(**personality.to_resource(), status=status)
+    if admin:
+        return PersonalityOut(**personality.to_resource(), status=status)
+    samples = [s for s in personality.spec.voice_samples if s.url is None or s.url.scheme in ("http", "https")]
+    shown = personality.model_copy(update={"spec": personality.spec.model_copy(update={"voice_samples": samples})})
+    status = status.model_copy(update={
+        "source": public_source(status.source), "error": status.error and scrubbed(status.error),
+    })
+    return PersonalityOut(**shown.to_resource(), status=status)
+
+
+def shown_problems(chorus: Chorus, admin: bool) -> list[FileProblem]:
+    problems = chorus.store.problems()
+    if admin:
+        return problems
+    return [FileProblem(source=public_source(p.source), error=scrubbed(p.error)) for p in problems]
 
 
 async def parse_body(raw: bytes, content_type: str) -> Any:
@@ -59,15 +82,15 @@ async def parse_body(raw: bytes, content_type: str) -> Any:
 
 
 @router.get("", response_model=PersonalityList, response_model_exclude_none=True, openapi_extra=needs(Scope.SPEAK))
-async def list_personalities(chorus: ChorusState) -> PersonalityList:
-    items = [personality_out(chorus, p) for n in chorus.store.names() if (p := chorus.store.get(n))]
-    return PersonalityList(items=items, problems=chorus.store.problems())
+async def list_personalities(chorus: ChorusState, admin: AdminCaller) -> PersonalityList:
+    items = [personality_out(chorus, p, admin) for n in chorus.store.names() if (p := chorus.store.get(n))]
+    return PersonalityList(items=items, problems=shown_problems(chorus, admin))
 
 
 @router.get("/{name}", response_model=PersonalityOut, response_model_exclude_none=True,
             responses={404: {"model": ErrorOut}}, openapi_extra=needs(Scope.SPEAK))
-async def get_personality(personality: PersonalityDep, chorus: ChorusState) -> PersonalityOut:
-    return personality_out(chorus, personality)
+async def get_personality(personality: PersonalityDep, chorus: ChorusState, admin: AdminCaller) -> PersonalityOut:
+    return personality_out(chorus, personality, admin)
 
 
 @router.put(
@@ -98,19 +121,21 @@ async def put_personality(name: str, request: Request, chorus: ChorusState) -> J
         created = await asyncio.to_thread(chorus.store.put, personality)
     except ReadOnlyStoreError as err:
         raise ChorusHTTPError(405, err.reason) from None
-    return JSONResponse(
-        personality_out(chorus, personality).model_dump(mode="json", by_alias=True, exclude_none=True),
+    return JSONResponse(  # writing needs `admin`, so the writer sees everything
+        personality_out(chorus, personality, admin=True).model_dump(mode="json", by_alias=True, exclude_none=True),
         status_code=201 if created else 200,
     )
 
 
 @router.delete("/{name}", status_code=204, responses={404: {"model": ErrorOut}, 405: {"model": ErrorOut}},
                 openapi_extra=needs(Scope.ADMIN))
-async def delete_personality(name: str, chorus: ChorusState) -> Response:
+async def delete_personality(name: str, request: Request, chorus: ChorusState) -> Response:
     try:
         deleted = await asyncio.to_thread(chorus.samples.delete_personality, name)
     except ReadOnlyStoreError as err:
         raise ChorusHTTPError(405, err.reason) from None
     if not deleted:
         raise ChorusHTTPError(404, f"personality {name!r} not found")
+    log.info("deleted personality %r and its samples [request %s, key %s]", name, request_id(request),
+             caller_name(request))
     return Response(status_code=204)

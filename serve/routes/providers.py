@@ -7,20 +7,33 @@ from fastapi.responses import JSONResponse
 
 from chorus.api import ProviderOut, ProvidersOut
 from chorus.auth.scopes import PUBLIC, Scope, needs
-from chorus.state import ChorusState
-from deployments.base import ENGINE_IDS
+from chorus.state import AdminCaller, ChorusState
+from deployments.base import ENGINE_IDS, EngineStatus, Health
 
 router = APIRouter()
 
 
 @router.get("/v1/providers", response_model=ProvidersOut, tags=["engines"], summary="Engines: capabilities and health",
             openapi_extra=needs(Scope.SPEAK))
-async def providers(chorus: ChorusState) -> ProvidersOut:
+async def providers(chorus: ChorusState, admin: AdminCaller) -> ProvidersOut:
     statuses = await chorus.board.statuses(fresh=True)
     return ProvidersOut(providers=[
-        ProviderOut(**statuses[e].model_dump(), timeout_s=chorus.config.timeouts.get(e))
+        ProviderOut(**shown_status(statuses[e], admin).model_dump(), timeout_s=chorus.config.timeouts.get(e))
         for e in ENGINE_IDS if e in statuses
     ])
+
+
+def shown_health(health: Health, admin: bool) -> Health:
+    """An engine's health as the caller may see it: an engine's reason names model files,
+    endpoints or quotes its provider, so only admins read it."""
+    if admin or health.reason is None:
+        return health
+    said = "unhealthy" if not health.healthy else "serving, with problems"
+    return health.model_copy(update={"reason": f"{said} (details for admin keys and in the server log)"})
+
+
+def shown_status(status: EngineStatus, admin: bool) -> EngineStatus:
+    return status.model_copy(update={"health": shown_health(status.health, admin)})
 
 
 @router.get("/healthz", tags=["probes"], summary="The ingress process is up", openapi_extra=needs(PUBLIC))
@@ -30,7 +43,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["probes"], summary="Ready when the personalities are loaded and at least one engine is healthy",
             openapi_extra=needs(PUBLIC))
-async def readyz(chorus: ChorusState) -> JSONResponse:
+async def readyz(chorus: ChorusState, admin: AdminCaller) -> JSONResponse:
     statuses = await chorus.board.statuses()
     healthy = [e for e, s in statuses.items() if s.health.healthy]
     # Not ready before the personalities are listed: a new replica would answer 404.
@@ -38,7 +51,7 @@ async def readyz(chorus: ChorusState) -> JSONResponse:
     body = {
         "ready": ready,
         "personalitiesLoaded": chorus.store.loaded,
-        "engines": {e: s.health.model_dump() for e, s in statuses.items()},
+        "engines": {e: shown_health(s.health, admin).model_dump() for e, s in statuses.items()},
         "personalities": len(chorus.store.names()),
     }
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -4,35 +4,44 @@ read (metadata or audio), delete."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from chorus.api import ErrorOut, RejectedOut, UploadOut
+from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import LanguageCode
+from chorus.request_id import request_id
 from chorus.samples.storage import StoredSample
-from chorus.state import ChorusState, PersonalityDep
+from chorus.state import ChorusState, PersonalityDep, is_admin
 from chorus.uploads import read_multipart
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/personalities/{name}/samples", tags=["samples"])
 
 LanguageCodeCheck = TypeAdapter(LanguageCode)
+ForceCheck = TypeAdapter(bool)
 
 
 @router.post(
     "",
     status_code=201,
     response_model=UploadOut,
-    responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 413: {"model": ErrorOut},
+    responses={403: {"model": ErrorOut, "description": "force=true from a key without admin."},
+               404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 413: {"model": ErrorOut},
                415: {"model": ErrorOut}, 422: {"model": RejectedOut}},
-    summary="Upload a reference recording (multipart: file, language, notes?, id?)",
+    summary="Upload a reference recording (multipart: file, language, notes?, id?, force?)",
     openapi_extra=needs(Scope.SAMPLES) | {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],
         "properties": {"file": {"type": "string", "format": "binary"}, "language": {"type": "string"},
-                       "notes": {"type": "string"}, "id": {"type": "string"}},
+                       "notes": {"type": "string"}, "id": {"type": "string"},
+                       "force": {"type": "boolean", "default": False,
+                                 "description": "store it even if the speaker differs from the other samples "
+                                                "(needs the admin scope)"}},
     }}}}},
 )
 async def upload_sample(personality: PersonalityDep, request: Request, chorus: ChorusState) -> JSONResponse:
@@ -42,13 +51,26 @@ async def upload_sample(personality: PersonalityDep, request: Request, chorus: C
         LanguageCodeCheck.validate_python(language)
     except Exception:
         raise ChorusHTTPError(422, f"language {language!r} is not a language code like 'en' or 'en-US'") from None
+    force = _force(form.get("force"))
+    if force and not is_admin(request, chorus):
+        raise ChorusHTTPError(403, f"force=true needs the {Scope.ADMIN.value!r} scope, which the key "
+                                   f"{caller_name(request)!r} lacks", extra={"code": "insufficient_scope"})
     notes = form.get("notes")
     sample_id = form.get("id")
     result = await asyncio.to_thread(
         chorus.samples.upload, personality, data, language=language,
-        notes=str(notes) if notes else None, sample_id=str(sample_id) if sample_id else None,
+        notes=str(notes) if notes else None, sample_id=str(sample_id) if sample_id else None, force=force,
     )
+    log.info("uploaded sample %r to %r: %d bytes, %.1f s%s [request %s, key %s]", result.sample.id, personality.name,
+             len(data), result.sample.duration, " (forced)" if force else "", request_id(request), caller_name(request))
     return JSONResponse(UploadOut(sample=result.sample, report=result.report).model_dump(mode="json"), status_code=201)
+
+
+def _force(value: str | None) -> bool:
+    try:
+        return ForceCheck.validate_python(value or False)
+    except ValidationError:
+        raise ChorusHTTPError(422, f"force: {value!r} is not true or false", param="force") from None
 
 
 @router.get("", response_model=list[StoredSample], responses={404: {"model": ErrorOut}},
@@ -77,7 +99,9 @@ async def sample_audio(personality: PersonalityDep, sample_id: str, chorus: Chor
 
 @router.delete("/{sample_id}", status_code=204, responses={404: {"model": ErrorOut}},
                openapi_extra=needs(Scope.SAMPLES))
-async def delete_sample(personality: PersonalityDep, sample_id: str, chorus: ChorusState) -> Response:
+async def delete_sample(personality: PersonalityDep, sample_id: str, request: Request, chorus: ChorusState) -> Response:
     await asyncio.to_thread(chorus.samples.delete, personality, sample_id)
+    log.info("deleted sample %r of %r [request %s, key %s]", sample_id, personality.name, request_id(request),
+             caller_name(request))
     return Response(status_code=204)
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from chorus import encoding
 from chorus.api import AllFailedOut, ErrorOut, OpenAISpeechRequest, SpeechRequest
+from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError, require_json
 from chorus.personalities import Personality
 from chorus.quotas import SpendDep
+from chorus.request_id import request_id
 from chorus.router import Attempt, Routed
+from chorus.safe_text import header_value
 from chorus.state import Chorus, ChorusState, PersonalityDep, personality_or_404
 from chorus.utterance import Utterance
 from deployments.base import (
@@ -28,6 +32,7 @@ from deployments.base import (
     language_matches,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["speech"])
 
 OPENAI_MODELS = frozenset({"tts-1", "tts-1-hd", "gpt-4o-mini-tts"})
@@ -46,24 +51,33 @@ SPEECH_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def fallback_header(attempts: list[Attempt]) -> str:
-    """RFC 8941 structured-field list: `piper;outcome=failed;reason="..."`."""
+    """RFC 8941 structured-field list: `piper;outcome=failed;reason="..."`, with the
+    reasons clients may see (`Attempt.reason`), in visible ASCII."""
     items = []
     for a in attempts:
-        reason = a.reason.encode("ascii", "replace").decode().replace("\\", "\\\\").replace('"', '\\"')
-        items.append(f'{a.engine};outcome={a.outcome};reason="{reason[:300]}"')
+        reason = header_value(a.reason).replace("\\", "\\\\").replace('"', '\\"')
+        items.append(f'{header_value(a.engine)};outcome={a.outcome};reason="{reason}"')
     return ", ".join(items)
 
 
 def chorus_headers(routed: Routed, started: float) -> dict[str, str]:
     headers = {
-        "X-Chorus-Provider": routed.engine,
+        "X-Chorus-Provider": header_value(routed.engine),
         "X-Chorus-Latency-Ms": f"{(time.perf_counter() - started) * 1000:.1f}",
     }
-    if routed.variant:
-        headers["X-Chorus-Variant"] = routed.variant
+    if routed.variant:  # the engine's word: a model variant's name
+        headers["X-Chorus-Variant"] = header_value(routed.variant)
     if routed.attempts:
         headers["X-Chorus-Fallback"] = fallback_header(routed.attempts)
     return headers
+
+
+def log_fallback(request: Request, routed: Routed) -> None:
+    """The whole story of the engines passed over, which clients see only in short."""
+    if any(a.outcome != "skipped" for a in routed.attempts):
+        log.info("%s spoke after: %s [request %s, key %s]", routed.engine,
+                 "; ".join(f"{a.engine} {a.outcome} ({a.detail})" for a in routed.attempts),
+                 request_id(request), caller_name(request))
 
 
 def check_text(chorus: Chorus, text: str, param: str = "text") -> None:
@@ -109,18 +123,20 @@ def checked_utterance(
                      samples=samples, format=fmt, stream=stream)
 
 
-async def speak(chorus: Chorus, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
+async def speak(request: Request, chorus: Chorus, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
     """Route the utterance and answer with its audio (resampled to `sample_rate` if given)."""
     started = time.perf_counter()
     fmt = utterance.format
     if utterance.stream:
         routed = await chorus.router.stream(utterance)
+        log_fallback(request, routed)
         return StreamingResponse(
             _stream_body(routed.chunks, fmt, routed.sample_rate),
             media_type=encoding.media_type(fmt, routed.sample_rate),
             headers=chorus_headers(routed, started),
         )
     routed_audio = await chorus.router.synthesize(utterance)
+    log_fallback(request, routed_audio)
     audio = routed_audio.audio
     if sample_rate is not None:
         audio = audio.model_copy(update={"pcm": encoding.resample(audio.pcm, audio.sample_rate, sample_rate),
@@ -145,12 +161,12 @@ async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, samp
     summary="Speak text in a personality's voice",
     openapi_extra=needs(Scope.SPEAK),
 )
-async def personality_speech(personality: PersonalityDep, body: SpeechRequest, chorus: ChorusState,
-                             spend: SpendDep) -> Response:
+async def personality_speech(request: Request, personality: PersonalityDep, body: SpeechRequest,
+                             chorus: ChorusState, spend: SpendDep) -> Response:
     said = checked_utterance(chorus, personality, body.text, language=body.language, provider=body.provider,
                              fmt=body.format, stream=body.stream)
     async with spend.synthesis(personality.name, len(said.text)):
-        return await speak(chorus, said)
+        return await speak(request, chorus, said)
 
 
 @router.post(
@@ -161,7 +177,7 @@ async def personality_speech(personality: PersonalityDep, body: SpeechRequest, c
     summary="OpenAI-compatible speech (voice = personality name)",
     openapi_extra=needs(Scope.SPEAK),
 )
-async def openai_speech(body: OpenAISpeechRequest, chorus: ChorusState, spend: SpendDep) -> Response:
+async def openai_speech(request: Request, body: OpenAISpeechRequest, chorus: ChorusState, spend: SpendDep) -> Response:
     if body.model in ENGINE_IDS:
         provider: EngineId | None = body.model  # type: ignore[assignment]
     elif body.model in OPENAI_MODELS:
@@ -176,4 +192,4 @@ async def openai_speech(body: OpenAISpeechRequest, chorus: ChorusState, spend: S
                      text_param="input")
     async with spend.synthesis(personality.name, len(said.text)):
         # OpenAI's pcm is 24 kHz; clients assume that rate.
-        return await speak(chorus, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)
+        return await speak(request, chorus, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)

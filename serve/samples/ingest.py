@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from chorus.samples.audio import DecodedAudio, canonical_wav, decode_audio
 from chorus.samples.models import SampleModels
 from chorus.samples.quality import SampleChecker
-from chorus.samples.report import QualityReport
+from chorus.samples.report import QualityReport, SpeakerMismatch
 from chorus.samples.speaker import SpeakerComparer
 from chorus.samples.storage import (
     DuplicateSample,
@@ -60,10 +60,12 @@ class SampleIngest:
         notes: str | None = None,
         admit: Callable[[SampleMeta], None] | None = None,
         max_samples: int | None = None,
+        force: bool = False,
     ) -> IngestResult:
         """Everything an upload goes through, in order of cost: decode (SampleRejected),
         duplicate check (DuplicateSample), quality checks (SampleRejected with the table),
-        speaker consistency against the personality's other samples (a warning), `admit`
+        speaker consistency against the personality's other samples (SpeakerMismatch with
+        the similarity; with `force` only a warning, kept in the metadata), `admit`
         (the caller's last word on the sample about to be stored, raising to refuse it),
         store (at most `max_samples` per personality: SampleLimitReached).
         Nothing is written unless every step before `put` passed."""
@@ -89,9 +91,14 @@ class SampleIngest:
         # is fetched and decoded only on a cache miss.
         loaders = {sid: functools.partial(self._decoded, personality, sid) for sid in others}
         speaker = self.speakers.check(
-            audio, loaders, key=digest, other_keys={sid: s.sha256 for sid, s in others.items()}
+            audio, loaders, key=digest, other_keys={sid: s.sha256 for sid, s in others.items()},
+            severity="warning" if force else "hard",
         )
         report = report.with_checks([speaker])
+        if not speaker.passed and not force:
+            # A voice cloned from a mix of speakers is nobody's: a mismatch is refused
+            # unless whoever may decide that says so (`force`).
+            raise SpeakerMismatch(f"sample {speaker.message}", speaker.value or 0.0, report.checks)
         meta = SampleMeta.from_report(
             report, id=sample_id or default_sample_id(digest), language=language, notes=notes
         )

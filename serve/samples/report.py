@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 Severity = Literal["hard", "warning"]
 ProblemCode = Literal[
     "empty", "too_large", "undecodable", "unsupported_format", "unsupported_codec",
-    "truncated", "too_long", "quality",
+    "truncated", "too_long", "quality", "speaker_mismatch",
 ]
 
 
@@ -93,3 +93,14 @@ class SampleRejected(ValueError):
 
     def __str__(self) -> str:
         return self.reason
+
+
+class SpeakerMismatch(SampleRejected):
+    """The upload sounds like someone else than the personality's other samples;
+    `similarity` is the lowest score against them (the same speaker scores above the
+    `speaker_consistency` check's threshold)."""
+
+    def __init__(self, reason: str, similarity: float, checks: list[CheckResult] | None = None) -> None:
+        super().__init__(reason, "speaker_mismatch", checks)
+        self.args = (reason, similarity, self.checks)
+        self.similarity = similarity

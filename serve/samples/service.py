@@ -95,17 +95,19 @@ class SampleService:
     # --- writes ----------------------------------------------------------------------
 
     def upload(self, personality: Personality, data: bytes, *, language: str, notes: str | None,
-               sample_id: str | None) -> IngestResult:
+               sample_id: str | None, force: bool = False) -> IngestResult:
         """Check and store a recording, then mirror it into `voiceSamples`. A full
         personality is refused (SampleLimitReached) before the costly checks; the store
-        checks again under its lock, so concurrent uploads cannot overshoot."""
+        checks again under its lock, so concurrent uploads cannot overshoot. A different
+        speaker than the stored samples is refused (SpeakerMismatch) unless `force`:
+        who may force is the caller's to decide."""
         name, limit = personality.name, self.config.max_samples
         if len(self.store.list(name)) >= limit:
             raise SampleLimitReached(name, limit)
         result = self.ingest.add(
             name, data,
             engines=cloning_engines(personality.spec), sample_id=sample_id, language=language, notes=notes,
-            admit=functools.partial(self._admit, name), max_samples=limit,
+            admit=functools.partial(self._admit, name), max_samples=limit, force=force,
         )
         self._listings.pop(name, None)
         self._mirror(name)

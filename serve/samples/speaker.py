@@ -13,7 +13,7 @@ import numpy as np
 
 from chorus.samples.audio import CANONICAL_RATE, DecodedAudio, resample
 from chorus.samples.models import SampleModels
-from chorus.samples.report import CheckResult
+from chorus.samples.report import CheckResult, Severity
 
 # Resemblyzer cosine similarity: recordings of one speaker score ~0.85-0.97, different
 # speakers ~0.5-0.7 (measured: Piper voice vs. itself 0.96, vs. pitch/formant-shifted 0.5-0.67).
@@ -74,13 +74,15 @@ class SpeakerComparer:
         *,
         key: str | None = None,
         other_keys: Mapping[str, str] | None = None,
+        severity: Severity = "hard",
     ) -> CheckResult:
-        """Warning check: does `audio` sound like the same speaker as every sample in
-        `others` (id -> audio, or a loader of it)? Names the samples that differ.
-        `key`/`other_keys` are cache keys (sha256) for the embeddings."""
+        """Does `audio` sound like the same speaker as every sample in `others` (id ->
+        audio, or a loader of it)? Names the samples that differ. `key`/`other_keys` are
+        cache keys (sha256) for the embeddings; `severity` is "warning" when a mismatch
+        is to be stored anyway."""
         if not others:
             return CheckResult(
-                name="speaker_consistency", passed=True, severity="warning", unit="cosine",
+                name="speaker_consistency", passed=True, severity=severity, unit="cosine",
                 threshold=SAME_SPEAKER_MIN_SIMILARITY, message="first sample of this personality",
             )
         mine = self.embed(audio, key)
@@ -92,7 +94,7 @@ class SpeakerComparer:
         worst = scores[worst_id]
         differ = sorted((s for s, v in scores.items() if v < SAME_SPEAKER_MIN_SIMILARITY), key=lambda s: scores[s])
         return CheckResult(
-            name="speaker_consistency", passed=not differ, severity="warning",
+            name="speaker_consistency", passed=not differ, severity=severity,
             value=round(worst, 3), threshold=SAME_SPEAKER_MIN_SIMILARITY, unit="cosine",
             message=(
                 f"same speaker as the other samples (lowest similarity {worst:.2f}, {worst_id})"

@@ -26,7 +26,8 @@ from pydantic import ValidationError
 
 from chorus.samples.audio import CANONICAL_RATE, decode_audio
 from chorus.samples.ingest import SampleIngest
-from chorus.samples.report import SampleRejected
+from chorus.samples.report import SampleRejected, SpeakerMismatch
+from chorus.samples.speaker import SAME_SPEAKER_MIN_SIMILARITY
 from chorus.samples.storage import (
     DirectorySampleStore,
     DuplicateSample,
@@ -297,7 +298,14 @@ def test_ingest_accepts_dedupes_and_compares_speakers(
     same = ingest.add(P, uploads["same_speaker"], engines=ENGINES, sample_id="studio-2")
     assert same.report.check("speaker_consistency").passed, same.report.check("speaker_consistency")
 
-    other = ingest.add(P, uploads["other_speaker"], engines=ENGINES, sample_id="guest")
+    # A different speaker is refused with the lowest similarity, and nothing is stored ...
+    with pytest.raises(SpeakerMismatch) as mismatch:
+        ingest.add(P, uploads["other_speaker"], engines=ENGINES, sample_id="guest")
+    refused = next(c for c in mismatch.value.checks if c.name == "speaker_consistency")
+    assert refused.severity == "hard" and mismatch.value.similarity == refused.value < SAME_SPEAKER_MIN_SIMILARITY
+    assert [x.id for x in store.list(P)] == ["studio-1", "studio-2"]
+    # ... unless forced: then it is a warning.
+    other = ingest.add(P, uploads["other_speaker"], engines=ENGINES, sample_id="guest", force=True)
     speaker = other.report.check("speaker_consistency")
     print("speaker check:", speaker.message)
     assert other.report.accepted and not speaker.passed and speaker.severity == "warning"

@@ -78,17 +78,23 @@ def test_upload_list_read_delete(app: ChorusApp) -> None:
     assert stored_files(app) == []
 
 
-def test_stereo_mp3_is_mixed_resampled_and_warns_about_other_speaker(app: ChorusApp) -> None:
+def test_stereo_mp3_is_mixed_resampled_and_another_speaker_is_refused_unless_forced(app: ChorusApp) -> None:
     recs = rec.recordings()
     first = recs.clean()
     assert upload(app, rec.encode(first.samples, first.rate), id="first").status_code == 201
-    other = rec.other_speaker(recs.clean_other_text())
-    r = upload(app, rec.encode(rec.stereo(other), first.rate, "MP3", "MPEG_LAYER_III"), "other.mp3", id="other")
+    other = rec.encode(rec.stereo(rec.other_speaker(recs.clean_other_text())), first.rate, "MP3", "MPEG_LAYER_III")
+    r = upload(app, other, "other.mp3", id="other")
+    assert r.status_code == 422, r.text
+    assert r.json()["problem"] == "speaker_mismatch" and r.json()["similarity"] < 0.75
+    assert "first (similarity" in r.json()["detail"] and "force=true" in r.json()["detail"]
+    assert stored_files(app) == ["first.json", "first.wav"]
+    # Keys are off here: the caller is the local admin and may force it.
+    r = upload(app, other, "other.mp3", id="other", force="true")
     assert r.status_code == 201, r.text
     report = r.json()["report"]
     assert report["channels"] == 2 and report["codec"].upper().startswith("MPEG")
     speaker = next(c for c in report["checks"] if c["name"] == "speaker_consistency")
-    assert not speaker["passed"] and "first" in speaker["message"]
+    assert not speaker["passed"] and speaker["severity"] == "warning" and "first" in speaker["message"]
     assert any("first" in w for w in report["warnings"])
     with app.client() as c:
         for sid in ("first", "other"):

@@ -19,10 +19,10 @@ from chorus.auth.keys import KeyEntry
 from chorus.auth.scopes import PUBLIC, Scope
 from chorus.ingress import create_app
 from chorus.router import EngineBoard
+from chorus.samples.audio import canonical_wav, decode_audio
 from chorus.samples.storage import SampleMeta
 from chorus.state import Chorus, IngressConfig
-from tests import recordings as rec
-from tests.access_calls import CALLS, KEYS, LACKING, WRONG_KEY, api_routes
+from tests.access_calls import CALLS, KEYS, LACKING, WRONG_KEY, api_routes, recording
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
@@ -47,7 +47,9 @@ class AuthApi:
         self.chorus.keys.replace("test", [
             KeyEntry(name=f"{scope.value}-key", key=key, scopes=[scope]).api_key() for scope, key in KEYS.items()
         ])
-        self.chorus.samples.store.put("joe", rec.minimal_wav(0.5), SampleMeta(id="s0", duration=0.5, quality_score=1.0))
+        # The speaker of the upload the samples route is called with: a different one is refused.
+        clean = canonical_wav(decode_audio(recording()["file"][1]))
+        self.chorus.samples.store.put("joe", clean, SampleMeta(id="s0", duration=7.6, quality_score=1.0))
         self.app = create_app(self.chorus)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://chorus")
 

@@ -17,7 +17,7 @@ import yaml
 
 from chorus.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
 from chorus.ingress import create_app
-from chorus.router import EngineBoard
+from chorus.router import FAILED, UNAVAILABLE, EngineBoard
 from chorus.samples.storage import SampleMeta
 from chorus.state import Chorus, IngressConfig
 from deployments.base import (
@@ -98,7 +98,7 @@ async def test_speech_is_wav_with_the_engine_and_latency_in_headers(api: Api) ->
 
 
 async def test_fallback_is_an_rfc8941_list_and_the_variant_is_named(api: Api) -> None:
-    api.piper.error = EngineUnavailableError('voice "joe" said \\no\\ — not loaded', "piper")
+    api.piper.error = EngineUnavailableError("not loaded", "piper", public='voice "joe" said \\no\\ — not loaded')
     r = await api.client.post("/v1/personalities/joe/speech", json=speech())
     assert r.status_code == 200, r.text
     assert r.headers["x-chorus-provider"] == "google_tts" and r.headers["x-chorus-variant"] == "neural2"
@@ -177,12 +177,16 @@ async def test_malformed_json_and_other_content_types(api: Api) -> None:
 
 
 async def test_an_engines_bad_input_is_the_callers_and_not_retried(api: Api) -> None:
-    api.piper.error = BadInputError("nothing speakable in '.....'", "piper")
+    api.piper.error = BadInputError("nothing speakable in '.....'", "piper", public="nothing speakable")
     r = await api.client.post("/v1/personalities/joe/speech", json=speech("....."))
-    assert r.status_code == 422 and r.json() == {"detail": "piper: nothing speakable in '.....'"}
+    assert r.status_code == 422 and r.json() == {"detail": "nothing speakable"}
+    api.piper.error = BadInputError("Google said: 400 bad SSML", "piper")  # an engine's own words: not shown
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech("....."))
+    assert r.status_code == 422 and r.json() == {"detail": "piper refused the input as invalid"}
     api.piper.error = TextTooLongError("a sentence is too long", "piper", limit=40)
     r = await api.client.post("/v1/personalities/joe/speech", json=speech())
-    assert r.status_code == 413 and r.json() == {"detail": "piper: a sentence is too long", "limit": 40}
+    assert r.status_code == 413
+    assert r.json() == {"detail": "the text is too long for piper (its limit per request is 40)", "limit": 40}
     assert api.google.requests == []
 
 
@@ -193,9 +197,9 @@ async def test_every_engine_failing_is_503_with_each_attempt(api: Api) -> None:
         r = await api.client.post("/v1/personalities/joe/speech", json=body)
         assert r.status_code == 503
         assert r.json() == {
-            "detail": "no engine could speak this: piper unavailable (voice missing); google_tts failed (HTTP 500)",
-            "attempts": [{"engine": "piper", "outcome": "unavailable", "reason": "voice missing"},
-                         {"engine": "google_tts", "outcome": "failed", "reason": "HTTP 500"}],
+            "detail": f"no engine could speak this: piper unavailable ({UNAVAILABLE}); google_tts failed ({FAILED})",
+            "attempts": [{"engine": "piper", "outcome": "unavailable", "reason": UNAVAILABLE},
+                         {"engine": "google_tts", "outcome": "failed", "reason": FAILED}],
         }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chorus.personalities import Personality, parse_spec
-from chorus.router import AllEnginesFailed, EngineBoard, Router
+from chorus.router import FAILED, UNAVAILABLE, AllEnginesFailed, EngineBoard, Router
 from chorus.utterance import Utterance
 from deployments.base import (
     BadInputError,
@@ -73,10 +73,18 @@ async def test_failures_hand_over_along_the_chain_and_are_recorded() -> None:
     s["google_tts"].error = EngineFailedError("HTTP 500 from Google", "google_tts")
     routed = await s.router.synthesize(say())
     assert routed.engine == "azure_tts"
+    # Clients see a message picked by the outcome; the engines' own words are the detail, for the log.
     assert [a.model_dump() for a in routed.attempts] == [
-        {"engine": "piper", "outcome": "unavailable", "reason": "voice 'x' is not loaded"},
-        {"engine": "google_tts", "outcome": "failed", "reason": "HTTP 500 from Google"},
+        {"engine": "piper", "outcome": "unavailable", "reason": UNAVAILABLE, "detail": "voice 'x' is not loaded"},
+        {"engine": "google_tts", "outcome": "failed", "reason": FAILED, "detail": "HTTP 500 from Google"},
     ]
+
+
+async def test_an_engine_may_vouch_for_a_public_reason() -> None:
+    s = Setup()
+    s["piper"].error = EngineUnavailableError("model /models/joe.onnx missing", "piper", public="voice not loaded")
+    routed = await s.router.synthesize(say())
+    assert (routed.attempts[0].reason, routed.attempts[0].detail) == ("voice not loaded", "model /models/joe.onnx missing")
 
 
 async def test_an_unexpected_error_is_a_failure_named_by_its_type() -> None:
@@ -84,7 +92,7 @@ async def test_an_unexpected_error_is_a_failure_named_by_its_type() -> None:
     s["piper"].error = RuntimeError("out of memory\nmore lines")
     routed = await s.router.synthesize(say())
     assert routed.engine == "google_tts"
-    assert routed.attempts[0].reason == "RuntimeError: out of memory"
+    assert (routed.attempts[0].reason, routed.attempts[0].detail) == (FAILED, "RuntimeError: out of memory")
 
 
 async def test_a_requested_provider_goes_first_then_the_chain_without_it() -> None:
@@ -111,16 +119,16 @@ async def test_skipped_engines_say_why_and_are_never_called() -> None:
     )
     routed = await s.router.synthesize(say(who=who))
     assert routed.engine == "azure_tts"
-    assert [(a.engine, a.outcome, a.reason) for a in routed.attempts] == [
-        ("piper", "skipped", "unhealthy: voice file missing"),
-        ("google_tts", "skipped", "no loaded voice does not speak 'en'"),
+    assert [(a.engine, a.outcome, a.reason, a.detail) for a in routed.attempts] == [
+        ("piper", "skipped", "unhealthy", "unhealthy: voice file missing"),
+        ("google_tts", "skipped", "no loaded voice does not speak 'en'", "no loaded voice does not speak 'en'"),
     ]
     assert piper.requests == [] and google.requests == []
 
     with pytest.raises(AllEnginesFailed) as err:
         await s.router.synthesize(say(who=who, language="fr"))
     assert [a.reason for a in err.value.attempts] == [
-        "unhealthy: voice file missing",
+        "unhealthy",
         "no loaded voice does not speak 'fr'",
         "voice 'en-GB-Ryan' does not speak 'fr'",
         "not deployed in this application",
@@ -178,7 +186,7 @@ async def test_each_engine_has_its_own_timeout_and_a_late_call_is_cancelled() ->
     routed = await s.router.synthesize(say())
     assert routed.engine == "google_tts"
     assert [a.model_dump() for a in routed.attempts] == [
-        {"engine": "piper", "outcome": "timeout", "reason": "no audio within 0.05 s"},
+        {"engine": "piper", "outcome": "timeout", "reason": "no audio within 0.05 s", "detail": "no audio within 0.05 s"},
     ]
     assert s.handles["piper"].cancelled == ["synthesize"] and s.handles["google_tts"].cancelled == []
 
@@ -299,4 +307,4 @@ async def test_every_engine_failing_before_a_first_chunk_fails_the_stream() -> N
         s[e].error = EngineFailedError(f"{e} is down", e)
     with pytest.raises(AllEnginesFailed) as err:
         await s.router.stream(say())
-    assert [a.reason for a in err.value.attempts] == [f"{e} is down" for e in ENGINES]
+    assert [a.detail for a in err.value.attempts] == [f"{e} is down" for e in ENGINES]

@@ -21,7 +21,7 @@ from chorus.samples.quality import (
     MIN_SPEECH_RATIO,
     SampleChecker,
 )
-from chorus.samples.report import QualityReport, SampleRejected
+from chorus.samples.report import QualityReport, SampleRejected, SpeakerMismatch
 from chorus.samples.speaker import SAME_SPEAKER_MIN_SIMILARITY, SpeakerComparer
 from tests import recordings as rec
 from tests.recordings import PIPER_RATE, PiperRecordings
@@ -339,6 +339,8 @@ def test_sample_rejected_pickles() -> None:
     err = SampleRejected("too quiet", "quality", [])
     back = pickle.loads(pickle.dumps(err))
     assert (back.reason, back.problem, back.checks) == ("too quiet", "quality", [])
+    mismatch = pickle.loads(pickle.dumps(SpeakerMismatch("someone else", 0.42)))
+    assert (mismatch.reason, mismatch.problem, mismatch.similarity) == ("someone else", "speaker_mismatch", 0.42)
 
 
 # --- speakers ---------------------------------------------------------------------------------------
@@ -356,7 +358,8 @@ def test_speaker_similarity(voice: PiperRecordings, speakers: SpeakerComparer) -
     assert other_score < SAME_SPEAKER_MIN_SIMILARITY
 
     check = speakers.check(other, {"studio-1": a, "studio-2": same})
-    assert not check.passed and check.severity == "warning"
+    assert not check.passed and check.severity == "hard"  # refused unless forced
+    assert speakers.check(other, {"studio-1": a}, severity="warning").severity == "warning"
     assert "studio-1" in check.message and "studio-2" in check.message
     assert check.value == pytest.approx(min(other_score, speakers.similarity(other, same)), abs=1e-3)
     assert speakers.check(same, {"studio-1": a}).passed
