@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from chorus import documents
 from chorus.constants import API_VERSION, KIND, MAX_VOICE_SAMPLES
 from deployments.base import EngineId, EngineSettings, SettingsT, VoiceId
 from deployments.settings import (
@@ -251,9 +252,11 @@ def parse_document(data: Any, *, default_name: str) -> Personality:
 
 def parse_text(text: str, *, default_name: str) -> Personality:
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = documents.load_all(text)
     except yaml.YAMLError as err:
         raise PersonalityError(f"not valid YAML/JSON: {err}") from None
+    except documents.DocumentRefused as err:
+        raise PersonalityError(err.reason) from None
     if len(docs) != 1:
         raise PersonalityError(f"expected exactly one document, found {len(docs)}")
     return parse_document(docs[0], default_name=default_name)

@@ -24,6 +24,7 @@ import watchfiles
 import yaml
 from pydantic import ValidationError
 
+from chorus import documents
 from chorus.auth.config import AuthConfig
 from chorus.auth.keys import ApiKey, KeyFile
 from chorus.auth.ring import KeyRing
@@ -42,7 +43,9 @@ class KeySourceError(Exception):
 def parse_keys(text: str | bytes, origin: str) -> list[ApiKey]:
     """A key document (YAML or JSON) → the keys it grants. Raises `KeySourceError`."""
     try:
-        document = yaml.load(text, Loader=yaml.CSafeLoader)
+        document = documents.load(text)
+    except documents.DocumentRefused as err:
+        raise KeySourceError(f"{origin}: {err.reason}") from None
     except yaml.YAMLError as err:
         # Only the problem and its position: the error's own text quotes the document.
         mark = getattr(err, "problem_mark", None)

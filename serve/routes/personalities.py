@@ -12,6 +12,7 @@ import yaml
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from chorus import documents
 from chorus.api import ErrorOut, PersonalityList, PersonalityOut
 from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope, needs
@@ -73,11 +74,11 @@ async def parse_body(raw: bytes, content_type: str) -> Any:
             raise ChorusHTTPError(422, f"malformed JSON: {TOO_DEEP}") from None
     if ctype in YAML_TYPES:
         try:
-            return await asyncio.to_thread(yaml.load, raw, Loader=yaml.CSafeLoader)
+            return await asyncio.to_thread(documents.load, raw)
         except yaml.YAMLError as err:
             raise ChorusHTTPError(422, f"malformed YAML: {err}") from None
-        except RecursionError:
-            raise ChorusHTTPError(422, f"malformed YAML: {TOO_DEEP}") from None
+        except documents.DocumentRefused as err:
+            raise ChorusHTTPError(422, f"YAML refused: {err.reason}") from None
     raise ChorusHTTPError(415, f"send the spec as application/json or application/yaml (got {ctype or 'no content type'})")
 
 

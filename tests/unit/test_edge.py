@@ -152,11 +152,24 @@ async def test_deeply_nested_json_is_422(client: httpx.AsyncClient) -> None:
     "[" * DEPTH + "]" * DEPTH,  # flow style
     "activeProvider: " + "[" * DEPTH + "]" * DEPTH,
     "- " * DEPTH + "x",  # block style, compact
+    "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 200)),  # block style, indented
+    # Unterminated and deep enough that libyaml's C composer would overflow the thread's
+    # stack and kill the replica (it did, behind the real proxy), not raise.
+    "a: " + "[" * 30_000,
 ])
 async def test_deeply_nested_yaml_is_422(client: httpx.AsyncClient, deep: str) -> None:
     r = await client.put("/v1/personalities/deep", content=deep, headers={"content-type": "application/yaml"})
     assert r.status_code == 422, r.text
+    assert "nests too deeply (more than 64 levels)" in r.json()["detail"]
     assert (await client.get("/v1/personalities/deep")).status_code == 404
+
+
+async def test_yaml_aliases_are_refused(client: httpx.AsyncClient) -> None:
+    # A billion laughs in a few lines: safe to load (shared nodes), not to walk.
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+    r = await client.put("/v1/personalities/laughs", content=laughs, headers={"content-type": "application/yaml"})
+    assert r.status_code == 422 and "YAML alias" in r.json()["detail"], r.text
 
 
 async def test_a_late_validation_error_is_422(client: httpx.AsyncClient) -> None:

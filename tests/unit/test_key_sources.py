@@ -312,3 +312,8 @@ def test_secrets_manager_without_boto3_names_the_extra(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "boto3", None)  # what an install without the extra sees
     with pytest.raises(KeySourceError, match="needs boto3: install Chorus with the 'samples' extra"):
         KeySources(AuthConfig(aws_secret_id="chorus/keys"), KeyRing(), environ={})
+
+
+def test_a_key_document_nested_too_deeply_is_refused_not_crashed_on() -> None:
+    with pytest.raises(KeySourceError, match="nests too deeply"):
+        parse_keys("keys: " + "[" * 30_000, "keys.yaml")

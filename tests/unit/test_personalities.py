@@ -65,3 +65,12 @@ def test_resource_and_bare_spec_files() -> None:
         parse_text(resource + "---\n" + resource, default_name="x")
     with pytest.raises(PersonalityError, match="not valid YAML"):
         parse_text("spec: [unclosed", default_name="x")
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("activeProvider: " + "[" * 30_000, "nests too deeply"),  # would overflow libyaml's C stack
+    ("activeProvider: &p piper\nfallbackChain: [*p]\n", "YAML alias"),
+])
+def test_a_file_libyaml_should_not_compose_is_refused(text: str, reason: str) -> None:
+    with pytest.raises(PersonalityError, match=reason):
+        parse_text(text, default_name="deep")
