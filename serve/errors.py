@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope
-from chorus.quotas import QuotaExceeded
+from chorus.quotas import QuotaExceeded, QuotasUnavailable
 from chorus.request_id import id_header, request_id
 from chorus.router import AllEnginesFailed, Attempt
 from chorus.safe_text import scrubbed
@@ -70,8 +70,13 @@ def error_response(request: Request, status: int, detail: str, param: str | None
     return JSONResponse(body, status_code=status)
 
 
-def quota_refusal(request: Request, err: QuotaExceeded) -> JSONResponse:
-    """429 naming the limit (which, its value, when it resets), `Retry-After` in seconds."""
+def quota_refusal(request: Request, err: QuotaExceeded | QuotasUnavailable) -> JSONResponse:
+    """429 naming the limit (which, its value, when it resets), `Retry-After` in seconds;
+    503 when the limits cannot be counted."""
+    if isinstance(err, QuotasUnavailable):
+        response = error_response(request, 503, err.detail, code="rate_limits_unavailable", logged=err.cause)
+        response.headers["Retry-After"] = str(err.RETRY_AFTER_S)
+        return response
     response = error_response(request, 429, err.detail, code="rate_limit_exceeded", extra={"limit": err.window.describe()})
     response.headers.update({"Retry-After": str(err.window.resets_in()), **err.window.headers()})
     return response
@@ -116,7 +121,8 @@ def install(app: FastAPI) -> None:
         return error_response(request, err.status_code, bad_input_detail(err), extra=extra, logged=str(err))
 
     @app.exception_handler(QuotaExceeded)
-    async def _quota(request: Request, err: QuotaExceeded) -> JSONResponse:
+    @app.exception_handler(QuotasUnavailable)
+    async def _quota(request: Request, err: QuotaExceeded | QuotasUnavailable) -> JSONResponse:
         return quota_refusal(request, err)
 
     @app.exception_handler(AllEnginesFailed)

@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chorus.quotas import QuotaExceeded, Quotas, start_spend
+from chorus.quotas import QuotaExceeded, Quotas, QuotasUnavailable, start_spend
 
-Refusal = Callable[[Request, QuotaExceeded], Response]
-"""Builds the 429 (`chorus.errors.quota_refusal`)."""
+Refusal = Callable[[Request, QuotaExceeded | QuotasUnavailable], Response]
+"""Builds the 429 or 503 (`chorus.errors.quota_refusal`)."""
 
 
 class QuotaMiddleware:
@@ -36,7 +36,7 @@ class QuotaMiddleware:
         spend = start_spend(self.quotas, request)
         try:
             await spend.request()
-        except QuotaExceeded as refused:
+        except (QuotaExceeded, QuotasUnavailable) as refused:
             await self.refuse(request, refused)(scope, receive, send)
             return
 

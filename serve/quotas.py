@@ -14,6 +14,7 @@ becomes the answer's `X-RateLimit-*` headers, a refused one a 429 (`QuotaExceede
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -26,12 +27,15 @@ from typing import Annotated, Any, TypeVar
 import limits
 from fastapi import Depends
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 from starlette.requests import HTTPConnection
 
 from chorus.auth.keys import ApiKey, RateLimit, caller
+
+log = logging.getLogger(__name__)
 
 REDIS_URL_ENV = "CHORUS_REDIS_URL"
 T = TypeVar("T")
@@ -131,6 +135,21 @@ class QuotaExceeded(Exception):
         return str(self)
 
 
+class QuotasUnavailable(Exception):
+    """The shared counters cannot be reached (Redis down): 503. Closed, not open: a limit
+    that cannot be counted would let one key spend the whole cloud quota."""
+
+    RETRY_AFTER_S = 5
+
+    def __init__(self, err: StorageError) -> None:
+        super().__init__("rate limits cannot be counted right now (their store is unreachable); try again shortly")
+        self.cause = f"{type(err.storage_error).__name__}: {err.storage_error}"
+
+    @property
+    def detail(self) -> str:
+        return str(self)
+
+
 def _utc_periods(now: datetime) -> dict[LimitName, tuple[str, datetime]]:
     """The current UTC day and month: the storage key's suffix and when each ends."""
     day_end = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
@@ -162,7 +181,8 @@ class Quotas:
 
     def __init__(self, config: QuotasConfig) -> None:
         self.config = config
-        self.storage = storage_from_string(config.storage_uri())
+        # Wrapped: any client's failure is one `StorageError`, whichever Redis client runs.
+        self.storage = storage_from_string(config.storage_uri(), wrap_exceptions=True)
         self.moving = MovingWindowRateLimiter(self.storage)
         self.fixed = FixedWindowRateLimiter(self.storage)
 
@@ -214,8 +234,12 @@ class Quotas:
         return windows, taken
 
     async def give_back(self, reservations: list[_Reservation]) -> None:
-        for r in reservations:
-            await self.storage.incr(r.item.key_for(*r.identifiers), r.item.get_expiry(), amount=-r.cost)
+        try:
+            for r in reservations:
+                await self.storage.incr(r.item.key_for(*r.identifiers), r.item.get_expiry(), amount=-r.cost)
+        except StorageError as err:
+            # Only called while another error is on its way out: that one is the answer.
+            log.warning("characters not given back (the limits store is unreachable): %s", err.storage_error)
 
 
 class Spend:
@@ -231,6 +255,8 @@ class Spend:
         except QuotaExceeded as refused:
             self.windows.append(refused.window)
             raise
+        except StorageError as err:
+            raise QuotasUnavailable(err) from None
 
     async def request(self) -> None:
         """Count the request against its key's rate (every authenticated route)."""

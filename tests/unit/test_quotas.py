@@ -6,6 +6,7 @@ the limit, the rest refused with 429, `Retry-After` and the limit named."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -215,3 +216,23 @@ def test_the_redis_url_comes_from_the_environment_unless_given() -> None:
     assert given.with_environment(env).quotas.redis_url == "redis://mine:1"
     with pytest.raises(ValueError, match="redis://"):
         args.with_environment({"CHORUS_REDIS_URL": "cache:6379"})
+
+
+async def test_an_unreachable_limits_store_fails_closed_with_503(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}"
+    for name in ("limited", "unlimited"):
+        (tmp_path / name).mkdir()
+    limited = Quota(tmp_path / "limited", dead, {"rate_limit": "5/minute"})
+    async with limited.client:
+        r = await limited.speak()
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "rate_limits_unavailable" and r.headers["Retry-After"] == "5"
+        assert "unreachable" in r.json()["detail"] and "127.0.0.1" not in r.text
+        assert limited.piper.requests == []  # nothing spoken that could not be counted
+        assert (await limited.client.get("/healthz")).status_code == 200
+    # A key with nothing to count is not held up by the store.
+    unlimited = Quota(tmp_path / "unlimited", dead, {})
+    async with unlimited.client:
+        assert (await unlimited.speak()).status_code == 200
