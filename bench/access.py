@@ -59,7 +59,8 @@ def deploy_variants(port: int, root: Path, redis_url: str) -> None:
 
     keys = root / "keys.yaml"
     keys.write_text(yaml.safe_dump({"keys": [{"name": "bench", "sha256": digest(KEY), "scopes": ["speak"], **LIMITS}]}))
-    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    # Logical CPUs: three copies of the profile's replicas, sharing the real cores alike.
+    ray.init(num_cpus=8, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     applications = []
     for variant in VARIANTS:
         personalities = root / variant / "personalities"

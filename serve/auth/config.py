@@ -26,7 +26,6 @@ class AuthConfig(BaseModel):
     aws_secret_id: str | None = Field(None, description="AWS Secrets Manager secret holding a key document.")
     aws_region: str | None = None
     aws_refresh_s: float = Field(300.0, gt=0, description="How often the Secrets Manager secret is re-read.")
-    public_dashboard: bool = Field(True, description="Serve the dashboard's static shell without a key.")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> AuthConfig | None:
