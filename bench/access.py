@@ -73,7 +73,7 @@ def deploy_variants(port: int, root: Path, redis_url: str) -> None:
         if variant != "open":
             args["auth"] = {"keysFile": str(keys)}
         if variant == "keys-redis":
-            args["quotas"] = {"redisUrl": redis_url}
+            args["redis_url"] = redis_url
         app = render(profile_path("cpu"), args=args, port=port).applications[0]
         app.name, app.route_prefix = variant, f"/{variant}"
         applications.append(app)

@@ -70,6 +70,7 @@ from deployments.settings import StyleTTS2Settings
 log = logging.getLogger(__name__)
 
 ENGINE = "styletts2"
+NO_SAMPLES = "no reference samples to clone from"
 # The package's mel front end (n_fft 2048, hop 300) and its output are fixed at 24 kHz.
 SAMPLE_RATE = 24_000
 CONFIG_FILE = "config.yml"
@@ -417,7 +418,7 @@ class StyleTTS2(local_model.LocalModelEngine):
                 self.engine_id,
             )
         if not request.samples:  # StyleTTS2 has no built-in voice: the router falls back
-            raise EngineUnavailableError("no reference samples to clone from", self.engine_id)
+            raise EngineUnavailableError(NO_SAMPLES, self.engine_id, public=NO_SAMPLES)
         sentences = [s for s in split_sentences(text) if _speakable(s)]
         if not sentences:
             raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)

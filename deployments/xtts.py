@@ -366,6 +366,8 @@ class XTTS(local_model.LocalModelEngine):
                     f"no reference samples to clone from and no built-in speaker{named} in XTTS "
                     f"variant {variant.name!r} (speakers: {', '.join(variant.speakers) or 'none'})",
                     self.engine_id,
+                    # Validated names only: the caller's own voice id and our variant's name.
+                    public=f"no reference samples to clone from and no built-in speaker{named}",
                 )
             return (speaker["gpt_cond_latent"], speaker["speaker_embedding"]), str(request.voice), "builtin"
         # Callers hold the variant's lock, so one sample set is never computed twice at once.

@@ -17,7 +17,7 @@ from ray.serve import Application
 
 from chorus.auth.config import AuthConfig
 from chorus.ingress import Ingress
-from chorus.quotas import REDIS_URL_ENV
+from chorus.shared_store import REDIS_URL_ENV
 from chorus.state import IngressArgs, IngressConfig
 from deployments.base import EngineId
 
@@ -49,14 +49,15 @@ class AppArgs(IngressArgs):
     def with_environment(self, environ: Mapping[str, str]) -> AppArgs:
         """These args with what the environment of the process building the app (the Serve
         controller) adds, so a plain Serve config honours it too: `CHORUS_API_KEYS_FILE` as
-        `auth.keysFile`, `CHORUS_REDIS_URL` as `quotas.redisUrl`. Args given explicitly win.
+        `auth.keysFile`, `CHORUS_REDIS_URL` as `redis_url`. Args given explicitly win.
         Read here, once, so every replica gets them in its validated config wherever it lands."""
         update: dict[str, Any] = {}
         if self.auth is None:
             update["auth"] = AuthConfig.from_environment(environ)
-        if self.quotas.redis_url is None and environ.get(REDIS_URL_ENV):
-            update["quotas"] = self.quotas.model_validate(self.quotas.model_dump() | {"redis_url": environ[REDIS_URL_ENV]})
-        return self.model_copy(update=update)
+        if self.redis_url is None and environ.get(REDIS_URL_ENV):
+            update["redis_url"] = environ[REDIS_URL_ENV]
+        # Validated again: a value from the environment is checked like one from the args.
+        return self.model_validate(self.model_dump() | update) if update else self
 
     def ingress_config(self) -> IngressConfig:
         return IngressConfig(

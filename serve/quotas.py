@@ -29,7 +29,7 @@ from fastapi import Depends
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from starlette.requests import HTTPConnection
 
@@ -37,7 +37,6 @@ from chorus.auth.keys import ApiKey, RateLimit, caller
 
 log = logging.getLogger(__name__)
 
-REDIS_URL_ENV = "CHORUS_REDIS_URL"
 T = TypeVar("T")
 # Every storage key this module writes starts with it, so a shared Redis can hold other data.
 NAMESPACE = "chorus"
@@ -48,27 +47,12 @@ class QuotasConfig(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
-    redis_url: str | None = Field(
-        None, description="redis:// or rediss:// URL shared by every replica (default: $CHORUS_REDIS_URL, "
-        "read when the app is built); absent, each replica counts in its own memory.",
-    )
     personality_rate_limit: RateLimit | None = Field(
         None, description="Utterances per window any one personality speaks, e.g. '120/minute' (moving window).",
     )
     personality_rate_limits: dict[str, RateLimit] = Field(
         default_factory=dict, description="Per personality name, replacing personalityRateLimit.",
     )
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("redis://", "rediss://")):
-            raise ValueError("a Redis URL starts with redis:// or rediss://")
-        return url
-
-    def storage_uri(self) -> str:
-        # `async+` picks the library's asyncio storage (coredis for Redis).
-        return f"async+{self.redis_url}" if self.redis_url else "async+memory://"
 
     def personality_limit(self, name: str) -> str | None:
         return self.personality_rate_limits.get(name, self.personality_rate_limit)
@@ -179,10 +163,12 @@ class _Reservation:
 class Quotas:
     """One replica's handle on the shared counters."""
 
-    def __init__(self, config: QuotasConfig) -> None:
+    def __init__(self, config: QuotasConfig, redis_url: str | None) -> None:
         self.config = config
-        # Wrapped: any client's failure is one `StorageError`, whichever Redis client runs.
-        self.storage = storage_from_string(config.storage_uri(), wrap_exceptions=True)
+        # `async+` picks the library's asyncio storage (coredis for Redis). Wrapped: any
+        # client's failure is one `StorageError`, whichever Redis client runs.
+        uri = f"async+{redis_url}" if redis_url else "async+memory://"
+        self.storage = storage_from_string(uri, wrap_exceptions=True)
         self.moving = MovingWindowRateLimiter(self.storage)
         self.fixed = FixedWindowRateLimiter(self.storage)
 

@@ -17,6 +17,7 @@ from chorus.personalities import Personality
 from chorus.quotas import Quotas, QuotasConfig
 from chorus.router import EngineBoard, Router
 from chorus.samples.service import SamplesConfig, SampleService
+from chorus.shared_store import RedisUrl
 from chorus.stores import open_store
 from chorus.stores.sources import PersonalitySource
 from deployments.base import EngineId
@@ -42,6 +43,11 @@ class IngressArgs(BaseModel):
     auth: AuthConfig | None = Field(
         None, description="API keys (docs/security.md). Absent, every route is open: loopback only."
     )
+    redis_url: RedisUrl | None = Field(
+        None, description="redis:// or rediss:// URL every replica shares its counts through (rate limits, "
+        "budgets, statistics, cloud quotas); default $CHORUS_REDIS_URL, read when the app is built. "
+        "Absent, each replica counts on its own.",
+    )
     quotas: QuotasConfig = Field(
         default_factory=QuotasConfig,
         description="Rate limits and where they are counted (docs/security.md#rate-limits-and-budgets); "
@@ -64,7 +70,7 @@ class Chorus:
         self.router = Router(board, config.timeouts, sample_refs=self.samples.refs)
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None
-        self.quotas = Quotas(config.quotas)
+        self.quotas = Quotas(config.quotas, config.redis_url)
 
 
 def chorus(request: Request) -> Chorus:

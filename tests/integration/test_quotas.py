@@ -37,7 +37,7 @@ def app(chorus: ChorusApp, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with redis_server(root) as redis_url:
         two = {"min_replicas": 2, "initial_replicas": 2, "max_replicas": 2}
         chorus.deploy(deployments={"Ingress": {"autoscaling_config": two}},
-                      auth={"keysFile": str(keys)}, quotas={"redisUrl": redis_url})
+                      auth={"keysFile": str(keys)}, redis_url=redis_url)
         chorus.write("joe", JOE)
         _wait_for_joe(chorus)
         yield chorus

@@ -66,7 +66,7 @@ class Quota:
         config = IngressConfig(
             personalities={"directory": root / "personalities"}, samples={"directory": root / "samples"},
             timeouts={"piper": 5}, auth={} if key_limits is not None else None,
-            quotas={"redisUrl": storage, **quotas},
+            redis_url=storage, quotas=quotas,
         )
         self.chorus = Chorus(config, EngineBoard({"piper": LocalHandle(self.piper)}))
         if key_limits is not None:
@@ -210,10 +210,10 @@ async def test_a_refused_clone_reference_gives_its_characters_back(make: Any) ->
 def test_the_redis_url_comes_from_the_environment_unless_given() -> None:
     args = AppArgs.model_validate({"personalities": {"directory": "/tmp/p"}})
     env = {"CHORUS_REDIS_URL": "redis://cache:6379/2"}
-    assert args.with_environment(env).ingress_config().quotas.redis_url == "redis://cache:6379/2"
-    assert args.with_environment({}).quotas.redis_url is None
-    given = AppArgs.model_validate({"personalities": {"directory": "/tmp/p"}, "quotas": {"redisUrl": "redis://mine:1"}})
-    assert given.with_environment(env).quotas.redis_url == "redis://mine:1"
+    assert args.with_environment(env).ingress_config().redis_url == "redis://cache:6379/2"
+    assert args.with_environment({}).redis_url is None
+    given = AppArgs.model_validate({"personalities": {"directory": "/tmp/p"}, "redis_url": "redis://mine:1"})
+    assert given.with_environment(env).redis_url == "redis://mine:1"
     with pytest.raises(ValueError, match="redis://"):
         args.with_environment({"CHORUS_REDIS_URL": "cache:6379"})
 
