@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import logging
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +39,7 @@ from chorus.samples.storage import (
 )
 from chorus.samples.storage_s3 import S3SampleStore
 from tests import recordings as rec
+from tests.moto_server import moto_server
 from tests.recordings import PIPER_RATE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,24 +47,10 @@ P = "shop-assistant"
 ENGINES = ["xtts_v2", "styletts2"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 def s3_client(endpoint: str) -> Any:

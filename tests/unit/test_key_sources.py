@@ -8,7 +8,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from chorus.auth.config import AuthConfig
 from chorus.auth.keys import digest, new_key
 from chorus.auth.ring import KeyRing
 from chorus.auth.sources import FileKeySource, KeySourceError, KeySources, parse_keys
+from tests.moto_server import moto_server
 
 
 def document(*entries: tuple[str, str, list[str]], hashed: bool = True) -> dict:
@@ -217,18 +217,8 @@ def test_keys_file_env_turns_keys_on(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
