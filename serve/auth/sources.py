@@ -69,8 +69,17 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def _names(keys: list[ApiKey]) -> str:
-    return ", ".join(key.name for key in keys) or "none"
+def _fill(ring: KeyRing, source: str, text: str | bytes, origin: str) -> bool:
+    """The keys `text` grants into `ring` as `source`'s; when it is not a valid key document,
+    `ring` keeps what it holds and the log says why (never quoting a key)."""
+    try:
+        keys = parse_keys(text, origin)
+    except KeySourceError as err:
+        log.error("API keys not loaded, keeping the keys loaded before: %s", err.reason)
+        return False
+    ring.replace(source, keys)
+    log.info("API keys from %s: %s", origin, ", ".join(key.name for key in keys) or "none")
+    return True
 
 
 class KeySource(Protocol):
@@ -109,13 +118,7 @@ class FileKeySource:
         if seen == self._seen:
             return
         self._seen = seen
-        try:
-            keys = parse_keys(raw, str(self.path))
-        except KeySourceError as err:
-            log.error("API key file not loaded, keeping the keys loaded before: %s", err.reason)
-            return
-        ring.replace(self.name, keys)
-        log.info("API keys from %s: %s", self.path, _names(keys))
+        _fill(ring, self.name, raw, str(self.path))
 
     async def watch(self, ring: KeyRing, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -152,13 +155,7 @@ class EnvKeySource:
         text = self.environ.get(self.variable)
         if not text:
             return
-        try:
-            keys = parse_keys(text, f"${self.variable}")
-        except KeySourceError as err:
-            log.error("API keys from the environment not loaded: %s", err.reason)
-            return
-        ring.replace(self.name, keys)
-        log.info("API keys from $%s: %s", self.variable, _names(keys))
+        _fill(ring, self.name, text, f"${self.variable}")
 
     async def watch(self, ring: KeyRing, stop: asyncio.Event) -> None:
         return  # a process's environment does not change
@@ -191,14 +188,8 @@ class AwsSecretKeySource:
             return
         if version and version == self._version:
             return
-        try:
-            keys = parse_keys(text, f"AWS secret {self.secret_id}")
-        except KeySourceError as err:
-            log.error("AWS secret not loaded, keeping the keys loaded before: %s", err.reason)
-            return
-        self._version = version
-        ring.replace(self.name, keys)
-        log.info("API keys from AWS secret %s: %s", self.secret_id, _names(keys))
+        if _fill(ring, self.name, text, f"AWS secret {self.secret_id}"):
+            self._version = version
 
     async def watch(self, ring: KeyRing, stop: asyncio.Event) -> None:
         while not await _wait(stop, self.refresh_s):
