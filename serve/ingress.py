@@ -20,7 +20,7 @@ from chorus.body_limit import BodyLimitMiddleware
 from chorus.quota_guard import QuotaMiddleware
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
-from chorus.routes import clone, personalities, providers, samples, speech
+from chorus.routes import clone, personalities, providers, samples, speech, stats
 from chorus.state import Chorus, IngressConfig
 from chorus.uploads import FORM_OVERHEAD
 from deployments.base import EngineId
@@ -37,7 +37,7 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
     app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION)
     app.state.chorus = chorus
     errors.install(app)
-    routers = [module.router for module in (speech, clone, personalities, samples, providers)]
+    routers = [module.router for module in (speech, clone, personalities, samples, providers, stats)]
     for router in routers:
         app.include_router(router)
     # Added innermost first. The request id wraps everything, so every refusal carries it;
@@ -67,7 +67,8 @@ class Ingress:
         self.chorus = Chorus(config, EngineBoard(engines, refresh_s=config.status_refresh_s))
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        self._watchers = [loop.create_task(self.chorus.store.watch(self._stop))]
+        self._watchers = [loop.create_task(self.chorus.store.watch(self._stop)),
+                          loop.create_task(self.chorus.stats.run(self._stop))]
         if config.auth is not None and self.chorus.keys is not None:
             # Loaded before the first request; kept current while the replica lives.
             sources = KeySources(config.auth, self.chorus.keys)

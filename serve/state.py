@@ -18,6 +18,7 @@ from chorus.quotas import Quotas, QuotasConfig
 from chorus.router import EngineBoard, Router
 from chorus.samples.service import SamplesConfig, SampleService
 from chorus.shared_store import RedisUrl
+from chorus.stats.service import Statistics
 from chorus.stores import open_store
 from chorus.stores.sources import PersonalitySource
 from deployments.base import EngineId
@@ -71,6 +72,8 @@ class Chorus:
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None
         self.quotas = Quotas(config.quotas, config.redis_url)
+        # Its processor reads this replica's completed spans; its store is shared through Redis.
+        self.stats = Statistics.open(config.redis_url)
 
 
 def chorus(request: Request) -> Chorus:
