@@ -26,6 +26,7 @@ from chorus.samples.storage import (
     SampleLimitReached,
     SampleStoreError,
 )
+from chorus.stats.store import StatsUnavailable
 from deployments.base import BadInputError, TextTooLongError
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(QuotasUnavailable)
     async def _quota(request: Request, err: QuotaExceeded | QuotasUnavailable) -> JSONResponse:
         return quota_refusal(request, err)
+
+    @app.exception_handler(StatsUnavailable)
+    async def _stats_unavailable(request: Request, err: StatsUnavailable) -> JSONResponse:
+        response = error_response(request, 503, str(err), code="stats_unavailable", logged=err.cause)
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(AllEnginesFailed)
     async def _all_failed(request: Request, err: AllEnginesFailed) -> JSONResponse:

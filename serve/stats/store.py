@@ -6,10 +6,12 @@ Lua script, all in one MULTI/EXEC, and gives the bucket its TTL."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import coredis
+import coredis.exceptions
 
 from chorus.stats.ema import ALPHA, EmaBatch
 from chorus.stats.tally import EMA_SUFFIX, Tally
@@ -17,6 +19,22 @@ from chorus.stats.windows import Granularity
 
 BucketId = tuple[Granularity, int]  # granularity, start (epoch seconds)
 NAMESPACE = "chorus:stats"
+
+
+class StatsUnavailable(Exception):
+    """The shared store cannot be reached (Redis down); `cause` is for the log."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("statistics cannot be read right now (their store is unreachable); try again shortly")
+        self.cause = f"{type(cause).__name__}: {cause}"
+
+
+@asynccontextmanager
+async def _reaching_redis() -> AsyncIterator[None]:
+    try:
+        yield
+    except (coredis.exceptions.RedisError, OSError) as err:
+        raise StatsUnavailable(err) from err
 
 
 class StatsStore(Protocol):
@@ -78,6 +96,10 @@ class RedisStore:
         return f"{NAMESPACE}:{granularity.name}:{start}"
 
     async def add(self, tallies: Mapping[BucketId, Tally]) -> None:
+        async with _reaching_redis():
+            await self._add(tallies)
+
+    async def _add(self, tallies: Mapping[BucketId, Tally]) -> None:
         pipe = await self._redis.pipeline(transaction=True)
         for (g, start), tally in tallies.items():
             key = self._key(g, start)
@@ -95,10 +117,11 @@ class RedisStore:
         await pipe.execute()
 
     async def read(self, granularity: Granularity, starts: list[int]) -> list[Tally]:
-        pipe = await self._redis.pipeline(transaction=False)
-        for start in starts:
-            pipe.hgetall(self._key(granularity, start))
-        return [_parse(raw) for raw in await pipe.execute()]
+        async with _reaching_redis():
+            pipe = await self._redis.pipeline(transaction=False)
+            for start in starts:
+                pipe.hgetall(self._key(granularity, start))
+            return [_parse(raw) for raw in await pipe.execute()]
 
     async def close(self) -> None:
         self._redis.connection_pool.disconnect()

@@ -263,3 +263,21 @@ async def test_a_bad_window_or_step_is_422_naming_the_allowed_values(api: Api, p
     assert r.status_code == 422, r.text
     for value in allowed:
         assert value in r.text
+
+
+async def test_an_unreachable_store_is_503_and_the_figures_wait(api: Api) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = RedisStore(f"redis://127.0.0.1:{s.getsockname()[1]}")
+    memory, api.chorus.stats.store = api.chorus.stats.store, dead
+    play(SpanMaker(api.chorus.stats.processor), SCRIPT, time.time() - 1)
+    r = await api.client.get("/v1/stats", params={"window": "5m"})
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "stats_unavailable" and r.headers["Retry-After"] == "5"
+    assert "127.0.0.1" not in r.text
+    api.chorus.stats.store = memory  # back: nothing was lost meanwhile
+    r = await api.client.get("/v1/stats", params={"window": "5m"})
+    assert r.json()["engines"]["piper"]["requests"] == 4
