@@ -56,6 +56,11 @@ def serve(
     insecure_no_auth: Annotated[
         bool, typer.Option(help="Serve a non-loopback address without keys: anyone reaching it may do anything.")
     ] = False,
+    dashboard: Annotated[bool, typer.Option(help="Start the Ray dashboard (on 127.0.0.1 only).")] = True,
+    dashboard_port: Annotated[int, typer.Option(help="Ray dashboard port.")] = 8265,
+    metrics_port: Annotated[
+        Optional[int], typer.Option(help="Port of Ray's Prometheus metrics endpoint (default: a free one).")
+    ] = None,
 ) -> None:
     """Start a local Ray, deploy Chorus and serve until Ctrl-C."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -91,11 +96,19 @@ def serve(
     from chorus.deploy import deploy
 
     typer.echo("Starting Ray and deploying Chorus ...")
-    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    # The dashboard stays on loopback whatever --host is: it submits jobs, i.e. runs code.
+    context = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
+                       _metrics_export_port=metrics_port, logging_level="WARNING", log_to_driver=False)
     try:
         deploy(config)
         url = f"http://{host}:{port}"
         typer.echo(f"Chorus is serving at {url}  (API docs: {url}/docs)")
+        if dashboard:
+            # Ray leaves the URL empty when the dashboard failed to start (a taken port, say).
+            dashboard_url = context.dashboard_url or ""
+            typer.echo(f"Ray dashboard: {_http(dashboard_url)}" if dashboard_url
+                       else "Ray dashboard: did not start (see /tmp/ray/session_latest/logs/dashboard.log)")
+        typer.echo(f"Prometheus metrics (chorus_* and Serve's): http://127.0.0.1:{_metrics_export_port()}/metrics")
         typer.echo(f"Personalities are read from {directory}")
         auth = app_args.get("auth")
         typer.echo(f"API keys: {auth}" if auth else "API keys: off, every route is open")
@@ -110,6 +123,18 @@ def serve(
         typer.echo("Shutting down ...")
         serve.shutdown()
         ray.shutdown()
+
+
+def _http(url: str) -> str:
+    return url if "://" in url else f"http://{url}"
+
+
+def _metrics_export_port() -> int:
+    """The port this node's metrics agent serves Prometheus text on (`--metrics-port` or Ray's pick)."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    return next(n["MetricsExportPort"] for n in ray.nodes() if n["NodeID"] == node_id)
 
 
 def _check_key_file(path: Path) -> None:

@@ -438,6 +438,32 @@ def test_ray_pods_may_only_read_configmaps(kube: ControlPlane, tmp_path: Path) -
                     and d["metadata"]["name"].endswith("-ray")]
 
 
+def test_pod_monitor_scrapes_every_ray_pod_when_asked(kube: ControlPlane, tmp_path: Path) -> None:
+    """Off by default (it needs prometheus-operator's CRDs); on, it selects the head and every
+    worker group by the labels their pod templates carry, on the port KubeRay names `metrics`."""
+    assert not [d for d in render(kube, tmp_path) if d["kind"] == "PodMonitor"]
+    values = {"metrics": {"podMonitor": {
+        "enabled": True, "interval": "30s", "labels": {"release": "kube-prometheus-stack"}}}}
+    docs = render(kube, tmp_path, values)
+    monitor = one(docs, "PodMonitor", f"{RELEASE}-ray")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "30s")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    rc = one(docs, "RayService")["spec"]["rayClusterConfig"]
+    templates = [rc["headGroupSpec"]["template"], *(g["template"] for g in rc["workerGroupSpecs"])]
+    assert len(templates) == 3, "head, gpu and cpu groups"
+    for template in templates:
+        assert selector.items() <= template["metadata"]["labels"].items()
+    # Only Ray pods: the operator's pods must not match.
+    operator = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= operator.items()
+    lint_values = tmp_path / "monitor.yaml"
+    lint_values.write_text(yaml.safe_dump(values))
+    kube.helm("lint", "--strict", str(CHART), "-f", str(lint_values))
+
+
 def test_plain_rayservice_manifest_is_the_chart_default(kube: ControlPlane, tmp_path: Path) -> None:
     (manifest,) = [d for d in yaml.safe_load_all(RAYSERVICE_MANIFEST.read_text()) if d]
     assert manifest == one(render(kube, tmp_path), "RayService"), (
