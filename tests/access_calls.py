@@ -56,6 +56,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("DELETE", "/v1/personalities/{name}/samples/{sample_id}"): Call(
         Scope.SAMPLES, "/v1/personalities/joe/samples/s0", status=204),
     ("GET", "/v1/providers"): Call(Scope.SPEAK, "/v1/providers"),
+    ("GET", "/v1/quotas"): Call(Scope.ADMIN, "/v1/quotas"),
     ("GET", "/healthz"): Call(PUBLIC, "/healthz"),
     ("GET", "/readyz"): Call(PUBLIC, "/readyz"),
     # FastAPI's own documentation routes: "every other route" needs admin.
