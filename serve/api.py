@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from chorus.personalities import LanguageCode, PersonalitySpec
 from chorus.router import AttemptOut
@@ -55,11 +57,35 @@ class PersonalityList(BaseModel):
 
 class ProviderOut(EngineStatus):
     timeout_s: float | None
+    quota_exhausted: list[str] = Field(
+        default_factory=list, description="Voice classes whose monthly cloud allowance is used up (GET /v1/quotas)."
+    )
 
 
 class ProvidersOut(BaseModel):
     providers: list[ProviderOut]
 
+
+
+class QuotaOut(BaseModel):
+    """One cloud engine and voice class this UTC month."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    engine: EngineId
+    voice_class: str = Field(description="The provider's price class, e.g. standard or neural.")
+    used: int = Field(description="Characters synthesized this month.")
+    allowed: int = Field(description="The monthly allowance.")
+    remaining: int
+    resets_at: datetime = Field(description="When the month ends (UTC) and the count starts again.")
+    policy: Literal["enforce", "warn"]
+    exhausted: bool = Field(description="Used up: skipped by the router (enforce) or only flagged (warn).")
+
+
+class QuotasOut(BaseModel):
+    """`GET /v1/quotas`"""
+
+    quotas: list[QuotaOut]
 
 
 class UploadOut(BaseModel):

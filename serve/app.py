@@ -59,10 +59,11 @@ class AppArgs(IngressArgs):
         # Validated again: a value from the environment is checked like one from the args.
         return self.model_validate(self.model_dump() | update) if update else self
 
-    def ingress_config(self) -> IngressConfig:
+    def ingress_config(self, default_voices: dict[EngineId, str] | None = None) -> IngressConfig:
         return IngressConfig(
             **{name: getattr(self, name) for name in IngressArgs.model_fields},
             timeouts={e: a.timeout_s for e, a in self.engines.items() if a.enabled},
+            default_voices=default_voices or {},
         )
 
 
@@ -74,6 +75,7 @@ def _load(path: str) -> Any:
 def build_app(args: dict[str, Any] | AppArgs) -> Application:
     app_args = AppArgs.model_validate(args).with_environment(os.environ)
     handles = {}
+    default_voices: dict[EngineId, str] = {}
     for engine, engine_args in app_args.engines.items():
         if not engine_args.enabled:
             continue
@@ -85,4 +87,6 @@ def build_app(args: dict[str, Any] | AppArgs) -> Application:
         except ValidationError as err:
             raise ValueError(f"engines.{engine}.config: {err}") from None
         handles[engine] = _load(deployment_path).bind(config)
-    return Ingress.bind(handles, app_args.ingress_config())
+        if engine in app_args.cloud_quotas.engines():  # metered: the voice a personality naming none speaks
+            default_voices[engine] = config.default_voice
+    return Ingress.bind(handles, app_args.ingress_config(default_voices))

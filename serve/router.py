@@ -1,7 +1,7 @@
 """The personality router: active engine (or the requested one), then the fallback chain.
 
-Engines that are disabled for the personality, not deployed, unhealthy or unable to speak
-the language are skipped; an engine that fails, is unavailable or times out hands over
+Engines that are disabled for the personality, not deployed, unhealthy, unable to speak
+the language or out of their enforced cloud quota (`chorus.cloud_quota`) are skipped; an engine that fails, is unavailable or times out hands over
 to the next one; a bad-input error is the caller's and is raised at once, never retried
 elsewhere. Every outcome is recorded as an `Attempt` so callers can say what happened.
 """
@@ -16,6 +16,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel
 
+from chorus.cloud_quota import QUOTA_EXHAUSTED, CloudMeter, QuotaSnapshot
 from chorus.safe_text import PublicText
 from chorus.sentences import pack
 from chorus.utterance import Utterance
@@ -160,14 +161,19 @@ Statuses = Mapping[EngineId, EngineStatus]
 
 class Router:
     def __init__(
-        self, board: EngineBoard, timeouts: Mapping[EngineId, float], sample_refs: SampleRefs | None = None
+        self, board: EngineBoard, timeouts: Mapping[EngineId, float], sample_refs: SampleRefs | None = None,
+        meter: CloudMeter | None = None,
     ) -> None:
         self.board = board
         self.timeouts = dict(timeouts)
         # personality name, engine -> the stored samples that engine clones from
         self.sample_refs = sample_refs
+        # cloud engines' monthly characters: consulted by the plan, told of each piece spoken
+        self.meter = meter
 
-    def plan(self, utterance: Utterance, statuses: Statuses) -> list[tuple[EngineId, Skip | None]]:
+    def plan(
+        self, utterance: Utterance, statuses: Statuses, quota: QuotaSnapshot | None = None
+    ) -> list[tuple[EngineId, Skip | None]]:
         """The engines in the order to try them, each with why it is skipped (or None)."""
         spec = utterance.personality.spec
         order = spec.chain()
@@ -191,6 +197,8 @@ class Router:
                 # Both validated identifiers (VoiceId, LanguageCode): safe to show.
                 who = f"voice {cfg.voice!r}" if cfg.voice else "no loaded voice"
                 skip = Skip.plain(f"{who} does not speak {utterance.language!r}")
+            elif quota is not None and self.meter is not None and self.meter.refuses(quota, engine, cfg.voice):
+                skip = Skip.plain(QUOTA_EXHAUSTED)
             else:
                 skip = None
             plan.append((engine, skip))
@@ -231,7 +239,8 @@ class Router:
         in `attempts`. One status snapshot serves the whole request, so the plan and the
         requests agree about every engine."""
         statuses = await self.board.statuses()
-        for engine, skip in self.plan(utterance, statuses):
+        quota = await self.meter.for_plan() if self.meter is not None else None
+        for engine, skip in self.plan(utterance, statuses, quota):
             if skip is not None:
                 attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip.reason, detail=skip.detail))
                 continue
@@ -242,7 +251,10 @@ class Router:
         async for engine, requests in self._candidates(utterance, attempts):
             handle = self.board.handles[engine]
             try:
-                parts = [await self._call(engine, handle.synthesize.remote(r)) for r in requests]
+                parts = []
+                for r in requests:
+                    parts.append(await self._call(engine, handle.synthesize.remote(r)))
+                    await self._billed(engine, r)
             except BadInputError:
                 raise
             except Exception as err:
@@ -270,18 +282,18 @@ class Router:
                 first_gen.cancel()
                 attempts.append(_attempt(engine, err, self.timeouts.get(engine)))
                 continue
+            await self._billed(engine, requests[0])
             return RoutedStream(
                 engine=engine,
                 attempts=attempts,
                 variant=first.variant,
                 sample_rate=first.sample_rate,
-                chunks=self._rest(handle, first, first_gen, requests[1:]),
+                chunks=self._rest(engine, handle, first, first_gen, requests[1:]),
             )
         raise AllEnginesFailed(attempts)
 
-    @staticmethod
     async def _rest(
-        handle: EngineHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest]
+        self, engine: EngineId, handle: EngineHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest]
     ) -> AsyncIterator[AudioChunk]:
         yield first
         try:
@@ -289,10 +301,19 @@ class Router:
                 yield chunk
             for request in more:
                 gen = handle.stream.remote(request)
+                billed = False
                 async for chunk in gen:
+                    if not billed:  # a piece counts once its first chunk came (chorus.cloud_quota)
+                        await self._billed(engine, request)
+                        billed = True
                     yield chunk
         finally:
             gen.cancel()
+
+    async def _billed(self, engine: EngineId, request: SynthesisRequest) -> None:
+        """Tell the meter a piece came back from `engine`: its characters were billed."""
+        if self.meter is not None:
+            await self.meter.record(engine, request.voice, len(request.text))
 
     async def _call(self, engine: EngineId, awaitable: Any, on_timeout: Any = None) -> Any:
         timeout = self.timeouts.get(engine)

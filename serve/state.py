@@ -12,6 +12,7 @@ from chorus.auth.config import AuthConfig
 from chorus.auth.keys import caller
 from chorus.auth.ring import KeyRing
 from chorus.auth.scopes import Scope
+from chorus.cloud_quota import CloudMeter, CloudQuotasConfig
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import Personality
 from chorus.quotas import Quotas, QuotasConfig
@@ -54,12 +55,21 @@ class IngressArgs(BaseModel):
         description="Rate limits and where they are counted (docs/security.md#rate-limits-and-budgets); "
         "keys bring their own rate and character budgets.",
     )
+    cloud_quotas: CloudQuotasConfig = Field(
+        default_factory=CloudQuotasConfig,
+        description="Monthly free-tier allowances of the cloud engines per voice class, and what to do when one "
+        "is used up (enforce: fall back; warn: flag only); docs/observability.md#cloud-quotas.",
+    )
 
 
 class IngressConfig(IngressArgs):
     """What an ingress replica is built from: its args and the enabled engines' timeouts."""
 
     timeouts: dict[EngineId, float] = Field(default_factory=dict)
+    default_voices: dict[EngineId, str] = Field(
+        default_factory=dict, description="The cloud engines' configured default voices (what a personality "
+        "naming no voice speaks), for the cloud quota meter's voice classes.",
+    )
 
 
 class Chorus:
@@ -68,7 +78,9 @@ class Chorus:
         self.store = open_store(config.personalities)
         self.samples = SampleService(config.samples, self.store)
         self.board = board
-        self.router = Router(board, config.timeouts, sample_refs=self.samples.refs)
+        self.meter = CloudMeter.open(config.cloud_quotas, config.redis_url, config.samples.directory,
+                                     config.default_voices)
+        self.router = Router(board, config.timeouts, sample_refs=self.samples.refs, meter=self.meter)
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None
         self.quotas = Quotas(config.quotas, config.redis_url)

@@ -58,6 +58,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/v1/providers"): Call(Scope.SPEAK, "/v1/providers"),
     ("GET", "/v1/stats"): Call(Scope.ADMIN, "/v1/stats?window=5m"),
     ("GET", "/v1/stats/series"): Call(Scope.ADMIN, "/v1/stats/series?window=1h&step=5m"),
+    ("GET", "/v1/quotas"): Call(Scope.ADMIN, "/v1/quotas"),
     ("GET", "/healthz"): Call(PUBLIC, "/healthz"),
     ("GET", "/readyz"): Call(PUBLIC, "/readyz"),
     # FastAPI's own documentation routes: "every other route" needs admin.

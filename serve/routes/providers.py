@@ -1,11 +1,11 @@
-"""Engines and probes."""
+"""Engines, their cloud quotas, and probes."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from chorus.api import ProviderOut, ProvidersOut
+from chorus.api import ProviderOut, ProvidersOut, QuotaOut, QuotasOut
 from chorus.auth.scopes import PUBLIC, Scope, needs
 from chorus.state import AdminCaller, ChorusState
 from deployments.base import ENGINE_IDS, EngineStatus, Health
@@ -17,9 +17,23 @@ router = APIRouter()
             openapi_extra=needs(Scope.SPEAK))
 async def providers(chorus: ChorusState, admin: AdminCaller) -> ProvidersOut:
     statuses = await chorus.board.statuses(fresh=True)
+    quota = await chorus.meter.for_plan()
     return ProvidersOut(providers=[
-        ProviderOut(**shown_status(statuses[e], admin).model_dump(), timeout_s=chorus.config.timeouts.get(e))
+        ProviderOut(**shown_status(statuses[e], admin).model_dump(), timeout_s=chorus.config.timeouts.get(e),
+                    quota_exhausted=quota.exhausted_classes(e) if quota else [])
         for e in ENGINE_IDS if e in statuses
+    ])
+
+
+@router.get("/v1/quotas", response_model=QuotasOut, tags=["engines"],
+            summary="Cloud engines' characters this UTC month against their free-tier allowances",
+            openapi_extra=needs(Scope.ADMIN))
+async def quotas(chorus: ChorusState) -> QuotasOut:
+    snapshot = await chorus.meter.snapshot()
+    return QuotasOut(quotas=[
+        QuotaOut(engine=u.engine, voice_class=u.voice_class, used=u.used, allowed=u.allowed, remaining=u.remaining,
+                 resets_at=u.resets_at, policy=u.policy, exhausted=u.exhausted)
+        for u in snapshot.usages
     ])
 
 
