@@ -4,9 +4,11 @@
 
 One idempotent reconcile serves create, update and resume: it renders the ConfigMap the
 ingress serves from, makes sure the sample volume exists with every sample given by URL
-fetched and checked, and reports what it did in status conditions and events. Deleting
-the resource removes its samples (the finalizer); the ConfigMap and PVC go with their
-owner through ownerReferences.
+fetched and checked, and reports what it did in status conditions and events. Samples
+live under the resource's uid, so namesakes in two namespaces never share (or delete)
+each other's samples; the ingress finds them through the ConfigMap's ownerReference.
+Deleting the resource removes its samples (the finalizer); the ConfigMap and PVC go
+with their owner through ownerReferences.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def backoff(retry: int) -> float:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def reconcile(
-    name: str, namespace: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, body: kopf.Body,
+    name: str, namespace: str, uid: str, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, body: kopf.Body,
     patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any,
 ) -> None:
     generation = int(meta.get("generation") or 0)
@@ -95,7 +97,7 @@ async def reconcile(
     core = client.CoreV1Api(memo.api)
     try:
         changed = await _apply_configmap(core, namespace, personality, generation, body)
-        volume = memo.volumes.location(name)
+        volume = memo.volumes.location(uid)
         if memo.settings.sample_volumes == "per-personality":
             volume = await _ensure_pvc(core, namespace, name, memo.settings, body)
     except ApiException as err:
@@ -114,7 +116,7 @@ async def reconcile(
     if changed:
         kopf.info(body, reason="ConfigRendered", message=f"ConfigMap {configmaps.configmap_name(name)} {changed}")
 
-    synced: SyncResult = await memo.volumes.sync(personality, dict(status.get("fetchedSamples") or {}))
+    synced: SyncResult = await memo.volumes.sync(personality, uid, dict(status.get("fetchedSamples") or {}))
     for change in synced.changed:
         kopf.info(body, reason="SamplesChanged", message=change)
     for sample_id, why in synced.refused.items():
@@ -137,8 +139,8 @@ async def reconcile(
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-async def delete(name: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    removed = await asyncio.to_thread(memo.volumes.remove, name)
+async def delete(name: str, uid: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    removed = await asyncio.to_thread(memo.volumes.remove, uid)
     logger.info("removed %d sample(s) of %s", removed, name)
 
 

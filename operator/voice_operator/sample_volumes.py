@@ -13,23 +13,15 @@ import asyncio
 import shutil
 from dataclasses import dataclass, field
 
-import httpx
-
 from chorus.personalities import Personality
 from chorus.samples.ingest import SampleIngest
 from chorus.samples.models import SampleModels
 from chorus.samples.quality import cloning_engines
 from chorus.samples.report import SampleRejected
 from chorus.samples.storage import DirectorySampleStore, SampleNotFound, SampleStoreError
+from voice_operator.decode_caps import check_declared_audio
+from voice_operator.safe_fetch import FetchError, SampleRefused, fetch, redact
 from voice_operator.settings import OperatorSettings
-
-
-class FetchError(Exception):
-    """A download that may work later (network, 5xx)."""
-
-
-class SampleRefused(Exception):
-    """A sample that will not work until the spec changes (4xx, too big, failed checks)."""
 
 
 @dataclass
@@ -49,78 +41,63 @@ class SampleVolumes:
         # that checks it: loading torch on kopf's event loop would stall every handler.
         self.ingest = SampleIngest(self.store, SampleModels())
 
-    def location(self, name: str) -> str:
-        return str(self.settings.samples_dir / name)
+    def location(self, key: str) -> str:
+        return str(self.settings.samples_dir / key)
 
-    async def sync(self, personality: Personality, previously: dict[str, str]) -> SyncResult:
-        name = personality.name
-        (self.settings.samples_dir / name).mkdir(parents=True, exist_ok=True)
-        wanted = {s.id: s for s in personality.spec.voice_samples if s.url is not None}
+    async def sync(self, personality: Personality, key: str, previously: dict[str, str]) -> SyncResult:
+        """Make the samples stored under `key` (the resource's uid) what the spec's URLs say.
+        URLs are remembered redacted (status is readable by more people than the spec's
+        author): a URL whose credentials alone change is not fetched again."""
+        (self.settings.samples_dir / key).mkdir(parents=True, exist_ok=True)
+        wanted = {s.id: redact(str(s.url)) for s in personality.spec.voice_samples if s.url is not None}
+        urls = {s.id: str(s.url) for s in personality.spec.voice_samples if s.url is not None}
         result = SyncResult()
         # Samples this operator fetched whose entry is gone or points elsewhere now.
-        for sample_id, url in previously.items():
-            if sample_id not in wanted or str(wanted[sample_id].url) != url:
-                await asyncio.to_thread(self._delete, name, sample_id)
-                result.changed.append(f"removed sample {sample_id} (was {url})")
-            elif await asyncio.to_thread(self._exists, name, sample_id):
-                result.fetched[sample_id] = url
-        async with httpx.AsyncClient(timeout=self.settings.fetch_timeout_s, follow_redirects=True) as http:
-            for sample_id, sample in wanted.items():
-                url = str(sample.url)
-                if result.fetched.get(sample_id) == url:
-                    continue
-                try:
-                    data = await self._download(http, url)
-                    await asyncio.to_thread(
-                        self.ingest.add, name, data,
-                        engines=cloning_engines(personality.spec), sample_id=sample_id,
-                        language=sample.language, notes=sample.notes,
-                    )
-                except FetchError as err:
-                    result.retry[sample_id] = str(err)
-                except (SampleRefused, SampleRejected, SampleStoreError) as err:
-                    result.refused[sample_id] = str(err)
-                else:
-                    result.fetched[sample_id] = url
-                    result.changed.append(f"fetched and checked sample {sample_id} from {url}")
-        result.stored = len(await asyncio.to_thread(self.store.list, name))
+        for sample_id, shown in previously.items():
+            if wanted.get(sample_id) != shown:
+                await asyncio.to_thread(self._delete, key, sample_id)
+                result.changed.append(f"removed sample {sample_id} (was {shown})")
+            elif await asyncio.to_thread(self._exists, key, sample_id):
+                result.fetched[sample_id] = shown
+        samples = {s.id: s for s in personality.spec.voice_samples}
+        policy = self.settings.fetch_policy()
+        for sample_id, shown in wanted.items():
+            if result.fetched.get(sample_id) == shown:
+                continue
+            sample = samples[sample_id]
+            try:
+                data = await fetch(urls[sample_id], policy)
+                check_declared_audio(data, self.settings.max_sample_rate)
+                await asyncio.to_thread(
+                    self.ingest.add, key, data,
+                    engines=cloning_engines(personality.spec), sample_id=sample_id,
+                    language=sample.language, notes=sample.notes,
+                )
+            except FetchError as err:
+                result.retry[sample_id] = str(err)
+            except (SampleRefused, SampleRejected, SampleStoreError) as err:
+                result.refused[sample_id] = str(err)
+            else:
+                result.fetched[sample_id] = shown
+                result.changed.append(f"fetched and checked sample {sample_id} from {shown}")
+        result.stored = len(await asyncio.to_thread(self.store.list, key))
         return result
 
-    async def _download(self, http: httpx.AsyncClient, url: str) -> bytes:
-        if httpx.URL(url).scheme not in ("http", "https"):
-            raise SampleRefused(f"{url}: the operator fetches http and https URLs only")
-        limit = self.settings.max_sample_bytes
+    def _exists(self, key: str, sample_id: str) -> bool:
         try:
-            async with http.stream("GET", url) as resp:
-                if resp.status_code >= 500 or resp.status_code == 429:
-                    raise FetchError(f"{url}: HTTP {resp.status_code}")
-                if resp.status_code >= 400:
-                    raise SampleRefused(f"{url}: HTTP {resp.status_code}")
-                chunks, size = [], 0
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise SampleRefused(f"{url}: larger than {limit} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.HTTPError as err:
-            raise FetchError(f"{url}: {type(err).__name__}: {err}") from None
-
-    def _exists(self, name: str, sample_id: str) -> bool:
-        try:
-            self.store.get(name, sample_id)
+            self.store.get(key, sample_id)
         except SampleNotFound:
             return False
         return True
 
-    def _delete(self, name: str, sample_id: str) -> None:
+    def _delete(self, key: str, sample_id: str) -> None:
         try:
-            self.store.delete(name, sample_id)
+            self.store.delete(key, sample_id)
         except SampleNotFound:
             pass
 
-    def remove(self, name: str) -> int:
-        """Delete every sample of a personality and its directory; how many there were."""
-        count = self.store.delete_all(name)
-        shutil.rmtree(self.settings.samples_dir / name, ignore_errors=True)
+    def remove(self, key: str) -> int:
+        """Delete every sample stored under `key` and its directory; how many there were."""
+        count = self.store.delete_all(key)
+        shutil.rmtree(self.settings.samples_dir / key, ignore_errors=True)
         return count

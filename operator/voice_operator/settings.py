@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chorus.constants import MAX_SAMPLE_BYTES
+from voice_operator.safe_fetch import FetchPolicy
 
 ENV_PREFIX = "CHORUS_OPERATOR_"
 
@@ -25,9 +27,35 @@ class OperatorSettings(BaseModel):
     )
     storage_class: str | None = Field(None, description="storage class of per-personality PVCs")
     volume_size: str = Field("1Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")
-    fetch_timeout_s: float = Field(30.0, gt=0, description="download of one sample by URL")
+    fetch_timeout_s: float = Field(
+        30.0, gt=0, description="deadline of one sample's whole download by URL, redirects included"
+    )
     max_sample_bytes: int = Field(MAX_SAMPLE_BYTES, gt=0, description="same limit as uploads")
+    max_sample_rate: int = Field(
+        48_000, gt=0, description="refused from the header, before decoding (voice_operator.decode_caps)"
+    )
+    allowed_domains: tuple[str, ...] = Field(
+        (), description="comma-separated hosts sample URLs may name (subdomains included); empty: any public host"
+    )
+    # Sample URLs reach only public addresses. Tests serve samples from loopback and name
+    # it here; a deployment has no reason to.
+    allow_private_networks: tuple[IPv4Network | IPv6Network, ...] = Field(
+        (), description="comma-separated CIDRs exempt from the public-address rule (tests only)"
+    )
     watch_timeout_s: int = Field(300, gt=0, description="server-side timeout of kopf's watches")
+
+    @field_validator("allowed_domains", "allow_private_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def fetch_policy(self) -> FetchPolicy:
+        return FetchPolicy(
+            max_bytes=self.max_sample_bytes, deadline_s=self.fetch_timeout_s,
+            allowed_domains=self.allowed_domains, allowed_networks=self.allow_private_networks,
+        )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

@@ -76,13 +76,13 @@ def _force(value: str | None) -> bool:
 @router.get("", response_model=list[StoredSample], responses={404: {"model": ErrorOut}},
             openapi_extra=needs(Scope.SAMPLES))
 async def list_samples(personality: PersonalityDep, chorus: ChorusState) -> list[StoredSample]:
-    return await asyncio.to_thread(chorus.samples.store.list, personality.name)
+    return await asyncio.to_thread(chorus.samples.store.list, chorus.samples.key(personality.name))
 
 
 @router.get("/{sample_id}", response_model=StoredSample, responses={404: {"model": ErrorOut}},
             summary="A sample's metadata", openapi_extra=needs(Scope.SAMPLES))
 async def get_sample(personality: PersonalityDep, sample_id: str, chorus: ChorusState) -> StoredSample:
-    return await asyncio.to_thread(chorus.samples.store.get, personality.name, sample_id)
+    return await asyncio.to_thread(chorus.samples.store.get, chorus.samples.key(personality.name), sample_id)
 
 
 @router.get(
@@ -93,7 +93,7 @@ async def get_sample(personality: PersonalityDep, sample_id: str, chorus: Chorus
     summary="A sample's stored audio (24 kHz 16-bit WAV)", openapi_extra=needs(Scope.CLONE),
 )
 async def sample_audio(personality: PersonalityDep, sample_id: str, chorus: ChorusState) -> Response:
-    data = await asyncio.to_thread(chorus.samples.store.audio, personality.name, sample_id)
+    data = await asyncio.to_thread(chorus.samples.store.audio, chorus.samples.key(personality.name), sample_id)
     return Response(data, media_type="audio/wav")
 
 

@@ -73,6 +73,7 @@ class Personalities(Protocol):
     def get(self, name: str) -> Personality | None: ...
     def put(self, personality: Personality) -> bool: ...
     def delete(self, name: str) -> bool: ...
+    def sample_key(self, name: str) -> str: ...
 
 
 class SampleService:
@@ -102,21 +103,28 @@ class SampleService:
         speaker than the stored samples is refused (SpeakerMismatch) unless `force`:
         who may force is the caller's to decide."""
         name, limit = personality.name, self.config.max_samples
-        if len(self.store.list(name)) >= limit:
+        key = self.key(name)
+        if len(self.store.list(key)) >= limit:
             raise SampleLimitReached(name, limit)
         result = self.ingest.add(
-            name, data,
+            key, data,
             engines=cloning_engines(personality.spec), sample_id=sample_id, language=language, notes=notes,
             admit=functools.partial(self._admit, name), max_samples=limit, force=force,
         )
-        self._listings.pop(name, None)
+        self._listings.pop(key, None)
         self._mirror(name)
         return result
 
     def delete(self, personality: Personality, sample_id: str) -> None:
-        self.store.delete(personality.name, sample_id)
-        self._listings.pop(personality.name, None)
+        key = self.key(personality.name)
+        self.store.delete(key, sample_id)
+        self._listings.pop(key, None)
         self._mirror(personality.name)
+
+    def key(self, name: str) -> str:
+        """Where the sample store keeps `name`'s samples: its name, or in a cluster the
+        uid of its VoicePersonality (the operator's layout, one per namespace's namesake)."""
+        return self.personalities.sample_key(name)
 
     def delete_personality(self, name: str) -> bool:
         """Delete a personality and its samples; False when there is no such personality.
@@ -184,11 +192,11 @@ class SampleService:
     def list(self, name: str) -> list[StoredSample]:
         """Stored samples of a personality (cached for `listing_ttl_s`: every synthesis
         of a cloning personality asks, and an S3 listing is a network round trip)."""
-        now = time.monotonic()
-        cached = self._listings.get(name)
+        now, key = time.monotonic(), self.key(name)
+        cached = self._listings.get(key)
         if cached is None or now - cached[0] > self.config.listing_ttl_s:
-            cached = (now, self.store.list(name))
-            self._listings[name] = cached
+            cached = (now, self.store.list(key))
+            self._listings[key] = cached
         return cached[1]
 
     def refs(self, name: str, engine: EngineId) -> list[VoiceSampleRef]:
@@ -198,6 +206,6 @@ class SampleService:
         fit = [s for s in samples if engine in duration_fit(s.duration, [engine])]
         chosen = fit or samples
         return [
-            VoiceSampleRef(id=s.id, language=s.language, sha256=s.sha256, path=self.store.locator(name, s.id))
+            VoiceSampleRef(id=s.id, language=s.language, sha256=s.sha256, path=self.store.locator(self.key(name), s.id))
             for s in chosen
         ]

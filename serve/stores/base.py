@@ -65,6 +65,7 @@ class PersonalityStore(Protocol):
     def problems(self) -> list[FileProblem]: ...
     def put(self, personality: Personality) -> bool: ...
     def delete(self, name: str) -> bool: ...
+    def sample_key(self, name: str) -> str: ...
     async def watch(self, stop: asyncio.Event) -> None: ...
 
 
@@ -95,6 +96,11 @@ class IndexedStore(Generic[K]):
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+    def sample_key(self, name: str) -> str:
+        """Where the sample store keeps this personality's samples: under its name here;
+        a store whose names can repeat across sources (namespaces) overrides it."""
+        return name
 
     def status(self, name: str) -> PersonalityStatus | None:
         key = self._by_name.get(name)

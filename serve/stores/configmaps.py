@@ -11,6 +11,8 @@ from chorus.personalities import Personality, dump_yaml, parse_text
 
 DATA_KEY = "personality.yaml"
 NAME_PREFIX = "chorus-personality-"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "chorus-operator"
 
 
 def configmap_name(personality: str) -> str:
@@ -27,7 +29,7 @@ def render(personality: Personality, *, generation: int) -> dict[str, Any]:
             "labels": {
                 PERSONALITY_LABEL: personality.name,
                 "app.kubernetes.io/part-of": "chorus",
-                "app.kubernetes.io/managed-by": "chorus-operator",
+                MANAGED_BY_LABEL: MANAGED_BY,
             },
             "annotations": {GENERATION_ANNOTATION: str(generation)},
         },

@@ -2,7 +2,11 @@
 
 Lists the label-selected ConfigMaps once, then watches them, so an applied, edited or
 deleted VoicePersonality reaches every ingress replica within seconds of the operator
-rendering it, without restarting anything. Like the directory store, a ConfigMap that
+rendering it, without restarting anything. Only the operator's ConfigMaps count: the
+managed-by label, the name the operator gives and a controller ownerReference to a
+VoicePersonality of that name; a hand-made ConfigMap carrying the label is ignored (and
+logged), so write access to ConfigMaps is not a way to define personalities. The
+owner's uid is where the operator keeps the personality's samples (`sample_key`). Like the directory store, a ConfigMap that
 turns invalid keeps serving its last good version and its status says why; the same
 personality name in two namespaces serves the first and reports the other.
 
@@ -21,6 +25,7 @@ from typing import Any
 from kubernetes_asyncio import client, watch
 
 from chorus import kube_config
+from chorus.constants import GROUP, KIND
 from chorus.personalities import Personality
 from chorus.stores import configmaps
 from chorus.stores.base import IndexedStore, ReadOnlyStoreError
@@ -40,9 +45,16 @@ class KubernetesStore(IndexedStore[tuple[str, str]]):
         super().__init__()
         self.source = source
         self.synced = asyncio.Event()  # set after the first complete listing
+        self._owners: dict[tuple[str, str], str] = {}  # ConfigMap -> its VoicePersonality's uid
 
     def _source(self, key: tuple[str, str]) -> str:
         return f"configmap/{key[0]}/{key[1]}"
+
+    def sample_key(self, name: str) -> str:
+        """The serving VoicePersonality's uid: the operator keeps samples under it, so
+        namesakes in other namespaces never share them."""
+        key = self._by_name.get(name)
+        return self._owners.get(key, name) if key is not None else name
 
     @property
     def loaded(self) -> bool:
@@ -64,7 +76,7 @@ class KubernetesStore(IndexedStore[tuple[str, str]]):
     def apply(self, kind: str, obj: dict[str, Any]) -> None:
         """One watch event: ADDED, MODIFIED or DELETED."""
         if kind == "DELETED":
-            changed = self._entries.pop(_key(obj), None) is not None
+            changed = self._forget(_key(obj))
         else:
             changed = self._take(obj)
         if changed:
@@ -74,15 +86,26 @@ class KubernetesStore(IndexedStore[tuple[str, str]]):
         """A fresh listing: what it does not hold is gone. Indexed once, not per object."""
         keys = {_key(o) for o in objects}
         for key in set(self._entries) - keys:
-            del self._entries[key]
+            self._forget(key)
         for obj in objects:
             self._take(obj)
         self._index()
 
+    def _forget(self, key: tuple[str, str]) -> bool:
+        self._owners.pop(key, None)
+        return self._entries.pop(key, None) is not None
+
     def _take(self, obj: dict[str, Any]) -> bool:
         meta = obj.get("metadata") or {}
         key = _key(obj)
-        label = (meta.get("labels") or {}).get(configmaps.PERSONALITY_LABEL, key[1])
+        owner = operator_owner(meta)
+        if owner is None:
+            log.warning("ignoring %s: labelled as a personality, but not rendered by the chorus operator "
+                        "(managed-by label, name and controller ownerReference to a VoicePersonality)",
+                        self._source(key))
+            return self._forget(key)
+        self._owners[key] = owner
+        label = meta["labels"][configmaps.PERSONALITY_LABEL]
         parse = functools.partial(configmaps.parse, obj.get("data"), name=label)
         return self._load(key, str(meta.get("resourceVersion", "")), parse)
 
@@ -150,6 +173,22 @@ class KubernetesStore(IndexedStore[tuple[str, str]]):
                     rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                     if event["type"] != "BOOKMARK":
                         self.apply(event["type"], obj)
+
+
+def operator_owner(meta: dict[str, Any]) -> str | None:
+    """The uid of the VoicePersonality a ConfigMap was rendered from, or None when the
+    operator did not render it: the labels, name and controller ownerReference must
+    all be the operator's."""
+    labels = meta.get("labels") or {}
+    name = labels.get(configmaps.PERSONALITY_LABEL)
+    if (not name or labels.get(configmaps.MANAGED_BY_LABEL) != configmaps.MANAGED_BY
+            or meta.get("name") != configmaps.configmap_name(name)):
+        return None
+    for ref in meta.get("ownerReferences") or []:
+        if (ref.get("controller") is True and ref.get("kind") == KIND and ref.get("name") == name
+                and str(ref.get("apiVersion", "")).split("/")[0] == GROUP and ref.get("uid")):
+            return str(ref["uid"])
+    return None
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:

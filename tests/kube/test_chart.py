@@ -370,6 +370,7 @@ def test_operator_deployment(kube: ControlPlane, tmp_path: Path) -> None:
         "CHORUS_OPERATOR_SAMPLES_DIR": "/var/lib/chorus/samples",
         "CHORUS_OPERATOR_SAMPLE_VOLUMES": "shared",
         "CHORUS_OPERATOR_STORAGE_CLASS": "",
+        "CHORUS_OPERATOR_ALLOWED_DOMAINS": "",
         "CHORUS_OPERATOR_VOLUME_SIZE": "1Gi",
     }
     sc = c["securityContext"]
@@ -482,3 +483,37 @@ def test_crd_is_not_templated() -> None:
     for path in (CHART / "templates").rglob("*"):
         if path.is_file():
             assert "CustomResourceDefinition" not in path.read_text(), path
+
+
+def test_network_policies_open_only_serve_and_public_egress(kube: ControlPlane, tmp_path: Path) -> None:
+    docs = render(kube, tmp_path, {"operator": {"allowedSampleDomains": ["samples.example.com", "cdn.example.org"],
+                                                "networkPolicy": {"apiServerCIDRs": ["10.96.0.1/32"]}}})
+    kinds = {d["kind"] for d in docs}
+    assert "NetworkPolicy" in kinds  # applied server-side with the rest in test_rendering_applies_server_side
+    release = {"app.kubernetes.io/name": "chorus", "app.kubernetes.io/instance": RELEASE}
+
+    ray = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-ray-ingress"))
+    assert ray["spec"]["policyTypes"] == ["Ingress"]
+    open_rule, release_rule = ray["spec"]["ingress"]
+    assert open_rule == {"ports": [{"protocol": "TCP", "port": 8000}]}  # from anywhere: Serve alone
+    assert release_rule == {"from": [{"podSelector": {"matchLabels": release}}]}  # 6379, 8265, ...: release only
+    head = one(docs, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert 10001 not in {p["containerPort"] for p in head["ports"]}  # no Ray Client port in the Service
+
+    op = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-operator-egress"))
+    assert op["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    dns, api, web = op["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53} and "to" not in dns
+    assert api["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
+    v4, v6 = (b["ipBlock"] for b in web["to"])
+    assert {p["port"] for p in web["ports"]} == {80, 443}
+    assert v4["cidr"] == "0.0.0.0/0" and {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                                          "127.0.0.0/8"} <= set(v4["except"])
+    assert v6["cidr"] == "::/0" and {"fc00::/7", "fe80::/10"} <= set(v6["except"])
+
+    env = {e["name"]: e.get("value") for e in one(docs, "Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CHORUS_OPERATOR_ALLOWED_DOMAINS"] == "samples.example.com,cdn.example.org"
+    assert "CHORUS_OPERATOR_ALLOW_PRIVATE_NETWORKS" not in env  # the tests' allowance, never the chart's
+
+    off = render(kube, tmp_path, {"networkPolicy": {"enabled": False}, "operator": {"networkPolicy": {"enabled": False}}})
+    assert "NetworkPolicy" not in {d["kind"] for d in off}

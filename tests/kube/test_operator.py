@@ -58,7 +58,10 @@ def operator(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
     identity = operator_identity(kube, NS)
     samples = tmp_path_factory.mktemp("operator-samples")
     port = free_port()
-    with running_operator(identity, NS, samples, liveness=f"http://127.0.0.1:{port}/healthz") as (runner, denials):
+    # The sample site listens on loopback, which sample URLs may never reach by default:
+    # this allowance is the tests' alone.
+    with running_operator(identity, NS, samples, liveness=f"http://127.0.0.1:{port}/healthz",
+                          CHORUS_OPERATOR_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8") as (runner, denials):
         yield Operator(runner, samples, f"http://127.0.0.1:{port}/healthz", denials)
     # Under exactly the chart's RBAC, nothing the operator asked for was refused.
     assert not denials.seen
@@ -116,7 +119,7 @@ def test_apply_renders_configmap_and_sample_volume_and_turns_ready(kube: Control
     assert cm["metadata"]["labels"][configmaps.PERSONALITY_LABEL] == "narrator"
     (owner,) = cm["metadata"]["ownerReferences"]
     assert owner["uid"] == vp["metadata"]["uid"] and owner["controller"] is True
-    assert (operator.samples_dir / "narrator").is_dir()
+    assert (operator.samples_dir / vp["metadata"]["uid"]).is_dir()
     assert vp["status"]["configMap"] == cm["metadata"]["name"] and vp["status"]["samples"] == 0
     assert "voice.chorus.dev/samples" in vp["metadata"]["finalizers"]
     assert any(e["reason"] == "ConfigRendered" for e in events(kube, "narrator"))
@@ -153,8 +156,15 @@ def cloning_spec(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def stored_ids(operator: Operator, name: str) -> set[str]:
-    return {p.stem for p in (operator.samples_dir / name).glob("*.json")}
+def sample_dir(kube: ControlPlane, operator: Operator, name: str) -> Path:
+    """Where the operator keeps a personality's samples: under its resource's uid."""
+    vp = get(kube, "vp", name)
+    assert vp is not None
+    return operator.samples_dir / vp["metadata"]["uid"]
+
+
+def stored_ids(kube: ControlPlane, operator: Operator, name: str) -> set[str]:
+    return {p.stem for p in sample_dir(kube, operator, name).glob("*.json")}
 
 
 def test_url_samples_are_fetched_checked_and_follow_the_spec(
@@ -169,14 +179,14 @@ def test_url_samples_are_fetched_checked_and_follow_the_spec(
                     timeout=120, what="samples reported")
     cond = conditions(vp)
     # The good sample is stored through the upload checks; the others are refused with why.
-    assert stored_ids(operator, "cloned") == {"studio"}
+    assert stored_ids(kube, operator, "cloned") == {"studio"}
     assert cond["SamplesReady"]["status"] == "False" and cond["SamplesReady"]["reason"] == "SampleRejected"
     assert "clip:" in cond["SamplesReady"]["message"] and "gone:" in cond["SamplesReady"]["message"]
     assert "HTTP 404" in cond["SamplesReady"]["message"] and "http and https URLs only" in cond["SamplesReady"]["message"]
     assert cond["Ready"]["status"] == "False" and cond["ConfigRendered"]["status"] == "True"
     warnings = [e for e in events(kube, "cloned") if e["reason"] == "SampleRejected"]
     assert warnings and all(e["type"] == "Warning" for e in warnings)
-    meta = json.loads((operator.samples_dir / "cloned" / "studio.json").read_text())
+    meta = json.loads((sample_dir(kube, operator, "cloned") / "studio.json").read_text())
     assert meta["quality_score"] > 0.5 and meta["language"] == "en"
 
     # Drop the bad entries, point the good one at another recording: re-fetched, Ready.
@@ -184,13 +194,13 @@ def test_url_samples_are_fetched_checked_and_follow_the_spec(
     apply(kube, "cloned", cloning_spec([moved]))
     vp = eventually(lambda: (v := settled(kube, "cloned")) and conditions(v)["Ready"]["status"] == "True" and v,
                     timeout=120, what="cloned ready")
-    after = json.loads((operator.samples_dir / "cloned" / "studio.json").read_text())
+    after = json.loads((sample_dir(kube, operator, "cloned") / "studio.json").read_text())
     assert after["sha256"] != meta["sha256"]
     assert vp["status"]["samples"] == 1 and vp["status"]["fetchedSamples"] == {"studio": moved["url"]}
 
     # A sample removed from the spec is removed from the volume.
     apply(kube, "cloned", cloning_spec([]))
-    eventually(lambda: not stored_ids(operator, "cloned"), what="sample removed")
+    eventually(lambda: not stored_ids(kube, operator, "cloned"), what="sample removed")
     assert settled(kube, "cloned")["status"]["samples"] == 0
 
 
@@ -206,7 +216,7 @@ def test_a_failing_download_is_retried_until_it_works(
     assert "HTTP 503" in conditions(failed)["SamplesReady"]["message"]
     vp = eventually(lambda: (v := get(kube, "vp", "flaky")) and conditions(v).get("Ready", {}).get("status") == "True" and v,
                     timeout=60, what="ready after retries")
-    assert stored_ids(operator, "flaky") == {"take1"} and not samples_site.failures["/flaky.wav"]
+    assert stored_ids(kube, operator, "flaky") == {"take1"} and not samples_site.failures["/flaky.wav"]
     assert vp["status"]["samples"] == 1
 
 
@@ -214,9 +224,10 @@ def test_delete_leaves_nothing_behind(kube: ControlPlane, operator: Operator, sa
     apply(kube, "ephemeral", cloning_spec([{"id": "s1", "url": f"{samples_site.url}/clean.wav"}]))
     eventually(lambda: (v := get(kube, "vp", "ephemeral")) and conditions(v).get("Ready", {}).get("status") == "True",
                timeout=120, what="ephemeral ready")
-    assert stored_ids(operator, "ephemeral") == {"s1"}
+    assert stored_ids(kube, operator, "ephemeral") == {"s1"}
+    directory = sample_dir(kube, operator, "ephemeral")
     kube.kubectl("delete", "vp", "ephemeral", "-n", NS, "--wait=true", "--timeout=60s")
-    assert not (operator.samples_dir / "ephemeral").exists()
+    assert not directory.exists()
     # The ConfigMap goes with its owner (the garbage collector follows ownerReferences).
     eventually(lambda: get(kube, "configmap", configmaps.configmap_name("ephemeral")) is None,
                what="ConfigMap collected")

@@ -17,9 +17,42 @@ SPEC = {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-m
 
 
 def configmap(name: str, namespace: str = "voices", rv: str = "1", spec: dict | None = None) -> dict:
+    """The ConfigMap as the operator renders it: owned by its VoicePersonality."""
     body = configmaps.render(Personality(name=name, spec=parse_spec(spec or SPEC)), generation=1)
-    body["metadata"].update(namespace=namespace, resourceVersion=rv)
+    owner = {"apiVersion": "voice.chorus.dev/v1alpha1", "kind": "VoicePersonality", "name": name,
+             "uid": f"uid-{namespace}-{name}", "controller": True, "blockOwnerDeletion": True}
+    body["metadata"].update(namespace=namespace, resourceVersion=rv, ownerReferences=[owner])
     return body
+
+
+def test_only_the_operators_configmaps_count() -> None:
+    store = KubernetesStore(KubernetesSource(namespace="voices"))
+    hand_made = configmap("alice")
+    del hand_made["metadata"]["ownerReferences"]
+    not_controller = configmap("bob")
+    not_controller["metadata"]["ownerReferences"][0]["controller"] = False
+    other_owner = configmap("carol")
+    other_owner["metadata"]["ownerReferences"][0].update(kind="Deployment", apiVersion="apps/v1")
+    renamed = configmap("dave")
+    renamed["metadata"]["name"] = "my-dave"
+    unmanaged = configmap("erin")
+    unmanaged["metadata"]["labels"][configmaps.MANAGED_BY_LABEL] = "helm"
+    store.replace_all([hand_made, not_controller, other_owner, renamed, unmanaged, configmap("frank")])
+    assert store.names() == ["frank"] and not store.problems()
+    # An operator-made ConfigMap whose owner is edited away stops serving.
+    store.apply("ADDED", configmap("alice"))
+    assert store.get("alice") is not None
+    store.apply("MODIFIED", hand_made | {"metadata": {**hand_made["metadata"], "resourceVersion": "2"}})
+    assert store.get("alice") is None
+
+
+def test_samples_are_keyed_by_the_owning_resource() -> None:
+    """Namesakes in two namespaces: the served one's samples are under its own uid."""
+    store = KubernetesStore(KubernetesSource(namespace="*"))
+    store.replace_all([configmap("ava", "b-team"), configmap("ava", "a-team")])
+    assert store.sample_key("ava") == "uid-a-team-ava"
+    store.replace_all([configmap("ava", "b-team")])
+    assert store.sample_key("ava") == "uid-b-team-ava"
 
 
 def test_added_modified_deleted() -> None:

@@ -1,0 +1,259 @@
+"""The operator's sample downloads (voice_operator.safe_fetch): forbidden addresses are
+refused before any connection, redirects are checked hop by hop, one deadline bounds a
+trickling server, credentials never show, and oversized decodes are refused from the
+header (voice_operator.decode_caps)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voice_operator.decode_caps import check_declared_audio
+from voice_operator.safe_fetch import FetchError, FetchPolicy, SampleRefused, fetch, forbidden_reason, redact
+from voice_operator.settings import OperatorSettings
+
+LOOPBACK_ONE = (ipaddress.ip_network("127.0.0.1/32"),)
+
+
+class AcceptRecorder:
+    """A listening socket that only counts the connections it is offered."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_server((host, 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[AcceptRecorder]:
+    rec = AcceptRecorder()
+    yield rec
+    rec.close()
+
+
+def policy(**kw: Any) -> FetchPolicy:
+    return FetchPolicy(**({"max_bytes": 1_000_000, "deadline_s": 5.0} | kw))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "0x7f000001", "2130706433", "0177.0.0.1",
+                                  "localhost"])
+def test_loopback_in_any_spelling_is_refused_without_connecting(host: str, recorder: AcceptRecorder) -> None:
+    # httpx itself refuses the octal spelling as an invalid URL; the others resolve to loopback.
+    with pytest.raises(SampleRefused, match="public addresses only|not a valid URL"):
+        asyncio.run(fetch(f"http://{host}:{recorder.port}/s.wav", policy()))
+    time.sleep(0.2)  # an accept in flight would be counted by now
+    assert recorder.accepted == 0
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "[fd00:ec2::254]", "10.0.0.1", "[::]", "224.0.0.1",
+                                     "100.64.0.1", "[fe80::1]"])
+def test_metadata_private_and_special_addresses_are_refused(address: str) -> None:
+    with pytest.raises(SampleRefused, match="public addresses only"):
+        asyncio.run(fetch(f"http://{address}/latest/meta-data/", policy(deadline_s=1.0)))
+
+
+def test_the_rules_read_the_mapped_address_and_pass_public_ones() -> None:
+    assert forbidden_reason(ipaddress.ip_address("::ffff:169.254.169.254")) is not None
+    assert forbidden_reason(ipaddress.ip_address("93.184.216.34")) is None
+    assert forbidden_reason(ipaddress.ip_address("2606:4700::1")) is None
+    assert forbidden_reason(ipaddress.ip_address("127.0.0.1"), LOOPBACK_ONE) is None
+
+
+def test_every_resolved_address_must_be_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name answering one public and one private address (DNS rebinding's set-up) is refused."""
+    def two_answers(host: str, port: int, *args: Any, **kw: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", port))]
+    monkeypatch.setattr(socket, "getaddrinfo", two_answers)
+    with pytest.raises(SampleRefused, match="10.1.2.3"):
+        asyncio.run(fetch("http://samples.example.com/a.wav", policy()))
+
+
+class Site:
+    """A loopback HTTP server whose handler a test writes; records the Host headers seen."""
+
+    def __init__(self, handle: Any) -> None:
+        site = self
+        self.hosts: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                site.hosts.append(self.headers["Host"])
+                handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_port
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_redirect_to_a_loopback_port_is_refused_without_connecting() -> None:
+    # The redirecting site is allowed (127.0.0.1 only); its target, another loopback
+    # address with a listener, is not.
+    target = AcceptRecorder("127.0.0.2")
+
+    def redirect(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(302)
+        h.send_header("Location", f"http://127.0.0.2:{target.port}/admin")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    site = Site(redirect)
+    try:
+        with pytest.raises(SampleRefused, match="127.0.0.2 is a loopback address"):
+            asyncio.run(fetch(f"http://127.0.0.1:{site.port}/s.wav", policy(allowed_networks=LOOPBACK_ONE)))
+        time.sleep(0.2)
+        assert target.accepted == 0 and len(site.hosts) == 1
+    finally:
+        site.close()
+        target.close()
+
+
+def test_redirects_are_followed_at_most_three_times() -> None:
+    def loop(h: BaseHTTPRequestHandler) -> None:
+        hop = int(h.path.strip("/") or 0)
+        if hop < 10:
+            h.send_response(302)
+            h.send_header("Location", f"/{hop + 1}")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        h.send_response(200)
+        h.end_headers()
+
+    site = Site(loop)
+    try:
+        with pytest.raises(SampleRefused, match="more than 3 redirects"):
+            asyncio.run(fetch(f"http://127.0.0.1:{site.port}/0", policy(allowed_networks=LOOPBACK_ONE)))
+        assert len(site.hosts) == 4
+    finally:
+        site.close()
+
+
+def test_the_connection_goes_to_the_checked_address_with_the_host_kept() -> None:
+    def ok(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "3")
+        h.end_headers()
+        h.wfile.write(b"abc")
+
+    site = Site(ok)
+    try:
+        got = asyncio.run(fetch(f"http://localhost:{site.port}/x", policy(allowed_networks=LOOPBACK_ONE)))
+        assert got == b"abc" and site.hosts == [f"localhost:{site.port}"]
+        with pytest.raises(SampleRefused, match="larger than 2 bytes"):
+            asyncio.run(fetch(f"http://localhost:{site.port}/x", policy(max_bytes=2, allowed_networks=LOOPBACK_ONE)))
+    finally:
+        site.close()
+
+
+def test_a_trickling_server_is_cut_off_at_the_deadline() -> None:
+    stop = threading.Event()
+
+    def trickle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "100")
+        h.end_headers()
+        while not stop.is_set():  # a byte every 20 s: no per-read timeout would fire
+            h.wfile.write(b"x")
+            h.wfile.flush()
+            stop.wait(20)
+
+    site = Site(trickle)
+    try:
+        start = time.monotonic()
+        with pytest.raises(FetchError, match="not downloaded within 1 s"):
+            asyncio.run(fetch(f"http://127.0.0.1:{site.port}/slow",
+                              policy(deadline_s=1.0, allowed_networks=LOOPBACK_ONE)))
+        assert time.monotonic() - start < 2.0
+    finally:
+        stop.set()
+        site.close()
+
+
+def test_the_allowlist_limits_hosts_before_any_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    looked_up: list[str] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: looked_up.append(host) or [])
+    with pytest.raises(SampleRefused, match="not in the operator's allowed domains"):
+        asyncio.run(fetch("https://evil.example.net/a.wav", policy(allowed_domains=("samples.example.com",))))
+    with pytest.raises(SampleRefused, match="not in the operator's allowed domains"):
+        asyncio.run(fetch("https://example.com.evil.net/a.wav", policy(allowed_domains=("example.com",))))
+    assert looked_up == []
+    with pytest.raises(FetchError, match="resolves to no address"):
+        asyncio.run(fetch("https://cdn.example.com/a.wav", policy(allowed_domains=("example.com",))))
+    assert looked_up == ["cdn.example.com"]
+
+
+def test_credentials_in_urls_are_redacted() -> None:
+    shown = redact("https://user:hunter2@bucket.s3.amazonaws.com/a.wav?X-Amz-Signature=abc123&"
+                   "X-Amz-Credential=AKIA%2F1&token=t0k&lang=en")
+    assert "hunter2" not in shown and "abc123" not in shown and "AKIA" not in shown and "t0k" not in shown
+    assert "lang=en" in shown and "bucket.s3.amazonaws.com/a.wav" in shown
+
+
+def test_refusals_do_not_repeat_credentials() -> None:
+    with pytest.raises(SampleRefused) as err:
+        asyncio.run(fetch("http://admin:s3cret@169.254.169.254/?token=abc", policy()))
+    assert "s3cret" not in str(err.value) and "abc" not in str(err.value)
+
+
+def test_settings_take_the_allowlist_and_the_test_allowance_from_the_environment() -> None:
+    s = OperatorSettings.from_env({"CHORUS_OPERATOR_ALLOWED_DOMAINS": "samples.example.com, cdn.example.org",
+                                   "CHORUS_OPERATOR_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"})
+    p = s.fetch_policy()
+    assert p.allowed_domains == ("samples.example.com", "cdn.example.org")
+    assert p.allowed_networks == (ipaddress.ip_network("127.0.0.0/8"),) and p.max_redirects == 3
+    assert OperatorSettings.from_env({}).fetch_policy().allowed_networks == ()  # never by default
+
+
+def silent_flac(seconds: float, rate: int) -> bytes:
+    out = io.BytesIO()
+    sf.write(out, np.zeros(int(seconds * rate), dtype=np.int16), rate, format="FLAC", subtype="PCM_16")
+    return out.getvalue()
+
+
+def test_a_decompression_bomb_is_refused_from_its_header() -> None:
+    bomb = silent_flac(60, 192_000)
+    assert len(bomb) < 200_000  # tiny on the wire, ~92 MB decoded as int32 stereo-less frames
+    with pytest.raises(SampleRefused, match="192000 Hz"):
+        check_declared_audio(bomb, 48_000)
+    with pytest.raises(SampleRefused, match="at most 60 s"):
+        check_declared_audio(silent_flac(61, 8_000), 48_000)
+    check_declared_audio(silent_flac(5, 48_000), 48_000)
+    check_declared_audio(b"not audio at all", 48_000)  # left to the upload checks
