@@ -99,7 +99,23 @@ class UploadOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
+    """Every error answer of the Chorus API: `detail` says what went wrong; some carry more
+    (`limit`, `attempts`, `code`, `errors`)."""
+
     detail: str
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorOut(BaseModel):
+    """Every error answer on `/v1/audio/*`, in OpenAI's shape."""
+
+    error: OpenAIError
 
 
 class RejectedOut(ErrorOut):

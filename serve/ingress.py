@@ -14,6 +14,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.routing import Route
 
 from chorus import errors
+from chorus.api import ErrorOut
 from chorus.auth.guard import AuthMiddleware
 from chorus.auth.sources import KeySources
 from chorus.body_limit import BodyLimitMiddleware
@@ -39,7 +40,9 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
     errors.install(app)
     routers = [module.router for module in (speech, clone, personalities, samples, providers, stats)]
     for router in routers:
-        app.include_router(router)
+        # Invalid input is `ErrorOut` (`chorus.errors`), not FastAPI's default list of errors;
+        # a route documenting its own 422 keeps it.
+        app.include_router(router, responses={422: {"model": ErrorOut, "description": "Invalid request."}})
     # Added innermost first. The request id wraps everything, so every refusal carries it;
     # keys are checked, then counted against their rate, before the body limit reads a
     # byte of the body.

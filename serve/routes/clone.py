@@ -52,7 +52,7 @@ def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: obj
 @router.post(
     "/v1/clone",
     response_class=Response,
-    responses={**SPEECH_RESPONSES, 422: {"model": RejectedOut, "description": "Bad request or reference."},
+    responses={**SPEECH_RESPONSES, 422: {"model": RejectedOut | ErrorOut, "description": "A bad field, or a reference its checks refused."},
                413: {"model": ErrorOut}},
     summary="Speak text in the voice of an uploaded reference recording (stores nothing)",
     openapi_extra=needs(Scope.CLONE) | {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

@@ -33,7 +33,8 @@ ForceCheck = TypeAdapter(bool)
     response_model=UploadOut,
     responses={403: {"model": ErrorOut, "description": "force=true from a key without admin."},
                404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 413: {"model": ErrorOut},
-               415: {"model": ErrorOut}, 422: {"model": RejectedOut}},
+               415: {"model": ErrorOut}, 422: {"model": RejectedOut | ErrorOut,
+                                                       "description": "A bad field, or a recording its checks refused."}},
     summary="Upload a reference recording (multipart: file, language, notes?, id?, force?)",
     openapi_extra=needs(Scope.SAMPLES) | {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from chorus import encoding
-from chorus.api import AllFailedOut, ErrorOut, OpenAISpeechRequest, SpeechRequest
+from chorus.api import AllFailedOut, ErrorOut, OpenAIErrorOut, OpenAISpeechRequest, SpeechRequest
 from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError, require_json
@@ -47,6 +47,11 @@ SPEECH_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorOut, "description": "Over a rate limit or character budget; `limit` names it, "
           "`Retry-After` says when to retry."},
     503: {"model": AllFailedOut, "description": "Every engine failed; `attempts` says why."},
+}
+# The same answers in OpenAI's error shape, for its compatible route.
+OPENAI_RESPONSES = {
+    status: {**answer, "model": OpenAIErrorOut} if "model" in answer else answer
+    for status, answer in SPEECH_RESPONSES.items()
 }
 
 
@@ -171,7 +176,7 @@ async def personality_speech(request: Request, personality: PersonalityDep, body
 
 @router.post(
     "/v1/audio/speech",
-    responses=SPEECH_RESPONSES,
+    responses=OPENAI_RESPONSES,
     response_class=Response,
     dependencies=[Depends(require_json)],
     summary="OpenAI-compatible speech (voice = personality name)",
