@@ -7,6 +7,7 @@ installed, so the RayService is validated against KubeRay's schema server-side.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from pathlib import Path
@@ -26,6 +27,8 @@ RELEASE = "chorus"  # the release name manifests/rayservice.yaml is rendered wit
 
 CLOUD_ENGINES = ["google_tts", "azure_tts", "ibm_watson"]
 API_KEYS_DIR = "/var/run/secrets/chorus/api-keys"
+RAY_TOKEN_SECRET = f"{RELEASE}-ray-auth"  # the chart's own, when ray.auth.existingSecret is empty
+CACHE_ENV = {"XDG_CACHE_HOME": "/var/cache/chorus"}  # every Ray container: the root filesystem is read-only
 
 # Everything the chart can switch on, at once.
 VARIANT_VALUES: dict[str, Any] = {
@@ -42,6 +45,7 @@ VARIANT_VALUES: dict[str, Any] = {
     "samples": {"volumePerPersonality": True, "storageClass": "fast-rwx", "perPersonalitySize": "2Gi"},
     "redis": {"existingSecret": "chorus-redis"},
     "auth": {"existingSecret": "chorus-api-keys", "secretKey": "api-keys.yaml"},
+    "ray": {"auth": {"existingSecret": "chorus-ray-token"}},
     "cloud": {
         "google": {"existingSecret": "chorus-google"},
         "azure": {"existingSecret": "chorus-azure"},
@@ -49,9 +53,11 @@ VARIANT_VALUES: dict[str, Any] = {
     },
 }
 
-# Namespaced operator over two namespaces, CPU only (no cloning engine, so no GPU group).
+# Namespaced operator over two namespaces, CPU only (no cloning engine, so no GPU group),
+# fixed size (no autoscaler sidecar on the head).
 CPU_ONLY_VALUES: dict[str, Any] = {
     "operator": {"watchNamespaces": ["voices-a", "voices-b"]},
+    "ray": {"enableInTreeAutoscaling": False},
     "engines": {"xtts_v2": {"enabled": False}, "styletts2": {"enabled": False}},
     "redis": {"url": "redis://redis:6379/0"},
     "samples": {"existingClaim": "my-samples"},
@@ -266,43 +272,75 @@ def test_rayservice_groups(kube: ControlPlane, tmp_path: Path) -> None:
     assert groups["cpu"]["template"]["spec"]["containers"][0]["image"].endswith("chorus:0.1.0")
     for g in groups.values():
         assert g["minReplicas"] <= g["replicas"] <= g["maxReplicas"]
-    # Every Ray pod: the shared samples volume and the read-only models volume, own identity.
+    # Every Ray pod: the shared samples volume and the read-only models volume; the workers
+    # share an identity, the head (KubeRay's autoscaler) has its own.
     for group, spec in ray_pod_specs(rs).items():
-        assert spec["serviceAccountName"] == f"{RELEASE}-ray", group
-        claims = {v["name"]: v["persistentVolumeClaim"] for v in spec["volumes"]}
+        account = f"{RELEASE}-ray-head" if group == "head" else f"{RELEASE}-ray"
+        assert spec["serviceAccountName"] == account, group
+        claims = {v["name"]: v["persistentVolumeClaim"] for v in spec["volumes"] if "persistentVolumeClaim" in v}
         assert claims["samples"]["claimName"] == f"{RELEASE}-samples"
         assert claims["models"] == {"claimName": "chorus-models", "readOnly": True}
         mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
         assert mounts["/var/lib/chorus/samples"]["name"] == "samples"
         assert mounts["/models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
-        assert "env" not in spec["containers"][0], "no secret or Redis configured by default"
+        assert set(container_env(spec["containers"][0])) == {*CACHE_ENV, "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}, (
+            "no credentials or Redis configured by default"
+        )
 
     # Without a cloning engine there is no GPU group.
     cpu_only = one(render(kube, tmp_path, CPU_ONLY_VALUES), "RayService")
     assert [g["groupName"] for g in cpu_only["spec"]["rayClusterConfig"]["workerGroupSpecs"]] == ["cpu"]
 
 
+def ref(secret: str, key: str) -> dict[str, Any]:
+    return {"secretKeyRef": {"name": secret, "key": key, "optional": False}}
+
+
+def token_env(secret: str) -> dict[str, Any]:
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": ref(secret, "auth_token")}
+
+
 def test_secrets_and_redis_are_referenced_never_created(kube: ControlPlane, tmp_path: Path) -> None:
+    """Each credential only where its reader runs (the profile puts the Ingress, Piper and the
+    cloud engines on the CPU group, the cloning engines on the GPU group): cloud credentials
+    and API keys on the CPU group alone; the Redis URL also on the head, where the Serve
+    controller builds the app and chorus.app.build_app reads CHORUS_REDIS_URL."""
     docs = render(kube, tmp_path, VARIANT_VALUES)
     assert not [d for d in docs if d["kind"] == "Secret"]
+    # The placement the rest relies on: the Ingress and the cloud engines need chorus_cpu,
+    # which only the CPU group advertises (test_rayservice_groups).
+    deployments = serve_config(docs)["applications"][0]["deployments"]
+    placed = {d["name"]: d["ray_actor_options"]["resources"] for d in deployments}
+    for name in ("Ingress", *CLOUD_ENGINES):
+        assert set(placed[name]) == {"chorus_cpu"}, name
 
-    def ref(secret: str, key: str) -> dict[str, Any]:
-        return {"secretKeyRef": {"name": secret, "key": key, "optional": False}}
-
-    for group, spec in ray_pod_specs(one(docs, "RayService")).items():
-        env = container_env(spec["containers"][0])
-        assert env == {
-            "CHORUS_REDIS_URL": ref("chorus-redis", "url"),
-            "AZURE_SPEECH_KEY": ref("chorus-azure", "AZURE_SPEECH_KEY"),
-            "AZURE_SPEECH_REGION": ref("chorus-azure", "AZURE_SPEECH_REGION"),
-            "TEXT_TO_SPEECH_APIKEY": ref("chorus-ibm", "TEXT_TO_SPEECH_APIKEY"),
-            "TEXT_TO_SPEECH_URL": ref("chorus-ibm", "TEXT_TO_SPEECH_URL"),
-            "GOOGLE_APPLICATION_CREDENTIALS": "/var/run/secrets/chorus/google/credentials.json",
-        }, group
-        google = next(v for v in spec["volumes"] if v["name"] == "google-credentials")
+    cloud = {
+        "AZURE_SPEECH_KEY": ref("chorus-azure", "AZURE_SPEECH_KEY"),
+        "AZURE_SPEECH_REGION": ref("chorus-azure", "AZURE_SPEECH_REGION"),
+        "TEXT_TO_SPEECH_APIKEY": ref("chorus-ibm", "TEXT_TO_SPEECH_APIKEY"),
+        "TEXT_TO_SPEECH_URL": ref("chorus-ibm", "TEXT_TO_SPEECH_URL"),
+        "GOOGLE_APPLICATION_CREDENTIALS": "/var/run/secrets/chorus/google/credentials.json",
+    }
+    redis = {"CHORUS_REDIS_URL": ref("chorus-redis", "url")}
+    expected_env = {
+        "head": CACHE_ENV | token_env("chorus-ray-token") | redis,
+        "cpu": CACHE_ENV | token_env("chorus-ray-token") | redis | cloud,
+        "gpu": CACHE_ENV | token_env("chorus-ray-token"),
+    }
+    specs = ray_pod_specs(one(docs, "RayService"))
+    assert set(specs) == set(expected_env)
+    for group, spec in specs.items():
+        (container,) = spec["containers"]
+        assert container_env(container) == expected_env[group], group
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        if group != "cpu":
+            assert not {"google-credentials", "api-keys"} & (set(volumes) | set(mounts)), group
+            continue
+        google = volumes["google-credentials"]
         assert google["secret"]["secretName"] == "chorus-google"
         assert google["secret"]["items"] == [{"key": "credentials.json", "path": "credentials.json"}]
-        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "google-credentials")
+        mount = mounts["google-credentials"]
         assert mount["mountPath"] == "/var/run/secrets/chorus/google" and mount["readOnly"] is True
 
     operator = one(docs, "Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]["containers"][0]
@@ -312,25 +350,32 @@ def test_secrets_and_redis_are_referenced_never_created(kube: ControlPlane, tmp_
 
     plain = render(kube, tmp_path, CPU_ONLY_VALUES)
     for spec in ray_pod_specs(one(plain, "RayService")).values():
-        assert container_env(spec["containers"][0]) == {"CHORUS_REDIS_URL": "redis://redis:6379/0"}
+        assert container_env(spec["containers"][0]) == (
+            CACHE_ENV | token_env(RAY_TOKEN_SECRET) | {"CHORUS_REDIS_URL": "redis://redis:6379/0"}
+        )
         assert {v["name"]: v.get("persistentVolumeClaim") for v in spec["volumes"]}["samples"] == {
             "claimName": "my-samples"
         }
     assert not [d for d in plain if d["kind"] == "PersistentVolumeClaim"], "existingClaim: no PVC created"
+    assert [d["metadata"]["name"] for d in plain if d["kind"] == "Secret"] == [RAY_TOKEN_SECRET]
 
 
 def test_api_keys_come_from_a_secret_mounted_as_a_directory(kube: ControlPlane, tmp_path: Path) -> None:
     docs = render(kube, tmp_path, {"auth": {"existingSecret": "chorus-api-keys"}})
     rayservice = one(docs, "RayService")
     assert serve_config(docs)["applications"][0]["args"]["auth"] == {"keysFile": f"{API_KEYS_DIR}/keys.yaml"}
-    for group, spec in ray_pod_specs(rayservice).items():
-        volume = next(v for v in spec["volumes"] if v["name"] == "api-keys")
-        assert volume["secret"] == {"secretName": "chorus-api-keys", "optional": False,
-                                    "items": [{"key": "keys.yaml", "path": "keys.yaml"}]}, group
-        (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "api-keys"]
-        # A subPath mount would never see the Secret's updates, so rotation needs the directory.
-        assert mount == {"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True}, group
-    assert not [d for d in docs if d["kind"] == "Secret"]
+    specs = ray_pod_specs(rayservice)
+    # Only the Ingress reads the keys, and it runs on the CPU group.
+    for group in ("head", "gpu"):
+        assert "api-keys" not in {v["name"] for v in specs[group]["volumes"]}, group
+        assert "api-keys" not in {m["name"] for m in specs[group]["containers"][0]["volumeMounts"]}, group
+    volume = next(v for v in specs["cpu"]["volumes"] if v["name"] == "api-keys")
+    assert volume["secret"] == {"secretName": "chorus-api-keys", "optional": False,
+                                "items": [{"key": "keys.yaml", "path": "keys.yaml"}]}
+    (mount,) = [m for m in specs["cpu"]["containers"][0]["volumeMounts"] if m["name"] == "api-keys"]
+    # A subPath mount would never see the Secret's updates, so rotation needs the directory.
+    assert mount == {"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True}
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == [RAY_TOKEN_SECRET]
 
     # Off by default: no volume, no args.
     default = render(kube, tmp_path)
@@ -437,6 +482,99 @@ def test_ray_pods_may_only_read_configmaps(kube: ControlPlane, tmp_path: Path) -
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-ray", "namespace": "default"}]
         assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")
                     and d["metadata"]["name"].endswith("-ray")]
+        # The head's account gets no Role from the chart (KubeRay binds its autoscaler's to it).
+        one(docs, "ServiceAccount", f"{RELEASE}-ray-head")
+        assert not [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+                    and any(s["name"] == f"{RELEASE}-ray-head" for s in d["subjects"])]
+
+
+# --- Ray pods: token auth, securityContext, service account tokens ----------------------
+
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                      "capabilities": {"drop": ["ALL"]}}
+# Where a Ray container may write: the sample volume and two emptyDirs (Ray's /tmp/ray session
+# directory and spilled objects under /tmp, engine caches under XDG_CACHE_HOME).
+WRITABLE = {"/var/lib/chorus/samples": "samples", "/tmp": "tmp", "/var/cache/chorus": "cache"}
+
+
+def ray_token(docs: list[dict[str, Any]]) -> str:
+    secret = one(docs, "Secret", RAY_TOKEN_SECRET)
+    return base64.b64decode(secret["data"]["auth_token"]).decode()
+
+
+def test_ray_token_auth_from_a_secret(kube: ControlPlane, tmp_path: Path) -> None:
+    """Every Ray container runs with RAY_AUTH_MODE=token and the token from the Secret, and
+    authOptions names the same Secret so KubeRay's own dashboard calls carry it."""
+    for values, secret in ((None, RAY_TOKEN_SECRET), (VARIANT_VALUES, "chorus-ray-token")):
+        docs = render(kube, tmp_path, values)
+        rayservice = one(docs, "RayService")
+        auth_options = rayservice["spec"]["rayClusterConfig"]["authOptions"]
+        assert auth_options == {"mode": "token", "secretName": secret}
+        for group, spec in ray_pod_specs(rayservice).items():
+            env = container_env(spec["containers"][0])
+            assert {k: env.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")} == token_env(secret), group
+    # The chart's own Secret: a random token under KubeRay's key, only when none is named.
+    default = render(kube, tmp_path)
+    token = ray_token(default)
+    assert len(token) >= 32 and token.isalnum()
+    assert ray_token(render(kube, tmp_path)) != token, "random per install, not a constant in the chart"
+    assert not [d for d in render(kube, tmp_path, VARIANT_VALUES) if d["kind"] == "Secret"]
+
+    off = render(kube, tmp_path, {"ray": {"auth": {"enabled": False}}})
+    rayservice = one(off, "RayService")
+    assert "authOptions" not in rayservice["spec"]["rayClusterConfig"]
+    for spec in ray_pod_specs(rayservice).values():
+        assert not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"} & set(container_env(spec["containers"][0]))
+    assert not [d for d in off if d["kind"] == "Secret"]
+
+
+def test_ray_token_is_kept_across_upgrades(kube: ControlPlane, tmp_path: Path) -> None:
+    """An upgrade renders the token already in the cluster (a new one would split the running
+    Ray cluster); a fresh install gets a new one."""
+    kube.kubectl("create", "namespace", "chart-token")
+    kube.kubectl("-n", "chart-token", "create", "secret", "generic", RAY_TOKEN_SECRET,
+                 "--from-literal=auth_token=kept0123456789abcdef0123456789abcdef")
+
+    def upgrade(namespace: str) -> str:
+        out = kube.helm("template", RELEASE, str(CHART), "--namespace", namespace, "--dry-run=server").stdout
+        return ray_token([d for d in yaml.safe_load_all(out) if d])
+
+    assert upgrade("chart-token") == "kept0123456789abcdef0123456789abcdef"
+    assert upgrade("default") != "kept0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("values", [None, VARIANT_VALUES, CPU_ONLY_VALUES], ids=["defaults", "variant", "cpu-only"])
+def test_ray_pods_are_hardened(kube: ControlPlane, tmp_path: Path, values: dict[str, Any] | None) -> None:
+    """Non-root with a fixed uid/gid, seccomp RuntimeDefault, no capabilities, no privilege
+    escalation, read-only root filesystem with writable emptyDirs only where Ray and the engines
+    write; the API token only in pods whose processes call the API server: the CPU group (the
+    Ingress's Kubernetes personality store) and the head while KubeRay's autoscaler runs there."""
+    rayservice = one(render(kube, tmp_path, values), "RayService")
+    rc = rayservice["spec"]["rayClusterConfig"]
+    autoscaling = rc["enableInTreeAutoscaling"]
+    assert autoscaling is ((values or {}).get("ray", {}).get("enableInTreeAutoscaling", True))
+    token_mounted = {"head": autoscaling, "cpu": True, "gpu": False}
+    specs = ray_pod_specs(rayservice)
+    assert set(specs) == ({"head", "cpu", "gpu"} if values is not CPU_ONLY_VALUES else {"head", "cpu"})
+    for group, spec in specs.items():
+        assert spec["securityContext"] == POD_SECURITY, group
+        assert spec["automountServiceAccountToken"] is token_mounted[group], group
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for container in spec["containers"]:
+            assert container["securityContext"] == CONTAINER_SECURITY, group
+            assert container_env(container)["XDG_CACHE_HOME"] == "/var/cache/chorus"
+            mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+            writable = {path: m["name"] for path, m in mounts.items() if not m.get("readOnly")}
+            assert writable == WRITABLE, group
+            assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}}
+            assert volumes["cache"] == {"name": "cache", "emptyDir": {}}
+            # KubeRay mounts its own log volume at /tmp/ray on the head when the autoscaler runs.
+            assert "/tmp/ray" not in mounts
+    # KubeRay's autoscaler sidecar (in the head pod) is hardened the same way.
+    assert rc["autoscalerOptions"]["securityContext"] == CONTAINER_SECURITY
+    assert rc["autoscalerOptions"]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
 
 
 def test_pod_monitor_scrapes_every_ray_pod_when_asked(kube: ControlPlane, tmp_path: Path) -> None:

@@ -32,13 +32,14 @@ pytestmark = pytest.mark.ray
 
 
 def ray_identity(kube: ControlPlane) -> Path:
-    """A kubeconfig of the ServiceAccount the chart gives the RayService's pods."""
+    """A kubeconfig of the ServiceAccount the chart gives the pods hosting the Ingress: the
+    CPU worker group (`chorus_cpu` in the cluster profile), which alone of the workers gets
+    its token mounted."""
     (ray_service,) = [d for d in render_chart(kube, NS) if d["kind"] == "RayService"]
     cluster = ray_service["spec"]["rayClusterConfig"]
-    account = cluster["headGroupSpec"]["template"]["spec"]["serviceAccountName"]
-    for group in cluster["workerGroupSpecs"]:
-        assert group["template"]["spec"]["serviceAccountName"] == account
-    return kube.service_account_kubeconfig(NS, account)
+    (cpu,) = [g["template"]["spec"] for g in cluster["workerGroupSpecs"] if g["groupName"] == "cpu"]
+    assert cpu["automountServiceAccountToken"] is True
+    return kube.service_account_kubeconfig(NS, cpu["serviceAccountName"])
 
 
 @pytest.fixture(scope="module")

@@ -39,9 +39,14 @@ app.kubernetes.io/part-of: chorus
 {{- printf "%s-operator" (include "chorus.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* ServiceAccount (and Role) of the Ray pods. */}}
+{{/* ServiceAccount (and Role) of the Ray workers. */}}
 {{- define "chorus.ray.name" -}}
 {{- printf "%s-ray" (include "chorus.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* ServiceAccount of the Ray head (KubeRay's autoscaler sidecar). */}}
+{{- define "chorus.ray.headName" -}}
+{{- printf "%s-ray-head" (include "chorus.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{- define "chorus.samples.claimName" -}}
@@ -112,11 +117,42 @@ app.kubernetes.io/part-of: chorus
 {{- end }}
 {{- end }}
 
-{{/* Env of every Ray container: Redis and cloud credentials, each only when its
-     Secret is configured. Secrets are referenced, never created. */}}
+{{/* ---------------------------------------------------------------- Ray groups */}}
+
+{{/* Which Ray group gets what (docs/kubernetes.md#security). The cluster profile places every
+     deployment on a group by its custom resource: the Ingress, Piper and the cloud engines on
+     `cpu` (chorus_cpu), the cloning engines on `gpu` (chorus_gpu); the head runs no replica
+     (num-cpus 0) but the Serve controller, which builds the application there.
+       cpu   the Ingress: API keys, Redis, the Kubernetes personality store (API token);
+             the cloud engines: their credentials
+       head  the app build reads CHORUS_REDIS_URL (chorus.app.build_app); KubeRay's
+             autoscaler sidecar needs the API token
+       gpu   nothing but the Ray token */}}
+
+{{/* Ray token auth: the Secret holding the token under `auth_token` (KubeRay's key). */}}
+{{- define "chorus.ray.authSecret" -}}
+{{- .Values.ray.auth.existingSecret | default (printf "%s-ray-auth" (include "chorus.fullname" .)) }}
+{{- end }}
+
+{{/* (dict root group) -> env of the group's Ray container. Secrets are referenced, never
+     copied into the pod spec. */}}
 {{- define "chorus.ray.env" -}}
-{{- include "chorus.redisEnv" . }}
-{{- with .Values.cloud.azure.existingSecret }}
+{{- $root := .root -}}
+{{- $group := .group -}}
+- name: XDG_CACHE_HOME
+  value: /var/cache/chorus
+{{- if $root.Values.ray.auth.enabled }}
+- name: RAY_AUTH_MODE
+  value: token
+- name: RAY_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ include "chorus.ray.authSecret" $root | quote }}, key: auth_token, optional: false}
+{{- end }}
+{{- if has $group (list "head" "cpu") }}
+{{- include "chorus.redisEnv" $root }}
+{{- end }}
+{{- if eq $group "cpu" }}
+{{- with $root.Values.cloud.azure.existingSecret }}
 - name: AZURE_SPEECH_KEY
   valueFrom:
     secretKeyRef: {name: {{ . | quote }}, key: AZURE_SPEECH_KEY, optional: false}
@@ -124,7 +160,7 @@ app.kubernetes.io/part-of: chorus
   valueFrom:
     secretKeyRef: {name: {{ . | quote }}, key: AZURE_SPEECH_REGION, optional: false}
 {{- end }}
-{{- with .Values.cloud.ibm.existingSecret }}
+{{- with $root.Values.cloud.ibm.existingSecret }}
 - name: TEXT_TO_SPEECH_APIKEY
   valueFrom:
     secretKeyRef: {name: {{ . | quote }}, key: TEXT_TO_SPEECH_APIKEY, optional: false}
@@ -132,37 +168,54 @@ app.kubernetes.io/part-of: chorus
   valueFrom:
     secretKeyRef: {name: {{ . | quote }}, key: TEXT_TO_SPEECH_URL, optional: false}
 {{- end }}
-{{- if .Values.cloud.google.existingSecret }}
+{{- if $root.Values.cloud.google.existingSecret }}
 - name: GOOGLE_APPLICATION_CREDENTIALS
   value: /var/run/secrets/chorus/google/credentials.json
 {{- end }}
 {{- end }}
+{{- end }}
 
+{{/* (dict root group) -> volume mounts of the group's Ray container. */}}
 {{- define "chorus.ray.volumeMounts" -}}
+{{- $root := .root -}}
 - {name: samples, mountPath: /var/lib/chorus/samples}
 - {name: models, mountPath: /models, readOnly: true}
-{{- if .Values.auth.existingSecret }}
+{{- /* The root filesystem is read-only: Ray's session directory (/tmp/ray), spilled objects
+       and temporary files go to /tmp, caches to XDG_CACHE_HOME. Not /tmp/ray itself: KubeRay
+       mounts its own log volume there on the head when the autoscaler runs. */}}
+- {name: tmp, mountPath: /tmp}
+- {name: cache, mountPath: /var/cache/chorus}
+{{- if eq .group "cpu" }}
+{{- if $root.Values.auth.existingSecret }}
 {{- /* The directory, never a subPath: only a directory mount sees the Secret's updates. */}}
-- {name: api-keys, mountPath: {{ include "chorus.auth.dir" . }}, readOnly: true}
+- {name: api-keys, mountPath: {{ include "chorus.auth.dir" $root }}, readOnly: true}
 {{- end }}
-{{- if .Values.cloud.google.existingSecret }}
+{{- if $root.Values.cloud.google.existingSecret }}
 - {name: google-credentials, mountPath: /var/run/secrets/chorus/google, readOnly: true}
 {{- end }}
 {{- end }}
+{{- end }}
 
+{{/* (dict root group) -> volumes of the group's Ray pod. */}}
 {{- define "chorus.ray.volumes" -}}
+{{- $root := .root -}}
 - name: samples
-  persistentVolumeClaim: {claimName: {{ include "chorus.samples.claimName" . | quote }}}
+  persistentVolumeClaim: {claimName: {{ include "chorus.samples.claimName" $root | quote }}}
 - name: models
-  persistentVolumeClaim: {claimName: {{ .Values.models.existingClaim | quote }}, readOnly: true}
-{{- with .Values.auth.existingSecret }}
+  persistentVolumeClaim: {claimName: {{ $root.Values.models.existingClaim | quote }}, readOnly: true}
+- name: tmp
+  emptyDir: {}
+- name: cache
+  emptyDir: {}
+{{- if eq .group "cpu" }}
+{{- with $root.Values.auth.existingSecret }}
 - name: api-keys
   secret:
     secretName: {{ . | quote }}
     optional: false
-    items: [{key: {{ $.Values.auth.secretKey | quote }}, path: {{ $.Values.auth.secretKey | quote }}}]
+    items: [{key: {{ $root.Values.auth.secretKey | quote }}, path: {{ $root.Values.auth.secretKey | quote }}}]
 {{- end }}
-{{- with .Values.cloud.google.existingSecret }}
+{{- with $root.Values.cloud.google.existingSecret }}
 - name: google-credentials
   secret:
     secretName: {{ . | quote }}
@@ -170,11 +223,13 @@ app.kubernetes.io/part-of: chorus
     items: [{key: credentials.json, path: credentials.json}]
 {{- end }}
 {{- end }}
+{{- end }}
 
-{{/* The pod template of a Ray group. Args: dict root, container (name), image ("cpu"|"gpu"),
-     resources, nodeSelector, tolerations, ports (optional). */}}
+{{/* The pod template of a Ray group. Args: dict root, group ("head"|"cpu"|"gpu"), container
+     (name), image ("cpu"|"gpu"), resources, nodeSelector, tolerations, ports (optional). */}}
 {{- define "chorus.ray.podTemplate" -}}
 {{- $root := .root -}}
+{{- $ctx := dict "root" $root "group" .group -}}
 metadata:
   # Selector labels only: a changed pod template makes KubeRay roll the whole Ray cluster,
   # so a chart version bump alone must not change it.
@@ -182,7 +237,19 @@ metadata:
     {{- include "chorus.selectorLabels" $root | nindent 4 }}
     app.kubernetes.io/component: ray
 spec:
+  {{- if eq .group "head" }}
+  {{- /* Its own identity: KubeRay binds the autoscaler's Role (pods, RayCluster) to the head's
+         service account, and that must not reach the Ingress's pods. */}}
+  serviceAccountName: {{ include "chorus.ray.headName" $root }}
+  # KubeRay's autoscaler sidecar calls the API server with this token; nothing else on the head does.
+  automountServiceAccountToken: {{ $root.Values.ray.enableInTreeAutoscaling }}
+  {{- else }}
   serviceAccountName: {{ include "chorus.ray.name" $root }}
+  # Only the CPU group, which hosts the Ingress and its Kubernetes personality store, calls the API server.
+  automountServiceAccountToken: {{ eq .group "cpu" }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $root.Values.ray.podSecurityContext | nindent 4 }}
   {{- with $root.Values.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
@@ -195,16 +262,16 @@ spec:
       ports:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- with include "chorus.ray.env" $root | trim }}
       env:
-        {{- . | nindent 8 }}
-      {{- end }}
+        {{- include "chorus.ray.env" $ctx | nindent 8 }}
+      securityContext:
+        {{- toYaml $root.Values.ray.securityContext | nindent 8 }}
       resources:
         {{- toYaml .resources | nindent 8 }}
       volumeMounts:
-        {{- include "chorus.ray.volumeMounts" $root | nindent 8 }}
+        {{- include "chorus.ray.volumeMounts" $ctx | nindent 8 }}
   volumes:
-    {{- include "chorus.ray.volumes" $root | nindent 4 }}
+    {{- include "chorus.ray.volumes" $ctx | nindent 4 }}
   {{- with .nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
