@@ -48,7 +48,9 @@ def app(kube: ControlPlane, chorus: ChorusApp, tmp_path_factory: pytest.TempPath
     operator = operator_identity(kube, NS)  # also applies the chart's RBAC for the Ray pods
     ingress = ray_identity(kube)
     samples = tmp_path_factory.mktemp("e2e-samples")  # the "shared sample volume"
-    with running_operator(operator, NS, samples) as (_, denials):
+    # The sample site listens on loopback, which sample URLs may never reach by default:
+    # this allowance is the tests' alone.
+    with running_operator(operator, NS, samples, CHORUS_OPERATOR_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8") as (_, denials):
         chorus.deploy(
             personalities={"kubernetes": {"namespace": NS, "kubeconfig": str(ingress), "watch_timeout_s": 30}},
             samples={"directory": str(samples)},
