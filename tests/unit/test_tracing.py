@@ -16,12 +16,16 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from chorus.auth.keys import KeyEntry
+from chorus.auth.scopes import Scope
 from chorus.ingress import create_app
 from chorus.router import EngineBoard
 from chorus.state import Chorus, IngressConfig
 from deployments import spans, tracing
 from deployments.base import EngineUnavailableError
+from deployments.local_model import ConditioningCache
 from deployments.tracing import TracingConfigError, TracingSettings, ingress_tracing, traced_engine
+from tests.access_calls import KEYS
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
@@ -54,16 +58,19 @@ class TracedEngine(ScriptedEngine):
 
 
 class Traced:
-    def __init__(self, root: Path, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, environ: dict[str, str] | None = None, *, keys: bool = False) -> None:
         (root / "personalities").mkdir()
         (root / "personalities" / "ann.yaml").write_text(yaml.safe_dump(personality("ann", ANN)))
         self.piper = TracedEngine("piper", languages=("en",))
         self.piper.error = EngineUnavailableError("voice missing", "piper")
         self.google = TracedEngine("google_tts", languages=("en",), sample_rate=24_000, variant="neural2")
         config = IngressConfig(personalities={"directory": root / "personalities"},
-                               samples={"directory": root / "samples"}, timeouts={"piper": 5, "google_tts": 5})
+                               samples={"directory": root / "samples"}, timeouts={"piper": 5, "google_tts": 5},
+                               auth={} if keys else None)
         board = EngineBoard({"piper": LocalHandle(self.piper), "google_tts": LocalHandle(self.google)})
         self.chorus = Chorus(config, board, tracing=ingress_tracing(environ or {}))
+        if self.chorus.keys is not None:
+            self.chorus.keys.replace("test", [KeyEntry(name="speaker", key=KEYS[Scope.SPEAK], scopes=[Scope.SPEAK]).api_key()])
         self.everything = Everything()
         self.exported = InMemorySpanExporter()
         self.chorus.add_span_processor(self.everything)
@@ -216,3 +223,27 @@ def test_traced_engines_still_pickle_for_ray() -> None:
 
     for deployment in (PiperEngine, GoogleTTSEngine):
         cloudpickle.loads(cloudpickle.dumps(deployment.func_or_class))
+
+
+async def test_the_key_name_is_on_the_speech_span_and_refusals_have_their_route(tmp_path: Path) -> None:
+    t = Traced(tmp_path, keys=True)
+    async with t.client:
+        refused = await t.client.post("/v1/personalities/ann/speech", json={"text": "Hello."})
+        spoken = await t.client.post("/v1/personalities/ann/speech", json={"text": "Hello."},
+                                     headers={"x-api-key": KEYS[Scope.SPEAK]})
+    assert (refused.status_code, spoken.status_code) == (401, 200)
+    (speech,) = t.named(spans.SPEECH)
+    assert attrs(speech)[spans.KEY] == "speaker"
+    codes = sorted(attrs(s)["http.response.status_code"] for s in t.named(f"POST {ROUTE}"))
+    assert codes == [200, 401]
+
+
+async def test_a_cloning_engine_notes_its_conditioning_cache_on_the_engine_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    cache: ConditioningCache[str, int] = ConditioningCache(4)
+    for _ in range(2):
+        with provider.get_tracer("engine").start_as_current_span(spans.SYNTHESIZE):
+            await cache.get("samples", lambda: 1)
+    assert [attrs(s)[spans.CONDITIONING_CACHE] for s in exporter.get_finished_spans()] == ["miss", "hit"]
