@@ -22,6 +22,7 @@ from deployments.base import (
 )
 from deployments.cloud import SAMPLE_RATE, CloudEngineConfig, CloudTTSEngine
 from deployments.settings import AzureTTSSettings
+from deployments.tracing import traced_engine
 
 ENGINE = "azure_tts"
 OUTPUT_FORMAT = "riff-24khz-16bit-mono-pcm"
@@ -45,6 +46,7 @@ class AzureTTSConfig(CloudEngineConfig):
 
 
 @serve.deployment(name=ENGINE, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
+@traced_engine
 class AzureTTSEngine(CloudTTSEngine):
     engine_id = "azure_tts"
     service = "Azure Speech"

@@ -166,6 +166,11 @@ class SynthesisRequest(BaseModel):
     settings: SerializeAsAny[InstanceOf[EngineSettings]] | None = None
     samples: list[VoiceSampleRef] = Field(default_factory=list)
     output_format: AudioFormat = AudioFormat.wav
+    trace_context: dict[str, str] = Field(
+        default_factory=dict,
+        description="W3C trace context (`traceparent`, `tracestate`) of the router's attempt span: the "
+        "engine's span continues that trace (`deployments.tracing`). Empty: no trace to continue.",
+    )
 
     def settings_as(self, model: type[SettingsT]) -> SettingsT:
         """The settings as the engine that reads `model` takes them."""

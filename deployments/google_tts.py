@@ -33,6 +33,7 @@ from deployments.cloud import (
     short_reason,
 )
 from deployments.settings import GoogleTTSSettings
+from deployments.tracing import traced_engine
 
 ENGINE = "google_tts"
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -51,6 +52,7 @@ class GoogleTTSConfig(CloudEngineConfig):
 
 
 @serve.deployment(name=ENGINE, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
+@traced_engine
 class GoogleTTSEngine(CloudTTSEngine):
     engine_id = "google_tts"
     service = "Google TTS"

@@ -37,6 +37,7 @@ from deployments.cloud import (
     short_reason,
 )
 from deployments.settings import IBMWatsonSettings
+from deployments.tracing import traced_engine
 
 ENGINE = "ibm_watson"
 ACCEPT = f"audio/wav;rate={SAMPLE_RATE}"
@@ -56,6 +57,7 @@ class IBMWatsonConfig(CloudEngineConfig):
 
 
 @serve.deployment(name=ENGINE, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
+@traced_engine
 class IBMWatsonEngine(CloudTTSEngine):
     engine_id = "ibm_watson"
     service = "IBM Watson"

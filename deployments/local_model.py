@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray import serve
 from ray.serve import Deployment
 
+from deployments import spans
 from deployments.base import (
     Capabilities,
     EngineEnvironment,
@@ -36,6 +37,7 @@ from deployments.base import (
     VoiceSampleRef,
     checked_text,
 )
+from deployments.tracing import note, traced_engine
 
 T = TypeVar("T")
 KeyT = TypeVar("KeyT", bound=Hashable)
@@ -124,8 +126,10 @@ class ConditioningCache(Generic[KeyT, ValueT]):
         if key in self._entries:
             self._entries.move_to_end(key)
             self._hits += 1
+            note(spans.CONDITIONING_CACHE, "hit")
             return self._entries[key], "cached"
         self._misses += 1
+        note(spans.CONDITIONING_CACHE, "miss")
         value = await in_thread(compute, *args)
         self._entries[key] = value
         while len(self._entries) > self.capacity:
@@ -230,7 +234,7 @@ def deployment(engine: type[LocalModelEngine]) -> Deployment:
     """The engine's Serve deployment: one CPU and its environment by default (config files
     and `.options()` set the rest), a few requests queued while one runs."""
     return serve.deployment(
-        engine,
+        traced_engine(engine),
         name=engine.engine_id,
         ray_actor_options=engine.runs_in.actor_options(num_cpus=1.0),
         max_ongoing_requests=4,

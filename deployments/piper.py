@@ -33,6 +33,7 @@ from deployments.base import (
     checked_text,
 )
 from deployments.settings import PiperSettings
+from deployments.tracing import traced_engine
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class Piper(TTSEngine):
 
 
 PiperEngine = serve.deployment(
-    Piper,
+    traced_engine(Piper),
     name="piper",
     ray_actor_options={"num_cpus": 0.5},
     max_ongoing_requests=8,

@@ -9,6 +9,8 @@ for engine in xtts styletts2; do
 done
 # The control plane the Kubernetes tests run: built once from the Go module proxy, cached.
 "$root/scripts/k8s-binaries.sh" >/dev/null
+# The OpenTelemetry Collector the tracing tests export to: built the same way, cached.
+"$root/scripts/otelcol-binary.sh" >/dev/null
 cd "$root"
 export RAY_AUTH_MODE=disabled
 exec "$venv/bin/python" -m pytest "$@"

@@ -75,7 +75,8 @@ def serve(
         api_keys = api_keys.expanduser().resolve()
         _check_key_file(api_keys)
         args["auth"] = {"keysFile": str(api_keys)}
-    config = render(config_file, args=args, host=host, port=port)
+    # OTEL_* set here reach every deployment (docs/observability.md#traces).
+    config = render(config_file, args=args, host=host, port=port, environ=os.environ)
     app_args = next(a for a in config.applications if a.name == APP_NAME).args
     if app_args.get("auth") is None and not is_loopback(host) and not insecure_no_auth:
         typer.echo(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import yaml
 from ray import serve
 from ray.serve.schema import ServeDeploySchema
+
+from deployments.tracing import otel_environment
 
 APP_NAME = "chorus"
 
@@ -35,10 +38,14 @@ def render(
     deployments: dict[str, dict[str, Any]] | None = None,
     host: str | None = None,
     port: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> ServeDeploySchema:
     """The profile with overrides: `args` deep-merged into the app's args, per-deployment
     options replaced key by key, and deployments of disabled engines dropped (Serve
-    refuses options for a deployment the app does not have)."""
+    refuses options for a deployment the app does not have). The OTEL_* variables of
+    `environ` go into the app's runtime_env, so every deployment's process traces alike:
+    Serve merges an app's env_vars into each deployment's own runtime_env, including the
+    engines' that run under their own interpreter."""
     config = yaml.safe_load(profile.read_text())
     app = next(a for a in config["applications"] if a["name"] == APP_NAME)
     app["args"] = _merge(app.get("args", {}), args or {})
@@ -48,6 +55,10 @@ def render(
     for name, options in (deployments or {}).items():
         entries[name] = {**entries.get(name, {"name": name}), **options}
     app["deployments"] = list(entries.values())
+    otel = otel_environment(environ or {})
+    if otel:
+        runtime_env = app.setdefault("runtime_env", {})
+        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **otel}
     http = config.setdefault("http_options", {})
     if host is not None:
         http["host"] = host

@@ -18,6 +18,7 @@ from chorus.api import ErrorOut
 from chorus.auth.guard import AuthMiddleware
 from chorus.auth.sources import KeySources
 from chorus.body_limit import BodyLimitMiddleware
+from chorus.http_tracing import ServerSpans
 from chorus.quota_guard import QuotaMiddleware
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
@@ -52,13 +53,15 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
         multipart_limit=chorus.config.samples.max_upload_bytes + FORM_OVERHEAD,
     )
     app.add_middleware(QuotaMiddleware, quotas=chorus.quotas, refuse=errors.quota_refusal)
+    # The routes as declared (FastAPI keeps included routers nested), then its own
+    # (/docs, /openapi.json), which need admin.
+    declared = [route for router in routers for route in router.routes]
+    own = [route for route in app.routes if isinstance(route, Route)]
     if chorus.keys is not None:
-        # The routes as declared (FastAPI keeps included routers nested), then its own
-        # (/docs, /openapi.json), which need admin.
-        declared = [route for router in routers for route in router.routes]
-        own = [route for route in app.routes if isinstance(route, Route)]
         app.add_middleware(AuthMiddleware, routes=declared + own, ring=chorus.keys, refuse=errors.error_response)
     app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)
+    # Outermost: every request has its server span, refusals included.
+    app.add_middleware(ServerSpans, tracer_provider=chorus.tracing.provider, routes=declared + own)
     return app
 
 
@@ -83,3 +86,4 @@ class Ingress:
 
     def __del__(self) -> None:
         self._stop.set()
+        self.chorus.tracing.shutdown()  # sends what is still batched

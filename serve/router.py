@@ -3,7 +3,9 @@
 Engines that are disabled for the personality, not deployed, unhealthy, unable to speak
 the language or out of their enforced cloud quota (`chorus.cloud_quota`) are skipped; an engine that fails, is unavailable or times out hands over
 to the next one; a bad-input error is the caller's and is raised at once, never retried
-elsewhere. Every outcome is recorded as an `Attempt` so callers can say what happened.
+elsewhere. Every outcome is recorded as an `Attempt` so callers can say what happened,
+and as a `chorus.engine.attempt` span (skipped engines too) under the caller's current span;
+the attempt's trace context travels in each `SynthesisRequest` to the engine.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal, NamedTuple, Protocol
 
+from opentelemetry.trace import NoOpTracer, Span, Tracer
 from pydantic import BaseModel
 
 from chorus.cloud_quota import QUOTA_EXHAUSTED, CloudMeter, QuotaSnapshot
 from chorus.safe_text import PublicText
 from chorus.sentences import pack
 from chorus.utterance import Utterance
+from deployments import spans
 from deployments.base import (
     AudioChunk,
     AudioResult,
@@ -32,6 +36,7 @@ from deployments.base import (
     SynthesisRequest,
     VoiceSampleRef,
 )
+from deployments.tracing import carrier
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +164,19 @@ SampleRefs = Callable[[str, EngineId], list[VoiceSampleRef]]
 Statuses = Mapping[EngineId, EngineStatus]
 
 
+class Candidate(NamedTuple):
+    """An engine the plan tries: its requests, and its attempt span (open until it is done)."""
+
+    engine: EngineId
+    requests: list[SynthesisRequest]
+    span: Span
+
+
 class Router:
     def __init__(
         self, board: EngineBoard, timeouts: Mapping[EngineId, float], sample_refs: SampleRefs | None = None,
         meter: CloudMeter | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.board = board
         self.timeouts = dict(timeouts)
@@ -170,6 +184,8 @@ class Router:
         self.sample_refs = sample_refs
         # cloud engines' monthly characters: consulted by the plan, told of each piece spoken
         self.meter = meter
+        # The replica's own (`chorus.state.Chorus.tracing`); none: no spans.
+        self.tracer = tracer or NoOpTracer()
 
     def plan(
         self, utterance: Utterance, statuses: Statuses, quota: QuotaSnapshot | None = None
@@ -213,8 +229,11 @@ class Router:
             return []
         return await asyncio.to_thread(self.sample_refs, utterance.personality.name, engine)
 
-    async def _requests(self, utterance: Utterance, engine: EngineId, status: EngineStatus) -> list[SynthesisRequest]:
-        """The utterance for `engine`: its text packed to the engine's limit, one request a piece."""
+    async def _requests(
+        self, utterance: Utterance, engine: EngineId, status: EngineStatus, span: Span
+    ) -> list[SynthesisRequest]:
+        """The utterance for `engine`: its text packed to the engine's limit, one request a
+        piece, each carrying the attempt span's trace context."""
         cfg = utterance.personality.spec.providers.get(engine)
         assert cfg is not None
         pieces = pack(utterance.text, status.capabilities.max_characters, engine)
@@ -228,41 +247,61 @@ class Router:
                 variant=cfg.variant,
                 settings=settings,
                 samples=samples,
+                trace_context=carrier(span),
             )
             for piece in pieces
         ]
 
-    async def _candidates(
-        self, utterance: Utterance, attempts: list[Attempt]
-    ) -> AsyncIterator[tuple[EngineId, list[SynthesisRequest]]]:
-        """Each engine to try, in order, with its requests; skipped engines are recorded
-        in `attempts`. One status snapshot serves the whole request, so the plan and the
-        requests agree about every engine."""
+    async def _candidates(self, utterance: Utterance, attempts: list[Attempt]) -> AsyncIterator[Candidate]:
+        """Each engine to try, in order, with its requests and its open attempt span; skipped
+        engines are recorded in `attempts` and as ended spans. One status snapshot serves
+        the whole request, so the plan and the requests agree about every engine."""
         statuses = await self.board.statuses()
         quota = await self.meter.for_plan() if self.meter is not None else None
-        for engine, skip in self.plan(utterance, statuses, quota):
+        providers = utterance.personality.spec.providers
+        for position, (engine, skip) in enumerate(self.plan(utterance, statuses, quota)):
+            cfg = providers.get(engine)
+            span = self.tracer.start_span(spans.ATTEMPT, attributes={
+                spans.ENGINE: engine, spans.FALLBACK_POSITION: position,
+                **({spans.VARIANT: cfg.variant} if cfg is not None and cfg.variant else {}),
+            })
             if skip is not None:
                 attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip.reason, detail=skip.detail))
+                _end(span, "skipped")
                 continue
-            yield engine, await self._requests(utterance, engine, statuses[engine])
+            try:
+                requests = await self._requests(utterance, engine, statuses[engine], span)
+            except BaseException as err:
+                _end(span, "failed", err)
+                raise
+            span.set_attribute(spans.CHARACTERS, sum(len(r.text) for r in requests))
+            yield Candidate(engine, requests, span)
 
     async def synthesize(self, utterance: Utterance) -> RoutedAudio:
         attempts: list[Attempt] = []
-        async for engine, requests in self._candidates(utterance, attempts):
+        async for engine, requests, span in self._candidates(utterance, attempts):
             handle = self.board.handles[engine]
+            began = time.perf_counter()
             try:
                 parts = []
                 for r in requests:
                     parts.append(await self._call(engine, handle.synthesize.remote(r)))
                     await self._billed(engine, r)
-            except BadInputError:
-                raise
             except Exception as err:
-                attempts.append(_attempt(engine, err, self.timeouts.get(engine)))
+                if isinstance(err, BadInputError):
+                    _end(span, "failed", err)
+                    raise
+                attempt = _attempt(engine, err, self.timeouts.get(engine))
+                attempts.append(attempt)
+                _end(span, attempt.outcome, err)
                 continue
+            except BaseException as err:  # cancelled: the caller went away
+                _end(span, "failed", err)
+                raise
             audio = AudioResult(
                 pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate, variant=parts[0].variant
             )
+            _end(span, "ok", audio_seconds=audio.duration_s, began=began, variant=audio.variant)
             return RoutedAudio(engine=engine, attempts=attempts, audio=audio, variant=audio.variant)
         raise AllEnginesFailed(attempts)
 
@@ -271,33 +310,46 @@ class Router:
         stays with that engine (switching voices mid-sentence would be worse than a
         truncated stream)."""
         attempts: list[Attempt] = []
-        async for engine, requests in self._candidates(utterance, attempts):
+        async for engine, requests, span in self._candidates(utterance, attempts):
             handle = self.board.handles[engine].options(stream=True)
+            began = time.perf_counter()
             first_gen = handle.stream.remote(requests[0])
             try:
                 first = await self._call(engine, first_gen.__anext__(), on_timeout=first_gen.cancel)
-            except BadInputError:
-                raise
             except Exception as err:
                 first_gen.cancel()
-                attempts.append(_attempt(engine, err, self.timeouts.get(engine)))
+                if isinstance(err, BadInputError):
+                    _end(span, "failed", err)
+                    raise
+                attempt = _attempt(engine, err, self.timeouts.get(engine))
+                attempts.append(attempt)
+                _end(span, attempt.outcome, err)
                 continue
+            except BaseException as err:  # cancelled: the caller went away
+                first_gen.cancel()
+                _end(span, "failed", err)
+                raise
             await self._billed(engine, requests[0])
+            # The attempt stays open until its stream ends: its audio is known only then.
             return RoutedStream(
                 engine=engine,
                 attempts=attempts,
                 variant=first.variant,
                 sample_rate=first.sample_rate,
-                chunks=self._rest(engine, handle, first, first_gen, requests[1:]),
+                chunks=self._rest(engine, handle, first, first_gen, requests[1:], span, began),
             )
         raise AllEnginesFailed(attempts)
 
     async def _rest(
-        self, engine: EngineId, handle: EngineHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest]
+        self, engine: EngineId, handle: EngineHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest],
+        span: Span, began: float,
     ) -> AsyncIterator[AudioChunk]:
-        yield first
+        seconds = first.duration_s
+        error: BaseException | None = None
         try:
+            yield first
             async for chunk in gen:
+                seconds += chunk.duration_s
                 yield chunk
             for request in more:
                 gen = handle.stream.remote(request)
@@ -306,9 +358,17 @@ class Router:
                     if not billed:  # a piece counts once its first chunk came (chorus.cloud_quota)
                         await self._billed(engine, request)
                         billed = True
+                    seconds += chunk.duration_s
                     yield chunk
+        except BaseException as err:
+            error = _unwrap(err)
+            raise
         finally:
             gen.cancel()
+            # Audio came, so a client leaving mid-stream leaves the outcome "ok" (the error
+            # type says it was cut short); an engine failing mid-stream is "failed".
+            failed = error is not None and not isinstance(error, GeneratorExit | asyncio.CancelledError)
+            _end(span, "failed" if failed else "ok", error, audio_seconds=seconds, began=began, variant=first.variant)
 
     async def _billed(self, engine: EngineId, request: SynthesisRequest) -> None:
         """Tell the meter a piece came back from `engine`: its characters were billed."""
@@ -324,6 +384,23 @@ class Router:
             raise
         except Exception as err:
             raise _unwrap(err) from None
+
+
+def _end(
+    span: Span, outcome: spans.AttemptOutcome, error: BaseException | None = None, *,
+    audio_seconds: float = 0.0, began: float | None = None, variant: str | None = None,
+) -> None:
+    """Close an attempt span with its outcome, the error's type, and on audio its seconds
+    and real-time factor (wall seconds of the attempt per second of audio)."""
+    span.set_attribute(spans.OUTCOME, outcome)
+    if error is not None:
+        span.set_attribute(spans.ERROR_TYPE, type(_unwrap(error)).__name__)
+    if variant:
+        span.set_attribute(spans.VARIANT, variant)
+    if audio_seconds > 0 and began is not None:
+        span.set_attribute(spans.AUDIO_SECONDS, audio_seconds)
+        span.set_attribute(spans.REAL_TIME_FACTOR, (time.perf_counter() - began) / audio_seconds)
+    span.end()
 
 
 async def _awaitable(x: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from opentelemetry.sdk.trace import SpanProcessor
 from pydantic import BaseModel, ConfigDict, Field
 
 from chorus.auth.config import AuthConfig
@@ -23,6 +24,7 @@ from chorus.stats.service import Statistics
 from chorus.stores import open_store
 from chorus.stores.sources import PersonalitySource
 from deployments.base import EngineId
+from deployments.tracing import Tracing, ingress_tracing
 
 
 class IngressArgs(BaseModel):
@@ -73,19 +75,29 @@ class IngressConfig(IngressArgs):
 
 
 class Chorus:
-    def __init__(self, config: IngressConfig, board: EngineBoard) -> None:
+    def __init__(self, config: IngressConfig, board: EngineBoard, tracing: Tracing | None = None) -> None:
         self.config = config
+        # This replica's own tracer provider (default: from the OTEL_* variables of this
+        # process); every span of its requests is made through it, none through a global.
+        self.tracing = tracing or ingress_tracing()
         self.store = open_store(config.personalities)
         self.samples = SampleService(config.samples, self.store)
         self.board = board
         self.meter = CloudMeter.open(config.cloud_quotas, config.redis_url, config.samples.directory,
                                      config.default_voices)
-        self.router = Router(board, config.timeouts, sample_refs=self.samples.refs, meter=self.meter)
+        self.router = Router(board, config.timeouts, sample_refs=self.samples.refs, meter=self.meter,
+                             tracer=self.tracing.tracer)
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None
         self.quotas = Quotas(config.quotas, config.redis_url)
         # Its processor reads this replica's completed spans; its store is shared through Redis.
         self.stats = Statistics.open(config.redis_url)
+        self.add_span_processor(self.stats.processor)
+
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        """Where the statistics, metrics and quota meters attach: they see every span this
+        replica records, sampled for export or not (`deployments.tracing.RecordAll`)."""
+        self.tracing.add_span_processor(processor)
 
 
 def chorus(request: Request) -> Chorus:

@@ -35,9 +35,11 @@ class ChorusApp:
         self.personalities_dir = root / "personalities"
 
     def deploy(self, engines: dict[str, Any] | None = None, deployments: dict[str, Any] | None = None,
-               personalities: dict[str, Any] | None = None, **args: Any) -> str:
+               personalities: dict[str, Any] | None = None, environ: dict[str, str] | None = None,
+               **args: Any) -> str:
         """Deploy a fresh app with its own personalities directory (or the given
-        personality source); returns the base URL."""
+        personality source); returns the base URL. `environ`: as if `chorus serve` ran
+        with those variables (OTEL_*)."""
         self.count += 1
         self.personalities_dir = self.root / f"personalities-{self.count}"
         self.personalities_dir.mkdir()
@@ -53,6 +55,7 @@ class ChorusApp:
                   "engines": engines, "status_refresh_s": 1.0, **args},
             deployments=options,
             port=self.port,
+            environ=environ,
         )
         # Replace, not merge, the engines map: the profile's engines are only defaults.
         app = config.applications[0]

@@ -10,8 +10,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
+from opentelemetry import trace
 
-from chorus import encoding
+from chorus import encoding, speech_span
 from chorus.api import AllFailedOut, ErrorOut, OpenAIErrorOut, OpenAISpeechRequest, SpeechRequest
 from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope, needs
@@ -129,18 +130,36 @@ def checked_utterance(
 
 
 async def speak(request: Request, chorus: Chorus, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
-    """Route the utterance and answer with its audio (resampled to `sample_rate` if given)."""
+    """Route the utterance and answer with its audio (resampled to `sample_rate` if given),
+    all under one `chorus.speech` span (`chorus.speech_span`)."""
+    span = speech_span.start(chorus.tracing.tracer, request, utterance)
+    try:
+        # Current while routing, so the router's attempt spans are its children.
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            response = await _speak(request, chorus, utterance, span, sample_rate)
+    except BaseException as err:
+        speech_span.end(span, err)
+        raise
+    if not utterance.stream:  # a stream's span ends with its body
+        speech_span.end(span)
+    return response
+
+
+async def _speak(request: Request, chorus: Chorus, utterance: Utterance, span: trace.Span,
+                 sample_rate: int | None) -> Response:
     started = time.perf_counter()
     fmt = utterance.format
     if utterance.stream:
         routed = await chorus.router.stream(utterance)
+        speech_span.spoke(span, routed.engine, started)
         log_fallback(request, routed)
         return StreamingResponse(
-            _stream_body(routed.chunks, fmt, routed.sample_rate),
+            speech_span.until_done(span, _stream_body(routed.chunks, fmt, routed.sample_rate), routed.chunks),
             media_type=encoding.media_type(fmt, routed.sample_rate),
             headers=chorus_headers(routed, started),
         )
     routed_audio = await chorus.router.synthesize(utterance)
+    speech_span.spoke(span, routed_audio.engine)
     log_fallback(request, routed_audio)
     audio = routed_audio.audio
     if sample_rate is not None:

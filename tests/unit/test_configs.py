@@ -88,3 +88,13 @@ def test_overload_is_a_fast_answer_in_both_profiles(profile: str) -> None:
     for d in app.deployments:
         assert "max_queued_requests" in d.model_fields_set, d.name
         assert d.max_ongoing_requests <= d.max_queued_requests, d.name
+
+
+def test_render_passes_the_otel_variables_to_every_deployment() -> None:
+    """`chorus serve` with OTEL_* set: the app's runtime_env carries them (Serve merges an
+    app's env_vars into each deployment's, the engines' own interpreters included)."""
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SERVICE_NAME": "tts", "HOME": "/root"}
+    (app,) = render(profile_path("cpu"), environ=environ).applications
+    assert app.runtime_env["env_vars"] == {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SERVICE_NAME": "tts"}
+    (plain,) = render(profile_path("cpu"), environ={"HOME": "/root"}).applications
+    assert "env_vars" not in plain.runtime_env
