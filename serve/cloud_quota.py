@@ -151,6 +151,7 @@ class CloudMeter:
         self.counts = counts
         self.voices = dict(voices or {})
         self.clock = clock
+        self._last: QuotaSnapshot | None = None
 
     @classmethod
     def open(cls, config: CloudQuotasConfig, redis_url: str | None, samples_directory: Path,
@@ -180,14 +181,19 @@ class CloudMeter:
         pairs = [(e, c, q) for e, q in self.engines.items() for c in q.allowances()]
         used = await self.counts.get([(e, c, month) for e, c, _ in pairs])
         resets = next_month(now)
-        return QuotaSnapshot(tuple(
+        self._last = QuotaSnapshot(tuple(
             Usage(e, c, n, q.allowances()[c], q.policy, resets) for (e, c, q), n in zip(pairs, used, strict=True)
         ))
+        return self._last
 
     async def used(self) -> dict[tuple[EngineId, str], int]:
-        """Characters used this month per (engine, class): the read API for metrics
-        (`chorus_quota_used_characters`)."""
+        """Characters used this month per (engine, class), read now."""
         return {(u.engine, u.voice_class): u.used for u in (await self.snapshot()).usages}
+
+    def last_used(self) -> list[tuple[str, str, int]]:
+        """(engine, class, characters) as the latest read left them (every utterance's plan
+        reads them): for the `chorus_quota_used_characters` gauge, which must not block."""
+        return [(u.engine, u.voice_class, u.used) for u in self._last.usages] if self._last else []
 
     async def for_plan(self) -> QuotaSnapshot | None:
         """The snapshot a plan uses; None when the counts cannot be read (logged). Open, not

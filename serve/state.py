@@ -17,6 +17,7 @@ from chorus.cloud_quota import CloudMeter, CloudQuotasConfig
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import Personality
 from chorus.quotas import Quotas, QuotasConfig
+from chorus.ray_metrics import RayMetrics
 from chorus.router import EngineBoard, Router
 from chorus.samples.service import SamplesConfig, SampleService
 from chorus.shared_store import RedisUrl
@@ -93,6 +94,8 @@ class Chorus:
         # Its processor reads this replica's completed spans; its store is shared through Redis.
         self.stats = Statistics.open(config.redis_url)
         self.add_span_processor(self.stats.processor)
+        # The same spans as Ray metrics, for the Ray dashboard and Prometheus.
+        self.add_span_processor(RayMetrics(quota_source=self.meter.last_used))
 
     def add_span_processor(self, processor: SpanProcessor) -> None:
         """Where the statistics, metrics and quota meters attach: they see every span this
