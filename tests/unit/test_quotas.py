@@ -118,7 +118,7 @@ def ok(responses: list[httpx.Response]) -> list[httpx.Response]:
 async def test_a_keys_rate_admits_exactly_its_limit_under_concurrency(make: Any, storage: str | None) -> None:
     api = make({"rate_limit": "5/minute"})
     responses = await api.at_once(9)
-    assert len(ok(responses)) == 5
+    assert len(ok(responses)) == 5, [(r.status_code, r.text[:300]) for r in responses]
     out = refused(responses, LimitName.KEY_RATE)
     assert len(out) == 4 and all(r.json()["limit"]["remaining"] == 0 for r in out)
     assert "API key 'alice'" in out[0].json()["detail"] and "5 requests per 1 minute" in out[0].json()["detail"]
