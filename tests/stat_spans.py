@@ -37,6 +37,7 @@ class Said:
     ttfa_ms: float | None = None
     cache: str | None = None
     error_type: str | None = None
+    key: str | None = None  # the API key's name
 
 
 class SpanMaker:
@@ -55,7 +56,8 @@ class SpanMaker:
                                  spans.CHARACTERS: said.characters, spans.LANGUAGE: "en", spans.FORMAT: "wav",
                                  spans.STREAM: said.ttfa_ms is not None}
         for name, value in ((spans.ENGINE, said.engine), (spans.TIME_TO_FIRST_AUDIO_MS, said.ttfa_ms),
-                            (spans.CACHE, said.cache), (spans.ERROR_TYPE, said.error_type)):
+                            (spans.CACHE, said.cache), (spans.ERROR_TYPE, said.error_type),
+                            (spans.KEY, said.key)):
             if value is not None:
                 attrs[name] = value
         speech = self.tracer.start_span(spans.SPEECH, start_time=start, attributes=attrs)

@@ -54,6 +54,9 @@ class StatsOut(_Out):
     since: datetime = Field(description="Start of the window's oldest bucket (UTC).")
     engines: dict[str, FiguresOut]
     personalities: dict[str, FiguresOut]
+    keys: dict[str, FiguresOut] = Field(
+        default_factory=dict, description="Per API key name (keys on): the utterances it asked for."
+    )
 
 
 class PointEngineOut(_Out):

@@ -14,7 +14,7 @@ from chorus.stats.histogram import percentile
 from chorus.stats.models import FiguresOut, PointEngineOut, PointOut, SeriesOut, StatsOut, TimingOut
 from chorus.stats.processor import StatsProcessor
 from chorus.stats.store import StatsStore, open_stats_store
-from chorus.stats.tally import ENGINE, PERSONALITY, Kind, Tally
+from chorus.stats.tally import ENGINE, KEY, PERSONALITY, Kind, Tally
 from chorus.stats.windows import SeriesStep, StatsWindow, bucket_starts, check_step
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class Statistics:
         for b in buckets:
             total.then(b)
         return StatsOut(window=window.value, since=_utc(starts[0]),
-                        engines=_figures(total, ENGINE), personalities=_figures(total, PERSONALITY))
+                        engines=_figures(total, ENGINE), personalities=_figures(total, PERSONALITY),
+                        keys=_figures(total, KEY))
 
     async def series(self, window: StatsWindow, step: SeriesStep) -> SeriesOut:
         check_step(window, step)

@@ -16,9 +16,10 @@ from chorus.stats.ema import EmaBatch
 from chorus.stats.histogram import bucket
 from deployments import spans
 
-Kind = Literal["e", "p"]
+Kind = Literal["e", "p", "k"]
 ENGINE: Kind = "e"
 PERSONALITY: Kind = "p"
+KEY: Kind = "k"  # the API key's name, when keys are on
 SEP = "|"
 # Measured series: latency of successes, time to first audio of streams (ms). Each keeps a
 # count and sum (average), histogram buckets (`<series>:h:<i>`) and an EMA batch.
@@ -113,23 +114,27 @@ def utterance(speech: ReadableSpan, attempts: Sequence[ReadableSpan]) -> Tally:
     name = _str(attrs, spans.PERSONALITY) or "(unknown)"
     outcome = _str(attrs, spans.OUTCOME) or "failed"
     spoke = _str(attrs, spans.ENGINE)
-    t.add(PERSONALITY, name, "requests")
-    if outcome == "ok":
-        t.add(PERSONALITY, name, "successes")
-        t.add(PERSONALITY, name, "chars", _num(attrs, spans.CHARACTERS) or 0)
-        t.sample(PERSONALITY, name, "lat", _ms(speech))
-    else:
-        t.add(PERSONALITY, name, f"fail:{outcome}")
-    if (error := _str(attrs, spans.ERROR_TYPE)) is not None:
-        t.add(PERSONALITY, name, f"err:{error}")
-    if (ttfa := _num(attrs, spans.TIME_TO_FIRST_AUDIO_MS)) is not None:
-        t.sample(PERSONALITY, name, "ttfa", ttfa)
-        if spoke:
-            t.sample(ENGINE, spoke, "ttfa", ttfa)
-    if _str(attrs, spans.CACHE) == "hit":
-        t.add(PERSONALITY, name, "cache_hits")
-        if spoke:
-            t.add(ENGINE, spoke, "cache_hits")
+    # The utterance counts for its personality and, with keys on, for the key that asked.
+    askers: list[tuple[Kind, str]] = [(PERSONALITY, name)]
+    if (key_name := _str(attrs, spans.KEY)) is not None:
+        askers.append((KEY, key_name))
+    for kind, subject in askers:
+        t.add(kind, subject, "requests")
+        if outcome == "ok":
+            t.add(kind, subject, "successes")
+            t.add(kind, subject, "chars", _num(attrs, spans.CHARACTERS) or 0)
+            t.sample(kind, subject, "lat", _ms(speech))
+        else:
+            t.add(kind, subject, f"fail:{outcome}")
+        if (error := _str(attrs, spans.ERROR_TYPE)) is not None:
+            t.add(kind, subject, f"err:{error}")
+    ttfa = _num(attrs, spans.TIME_TO_FIRST_AUDIO_MS)
+    hit = _str(attrs, spans.CACHE) == "hit"
+    for kind, subject in [*askers, *([(ENGINE, spoke)] if spoke else [])]:
+        if ttfa is not None:
+            t.sample(kind, subject, "ttfa", ttfa)
+        if hit:
+            t.add(kind, subject, "cache_hits")
 
     ordered = sorted(attempts, key=lambda a: _num(a.attributes or {}, spans.FALLBACK_POSITION) or 0)
     for i, attempt in enumerate(ordered):

@@ -90,6 +90,20 @@ async def test_a_scripted_sequence_gives_exact_figures() -> None:
     assert set(out.engines) == {"piper", "google_tts"} and set(out.personalities) == {"joe", "ann"}
 
 
+async def test_each_key_counts_the_utterances_it_asked_for() -> None:
+    stats, maker = memory_stats()
+    maker.say(Said("joe", "ok", [Try("piper", "ok", characters=5)], engine="piper", characters=5, key="app"), NOW - 9)
+    maker.say(Said("ann", "ok", [Try("piper", "ok", characters=7)], engine="piper", characters=7, key="app",
+                   ttfa_ms=80), NOW - 8)
+    maker.say(Said("joe", "failed", [Try("piper", "failed")], key="ops", error_type="AllEnginesFailed"), NOW - 7)
+    maker.say(Said("joe", "ok", [Try("piper", "ok", characters=3)], engine="piper", characters=3), NOW - 6)
+    out = await stats.window(StatsWindow.FIVE_MINUTES)
+    app, ops = out.keys["app"], out.keys["ops"]
+    assert (app.requests, app.successes, app.characters, app.time_to_first_audio_ms.p50 is not None) == (2, 2, 12, True)
+    assert (ops.requests, ops.successes, ops.failures, ops.error_types) == (1, 0, {"failed": 1}, {"AllEnginesFailed": 1})
+    assert set(out.keys) == {"app", "ops"}  # the keyless utterance counts for no key
+
+
 async def test_attempts_wait_for_their_utterance_and_count_once() -> None:
     stats, maker = memory_stats()
     maker.say(SCRIPT[1], NOW - 5)
