@@ -419,12 +419,13 @@ class Router:
         outcome: spans.AttemptOutcome = "ok"
         try:
             yield first
-            pieces = [None, *more]  # the first piece's call is under way
-            for request in pieces:
-                if request is not None:
-                    gen = handle.stream.remote(request)
-                billed = request is None
-                while (chunk := await self._next_chunk(gen, deadline)) is not None:
+            async for chunk in self._in_time(gen, deadline):
+                seconds += chunk.duration_s
+                yield chunk
+            for request in more:
+                gen = handle.stream.remote(request)
+                billed = False
+                async for chunk in self._in_time(gen, deadline):
                     if not billed:  # a piece counts once its first chunk came (chorus.cloud_quota)
                         await self._billed(engine, request)
                         billed = True
@@ -447,18 +448,21 @@ class Router:
             gen.cancel()
             _end(span, outcome, error, audio_seconds=seconds, began=began, variant=first.variant)
 
-    async def _next_chunk(self, gen: Any, deadline: Deadline) -> AudioChunk | None:
-        """The stream's next chunk, None at its end; `TimeoutError` (a `DeadlinePassed` when
-        the deadline was the shorter wait) when it does not come in time."""
+    async def _in_time(self, gen: Any, deadline: Deadline) -> AsyncIterator[AudioChunk]:
+        """A stream's chunks, each within the chunk timeout and the request's deadline;
+        `TimeoutError` (a `DeadlinePassed` when the deadline was the shorter wait) when one
+        does not come in time."""
         limit = self.deadlines.stream_chunk_s
-        try:
-            return await asyncio.wait_for(_awaitable(gen.__anext__()), timeout=deadline.limit(limit))
-        except StopAsyncIteration:
-            return None
-        except TimeoutError:
-            if deadline.cuts(limit):
-                raise DeadlinePassed(deadline.seconds or 0) from None
-            raise TimeoutError(f"no audio for {limit:g} s") from None
+        while True:
+            try:
+                chunk = await asyncio.wait_for(_awaitable(gen.__anext__()), timeout=deadline.limit(limit))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if deadline.cuts(limit):
+                    raise DeadlinePassed(deadline.seconds or 0) from None
+                raise TimeoutError(f"no audio for {limit:g} s") from None
+            yield chunk
 
     async def _billed(self, engine: EngineId, request: SynthesisRequest) -> None:
         """Tell the meter a piece came back from `engine`: its characters were billed."""
