@@ -8,8 +8,9 @@ not depend on which service it is:
 - setup that never stops the replica from starting: a missing credential or an unreachable
   service only makes it unhealthy;
 - the text, settings and voice checks done before any call is made;
-- synthesis (`_synthesize_wav()` returns the service's WAV file) and streaming, one chunk a
-  sentence;
+- synthesis (`_synthesize_wav()` returns the service's WAV file) and streaming, one call
+  (and one chunk) a request: the router packs a stream's sentences up to `max_characters`,
+  so a text of many short sentences costs a few calls, not one a sentence;
 - errors: timeouts become `EngineTimeoutError`, rejected credentials mark the engine
   unhealthy at once, everything else is the service's own `_map_error()`.
 
@@ -45,7 +46,6 @@ from deployments.base import (
     VoiceInfo,
     checked_text,
     language_matches,
-    split_sentences,
 )
 
 # Every cloud engine asks its service for 24 kHz mono 16-bit WAV.
@@ -199,10 +199,10 @@ class CloudTTSEngine(TTSEngine):
         return AudioResult.from_wav(data, self.engine_id)
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
-        self._checked_text(request.text)  # the whole text must fit, as for synthesize
-        for index, sentence in enumerate(split_sentences(request.text)):
-            audio = await self.synthesize(request.model_copy(update={"text": sentence}))
-            yield AudioChunk(pcm=audio.pcm, sample_rate=audio.sample_rate, index=index)
+        # One call for the whole piece: a call a sentence would turn "a. a. a. ..." into
+        # thousands of billed round trips (each with its own latency and rate limit).
+        audio = await self.synthesize(request)
+        yield AudioChunk(pcm=audio.pcm, sample_rate=audio.sample_rate, index=0)
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -127,7 +128,15 @@ class Piper(TTSEngine):
 
     async def synthesize(self, request: SynthesisRequest) -> AudioResult:
         voice, syn = self._prepare(request)
-        pcm, rate = await asyncio.to_thread(self._synthesize_all, voice, request.text, syn)
+        # A thread cannot be killed: when the router gives up on this call (Ray cancels
+        # this task), the flag stops the thread at the next sentence instead of letting it
+        # speak the whole text to nobody.
+        cancelled = threading.Event()
+        try:
+            pcm, rate = await asyncio.to_thread(self._synthesize_all, voice, request.text, syn, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         return AudioResult(pcm=pcm, sample_rate=rate)
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
@@ -135,7 +144,8 @@ class Piper(TTSEngine):
         chunks = self._sentences(voice, request.text, syn)
         index = 0
         while True:
-            # One sentence per step, off the event loop, so other requests keep flowing.
+            # One sentence per step, off the event loop, so other requests keep flowing; a
+            # cancelled stream asks for no next sentence, so its work ends with this one.
             chunk = await asyncio.to_thread(next, chunks, None)
             if chunk is None:
                 break
@@ -177,8 +187,15 @@ class Piper(TTSEngine):
         except Exception as err:
             raise EngineFailedError(f"synthesis failed: {type(err).__name__}: {err}", "piper") from err
 
-    def _synthesize_all(self, voice: _LoadedVoice, text: str, syn: SynthesisConfig) -> tuple[bytes, int]:
-        pcm = b"".join(self._sentences(voice, text, syn))
+    def _synthesize_all(
+        self, voice: _LoadedVoice, text: str, syn: SynthesisConfig, cancelled: threading.Event
+    ) -> tuple[bytes, int]:
+        parts = []
+        for chunk in self._sentences(voice, text, syn):  # Piper synthesizes a sentence per step
+            if cancelled.is_set():
+                return b"", voice.info.sample_rate  # nobody waits for it any more
+            parts.append(chunk)
+        pcm = b"".join(parts)
         if not pcm or not np.frombuffer(pcm, dtype=np.int16).any():
             raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
         return pcm, voice.info.sample_rate

@@ -31,6 +31,8 @@ VOICE_CLASS: Final = "chorus.voice_class"  # cloud price class of the voice that
 OUTCOME: Final = "chorus.outcome"
 TIME_TO_FIRST_AUDIO_MS: Final = "chorus.time_to_first_audio_ms"  # streams only
 FALLBACK_POSITION: Final = "chorus.fallback.position"  # 0 = the first engine of the plan
+CIRCUIT: Final = "chorus.circuit"  # attempt: the engine's breaker when its turn came: "closed" | "open" | "half_open"
+REASON: Final = "chorus.reason"  # attempt: why it was skipped or cut short, as clients are told
 AUDIO_SECONDS: Final = "chorus.audio_seconds"
 REAL_TIME_FACTOR: Final = "chorus.rtf"  # synthesis seconds / audio seconds
 CONDITIONING_CACHE: Final = "chorus.conditioning_cache"  # cloning engines: "hit" | "miss"

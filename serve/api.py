@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from chorus.breaker import CircuitOut
 from chorus.personalities import LanguageCode, PersonalitySpec
 from chorus.router import AttemptOut
 from chorus.samples.report import QualityReport
@@ -57,6 +58,7 @@ class PersonalityList(BaseModel):
 
 class ProviderOut(EngineStatus):
     timeout_s: float | None
+    circuit: CircuitOut = Field(description="This ingress replica's circuit breaker for the engine.")
     quota_exhausted: list[str] = Field(
         default_factory=list, description="Voice classes whose monthly cloud allowance is used up (GET /v1/quotas)."
     )

@@ -6,6 +6,12 @@ to the next one; a bad-input error is the caller's and is raised at once, never 
 elsewhere. Every outcome is recorded as an `Attempt` so callers can say what happened,
 and as a `chorus.engine.attempt` span (skipped engines too) under the caller's current span;
 the attempt's trace context travels in each `SynthesisRequest` to the engine.
+
+Each request has a deadline over all its pieces and fallbacks (`chorus.deadline`); once it
+passes, the engines not yet tried are skipped. A stream whose engine sends no chunk within
+the chunk timeout ends early. A call the router gives up on is cancelled, so the engine
+stops working on it. Each engine has a circuit breaker (`chorus.breaker`): repeated
+failures skip it (`circuit open`) until one request has probed it again.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any, Literal, NamedTuple, Protocol
 from opentelemetry.trace import NoOpTracer, Span, Tracer
 from pydantic import BaseModel
 
+from chorus.breaker import CIRCUIT_OPEN, Breakers
 from chorus.cloud_quota import QUOTA_EXHAUSTED, CloudMeter, QuotaSnapshot
+from chorus.deadline import DEADLINE_PASSED, Deadline, DeadlinePassed, Deadlines
 from chorus.safe_text import PublicText
 from chorus.sentences import pack
 from chorus.utterance import Utterance
@@ -127,21 +135,38 @@ class EngineHandle(Protocol):
 
 
 class EngineBoard:
-    """Handles to the deployed engines and a recent view of their status."""
+    """Handles to the deployed engines and a recent view of their status.
+
+    Every reader (each request's plan, `GET /v1/providers`, `/readyz`) gets the last known
+    statuses at once. Once they are older than `refresh_s`, the first reader to notice
+    starts one refresh in the background and the others join it, so the engines are asked
+    at most once per interval however often the board is read, and no request waits for
+    a slow status call; only the very first readers wait, having nothing to go on."""
 
     def __init__(self, handles: Mapping[EngineId, EngineHandle], refresh_s: float = 5.0) -> None:
         self.handles = dict(handles)
         self.refresh_s = refresh_s
         self._statuses: dict[EngineId, EngineStatus] = {}
-        self._refreshed_at = 0.0
-        self._lock = asyncio.Lock()
+        self._refreshed_at: float | None = None
+        self._refreshing: asyncio.Task[None] | None = None
 
-    async def statuses(self, *, fresh: bool = False) -> dict[EngineId, EngineStatus]:
-        if fresh or time.monotonic() - self._refreshed_at > self.refresh_s:
-            async with self._lock:
-                if fresh or time.monotonic() - self._refreshed_at > self.refresh_s:
-                    await self._refresh()
+    async def statuses(self) -> dict[EngineId, EngineStatus]:
+        if self._refreshed_at is None:
+            return await self.refresh()
+        if time.monotonic() - self._refreshed_at > self.refresh_s:
+            self._refresh_once()
         return self._statuses
+
+    async def refresh(self) -> dict[EngineId, EngineStatus]:
+        """Ask the engines now (or join the refresh under way) and return what they said."""
+        # Shielded: a reader that goes away must not cancel the refresh the others wait for.
+        await asyncio.shield(self._refresh_once())
+        return self._statuses
+
+    def _refresh_once(self) -> asyncio.Task[None]:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        return self._refreshing
 
     async def _refresh(self) -> None:
         async def one(engine: EngineId, handle: EngineHandle) -> EngineStatus | None:
@@ -177,9 +202,14 @@ class Router:
         self, board: EngineBoard, timeouts: Mapping[EngineId, float], sample_refs: SampleRefs | None = None,
         meter: CloudMeter | None = None,
         tracer: Tracer | None = None,
+        deadlines: Deadlines | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self.board = board
         self.timeouts = dict(timeouts)
+        self.deadlines = deadlines or Deadlines()
+        # This replica's view of each engine's recent failures.
+        self.breakers = breakers or Breakers()
         # personality name, engine -> the stored samples that engine clones from
         self.sample_refs = sample_refs
         # cloud engines' monthly characters: consulted by the plan, told of each piece spoken
@@ -252,26 +282,39 @@ class Router:
             for piece in pieces
         ]
 
-    async def _candidates(self, utterance: Utterance, attempts: list[Attempt]) -> AsyncIterator[Candidate]:
+    async def _candidates(
+        self, utterance: Utterance, attempts: list[Attempt], deadline: Deadline
+    ) -> AsyncIterator[Candidate]:
         """Each engine to try, in order, with its requests and its open attempt span; skipped
         engines are recorded in `attempts` and as ended spans. One status snapshot serves
-        the whole request, so the plan and the requests agree about every engine."""
+        the whole request, so the plan and the requests agree about every engine. The
+        deadline and the circuit are looked at only when an engine's turn comes: an engine
+        tried after a slow one may find the deadline passed, and only an engine really
+        called may take an open circuit's one probe."""
         statuses = await self.board.statuses()
         quota = await self.meter.for_plan() if self.meter is not None else None
         providers = utterance.personality.spec.providers
         for position, (engine, skip) in enumerate(self.plan(utterance, statuses, quota)):
             cfg = providers.get(engine)
+            breaker = self.breakers[engine]
             span = self.tracer.start_span(spans.ATTEMPT, attributes={
-                spans.ENGINE: engine, spans.FALLBACK_POSITION: position,
+                spans.ENGINE: engine, spans.FALLBACK_POSITION: position, spans.CIRCUIT: breaker.state.value,
                 **({spans.VARIANT: cfg.variant} if cfg is not None and cfg.variant else {}),
             })
+            if skip is None and deadline.passed:
+                skip = Skip.plain(DEADLINE_PASSED)
+            elif skip is None and not breaker.admit():
+                skip = Skip.plain(CIRCUIT_OPEN)
             if skip is not None:
                 attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip.reason, detail=skip.detail))
+                span.set_attribute(spans.REASON, skip.reason)
                 _end(span, "skipped")
                 continue
+            # Admitted: from here every way out tells the breaker (`_verdict`).
             try:
                 requests = await self._requests(utterance, engine, statuses[engine], span)
             except BaseException as err:
+                breaker.abandoned()
                 _end(span, "failed", err)
                 raise
             span.set_attribute(spans.CHARACTERS, sum(len(r.text) for r in requests))
@@ -279,25 +322,30 @@ class Router:
 
     async def synthesize(self, utterance: Utterance) -> RoutedAudio:
         attempts: list[Attempt] = []
-        async for engine, requests, span in self._candidates(utterance, attempts):
+        deadline = Deadline(self.deadlines.request_s)
+        async for engine, requests, span in self._candidates(utterance, attempts, deadline):
             handle = self.board.handles[engine]
             began = time.perf_counter()
             try:
                 parts = []
                 for r in requests:
-                    parts.append(await self._call(engine, handle.synthesize.remote(r)))
+                    parts.append(await self._call(engine, handle.synthesize.remote(r), deadline))
                     await self._billed(engine, r)
             except Exception as err:
+                self._verdict(engine, err)
                 if isinstance(err, BadInputError):
                     _end(span, "failed", err)
                     raise
                 attempt = _attempt(engine, err, self.timeouts.get(engine))
                 attempts.append(attempt)
+                span.set_attribute(spans.REASON, attempt.reason)
                 _end(span, attempt.outcome, err)
                 continue
             except BaseException as err:  # cancelled: the caller went away
+                self._verdict(engine, err)
                 _end(span, "failed", err)
                 raise
+            self._verdict(engine, None)
             audio = AudioResult(
                 pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate, variant=parts[0].variant
             )
@@ -305,30 +353,48 @@ class Router:
             return RoutedAudio(engine=engine, attempts=attempts, audio=audio, variant=audio.variant)
         raise AllEnginesFailed(attempts)
 
+    def _verdict(self, engine: EngineId, err: BaseException | None) -> None:
+        """Tell the engine's breaker how a call went: success, a failure of the engine's
+        (unavailable, failed, its own timeout), or nothing about the engine (bad input,
+        the caller gone, the request's deadline cutting the engine's time short)."""
+        breaker = self.breakers[engine]
+        if err is None:
+            breaker.succeeded()
+        elif isinstance(err, Exception) and not isinstance(err, BadInputError | DeadlinePassed):
+            breaker.failed()
+        else:
+            breaker.abandoned()
+
     async def stream(self, utterance: Utterance) -> RoutedStream:
         """Fall back until an engine yields its first chunk; after that the utterance
         stays with that engine (switching voices mid-sentence would be worse than a
         truncated stream)."""
         attempts: list[Attempt] = []
-        async for engine, requests, span in self._candidates(utterance, attempts):
+        deadline = Deadline(self.deadlines.request_s)
+        async for engine, requests, span in self._candidates(utterance, attempts, deadline):
             handle = self.board.handles[engine].options(stream=True)
             began = time.perf_counter()
             first_gen = handle.stream.remote(requests[0])
             try:
-                first = await self._call(engine, first_gen.__anext__(), on_timeout=first_gen.cancel)
+                first = await self._call(engine, first_gen.__anext__(), deadline, cancel=first_gen.cancel)
             except Exception as err:
                 first_gen.cancel()
+                self._verdict(engine, err)
                 if isinstance(err, BadInputError):
                     _end(span, "failed", err)
                     raise
                 attempt = _attempt(engine, err, self.timeouts.get(engine))
                 attempts.append(attempt)
+                span.set_attribute(spans.REASON, attempt.reason)
                 _end(span, attempt.outcome, err)
                 continue
             except BaseException as err:  # cancelled: the caller went away
                 first_gen.cancel()
+                self._verdict(engine, err)
                 _end(span, "failed", err)
                 raise
+            # The first chunk is the engine's answer; what goes wrong later is told too.
+            self._verdict(engine, None)
             await self._billed(engine, requests[0])
             # The attempt stays open until its stream ends: its audio is known only then.
             return RoutedStream(
@@ -336,51 +402,88 @@ class Router:
                 attempts=attempts,
                 variant=first.variant,
                 sample_rate=first.sample_rate,
-                chunks=self._rest(engine, handle, first, first_gen, requests[1:], span, began),
+                chunks=self._rest(engine, handle, first, first_gen, requests[1:], span, began, deadline),
             )
         raise AllEnginesFailed(attempts)
 
     async def _rest(
         self, engine: EngineId, handle: EngineHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest],
-        span: Span, began: float,
+        span: Span, began: float, deadline: Deadline,
     ) -> AsyncIterator[AudioChunk]:
+        """The stream after its first chunk: each next chunk within the chunk timeout and
+        the request's deadline. An engine that stalls ends the stream where it is (the
+        client's body ends early: it already has audio and headers, so there is nothing
+        better to tell it) and its call is cancelled."""
         seconds = first.duration_s
         error: BaseException | None = None
+        outcome: spans.AttemptOutcome = "ok"
         try:
             yield first
-            async for chunk in gen:
+            async for chunk in self._in_time(gen, deadline):
                 seconds += chunk.duration_s
                 yield chunk
             for request in more:
                 gen = handle.stream.remote(request)
                 billed = False
-                async for chunk in gen:
+                async for chunk in self._in_time(gen, deadline):
                     if not billed:  # a piece counts once its first chunk came (chorus.cloud_quota)
                         await self._billed(engine, request)
                         billed = True
                     seconds += chunk.duration_s
                     yield chunk
+        except TimeoutError as err:
+            error, outcome = err, "timeout"
+            self._verdict(engine, err)
+            span.set_attribute(spans.REASON, str(err))
+            log.warning("stream from %s ended early: %s, after %.1f s of audio", engine, err, seconds)
         except BaseException as err:
             error = _unwrap(err)
+            # Audio came, so a client leaving mid-stream leaves the outcome "ok" (the error
+            # type says it was cut short); an engine failing mid-stream is "failed".
+            if not isinstance(error, GeneratorExit | asyncio.CancelledError):
+                outcome = "failed"
+                self._verdict(engine, error)
             raise
         finally:
             gen.cancel()
-            # Audio came, so a client leaving mid-stream leaves the outcome "ok" (the error
-            # type says it was cut short); an engine failing mid-stream is "failed".
-            failed = error is not None and not isinstance(error, GeneratorExit | asyncio.CancelledError)
-            _end(span, "failed" if failed else "ok", error, audio_seconds=seconds, began=began, variant=first.variant)
+            _end(span, outcome, error, audio_seconds=seconds, began=began, variant=first.variant)
+
+    async def _in_time(self, gen: Any, deadline: Deadline) -> AsyncIterator[AudioChunk]:
+        """A stream's chunks, each within the chunk timeout and the request's deadline;
+        `TimeoutError` (a `DeadlinePassed` when the deadline was the shorter wait) when one
+        does not come in time."""
+        limit = self.deadlines.stream_chunk_s
+        while True:
+            try:
+                chunk = await asyncio.wait_for(_awaitable(gen.__anext__()), timeout=deadline.limit(limit))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if deadline.cuts(limit):
+                    raise DeadlinePassed(deadline.seconds or 0) from None
+                raise TimeoutError(f"no audio for {limit:g} s") from None
+            yield chunk
 
     async def _billed(self, engine: EngineId, request: SynthesisRequest) -> None:
         """Tell the meter a piece came back from `engine`: its characters were billed."""
         if self.meter is not None:
             await self.meter.record(engine, request.voice, len(request.text))
 
-    async def _call(self, engine: EngineId, awaitable: Any, on_timeout: Any = None) -> Any:
+    async def _call(self, engine: EngineId, awaitable: Any, deadline: Deadline, cancel: Any = None) -> Any:
+        """One call within the engine's timeout and the request's deadline. A call given up
+        on (late, or its caller gone) is cancelled: Ray cancels the replica's task, and the
+        engine stops working on it."""
         timeout = self.timeouts.get(engine)
+        cancel = cancel or getattr(awaitable, "cancel", lambda: None)
         try:
-            return await asyncio.wait_for(_awaitable(awaitable), timeout=timeout)
+            return await asyncio.wait_for(_awaitable(awaitable), timeout=deadline.limit(timeout))
         except TimeoutError:
-            (on_timeout or getattr(awaitable, "cancel", lambda: None))()
+            cancel()
+            if deadline.cuts(timeout):
+                raise DeadlinePassed(deadline.seconds or 0) from None
+            raise
+        except asyncio.CancelledError:
+            cancel()
             raise
         except Exception as err:
             raise _unwrap(err) from None
@@ -424,6 +527,8 @@ def _describe(err: BaseException) -> str:
 
 def _attempt(engine: EngineId, err: BaseException, timeout: float | None) -> Attempt:
     err = _unwrap(err)
+    if isinstance(err, DeadlinePassed):
+        return Attempt(engine=engine, outcome="timeout", reason=DEADLINE_PASSED, detail=str(err))
     if isinstance(err, TimeoutError):
         said = f"no audio within {timeout:g} s"
         return Attempt(engine=engine, outcome="timeout", reason=said, detail=said)

@@ -13,7 +13,9 @@ from chorus.auth.config import AuthConfig
 from chorus.auth.keys import caller
 from chorus.auth.ring import KeyRing
 from chorus.auth.scopes import Scope
+from chorus.breaker import BreakerConfig, Breakers
 from chorus.cloud_quota import CloudMeter, CloudQuotasConfig
+from chorus.deadline import Deadlines
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import Personality
 from chorus.quotas import Quotas, QuotasConfig
@@ -44,7 +46,23 @@ class IngressArgs(BaseModel):
         description="Largest JSON or YAML request body; larger ones get 413 before parsing "
         "(multipart uploads are capped by samples.max_upload_bytes instead).",
     )
-    status_refresh_s: float = Field(5.0, gt=0)
+    status_refresh_s: float = Field(
+        5.0, gt=0, description="How often the engines are asked for their status (at most; `GET /v1/providers` and "
+        "every request read the last answer).",
+    )
+    request_deadline_s: float = Field(
+        120.0, gt=0, description="The most one speech request may take in the router, over all its pieces, "
+        "fallbacks and the rest of a stream. Keep it below Serve's http_options.request_timeout_s, so the router "
+        "ends a request (and cancels its engine call) before the proxy drops it.",
+    )
+    stream_chunk_timeout_s: float = Field(
+        30.0, gt=0, description="After a stream's first chunk, how long the next may take; a stalled engine ends "
+        "the stream there (the body ends early) and its call is cancelled.",
+    )
+    circuit_breaker: BreakerConfig = Field(
+        default_factory=BreakerConfig, description="When an engine failing again and again is skipped "
+        "(`circuit open`) and for how long (docs/architecture.md#one-request).",
+    )
     auth: AuthConfig | None = Field(
         None, description="API keys (docs/security.md). Absent, every route is open: loopback only."
     )
@@ -86,8 +104,11 @@ class Chorus:
         self.board = board
         self.meter = CloudMeter.open(config.cloud_quotas, config.redis_url, config.samples.directory,
                                      config.default_voices)
-        self.router = Router(board, config.timeouts, sample_refs=self.samples.refs, meter=self.meter,
-                             tracer=self.tracing.tracer)
+        self.router = Router(
+            board, config.timeouts, sample_refs=self.samples.refs, meter=self.meter, tracer=self.tracing.tracer,
+            deadlines=Deadlines(request_s=config.request_deadline_s, stream_chunk_s=config.stream_chunk_timeout_s),
+            breakers=Breakers(config.circuit_breaker),
+        )
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None
         self.quotas = Quotas(config.quotas, config.redis_url)

@@ -114,7 +114,9 @@ class LocalHandle:
 class ScriptedEngine(TTSEngine):
     """Speaks a tone as long as the text (10 ms a character), one chunk per sentence
     when streaming. Set `error` to fail every call (a stream: at chunk `fail_at`),
-    `delay_s` to answer late, `status_error` to make its status call fail."""
+    `delay_s` to answer late, `stall_at` to make a stream hang before that chunk,
+    `status_error` to make its status call fail, `status_gate` to hold status calls until
+    it is set. It counts its status calls and the chunks it has sent."""
 
     def __init__(
         self, engine: EngineId, *, languages: tuple[str, ...] = ("en",), voices: tuple[str, ...] = (),
@@ -130,7 +132,11 @@ class ScriptedEngine(TTSEngine):
         self.error: Exception | None = None
         self.fail_at = 0
         self.delay_s = 0.0
+        self.stall_at: int | None = None
         self.status_error: Exception | None = None
+        self.status_gate: asyncio.Event | None = None
+        self.status_calls = 0
+        self.chunks_sent = 0
         self.requests: list[SynthesisRequest] = []
 
     def pcm(self, text: str) -> bytes:
@@ -148,6 +154,9 @@ class ScriptedEngine(TTSEngine):
         return self.healthy
 
     async def status(self) -> EngineStatus:
+        self.status_calls += 1
+        if self.status_gate is not None:
+            await self.status_gate.wait()
         if self.status_error is not None:
             raise self.status_error
         return await super().status()
@@ -165,4 +174,7 @@ class ScriptedEngine(TTSEngine):
         for index, sentence in enumerate(split_sentences(request.text)):
             if self.error is not None and index >= self.fail_at:
                 raise self.error
+            if self.stall_at is not None and index >= self.stall_at:
+                await asyncio.Event().wait()  # never set: an engine that hangs
+            self.chunks_sent += 1
             yield AudioChunk(pcm=self.pcm(sentence), sample_rate=self.sample_rate, variant=self.variant, index=index)

@@ -16,10 +16,12 @@ router = APIRouter()
 @router.get("/v1/providers", response_model=ProvidersOut, tags=["engines"], summary="Engines: capabilities and health",
             openapi_extra=needs(Scope.SPEAK))
 async def providers(chorus: ChorusState, admin: AdminCaller) -> ProvidersOut:
-    statuses = await chorus.board.statuses(fresh=True)
+    # The board's cached view: a flood of these asks the engines nothing more.
+    statuses = await chorus.board.statuses()
     quota = await chorus.meter.for_plan()
     return ProvidersOut(providers=[
         ProviderOut(**shown_status(statuses[e], admin).model_dump(), timeout_s=chorus.config.timeouts.get(e),
+                    circuit=chorus.router.breakers[e].shown(),
                     quota_exhausted=quota.exhausted_classes(e) if quota else [])
         for e in ENGINE_IDS if e in statuses
     ])

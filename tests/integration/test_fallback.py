@@ -84,7 +84,7 @@ def test_streaming_falls_back_before_the_first_chunk(app: ChorusApp, google: Goo
     assert r.status_code == 200 and r.headers["x-chorus-provider"] == "google_tts"
     assert "piper;outcome=unavailable" in r.headers["x-chorus-fallback"]
     assert r.content[:4] == b"RIFF"
-    assert synth_requests(google) == 3  # one per sentence
+    assert synth_requests(google) == 1  # the whole piece in one call, never one a sentence
 
 
 def test_timeout_moves_on(app: ChorusApp, google: GoogleTTSServer) -> None:

@@ -98,3 +98,15 @@ def test_render_passes_the_otel_variables_to_every_deployment() -> None:
     assert app.runtime_env["env_vars"] == {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SERVICE_NAME": "tts"}
     (plain,) = render(profile_path("cpu"), environ={"HOME": "/root"}).applications
     assert "env_vars" not in plain.runtime_env
+
+
+@pytest.mark.parametrize("profile", ["cpu", "cluster"])
+def test_the_router_ends_a_request_before_the_proxy_drops_it(profile: str) -> None:
+    """The request deadline below Serve's request_timeout_s: the router cancels the engine
+    call and answers with what it knows, instead of the proxy cutting the connection."""
+    config = ServeDeploySchema.model_validate(yaml.safe_load(profile_path(profile).read_text()))
+    (app,) = config.applications
+    ingress = IngressConfig.model_validate({k: v for k, v in app.args.items() if k in IngressConfig.model_fields})
+    assert config.http_options.request_timeout_s is not None
+    assert ingress.request_deadline_s < config.http_options.request_timeout_s
+    assert ingress.stream_chunk_timeout_s < ingress.request_deadline_s

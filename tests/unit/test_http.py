@@ -4,8 +4,11 @@ files in a temporary directory, driven through httpx's ASGI transport."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import math
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -433,3 +436,39 @@ async def test_providers_and_readiness(api: Api) -> None:
         "piper": {"healthy": True, "reason": None},
         "google_tts": {"healthy": False, "reason": "credentials rejected"}}}
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_providers_flooded_ask_the_engines_at_most_once_per_interval(api: Api) -> None:
+    await asyncio.gather(*(api.client.get("/v1/providers") for _ in range(100)))
+    assert (api.piper.status_calls, api.google.status_calls) == (1, 1)  # the board's cached view
+    api.chorus.board.refresh_s = 0.05
+    began = time.monotonic()
+    while time.monotonic() - began < 0.3:
+        answers = await asyncio.gather(*(api.client.get("/v1/providers") for _ in range(20)))
+        assert all(a.status_code == 200 for a in answers)
+    # one refresh per interval at most (and the one under way when the flood stopped)
+    assert api.piper.status_calls <= 1 + math.ceil((time.monotonic() - began) / 0.05) + 1
+
+
+async def test_synthesis_never_waits_for_a_status_refresh(api: Api) -> None:
+    await api.client.get("/v1/providers")
+    api.chorus.board.refresh_s = 0  # every read finds the statuses stale
+    api.piper.status_gate = asyncio.Event()  # and the refresh hangs on piper
+    said = await asyncio.wait_for(api.client.post("/v1/personalities/joe/speech", json=speech()), timeout=2)
+    assert said.status_code == 200 and said.headers["x-chorus-provider"] == "piper"
+    flood = await asyncio.wait_for(asyncio.gather(*(api.client.get("/v1/providers") for _ in range(20))), timeout=2)
+    assert all(a.status_code == 200 for a in flood)
+    assert api.piper.status_calls == 2  # the first load, and the one refresh everyone joined
+    api.piper.status_gate.set()
+
+
+async def test_providers_show_each_engines_circuit(api: Api) -> None:
+    api.piper.error = EngineFailedError("down", "piper")
+    for _ in range(5):  # the default: 5 failures in a row open it
+        assert (await api.client.post("/v1/personalities/joe/speech", json=speech())).status_code == 200
+    providers = {p["engine"]: p["circuit"] for p in (await api.client.get("/v1/providers")).json()["providers"]}
+    assert providers["google_tts"] == {"state": "closed", "failures": 0, "retry_at": None}
+    assert providers["piper"]["state"] == "open" and providers["piper"]["failures"] == 5
+    assert providers["piper"]["retry_at"] is not None
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech())
+    assert r.headers["x-chorus-fallback"] == 'piper;outcome=skipped;reason="circuit open"'

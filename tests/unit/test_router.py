@@ -4,13 +4,25 @@ in milliseconds."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import io
+import math
+import time
+from typing import Any, ClassVar
 
+import numpy as np
 import pytest
+import soundfile as sf
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from chorus.breaker import CIRCUIT_OPEN, BreakerConfig, Breakers, CircuitState
+from chorus.deadline import DEADLINE_PASSED, Deadlines
 from chorus.personalities import Personality, parse_spec
 from chorus.router import FAILED, UNAVAILABLE, AllEnginesFailed, EngineBoard, Router
 from chorus.utterance import Utterance
+from deployments import spans
 from deployments.base import (
     BadInputError,
     EngineFailedError,
@@ -18,9 +30,11 @@ from deployments.base import (
     EngineUnavailableError,
     Health,
     TextTooLongError,
+    VoiceInfo,
     VoiceSampleRef,
 )
-from deployments.settings import IBMWatsonSettings, PiperSettings
+from deployments.cloud import CloudEngineConfig, CloudTTSEngine
+from deployments.settings import GoogleTTSSettings, IBMWatsonSettings, PiperSettings
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
 ENGINES: tuple[EngineId, ...] = ("piper", "google_tts", "azure_tts")
@@ -41,19 +55,27 @@ def say(text: str = "Hello there.", who: Personality | None = None, **fields: An
 class Setup:
     """Scripted engines behind local handles, a board and a router over them."""
 
-    def __init__(self, *engines: ScriptedEngine, timeouts: dict[str, float] | None = None,
-                 sample_refs: Any = None) -> None:
+    def __init__(self, *engines: Any, timeouts: dict[str, float] | None = None,
+                 sample_refs: Any = None, deadlines: Deadlines | None = None, breaker: BreakerConfig | None = None) -> None:
         engines = engines or tuple(ScriptedEngine(e) for e in ENGINES)
         self.engines = {e.engine_id: e for e in engines}
         self.handles = {e.engine_id: LocalHandle(e) for e in engines}
         self.board = EngineBoard(self.handles, refresh_s=60)
-        self.router = Router(self.board, timeouts or {}, sample_refs=sample_refs)
+        self.spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.router = Router(self.board, timeouts or {}, sample_refs=sample_refs, tracer=provider.get_tracer("test"),
+                             deadlines=deadlines, breakers=Breakers(breaker) if breaker else None)
 
     def __getitem__(self, engine: str) -> ScriptedEngine:
         return self.engines[engine]  # type: ignore[index]
 
     def attempts(self, routed_or_err: Any) -> list[tuple[str, str]]:
         return [(a.engine, a.outcome) for a in routed_or_err.attempts]
+
+    def attempt_spans(self) -> list[dict[str, Any]]:
+        """The ended attempt spans' attributes, oldest first."""
+        return [dict(sp.attributes or {}) for sp in self.spans.get_finished_spans() if sp.name == spans.ATTEMPT]
 
 
 # --- order and fallback -----------------------------------------------------------------
@@ -152,7 +174,7 @@ async def test_a_failing_status_check_marks_a_known_engine_unhealthy() -> None:
     s = Setup()
     await s.board.statuses()
     s["piper"].status_error = ConnectionError("replica gone")
-    statuses = await s.board.statuses(fresh=True)
+    statuses = await s.board.refresh()
     assert statuses["piper"].health == Health(healthy=False, reason="status check failed: ConnectionError: replica gone")
     assert statuses["piper"].capabilities.engine == "piper"  # the last known capabilities stay
 
@@ -308,3 +330,170 @@ async def test_every_engine_failing_before_a_first_chunk_fails_the_stream() -> N
     with pytest.raises(AllEnginesFailed) as err:
         await s.router.stream(say())
     assert [a.detail for a in err.value.attempts] == [f"{e} is down" for e in ENGINES]
+
+
+# --- deadlines ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deadlines", [Deadlines(stream_chunk_s=0.1), Deadlines(request_s=0.3)],
+                         ids=["chunk timeout", "request deadline"])
+async def test_a_stalled_stream_ends_at_its_deadline_and_its_call_is_cancelled(deadlines: Deadlines) -> None:
+    s = Setup(deadlines=deadlines)
+    s["piper"].stall_at = 1  # the first sentence comes, then nothing
+    routed = await s.router.stream(say("One. Two. Three."))
+    began = time.monotonic()
+    got = await asyncio.wait_for(chunks(routed), timeout=5)  # today's bug: waits forever
+    assert time.monotonic() - began < 1
+    assert [c.index for c in got] == [0]  # the body ends early, cleanly
+    assert s.handles["piper"].cancelled == ["stream"]
+    assert s["google_tts"].requests == []  # after the first chunk the utterance stays with its engine
+    [attempt] = s.attempt_spans()
+    assert attempt[spans.OUTCOME] == "timeout" and attempt[spans.AUDIO_SECONDS] > 0
+    assert attempt[spans.ERROR_TYPE] == ("TimeoutError" if deadlines.stream_chunk_s else "DeadlinePassed")
+
+
+async def test_the_request_deadline_covers_every_piece_and_fallback() -> None:
+    s = Setup(ScriptedEngine("piper", max_characters=10), *(ScriptedEngine(e) for e in ENGINES[1:]),
+              timeouts={"piper": 0.15, "google_tts": 5, "azure_tts": 5}, deadlines=Deadlines(request_s=0.4))
+    s["piper"].delay_s = 0.1  # each piece within piper's own timeout, the pieces together not
+    s["google_tts"].delay_s = 2
+    began = time.monotonic()
+    with pytest.raises(AllEnginesFailed) as err:
+        await s.router.synthesize(say("One. Two. Three. Four. Five."))
+    assert time.monotonic() - began < 1
+    assert [(a.engine, a.outcome, a.reason) for a in err.value.attempts] == [
+        ("piper", "timeout", DEADLINE_PASSED),  # its third piece ran into the deadline
+        ("google_tts", "skipped", DEADLINE_PASSED),
+        ("azure_tts", "skipped", DEADLINE_PASSED),
+    ]
+    assert s.handles["piper"].cancelled == ["synthesize"] and s["google_tts"].requests == []
+    assert [(a[spans.OUTCOME], a[spans.REASON]) for a in s.attempt_spans()] == [
+        ("timeout", DEADLINE_PASSED), ("skipped", DEADLINE_PASSED), ("skipped", DEADLINE_PASSED)]
+    # The deadline, not the engine, cut the call short: the engine's breaker holds nothing against it.
+    assert s.router.breakers["piper"].shown().failures == 0
+
+
+async def test_a_caller_going_away_cancels_the_engine_call() -> None:
+    s = Setup()
+    s["piper"].delay_s = 5
+    task = asyncio.ensure_future(s.router.synthesize(say()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert s.handles["piper"].cancelled == ["synthesize"]
+
+
+# --- circuit breaker ------------------------------------------------------------------------
+
+
+async def test_the_breaker_opens_after_consecutive_failures_and_skips_the_engine() -> None:
+    s = Setup(breaker=BreakerConfig(failures=3, cool_down_s=60))
+    s["piper"].error = EngineFailedError("down", "piper")
+    for _ in range(2):
+        assert (await s.router.synthesize(say())).engine == "google_tts"
+    s["piper"].error = BadInputError("odd text", "piper")  # the caller's fault: not counted
+    with pytest.raises(BadInputError):
+        await s.router.synthesize(say())
+    assert s.router.breakers["piper"].shown().failures == 2
+    s["piper"].error = EngineUnavailableError("gone", "piper")
+    await s.router.synthesize(say())
+    circuit = s.router.breakers["piper"].shown()
+    assert (circuit.state, circuit.failures) == (CircuitState.open, 3) and circuit.retry_at is not None
+    called = len(s["piper"].requests)
+    routed = await s.router.synthesize(say())
+    assert [(a.engine, a.outcome, a.reason) for a in routed.attempts] == [("piper", "skipped", CIRCUIT_OPEN)]
+    assert len(s["piper"].requests) == called  # never called while open
+    last = s.attempt_spans()[-2:]
+    assert [(a[spans.ENGINE], a[spans.CIRCUIT], a[spans.OUTCOME]) for a in last] == [
+        ("piper", "open", "skipped"), ("google_tts", "closed", "ok")]
+    assert last[0][spans.REASON] == CIRCUIT_OPEN
+
+
+async def test_the_breaker_half_opens_with_exactly_one_probe_then_closes() -> None:
+    s = Setup(breaker=BreakerConfig(failures=1, cool_down_s=0.05))
+    s["piper"].error = EngineFailedError("down", "piper")
+    await s.router.synthesize(say())
+    await asyncio.sleep(0.06)  # cooled down
+    s["piper"].error = None
+    s["piper"].delay_s = 0.1  # the probe is out while the others arrive
+    called = len(s["piper"].requests)
+    routed = await asyncio.gather(*(s.router.synthesize(say()) for _ in range(8)))
+    assert len(s["piper"].requests) == called + 1
+    assert sorted(r.engine for r in routed) == ["google_tts"] * 7 + ["piper"]
+    assert all(r.attempts[0].reason == CIRCUIT_OPEN for r in routed if r.engine == "google_tts")
+    probe = [a for a in s.attempt_spans() if a[spans.ENGINE] == "piper" and a[spans.OUTCOME] == "ok"]
+    assert [a[spans.CIRCUIT] for a in probe] == ["half_open"]
+    assert s.router.breakers["piper"].state is CircuitState.closed
+    s["piper"].delay_s = 0
+    assert (await s.router.synthesize(say())).engine == "piper"
+
+
+async def test_a_failed_probe_reopens_the_circuit() -> None:
+    s = Setup(breaker=BreakerConfig(failures=2, cool_down_s=0.05))
+    s["piper"].error = EngineFailedError("down", "piper")
+    for _ in range(2):
+        await s.router.synthesize(say())
+    await asyncio.sleep(0.06)
+    assert s.router.breakers["piper"].state is CircuitState.half_open
+    await s.router.synthesize(say())  # the probe: one failure is enough to open again
+    assert s.router.breakers["piper"].state is CircuitState.open
+    assert [a.reason for a in (await s.router.synthesize(say())).attempts] == [CIRCUIT_OPEN]
+
+
+async def test_a_stream_stalling_counts_against_its_engine() -> None:
+    s = Setup(deadlines=Deadlines(stream_chunk_s=0.05), breaker=BreakerConfig(failures=1, cool_down_s=60))
+    s["piper"].stall_at = 1
+    await chunks(await s.router.stream(say("One. Two.")))
+    assert s.router.breakers["piper"].state is CircuitState.open
+
+
+# --- cloud engines never fan out ------------------------------------------------------------
+
+
+class CountedCloud(CloudTTSEngine):
+    """The cloud engines' shared code (deployments.cloud) over a service that counts its calls."""
+
+    engine_id = "google_tts"
+    service = "Counted TTS"
+    config_model = CloudEngineConfig
+    settings_model = GoogleTTSSettings
+    timeout_errors: ClassVar[tuple[type[BaseException], ...]] = (TimeoutError,)
+
+    def __init__(self) -> None:
+        super().__init__({"default_voice": "en-US-Test", "max_characters": 5000})
+        self.calls: list[str] = []
+
+    def _setup(self) -> str | None:
+        return None
+
+    async def _list_voices(self, timeout: float) -> list[VoiceInfo]:
+        return [VoiceInfo(id="en-US-Test", languages=["en-US", "en"], sample_rate=24_000)]
+
+    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: Any) -> bytes:
+        self.calls.append(text)
+        out = io.BytesIO()
+        sf.write(out, np.zeros(240, dtype=np.int16), 24_000, format="WAV", subtype="PCM_16")
+        return out.getvalue()
+
+    def _map_error(self, err: Exception, doing: str, voice: str | None) -> None:
+        return None
+
+    def _where(self) -> str:
+        return "memory"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_five_thousand_one_word_sentences_make_few_cloud_calls(stream: bool) -> None:
+    cloud = CountedCloud()
+    s = Setup(cloud, ScriptedEngine("piper"))
+    who = personality(activeProvider="google_tts", fallbackChain=["piper"], providers={"google_tts": {}, "piper": {}})
+    text = " ".join(["a."] * 5000)
+    if stream:
+        routed = await s.router.stream(say(text, who=who))
+        await chunks(routed)
+    else:
+        routed = await s.router.synthesize(say(text, who=who))
+    assert routed.engine == "google_tts"
+    assert 0 < len(cloud.calls) <= math.ceil(len(text) / 5000)
+    assert " ".join(cloud.calls) == text  # every sentence, once
