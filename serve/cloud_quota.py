@@ -32,7 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from chorus.cloud_quota_store import CountKey, Counts, RedisCounts, SqliteCounts
+from chorus.cloud_quota_store import CountKey, Counts, CountsUnavailable, RedisCounts, SqliteCounts
 from deployments.base import EngineId
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class CloudMeter:
         already fail closed when the shared store is down."""
         try:
             return await self.snapshot()
-        except Exception as err:  # noqa: BLE001 - any backend's failure
+        except CountsUnavailable as err:
             log.warning("cloud quota: counts unreadable, engines planned without them: %s", err)
             return None
 

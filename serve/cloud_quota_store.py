@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 import coredis
+import coredis.exceptions
 
 # Every Redis key this module writes starts with it, so a shared Redis can hold other data.
 REDIS_PREFIX = "chorus:cloud_quota"
@@ -33,13 +34,22 @@ CountKey = tuple[str, str, str]
 """(engine, voice class, UTC month "YYYY-MM")"""
 
 
+class CountsUnavailable(Exception):
+    """The counts cannot be read (Redis unreachable, the SQLite file locked or unreadable);
+    `cause` is for the log."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("cloud quotas cannot be read right now (their store is unreachable); try again shortly")
+        self.cause = f"{type(cause).__name__}: {cause}"
+
+
 class Counts(Protocol):
     async def add(self, key: CountKey, characters: int) -> int:
         """Add `characters` to a count atomically; the count after it."""
         ...
 
     async def get(self, keys: list[CountKey]) -> list[int]:
-        """The counts of `keys` (0 for one never counted), in their order."""
+        """The counts of `keys` (0 for one never counted), in their order; CountsUnavailable."""
         ...
 
 
@@ -57,7 +67,10 @@ class RedisCounts:
     async def get(self, keys: list[CountKey]) -> list[int]:
         if not keys:
             return []
-        values = await self.redis.mget([self._key(k) for k in keys])
+        try:
+            values = await self.redis.mget([self._key(k) for k in keys])
+        except (coredis.exceptions.RedisError, OSError) as err:
+            raise CountsUnavailable(err) from err
         return [int(v or 0) for v in values]
 
 
@@ -110,4 +123,7 @@ class SqliteCounts:
         return await asyncio.to_thread(self._add, key, characters)
 
     async def get(self, keys: list[CountKey]) -> list[int]:
-        return await asyncio.to_thread(self._get, keys) if keys else []
+        try:
+            return await asyncio.to_thread(self._get, keys) if keys else []
+        except (sqlite3.Error, OSError) as err:
+            raise CountsUnavailable(err) from err

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope
+from chorus.cloud_quota_store import CountsUnavailable
 from chorus.quotas import QuotaExceeded, QuotasUnavailable
 from chorus.request_id import id_header, request_id
 from chorus.router import AllEnginesFailed, Attempt
@@ -127,8 +128,11 @@ def install(app: FastAPI) -> None:
         return quota_refusal(request, err)
 
     @app.exception_handler(StatsUnavailable)
-    async def _stats_unavailable(request: Request, err: StatsUnavailable) -> JSONResponse:
-        response = error_response(request, 503, str(err), code="stats_unavailable", logged=err.cause)
+    @app.exception_handler(CountsUnavailable)
+    async def _store_unavailable(request: Request, err: StatsUnavailable | CountsUnavailable) -> JSONResponse:
+        # A shared store (Redis) a route reads is unreachable: the caller may retry shortly.
+        code = "stats_unavailable" if isinstance(err, StatsUnavailable) else "quotas_unavailable"
+        response = error_response(request, 503, str(err), code=code, logged=err.cause)
         response.headers["Retry-After"] = "5"
         return response
 

@@ -244,3 +244,19 @@ async def test_replicas_sharing_redis_count_exactly_and_enforce_together(
     assert not (tmp_path / "a" / "samples" / ".cloud-quotas.sqlite3").exists()
     r = await b.speak("neu")
     assert r.headers["x-chorus-provider"] == "piper"  # a's characters used up b's allowance too
+
+
+async def test_unreadable_counts_are_503_on_quotas_and_never_stop_speech(replicas: Any, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}"
+    (tmp_path / "dead").mkdir()
+    api = replicas(tmp_path / "dead", dead)
+    r = await api.client.get("/v1/quotas")
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "quotas_unavailable" and r.headers["Retry-After"] == "5"
+    assert "127.0.0.1" not in r.text
+    # The plan goes on without the counts (the free tier is guarded, not the service).
+    assert (await api.speak("neu")).headers["x-chorus-provider"] == "google_tts"
