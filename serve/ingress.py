@@ -20,6 +20,7 @@ from chorus.auth.sources import KeySources
 from chorus.body_limit import BodyLimitMiddleware
 from chorus.http_tracing import ServerSpans
 from chorus.quota_guard import QuotaMiddleware
+from chorus.replica_retry import RetryingHandle
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
 from chorus.routes import clone, personalities, providers, samples, speech, stats
@@ -70,7 +71,10 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
 class Ingress:
     def __init__(self, engines: dict[EngineId, DeploymentHandle], config: IngressConfig | dict) -> None:
         config = IngressConfig.model_validate(config)
-        self.chorus = Chorus(config, EngineBoard(engines, refresh_s=config.status_refresh_s))
+        # A call whose replica dies is sent once more (to a live replica) before the router
+        # counts the engine as failed.
+        handles = {engine: RetryingHandle(handle) for engine, handle in engines.items()}
+        self.chorus = Chorus(config, EngineBoard(handles, refresh_s=config.status_refresh_s))
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._watchers = [loop.create_task(self.chorus.store.watch(self._stop)),

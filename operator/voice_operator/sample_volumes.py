@@ -19,7 +19,6 @@ from chorus.samples.models import SampleModels
 from chorus.samples.quality import cloning_engines
 from chorus.samples.report import SampleRejected
 from chorus.samples.storage import DirectorySampleStore, SampleNotFound, SampleStoreError
-from voice_operator.decode_caps import check_declared_audio
 from voice_operator.safe_fetch import FetchError, SampleRefused, fetch, redact
 from voice_operator.settings import OperatorSettings
 
@@ -39,7 +38,9 @@ class SampleVolumes:
         self.store = DirectorySampleStore(settings.samples_dir)
         # The VAD and speaker models load on the first URL sample, in the worker thread
         # that checks it: loading torch on kopf's event loop would stall every handler.
-        self.ingest = SampleIngest(self.store, SampleModels())
+        # The chart's memory limit allows decoding at most `max_sample_rate` (checked from
+        # the header, before decoding): a rate-bomb URL is refused, not OOM-killed.
+        self.ingest = SampleIngest(self.store, SampleModels(), max_sample_rate=settings.max_sample_rate)
 
     def location(self, key: str) -> str:
         return str(self.settings.samples_dir / key)
@@ -67,7 +68,6 @@ class SampleVolumes:
             sample = samples[sample_id]
             try:
                 data = await fetch(urls[sample_id], policy)
-                check_declared_audio(data, self.settings.max_sample_rate)
                 await asyncio.to_thread(
                     self.ingest.add, key, data,
                     engines=cloning_engines(personality.spec), sample_id=sample_id,

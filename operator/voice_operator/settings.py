@@ -32,7 +32,7 @@ class OperatorSettings(BaseModel):
     )
     max_sample_bytes: int = Field(MAX_SAMPLE_BYTES, gt=0, description="same limit as uploads")
     max_sample_rate: int = Field(
-        48_000, gt=0, description="refused from the header, before decoding (voice_operator.decode_caps)"
+        48_000, gt=0, description="refused from the header, before decoding (chorus.samples.audio)"
     )
     allowed_domains: tuple[str, ...] = Field(
         (), description="comma-separated hosts sample URLs may name (subdomains included); empty: any public host"

@@ -4,7 +4,6 @@ stored."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Literal, get_args
 
@@ -88,7 +87,7 @@ async def clone(request: Request, chorus: ChorusState, spend: SpendDep) -> Respo
     # personality rate); given back if the reference is refused or no engine speaks.
     async with spend.synthesis(None, len(text)):
         # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
-        reference = await asyncio.to_thread(chorus.samples.ingest.reference, data, engine, language)
+        reference = await chorus.samples.checked(chorus.samples.ingest.reference, data, engine, language)
         one_off = Personality(name="one-off-clone", spec=spec)
         log.info("clone with %s: %d-byte reference, %d characters [request %s, key %s]", engine, len(data), len(text),
                  request_id(request), caller_name(request))

@@ -58,7 +58,7 @@ async def upload_sample(personality: PersonalityDep, request: Request, chorus: C
                                    f"{caller_name(request)!r} lacks", extra={"code": "insufficient_scope"})
     notes = form.get("notes")
     sample_id = form.get("id")
-    result = await asyncio.to_thread(
+    result = await chorus.samples.checked(
         chorus.samples.upload, personality, data, language=language,
         notes=str(notes) if notes else None, sample_id=str(sample_id) if sample_id else None, force=force,
     )

@@ -47,11 +47,14 @@ LOSSLESS_FORMATS = frozenset({"WAV", "FLAC"})
 # Twice the longest engine window: long enough that a 30-40 s recording still gets a
 # full report ("too long for xtts_v2"), short enough to bound the work an upload causes.
 MAX_DURATION_S = 60.0
-# A 60 s 96 kHz 24-bit stereo WAV is 35 MB; anything bigger is not a sensible reference.
-# A voice reference is mono or stereo; these also bound the decoded size (a small lossy
-# file can expand a lot): 60 s x 192 kHz x 2 channels of float32 is 92 MB.
+# A voice reference is mono or stereo and needs nothing above 48 kHz. These caps are read
+# from the header, before decoding, because they bound the decoded size and a small file
+# can claim a lot: a silent 60 s 192 kHz FLAC is a few KB on the wire and would decode to
+# hundreds of MB. At the caps (60 s x 48 kHz x 2 channels) one decode peaks near 75 MB
+# (tests/unit/test_upload_bounds.py): the int32 frames and their float32 copy (23 MB each),
+# the mono mix, its resampling and the canonical WAV.
 MAX_CHANNELS = 2
-MAX_SAMPLE_RATE = 192_000
+MAX_SAMPLE_RATE = 48_000
 
 # Samples within 0.01 dB of full scale count as clipped (clipped PCM sits exactly at the
 # maximum code; lossy decoders overshoot slightly around it).
@@ -86,9 +89,12 @@ class DecodedAudio:
 
 
 def decode_audio(
-    data: bytes, *, max_duration_s: float = MAX_DURATION_S, max_bytes: int = MAX_SAMPLE_BYTES
+    data: bytes, *, max_duration_s: float = MAX_DURATION_S, max_bytes: int = MAX_SAMPLE_BYTES,
+    max_sample_rate: int = MAX_SAMPLE_RATE,
 ) -> DecodedAudio:
-    """Decode an upload to mono float32 at CANONICAL_RATE, or raise SampleRejected."""
+    """Decode an upload to mono float32 at CANONICAL_RATE, or raise SampleRejected.
+    Format, codec, channels, rate and declared length are checked from the header before
+    any audio is read, so what a file claims cannot make it expensive."""
     if not data:
         raise _rejected("empty upload: the body holds no bytes", "empty")
     if len(data) > max_bytes:
@@ -116,10 +122,12 @@ def decode_audio(
             )
         if rate <= 0 or channels <= 0:
             raise _rejected(f"corrupt header: {rate} Hz, {channels} channels", "undecodable")
-        if channels > MAX_CHANNELS or rate > MAX_SAMPLE_RATE:
+        if channels > MAX_CHANNELS:
+            raise _rejected(f"{channels} channels: a voice sample is mono or stereo", "unsupported_format")
+        if rate > max_sample_rate:
             raise _rejected(
-                f"{channels} channels at {rate} Hz: a voice sample is mono or stereo, at most "
-                f"{MAX_SAMPLE_RATE} Hz",
+                f"recorded at {rate} Hz, over the {max_sample_rate} Hz maximum sample rate "
+                "(a voice reference needs no more)",
                 "unsupported_format",
             )
         limit = int(max_duration_s * rate)
@@ -134,8 +142,11 @@ def decode_audio(
                 # Integer PCM is read as int32 (libsndfile left-aligns every width the same
                 # way in every container) and scaled here: WAV and FLAC of the same PCM
                 # then give identical floats, hence identical canonical bytes and hash.
-                ints = sound.read(frames=limit + 1, dtype="int32", always_2d=True)
-                frames = (ints / np.float32(2**31)).astype(np.float32)
+                # Converted to float32 once and scaled in place (dividing an int32 array
+                # goes through float64: three full copies instead of one). Exact: a
+                # power-of-two scale after the one rounding to float32.
+                frames = sound.read(frames=limit + 1, dtype="int32", always_2d=True).astype(np.float32)
+                frames *= np.float32(2.0**-31)
             else:
                 frames = sound.read(frames=limit + 1, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
@@ -165,7 +176,9 @@ def decode_audio(
     clip_level = CLIP_LEVEL
     if bit_depth is not None and bit_depth < 16:
         clip_level = min(CLIP_LEVEL, (2 ** (bit_depth - 1) - 1) / 2 ** (bit_depth - 1))
-    clipped = float(np.count_nonzero(np.abs(frames) >= clip_level)) / frames.size * 100.0
+    # Both signs compared in place of np.abs(frames), which would be another full copy.
+    clipped = float(np.count_nonzero(frames >= clip_level) + np.count_nonzero(frames <= -clip_level))
+    clipped = clipped / frames.size * 100.0
 
     mono = frames.mean(axis=1, dtype=np.float32) if channels > 1 else frames[:, 0]
     return DecodedAudio(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from chorus.samples.audio import DecodedAudio, canonical_wav, decode_audio
+from chorus.samples.audio import MAX_SAMPLE_RATE, DecodedAudio, canonical_wav, decode_audio
 from chorus.samples.models import SampleModels
 from chorus.samples.quality import SampleChecker
 from chorus.samples.report import QualityReport, SpeakerMismatch
@@ -42,10 +42,13 @@ class IngestResult(BaseModel):
 
 class SampleIngest:
     """Checks recordings with `models` and stores the accepted ones in `store`.
-    Thread-safe; build one per process (it caches speaker embeddings)."""
+    Thread-safe; build one per process (it caches speaker embeddings). Recordings above
+    `max_sample_rate` are refused from their header, before decoding (the decoded size,
+    not the upload's, is what a process has to hold)."""
 
-    def __init__(self, store: SampleStore, models: SampleModels) -> None:
+    def __init__(self, store: SampleStore, models: SampleModels, *, max_sample_rate: int = MAX_SAMPLE_RATE) -> None:
         self.store = store
+        self.max_sample_rate = max_sample_rate
         self.checker = SampleChecker(models)
         self.speakers = SpeakerComparer(models)
 
@@ -78,7 +81,7 @@ class SampleIngest:
                 pass
             else:
                 raise SampleIdConflict(sample_id, personality)
-        audio = decode_audio(data)
+        audio = decode_audio(data, max_sample_rate=self.max_sample_rate)
         wav = canonical_wav(audio)
         digest = hashlib.sha256(wav).hexdigest()
         existing = self.store.find_by_hash(personality, digest)
@@ -109,7 +112,7 @@ class SampleIngest:
     def reference(self, data: bytes, engine: str, language: str) -> VoiceSampleRef:
         """A one-off reference for `engine`: decoded and checked like an upload
         (SampleRejected, with the check table), returned inline and canonical."""
-        audio = decode_audio(data)
+        audio = decode_audio(data, max_sample_rate=self.max_sample_rate)
         self.checker.check_sample(audio, [engine]).raise_if_rejected()
         wav = canonical_wav(audio)
         return VoiceSampleRef(id="reference", language=language, sha256=hashlib.sha256(wav).hexdigest(), audio=wav)

@@ -8,12 +8,13 @@ Checks and storage block (CPU, disk, network), so callers run these methods in a
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -24,6 +25,7 @@ from chorus.personalities import (
     VoiceSample,
     describe_validation_error,
 )
+from chorus.samples.audio import MAX_SAMPLE_RATE
 from chorus.samples.ingest import IngestResult, SampleIngest
 from chorus.samples.models import SampleModels
 from chorus.samples.quality import cloning_engines, duration_fit
@@ -40,6 +42,8 @@ from chorus.samples.storage_s3 import S3SampleStore
 from deployments.base import EngineId, VoiceSampleRef
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class SamplesConfig(BaseModel):
@@ -54,6 +58,13 @@ class SamplesConfig(BaseModel):
         description="stored samples per personality (at most what the personality schema's voiceSamples holds)",
     )
     listing_ttl_s: float = Field(5.0, ge=0, description="how long a replica trusts its listing of a personality's samples")
+    max_sample_rate: int = Field(
+        MAX_SAMPLE_RATE, ge=16_000, le=192_000,
+        description="recordings above this rate are refused from their header, before decoding",
+    )
+    max_concurrent_checks: int = Field(
+        2, ge=1, description="uploads decoded and checked at once per replica; the others wait their turn",
+    )
 
 
 class PersonalityGone(SampleStoreError):
@@ -90,8 +101,18 @@ class SampleService:
         else:
             self.store = DirectorySampleStore(config.directory.expanduser())
         # The VAD and speaker models load on the first upload, not at replica start.
-        self.ingest = SampleIngest(self.store, SampleModels())
+        self.ingest = SampleIngest(self.store, SampleModels(), max_sample_rate=config.max_sample_rate)
+        # Decoding and checking a recording holds tens of MB and a core for seconds: a
+        # burst of uploads must queue, not multiply a replica's memory. Waiting requests
+        # hold no worker thread (an asyncio semaphore, taken before the thread is).
+        self._checks = asyncio.Semaphore(config.max_concurrent_checks)
         self._listings: dict[str, tuple[float, list[StoredSample]]] = {}
+
+    async def checked(self, work: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run `work` (an upload, a one-off reference: anything that decodes and checks a
+        recording) in a worker thread, at most `max_concurrent_checks` at a time."""
+        async with self._checks:
+            return await asyncio.to_thread(work, *args, **kwargs)
 
     # --- writes ----------------------------------------------------------------------
 

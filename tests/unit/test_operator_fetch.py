@@ -1,7 +1,7 @@
 """The operator's sample downloads (voice_operator.safe_fetch): forbidden addresses are
 refused before any connection, redirects are checked hop by hop, one deadline bounds a
 trickling server, credentials never show, and oversized decodes are refused from the
-header (voice_operator.decode_caps)."""
+header (chorus.samples.audio, the checks uploads get)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from voice_operator.decode_caps import check_declared_audio
+from chorus.samples.report import SampleRejected
 from voice_operator.safe_fetch import FetchError, FetchPolicy, SampleRefused, fetch, forbidden_reason, redact
+from voice_operator.sample_volumes import SampleVolumes
 from voice_operator.settings import OperatorSettings
 
 LOOPBACK_ONE = (ipaddress.ip_network("127.0.0.1/32"),)
@@ -248,12 +250,13 @@ def silent_flac(seconds: float, rate: int) -> bytes:
     return out.getvalue()
 
 
-def test_a_decompression_bomb_is_refused_from_its_header() -> None:
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
     bomb = silent_flac(60, 192_000)
     assert len(bomb) < 200_000  # tiny on the wire, ~92 MB decoded as int32 stereo-less frames
-    with pytest.raises(SampleRefused, match="192000 Hz"):
-        check_declared_audio(bomb, 48_000)
-    with pytest.raises(SampleRefused, match="at most 60 s"):
-        check_declared_audio(silent_flac(61, 8_000), 48_000)
-    check_declared_audio(silent_flac(5, 48_000), 48_000)
-    check_declared_audio(b"not audio at all", 48_000)  # left to the upload checks
+    volumes = SampleVolumes(OperatorSettings(samples_dir=tmp_path, max_sample_rate=44_100))
+    assert volumes.ingest.max_sample_rate == 44_100  # the operator's setting reaches the decode
+    with pytest.raises(SampleRejected, match="192000 Hz, over the 44100 Hz maximum"):
+        volumes.ingest.add("alice", bomb)
+    with pytest.raises(SampleRejected, match="over the 60 s maximum"):
+        volumes.ingest.add("alice", silent_flac(61, 8_000))
+    assert not list(tmp_path.iterdir())  # nothing stored, no model loaded

@@ -1,0 +1,49 @@
+"""Load with a fault: 400 requests at concurrency 8 (speech, streams, OpenAI's route) while a
+Piper replica actor is killed. With 2 replicas configured, every request must succeed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.chorus_app import STEADY_PIPER, ChorusApp
+from tests.load import LoadRun, completed, run_load, summary
+from tests.replica_fault import back_to, kill_replica, replica_names
+
+pytestmark = pytest.mark.ray
+
+REQUESTS, CONCURRENCY = 400, 8
+TWO_PIPERS = {"autoscaling_config": {"min_replicas": 2, "initial_replicas": 2, "max_replicas": 2}}
+
+
+@pytest.fixture(scope="module")
+def app(chorus: ChorusApp) -> ChorusApp:
+    chorus.deploy(engines={"piper": {"timeout_s": 30}}, deployments={"piper": TWO_PIPERS})
+    chorus.write("joe", {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}})
+    chorus.wait_for("joe")
+    return chorus
+
+
+async def test_every_request_succeeds_while_a_piper_replica_is_killed(app: ChorusApp) -> None:
+    assert len(replica_names("piper")) == 2
+    fault: dict[str, float] = {}
+
+    async def kill_a_quarter_in(run: LoadRun) -> None:
+        await completed(run, REQUESTS // 4)
+        fault["killed"] = time.monotonic()
+        before = await asyncio.to_thread(kill_replica, "piper")
+        fault["back"] = await back_to("piper", 2, before)
+
+    run = await run_load(app.url, "joe", requests=REQUESTS, concurrency=CONCURRENCY, during=kill_a_quarter_in)
+
+    assert len(run.outcomes) == REQUESTS
+    assert {o.kind for o in run.outcomes} == {"speech", "stream", "openai"}
+    assert [f"{o.kind}: {o.error}" for o in run.failed] == []
+    # The kill happened mid-run: requests were sent while Serve replaced the replica, and after.
+    during = run.latencies(fault["killed"], fault["back"])
+    after = run.latencies(fault["back"])
+    assert during and after, (len(during), len(after))
+    print(f"\nbefore the kill {summary(run.latencies(end=fault['killed']))}; until replaced {summary(during)}; "
+          f"after {summary(after)}")
