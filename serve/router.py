@@ -332,14 +332,7 @@ class Router:
                     parts.append(await self._call(engine, handle.synthesize.remote(r), deadline))
                     await self._billed(engine, r)
             except Exception as err:
-                self._verdict(engine, err)
-                if isinstance(err, BadInputError):
-                    _end(span, "failed", err)
-                    raise
-                attempt = _attempt(engine, err, self.timeouts.get(engine))
-                attempts.append(attempt)
-                span.set_attribute(spans.REASON, attempt.reason)
-                _end(span, attempt.outcome, err)
+                self._give_up(engine, err, span, attempts)
                 continue
             except BaseException as err:  # cancelled: the caller went away
                 self._verdict(engine, err)
@@ -379,14 +372,7 @@ class Router:
                 first = await self._call(engine, first_gen.__anext__(), deadline, cancel=first_gen.cancel)
             except Exception as err:
                 first_gen.cancel()
-                self._verdict(engine, err)
-                if isinstance(err, BadInputError):
-                    _end(span, "failed", err)
-                    raise
-                attempt = _attempt(engine, err, self.timeouts.get(engine))
-                attempts.append(attempt)
-                span.set_attribute(spans.REASON, attempt.reason)
-                _end(span, attempt.outcome, err)
+                self._give_up(engine, err, span, attempts)
                 continue
             except BaseException as err:  # cancelled: the caller went away
                 first_gen.cancel()
@@ -468,6 +454,19 @@ class Router:
         """Tell the meter a piece came back from `engine`: its characters were billed."""
         if self.meter is not None:
             await self.meter.record(engine, request.voice, len(request.text))
+
+    def _give_up(self, engine: EngineId, err: Exception, span: Span, attempts: list[Attempt]) -> None:
+        """An attempt ended in `err`: it counts for the engine's circuit and closes its span.
+        Bad input is the caller's and goes up at once; anything else is recorded and the plan
+        moves on to the next engine."""
+        self._verdict(engine, err)
+        if isinstance(err, BadInputError):
+            _end(span, "failed", err)
+            raise err
+        attempt = _attempt(engine, err, self.timeouts.get(engine))
+        attempts.append(attempt)
+        span.set_attribute(spans.REASON, attempt.reason)
+        _end(span, attempt.outcome, err)
 
     async def _call(self, engine: EngineId, awaitable: Any, deadline: Deadline, cancel: Any = None) -> Any:
         """One call within the engine's timeout and the request's deadline. A call given up
