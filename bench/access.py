@@ -25,6 +25,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.piper_http import SENTENCES, free_port, pct  # noqa: E402
 from bench.results import RESULTS, machine, write_section  # noqa: E402
+from bench.variants import bench_personalities, deploy_variants  # noqa: E402
 
 KEY = "chorus_bench_key_0123456789abcdef"
 # Generous: the benchmark measures the bookkeeping, not refusals.
@@ -48,46 +49,24 @@ def start_redis(port: int, workdir: Path) -> subprocess.Popen:
     raise RuntimeError("redis-server did not start")
 
 
-def deploy_variants(port: int, root: Path, redis_url: str) -> None:
+def start_variants(port: int, root: Path, redis_url: str) -> None:
     import ray
-    from ray import serve
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
 
     from chorus.auth.keys import digest
-    from chorus.deploy import profile_path, render
 
     keys = root / "keys.yaml"
     keys.write_text(yaml.safe_dump({"keys": [{"name": "bench", "sha256": digest(KEY), "scopes": ["speak"], **LIMITS}]}))
     # Logical CPUs: three copies of the profile's replicas, sharing the real cores alike.
     ray.init(num_cpus=8, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    applications = []
+    variants = {}
     for variant in VARIANTS:
-        personalities = root / variant / "personalities"
-        personalities.mkdir(parents=True)
-        (personalities / "bench.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "voice.chorus.dev/v1alpha1", "kind": "VoicePersonality", "metadata": {"name": "bench"},
-            "spec": {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}},
-        }))
-        args: dict = {"personalities": {"directory": str(personalities)}}
+        args: dict = {"personalities": {"directory": str(bench_personalities(root / variant / "personalities"))}}
         if variant != "open":
             args["auth"] = {"keysFile": str(keys)}
         if variant == "keys-redis":
             args["redis_url"] = redis_url
-        app = render(profile_path("cpu"), args=args, port=port).applications[0]
-        app.name, app.route_prefix = variant, f"/{variant}"
-        applications.append(app)
-    config = render(profile_path("cpu"), port=port)
-    config.applications = applications
-    serve.start(http_options=config.http_options.model_dump(exclude_unset=True), proxy_location=config.proxy_location)
-    _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config.model_dump(exclude_unset=True)))
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        statuses = serve.status().applications
-        if all(statuses.get(v) is not None and statuses[v].status == "RUNNING" for v in VARIANTS):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"variants not running: {serve.status().applications}")
+        variants[variant] = {"args": args}
+    deploy_variants(port, variants)
 
 
 def main() -> None:
@@ -103,7 +82,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     client = httpx.Client(timeout=120)
     try:
-        deploy_variants(port, root, f"redis://127.0.0.1:{redis_port}")
+        start_variants(port, root, f"redis://127.0.0.1:{redis_port}")
 
         def call(variant: str, text: str) -> float:
             headers = {} if variant == "open" else {"x-api-key": KEY}

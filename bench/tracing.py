@@ -20,49 +20,27 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.piper_http import SENTENCES, free_port, pct  # noqa: E402
 from bench.results import RESULTS, machine, write_section  # noqa: E402
+from bench.variants import bench_personalities, deploy_variants  # noqa: E402
 from tests.otel_collector import Collector, otel_collector  # noqa: E402
 
 VARIANTS = ("off", "on")
 
 
-def deploy_variants(port: int, root: Path, endpoint: str) -> None:
+def start_variants(port: int, root: Path, endpoint: str) -> None:
     import ray
-    from ray import serve
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
-
-    from chorus.deploy import profile_path, render
 
     ray.init(num_cpus=6, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    applications = []
-    for variant in VARIANTS:
-        personalities = root / variant / "personalities"
-        personalities.mkdir(parents=True)
-        (personalities / "bench.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "voice.chorus.dev/v1alpha1", "kind": "VoicePersonality", "metadata": {"name": "bench"},
-            "spec": {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}},
-        }))
-        environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint} if variant == "on" else {}
-        app = render(profile_path("cpu"), args={"personalities": {"directory": str(personalities)}}, port=port,
-                     environ=environ).applications[0]
-        app.name, app.route_prefix = variant, f"/{variant}"
-        applications.append(app)
-    config = render(profile_path("cpu"), port=port)
-    config.applications = applications
-    serve.start(http_options=config.http_options.model_dump(exclude_unset=True), proxy_location=config.proxy_location)
-    _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config.model_dump(exclude_unset=True)))
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        statuses = serve.status().applications
-        if all(statuses.get(v) is not None and statuses[v].status == "RUNNING" for v in VARIANTS):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"variants not running: {serve.status().applications}")
+    deploy_variants(port, {
+        variant: {
+            "args": {"personalities": {"directory": str(bench_personalities(root / variant / "personalities"))}},
+            "environ": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint} if variant == "on" else {},
+        }
+        for variant in VARIANTS
+    })
 
 
 def main() -> None:
@@ -78,7 +56,7 @@ def main() -> None:
     client = httpx.Client(timeout=120)
     with otel_collector(root) as collector:
         try:
-            deploy_variants(port, root, collector.endpoint)
+            start_variants(port, root, collector.endpoint)
 
             def call(variant: str, text: str) -> float:
                 t = time.perf_counter()
