@@ -58,6 +58,9 @@ class PersonalityList(BaseModel):
 
 class ProviderOut(EngineStatus):
     timeout_s: float | None
+    checked_at: datetime | None = Field(
+        None, description="When this replica last asked the engine (statuses are cached for status_refresh_s)."
+    )
     circuit: CircuitOut = Field(description="This ingress replica's circuit breaker for the engine.")
     quota_exhausted: list[str] = Field(
         default_factory=list, description="Voice classes whose monthly cloud allowance is used up (GET /v1/quotas)."

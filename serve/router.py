@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, Protocol
 
 from opentelemetry.trace import NoOpTracer, Span, Tracer
@@ -149,6 +150,8 @@ class EngineBoard:
         self._statuses: dict[EngineId, EngineStatus] = {}
         self._refreshed_at: float | None = None
         self._refreshing: asyncio.Task[None] | None = None
+        self.checked_at: datetime | None = None
+        """When the engines were last asked (what `GET /v1/providers` shows is that old)."""
 
     async def statuses(self) -> dict[EngineId, EngineStatus]:
         if self._refreshed_at is None:
@@ -183,6 +186,7 @@ class EngineBoard:
         results = await asyncio.gather(*(one(e, h) for e, h in self.handles.items()))
         self._statuses = {e: s for e, s in zip(self.handles, results, strict=True) if s is not None}
         self._refreshed_at = time.monotonic()
+        self.checked_at = datetime.now(UTC)
 
 
 SampleRefs = Callable[[str, EngineId], list[VoiceSampleRef]]

@@ -21,7 +21,7 @@ async def providers(chorus: ChorusState, admin: AdminCaller) -> ProvidersOut:
     quota = await chorus.meter.for_plan()
     return ProvidersOut(providers=[
         ProviderOut(**shown_status(statuses[e], admin).model_dump(), timeout_s=chorus.config.timeouts.get(e),
-                    circuit=chorus.router.breakers[e].shown(),
+                    circuit=chorus.router.breakers[e].shown(), checked_at=chorus.board.checked_at,
                     quota_exhausted=quota.exhausted_classes(e) if quota else [])
         for e in ENGINE_IDS if e in statuses
     ])

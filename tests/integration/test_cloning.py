@@ -6,6 +6,8 @@ venvs; the ingress and Piper in the main environment."""
 from __future__ import annotations
 
 import io
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -55,9 +57,16 @@ def wav(speech: rec.Speech) -> bytes:
 
 
 def xtts_stats(app: ChorusApp) -> dict[str, int]:
+    """XTTS's counters as of now: /v1/providers serves a cached status, so wait for one the
+    engine gave after this call began."""
+    asked = datetime.now(UTC)
+    deadline = time.monotonic() + 30
     with app.client() as c:
-        providers = c.get("/v1/providers").json()["providers"]
-    return next(p for p in providers if p["engine"] == "xtts_v2")["stats"]
+        while True:
+            xtts = next(p for p in c.get("/v1/providers").json()["providers"] if p["engine"] == "xtts_v2")
+            if datetime.fromisoformat(xtts["checked_at"]) > asked or time.monotonic() > deadline:
+                return xtts["stats"]
+            time.sleep(0.2)
 
 
 def speak(app: ChorusApp, name: str, **body):
