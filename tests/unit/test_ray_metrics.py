@@ -5,7 +5,9 @@ checks (every tag key present, string values, counter steps > 0) run outside a w
 
 from __future__ import annotations
 
-import time
+import subprocess
+import sys
+import textwrap
 from collections import Counter as Tally
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -183,20 +185,29 @@ def test_each_processor_has_its_own_metrics() -> None:
 
 
 def test_real_ray_metrics_work_outside_a_ray_worker() -> None:
-    """The default: `ray.util.metrics` itself, no Ray started. A span must never fail on it."""
-    import ray
+    """The default: `ray.util.metrics` itself, no Ray started (a fresh interpreter: this
+    test session may have started Ray). A span must never fail on it."""
+    code = textwrap.dedent("""
+        import ray
+        from opentelemetry.sdk.trace import TracerProvider
+        from chorus.ray_metrics import RayMetrics
+        from deployments import spans
 
-    assert not ray.is_initialized()
-    metrics = RayMetrics(quota_source=lambda: [("ibm_watson", "standard", 10)])
-    provider = TracerProvider()
-    provider.add_span_processor(metrics)
-    tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span(spans.SPEECH, attributes={spans.PERSONALITY: "joe", spans.CHARACTERS: 3,
-                                                               spans.ENGINE: "piper", spans.OUTCOME: "ok",
-                                                               spans.TIME_TO_FIRST_AUDIO_MS: 12, spans.CACHE: "hit"}):
-        with tracer.start_as_current_span(spans.ATTEMPT, attributes={spans.ENGINE: "piper", spans.OUTCOME: "ok"}):
-            time.sleep(0)
-    assert isinstance(metrics.requests, ray.util.metrics.Counter)
+        assert not ray.is_initialized()
+        metrics = RayMetrics(quota_source=lambda: [("ibm_watson", "standard", 10)])
+        provider = TracerProvider()
+        provider.add_span_processor(metrics)
+        tracer = provider.get_tracer("test")
+        with tracer.start_as_current_span(spans.SPEECH, attributes={
+                spans.PERSONALITY: "joe", spans.CHARACTERS: 3, spans.ENGINE: "piper", spans.OUTCOME: "ok",
+                spans.TIME_TO_FIRST_AUDIO_MS: 12, spans.CACHE: "hit"}):
+            with tracer.start_as_current_span(spans.ATTEMPT, attributes={spans.ENGINE: "piper", spans.OUTCOME: "ok"}):
+                pass
+        assert isinstance(metrics.requests, ray.util.metrics.Counter) and not ray.is_initialized()
+        print("spans recorded")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "spans recorded" in done.stdout, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("buckets", [LATENCY_BUCKETS_S, TIME_TO_FIRST_AUDIO_BUCKETS_S])
