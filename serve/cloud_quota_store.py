@@ -3,7 +3,7 @@
 Two backends behind one small surface (`add`, `get`):
 
 - `RedisCounts` when `IngressArgs.redis_url` is set: one INCRBY per count, atomic across
-  every replica and every machine (coredis, the async client `limits` already uses).
+  every replica and every machine (redis-py's asyncio client, as `chorus.quotas` uses).
 - `SqliteCounts` otherwise (the embedded default): one SQLite file on local disk, in WAL
   mode, one UPSERT per count. Chosen over a JSON file rewritten through
   `chorus.atomic_write` because replicas on one machine count concurrently: a rewritten
@@ -24,8 +24,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Protocol
 
-import coredis
-import coredis.exceptions
+import redis.asyncio
+import redis.exceptions
 
 # Every Redis key this module writes starts with it, so a shared Redis can hold other data.
 REDIS_PREFIX = "chorus:cloud_quota"
@@ -55,7 +55,7 @@ class Counts(Protocol):
 
 class RedisCounts:
     def __init__(self, url: str) -> None:
-        self.redis: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
+        self.redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(url, decode_responses=True)
 
     @staticmethod
     def _key(key: CountKey) -> str:
@@ -69,7 +69,7 @@ class RedisCounts:
             return []
         try:
             values = await self.redis.mget([self._key(k) for k in keys])
-        except (coredis.exceptions.RedisError, OSError) as err:
+        except (redis.exceptions.RedisError, OSError) as err:
             raise CountsUnavailable(err) from err
         return [int(v or 0) for v in values]
 

@@ -165,10 +165,14 @@ class Quotas:
 
     def __init__(self, config: QuotasConfig, redis_url: str | None) -> None:
         self.config = config
-        # `async+` picks the library's asyncio storage (coredis for Redis). Wrapped: any
-        # client's failure is one `StorageError`, whichever Redis client runs.
+        # `async+` picks the library's asyncio storage. For Redis, redis-py's client: coredis
+        # (the library's default) shares a connection between concurrent commands, and an
+        # error on one (the first EVALSHA of a script) drops the others' replies, which it
+        # then retries: hits counted twice, a key refused below its limit. Wrapped: any
+        # client's failure is one `StorageError`.
         uri = f"async+{redis_url}" if redis_url else "async+memory://"
-        self.storage = storage_from_string(uri, wrap_exceptions=True)
+        client = {"implementation": "redispy"} if redis_url else {}
+        self.storage = storage_from_string(uri, wrap_exceptions=True, **client)
         self.moving = MovingWindowRateLimiter(self.storage)
         self.fixed = FixedWindowRateLimiter(self.storage)
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-import coredis
-import coredis.exceptions
+import redis.asyncio
+import redis.exceptions
 
 from chorus.stats.ema import ALPHA, EmaBatch
 from chorus.stats.tally import EMA_SUFFIX, Tally
@@ -33,7 +33,7 @@ class StatsUnavailable(Exception):
 async def _reaching_redis() -> AsyncIterator[None]:
     try:
         yield
-    except (coredis.exceptions.RedisError, OSError) as err:
+    except (redis.exceptions.RedisError, OSError) as err:
         raise StatsUnavailable(err) from err
 
 
@@ -88,7 +88,7 @@ _EMA_PARTS = (":n", ":c", ":first")
 
 class RedisStore:
     def __init__(self, url: str) -> None:
-        self._redis = coredis.Redis.from_url(url, decode_responses=True)
+        self._redis = redis.asyncio.Redis.from_url(url, decode_responses=True)
         self._chain_ema = self._redis.register_script(_CHAIN_EMA)
 
     @staticmethod
@@ -100,7 +100,7 @@ class RedisStore:
             await self._add(tallies)
 
     async def _add(self, tallies: Mapping[BucketId, Tally]) -> None:
-        pipe = await self._redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=True)
         for (g, start), tally in tallies.items():
             key = self._key(g, start)
             for name, count in tally.int_fields():
@@ -111,20 +111,20 @@ class RedisStore:
                 args: list[str | float] = [repr(ALPHA)]
                 for name, batch in tally.emas.items():
                     args += [name, str(batch.n), repr(batch.c), repr(batch.first)]
-                self._chain_ema(keys=[key], args=args, client=pipe)
+                await self._chain_ema(keys=[key], args=args, client=pipe)
             # From the bucket's end: a bucket is kept as long as a window can still reach it.
             pipe.expireat(key, start + g.seconds + g.ttl_s)
         await pipe.execute()
 
     async def read(self, granularity: Granularity, starts: list[int]) -> list[Tally]:
         async with _reaching_redis():
-            pipe = await self._redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=False)
             for start in starts:
                 pipe.hgetall(self._key(granularity, start))
             return [_parse(raw) for raw in await pipe.execute()]
 
     async def close(self) -> None:
-        self._redis.connection_pool.disconnect()
+        await self._redis.aclose()
 
 
 def _parse(raw: Mapping[str, str]) -> Tally:
