@@ -233,6 +233,10 @@ class Capabilities(BaseModel):
         None, description="the sample durations it clones from (from its settings model); None: no cloning"
     )
     streaming: bool = False
+    one_chunk_per_call: bool = Field(
+        False, description="a stream answers each call with one chunk, its whole audio (the cloud engines: one "
+        "provider call, one answer), not chunk by chunk as it is spoken",
+    )
     max_characters: int
     sample_rate: int
 

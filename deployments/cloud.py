@@ -172,6 +172,7 @@ class CloudTTSEngine(TTSEngine):
             languages=languages,
             voices=voices,
             streaming=True,
+            one_chunk_per_call=True,
             max_characters=self.config.max_characters,
             sample_rate=SAMPLE_RATE,
         )

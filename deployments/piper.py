@@ -141,7 +141,8 @@ class Piper(TTSEngine):
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         voice, syn = self._prepare(request)
-        chunks = self._sentences(voice, request.text, syn)
+        # Made bytes in the worker thread too, so the loop only hands them on.
+        chunks = (samples.tobytes() for samples in self._sentences(voice, request.text, syn))
         index = 0
         while True:
             # One sentence per step, off the event loop, so other requests keep flowing; a
@@ -180,10 +181,11 @@ class Piper(TTSEngine):
         return voice, syn
 
     @staticmethod
-    def _sentences(voice: _LoadedVoice, text: str, syn: SynthesisConfig) -> Iterator[bytes]:
+    def _sentences(voice: _LoadedVoice, text: str, syn: SynthesisConfig) -> Iterator[np.ndarray]:
+        """Each sentence's samples as int16, as Piper synthesizes them."""
         try:
             for chunk in voice.voice.synthesize(text, syn_config=syn):
-                yield chunk.audio_int16_bytes
+                yield pcm16(chunk.audio_float_array)
         except Exception as err:
             raise EngineFailedError(f"synthesis failed: {type(err).__name__}: {err}", "piper") from err
 
@@ -191,14 +193,22 @@ class Piper(TTSEngine):
         self, voice: _LoadedVoice, text: str, syn: SynthesisConfig, cancelled: threading.Event
     ) -> tuple[bytes, int]:
         parts = []
-        for chunk in self._sentences(voice, text, syn):  # Piper synthesizes a sentence per step
+        for samples in self._sentences(voice, text, syn):  # Piper synthesizes a sentence per step
             if cancelled.is_set():
                 return b"", voice.info.sample_rate  # nobody waits for it any more
-            parts.append(chunk)
-        pcm = b"".join(parts)
-        if not pcm or not np.frombuffer(pcm, dtype=np.int16).any():
+            parts.append(samples)
+        if not any(p.any() for p in parts):
             raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
-        return pcm, voice.info.sample_rate
+        return b"".join(parts), voice.info.sample_rate  # the arrays joined: one copy
+
+
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    """Piper's float samples as int16, the values `AudioChunk.audio_int16_array` gives, in
+    one new array instead of its three: the float array is Piper's fresh one for this
+    sentence and nobody else's, so it is clipped and scaled in place."""
+    np.clip(audio, -1.0, 1.0, out=audio)
+    np.multiply(audio, 32767.0, out=audio)
+    return audio.astype(np.int16)
 
 
 PiperEngine = serve.deployment(

@@ -270,7 +270,9 @@ class Router:
         piece, each carrying the attempt span's trace context."""
         cfg = utterance.personality.spec.providers.get(engine)
         assert cfg is not None
-        pieces = pack(utterance.text, status.capabilities.max_characters, engine)
+        caps = status.capabilities
+        pieces = pack(utterance.text, caps.max_characters, engine,
+                      first_clause=utterance.stream and not caps.one_chunk_per_call)
         samples = await self._samples_for(utterance, engine, status)
         settings = cfg.settings.with_speed(utterance.speed)
         return [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -162,12 +161,9 @@ async def _speak(request: Request, chorus: Chorus, utterance: Utterance, span: t
     speech_span.spoke(span, routed_audio.engine)
     log_fallback(request, routed_audio)
     audio = routed_audio.audio
-    if sample_rate is not None:
-        audio = audio.model_copy(update={"pcm": encoding.resample(audio.pcm, audio.sample_rate, sample_rate),
-                                         "sample_rate": sample_rate})
-    body = await asyncio.to_thread(encoding.encode, audio.pcm, audio.sample_rate, fmt)
-    return Response(body, media_type=encoding.media_type(fmt, audio.sample_rate),
-                    headers=chorus_headers(routed_audio, started))
+    rate = sample_rate or audio.sample_rate
+    body = await encoding.encode_off_loop(audio.pcm, audio.sample_rate, fmt, rate)
+    return Response(body, media_type=encoding.media_type(fmt, rate), headers=chorus_headers(routed_audio, started))
 
 
 async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, sample_rate: int) -> AsyncIterator[bytes]:

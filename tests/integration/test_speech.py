@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.speech import CLEAR_SENTENCES, decode, word_error_rate
+from tests.speech import CLEAR_SENTENCES, decode, word_error_rate, words
 
 pytestmark = pytest.mark.ray
 
@@ -69,6 +69,53 @@ def test_stream_sends_first_sentence_before_the_rest(app: ChorusApp, ear) -> Non
         whole = c.post("/v1/personalities/joe/speech", json={"text": text})
     whole_samples, _ = decode(whole.content)
     assert abs(len(whole_samples) - len(samples)) < rate * 0.05
+
+
+CLAUSE = "When the store opens at nine in the morning,"
+REST = "I would like a cup of coffee. Thank you for your help."
+
+
+def _silent_runs(samples: np.ndarray, rate: int) -> list[tuple[int, int]]:
+    """(start, end) of each stretch of 50 ms or more below a whisper, inside the audio."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 200)
+    gaps = np.flatnonzero(np.diff(loud) > rate // 20)
+    return [(int(loud[g]) + 1, int(loud[g + 1])) for g in gaps]
+
+
+def test_stream_sends_a_long_first_sentence_s_first_clause_first(app: ChorusApp, ear) -> None:
+    text = f"{CLAUSE} {REST}"
+    with app.client() as c:
+        clause, _ = decode(c.post("/v1/personalities/joe/speech", json={"text": CLAUSE}).content)
+        sentence, _ = decode(c.post("/v1/personalities/joe/speech", json={"text": f"{CLAUSE} {REST.split('.')[0]}."}).content)
+        whole, rate = decode(c.post("/v1/personalities/joe/speech", json={"text": text}).content)
+        arrivals: list[bytes] = []
+        with c.stream("POST", "/v1/personalities/joe/speech", json={"text": text, "stream": True}) as r:
+            assert r.status_code == 200
+            arrivals += r.iter_raw()
+    body = b"".join(arrivals)
+    samples, _ = decode(body)
+    # The first audio is the clause's, exactly, and it came on its own: the reads end with
+    # its last byte (the rest was still being synthesized). It is shorter than the whole
+    # first sentence's audio would have been.
+    first = 44 + 2 * len(clause)
+    ends = np.cumsum([len(a) for a in arrivals])
+    assert first in ends, f"reads ended at {ends[:4]}, the clause at {first}"
+    assert np.array_equal(samples[: len(clause)], clause)
+    assert len(clause) < 0.7 * len(sentence)
+    # The joined stream is the whole text, both halves heard.
+    heard = set(words(ear.hear(body)))
+    for half in (CLAUSE, REST):
+        said = words(half)
+        assert sum(w in heard for w in said) >= 0.8 * len(said), f"heard {sorted(heard)} for {half!r}"
+    # No click at the joint: the jump across it is within the audio's ordinary sample-to-sample
+    # change. No gap either: each piece keeps Piper's own silence at its ends, so the pause
+    # there (~0.26 s) is a sentence break's, which Piper makes between any two sentences;
+    # 10% over the longest one in the unsplit text allows for the clause's own cadence.
+    joint = len(clause)
+    steps = np.abs(np.diff(samples.astype(np.int32)))
+    assert steps[joint - 3: joint + 3].max() <= np.median(steps)
+    pause = next(end - start for start, end in _silent_runs(samples, rate) if start <= joint <= end)
+    assert pause <= 1.1 * max(end - start for start, end in _silent_runs(whole, rate))
 
 
 def test_pcm_stream_is_raw(app: ChorusApp) -> None:

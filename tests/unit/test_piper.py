@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from deployments.base import BadInputError, EngineUnavailableError, SynthesisRequest
-from deployments.piper import Piper
+from deployments.piper import Piper, pcm16
 from deployments.settings import PiperSettings
 
 
@@ -114,3 +114,21 @@ async def test_a_cancelled_synthesis_stops_its_thread_at_the_next_sentence(
     after = [t for t in produced if t > cancelled_at]
     assert len(after) <= 1, f"{len(after)} sentences synthesized after the cancel"
     assert len(produced) < 40
+
+
+def test_pcm16_gives_the_samples_pipers_own_conversion_gives() -> None:
+    from piper.voice import AudioChunk
+
+    audio = np.random.default_rng(7).uniform(-1.5, 1.5, 22_050).astype(np.float32)  # beyond full scale too
+    theirs = AudioChunk(sample_rate=22_050, sample_width=2, sample_channels=1, audio_float_array=audio.copy(),
+                        phonemes=[], phoneme_ids=[]).audio_int16_bytes
+    assert pcm16(audio).tobytes() == theirs
+
+
+async def test_a_stream_is_the_whole_utterance_chunk_by_chunk(piper: Piper) -> None:
+    text = "Please open the door. Thank you for your help."
+    said = SynthesisRequest(text=text, language="en", settings=PiperSettings(noise_scale=0.0, noise_w=0.0))
+    whole = await piper.synthesize(said)
+    chunks = [c async for c in piper.stream(said)]
+    assert [c.index for c in chunks] == [0, 1]
+    assert b"".join(c.pcm for c in chunks) == whole.pcm

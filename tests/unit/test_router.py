@@ -497,3 +497,26 @@ async def test_five_thousand_one_word_sentences_make_few_cloud_calls(stream: boo
     assert routed.engine == "google_tts"
     assert 0 < len(cloud.calls) <= math.ceil(len(text) / 5000)
     assert " ".join(cloud.calls) == text  # every sentence, once
+
+
+CLAUSED = "When the store opens at nine in the morning, I would like a cup of coffee by the window. Thank you."
+
+
+async def test_a_stream_sends_its_first_clause_alone_and_a_whole_answer_does_not() -> None:
+    s = Setup()
+    got = await chunks(await s.router.stream(say(CLAUSED, stream=True)))
+    assert [r.text for r in s["piper"].requests] == [
+        "When the store opens at nine in the morning,", "I would like a cup of coffee by the window. Thank you.",
+    ]
+    assert got[0].pcm == s["piper"].pcm("When the store opens at nine in the morning,")  # the clause's audio first
+    s["piper"].requests.clear()
+    await s.router.synthesize(say(CLAUSED))
+    assert [r.text for r in s["piper"].requests] == [CLAUSED]
+
+
+async def test_a_cloud_stream_keeps_its_first_clause_in_the_one_call() -> None:
+    cloud = CountedCloud()
+    s = Setup(cloud, ScriptedEngine("piper"))
+    who = personality(activeProvider="google_tts", fallbackChain=["piper"], providers={"google_tts": {}, "piper": {}})
+    await chunks(await s.router.stream(say(CLAUSED, who=who, stream=True)))
+    assert cloud.calls == [CLAUSED]
