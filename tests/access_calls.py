@@ -57,6 +57,7 @@ CALLS: dict[tuple[str, str], Call] = {
         Scope.SAMPLES, "/v1/personalities/joe/samples/s0", status=204),
     ("GET", "/v1/providers"): Call(Scope.SPEAK, "/v1/providers"),
     ("GET", "/v1/stats"): Call(Scope.ADMIN, "/v1/stats?window=5m"),
+    ("DELETE", "/v1/cache"): Call(Scope.ADMIN, "/v1/cache?personality=joe"),
     ("GET", "/v1/stats/series"): Call(Scope.ADMIN, "/v1/stats/series?window=1h&step=5m"),
     ("GET", "/v1/quotas"): Call(Scope.ADMIN, "/v1/quotas"),
     ("GET", "/healthz"): Call(PUBLIC, "/healthz"),

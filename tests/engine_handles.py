@@ -128,6 +128,7 @@ class ScriptedEngine(TTSEngine):
         self.max_characters = max_characters
         self.sample_rate = sample_rate
         self.variant = variant
+        self.model_identity = f"scripted {engine} v1"  # a test changes it to play new weights
         self.healthy: Health = Health(healthy=True)
         self.error: Exception | None = None
         self.fail_at = 0
@@ -148,6 +149,7 @@ class ScriptedEngine(TTSEngine):
             engine=self.engine_id, languages=self.languages, voices=self.voices, streaming=True,
             # clones exactly when the real engine does
             cloning_window=ENGINE_SETTINGS[self.engine_id].cloning_window, max_characters=self.max_characters, sample_rate=self.sample_rate,
+            model_identity=self.model_identity,
         )
 
     async def health(self) -> Health:
