@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 import cachetools
-import coredis
+import redis.asyncio
 import diskcache
 
 NAMESPACE = "chorus:audio"
@@ -98,8 +98,8 @@ class RedisTier:
     name = "redis"
 
     def __init__(self, url: str, ttl_s: int) -> None:
-        self._redis: coredis.Redis[bytes] = coredis.Redis.from_url(
-            url, decode_responses=False, connect_timeout=1.0, stream_timeout=2.0
+        self._redis = redis.asyncio.Redis.from_url(
+            url, decode_responses=False, socket_connect_timeout=1.0, socket_timeout=2.0
         )
         self._ttl_s = ttl_s
 
@@ -115,9 +115,9 @@ class RedisTier:
         return await self._redis.get(self._entry(key))
 
     async def put(self, key: str, blob: bytes, personality: str) -> None:
-        pipe = await self._redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         pipe.set(self._entry(key), blob, ex=self._ttl_s)
-        pipe.sadd(self._index(personality), [key])
+        pipe.sadd(self._index(personality), key)
         # The index lives as long as its newest entry.
         pipe.expire(self._index(personality), self._ttl_s)
         await pipe.execute()
@@ -125,16 +125,16 @@ class RedisTier:
     async def drop_personality(self, personality: str | None) -> int:
         if personality is not None:
             keys = [self._entry(k.decode()) for k in await self._redis.smembers(self._index(personality))]
-            dropped = await self._redis.delete(keys) if keys else 0
-            await self._redis.delete([self._index(personality)])
+            dropped = await self._redis.delete(*keys) if keys else 0
+            await self._redis.delete(self._index(personality))
             return dropped
         dropped = 0
         async for name in self._redis.scan_iter(match=f"{NAMESPACE}:*"):
-            removed = await self._redis.delete([name])
+            removed = await self._redis.delete(name)
             if name.startswith(f"{NAMESPACE}:entry:".encode()):  # indexes are not entries
                 dropped += removed
         return dropped
 
     async def close(self) -> None:
-        self._redis.connection_pool.disconnect()
+        await self._redis.aclose()
 

@@ -113,7 +113,7 @@ async def test_redis_keeps_entries_with_a_ttl_and_drops_by_personality(tmp_path:
         assert await redis.drop_personality("joe") == 1
         assert (await redis.get("a"), await redis.get("b")) == (None, b"B")
         assert await redis.drop_personality(None) == 1
-        assert await redis._redis.keys("chorus:audio:*") == set()
+        assert await redis._redis.keys("chorus:audio:*") == []
         await redis.close()
 
 
