@@ -13,7 +13,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_args
@@ -192,6 +192,18 @@ class AudioResult(BaseModel):
     pcm: bytes
     sample_rate: int
     variant: str | None = Field(None, description="the model variant that spoke, for engines that have variants")
+    sentence_samples: list[int] = Field(
+        default_factory=list, description="the samples each sentence of the text took, in order, from an engine "
+        "that speaks sentence by sentence (Piper); empty: not known. The audio cache keeps each sentence from it.",
+    )
+
+    @classmethod
+    def joined(cls, parts: Sequence[AudioResult]) -> AudioResult:
+        """`parts` one after another (one PCM copy, none for a single part); their sentences
+        are known if every part knows its own."""
+        sentences = [n for p in parts for n in p.sentence_samples] if all(p.sentence_samples for p in parts) else []
+        return cls(pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate, variant=parts[0].variant,
+                   sentence_samples=sentences)
 
     @property
     def duration_s(self) -> float:

@@ -141,11 +141,10 @@ class Piper(TTSEngine):
         # speak the whole text to nobody.
         cancelled = threading.Event()
         try:
-            pcm, rate = await asyncio.to_thread(self._synthesize_all, voice, request.text, syn, cancelled)
+            return await asyncio.to_thread(self._synthesize_all, voice, request.text, syn, cancelled)
         except asyncio.CancelledError:
             cancelled.set()
             raise
-        return AudioResult(pcm=pcm, sample_rate=rate)
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         voice, syn = self._prepare(request)
@@ -158,7 +157,8 @@ class Piper(TTSEngine):
             chunk = await asyncio.to_thread(next, chunks, None)
             if chunk is None:
                 break
-            yield AudioChunk(pcm=chunk, sample_rate=voice.info.sample_rate, index=index)
+            yield AudioChunk(pcm=chunk, sample_rate=voice.info.sample_rate, index=index,
+                             sentence_samples=[len(chunk) // 2])  # a chunk is a sentence
             index += 1
         if index == 0:
             raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
@@ -199,15 +199,17 @@ class Piper(TTSEngine):
 
     def _synthesize_all(
         self, voice: _LoadedVoice, text: str, syn: SynthesisConfig, cancelled: threading.Event
-    ) -> tuple[bytes, int]:
+    ) -> AudioResult:
         parts = []
         for samples in self._sentences(voice, text, syn):  # Piper synthesizes a sentence per step
             if cancelled.is_set():
-                return b"", voice.info.sample_rate  # nobody waits for it any more
+                return AudioResult(pcm=b"", sample_rate=voice.info.sample_rate)  # nobody waits for it any more
             parts.append(samples)
         if not any(p.any() for p in parts):
             raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
-        return b"".join(parts), voice.info.sample_rate  # the arrays joined: one copy
+        # The arrays joined: one copy. Each sentence's length lets the cache keep it alone.
+        return AudioResult(pcm=b"".join(parts), sample_rate=voice.info.sample_rate,
+                           sentence_samples=[len(p) for p in parts])
 
 
 def pcm16(audio: np.ndarray) -> np.ndarray:

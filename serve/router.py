@@ -370,9 +370,7 @@ class Router:
                 self.breakers[engine].abandoned()
             else:
                 self._verdict(engine, None)
-            audio = AudioResult(
-                pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate, variant=parts[0].variant
-            )
+            audio = AudioResult.joined(parts)
             _end(span, "ok", audio_seconds=audio.duration_s, began=began, variant=audio.variant)
             return RoutedAudio(engine=engine, attempts=attempts, audio=audio, variant=audio.variant,
                                cache=lookup.outcome)
@@ -461,8 +459,7 @@ class Router:
                     seconds += chunk.duration_s
                     yield chunk
                 if part.cached is None and made:
-                    await lookup.made(index, AudioResult(
-                        pcm=b"".join(c.pcm for c in made), sample_rate=made[0].sample_rate, variant=made[0].variant))
+                    await lookup.made(index, AudioResult.joined(made))
         except TimeoutError as err:
             error, outcome = err, "timeout"
             self._verdict(engine, err)

@@ -168,7 +168,10 @@ class ScriptedEngine(TTSEngine):
         await asyncio.sleep(self.delay_s)
         if self.error is not None:
             raise self.error
-        return AudioResult(pcm=self.pcm(request.text), sample_rate=self.sample_rate, variant=self.variant)
+        # Sentence by sentence, as Piper speaks (and says how long each one is).
+        sentences = [self.pcm(s) for s in split_sentences(request.text)] or [self.pcm(request.text)]
+        return AudioResult(pcm=b"".join(sentences), sample_rate=self.sample_rate, variant=self.variant,
+                           sentence_samples=[len(p) // 2 for p in sentences])
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         self.requests.append(request)
@@ -179,4 +182,6 @@ class ScriptedEngine(TTSEngine):
             if self.stall_at is not None and index >= self.stall_at:
                 await asyncio.Event().wait()  # never set: an engine that hangs
             self.chunks_sent += 1
-            yield AudioChunk(pcm=self.pcm(sentence), sample_rate=self.sample_rate, variant=self.variant, index=index)
+            pcm = self.pcm(sentence)
+            yield AudioChunk(pcm=pcm, sample_rate=self.sample_rate, variant=self.variant, index=index,
+                             sentence_samples=[len(pcm) // 2])

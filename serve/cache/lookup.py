@@ -7,12 +7,16 @@ are not go to the engine, each as one request, and each run is stored under its 
 once made (a run of one sentence is that sentence's entry); once every part of the piece
 is known, the whole piece is stored too. A piece none of whose sentences is cached goes to
 the engine whole, as it would without a cache.
+
+An engine that says how long each sentence of its answer is (`AudioResult.sentence_samples`:
+Piper speaks sentence by sentence) has each sentence of a part kept on its own as well, so a
+later text sharing sentences with this one finds them even though it was a miss.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal, NamedTuple
 
 from chorus.cache.key import cache_key
@@ -28,6 +32,7 @@ class Part(NamedTuple):
     request: SynthesisRequest
     cached: AudioResult | None  # from the cache: the engine is not asked
     key: str | None  # where the engine's audio for it is kept once complete; None: nowhere
+    sentence_keys: tuple[str, ...] = ()  # where each of its sentences is kept, if it has several
 
 
 class _Whole(NamedTuple):
@@ -62,13 +67,15 @@ class Lookup:
         self._audio[index] = audio
         if self._cache is None:
             return
-        if (key := self.parts[index].key) is not None:
-            await self._cache.put(key, audio, self._personality)
+        part = self.parts[index]
+        if part.key is not None:
+            await self._cache.put(part.key, audio, self._personality)
+        for key, sentence in _each_sentence(part.sentence_keys, audio):
+            await self._cache.put(key, sentence, self._personality)
         for whole in self._wholes:
             if index in whole.parts and all(self._audio[i] is not None for i in whole.parts):
-                joined = [a for i in whole.parts if (a := self._audio[i]) is not None]
-                pcm = b"".join(a.pcm for a in joined)
-                await self._cache.put(whole.key, joined[0].model_copy(update={"pcm": pcm}), self._personality)
+                joined = AudioResult.joined([a for i in whole.parts if (a := self._audio[i]) is not None])
+                await self._cache.put(whole.key, joined, self._personality)
 
 
 def uncached(requests: list[SynthesisRequest]) -> Lookup:
@@ -98,7 +105,7 @@ async def resolve(
         # Side by side: on a disk or Redis tier each lookup is a round trip of its own.
         found = await asyncio.gather(*(cache.get(key(s), personality) for s in sentences)) if len(sentences) > 1 else []
         if not any(a is not None for a in found):
-            parts.append(Part(request, None, whole))
+            parts.append(Part(request, None, whole, _keys(sentences, key)))
             continue
         first = len(parts)
         run: list[SynthesisRequest] = []
@@ -119,4 +126,23 @@ async def resolve(
 def _run(sentences: list[SynthesisRequest], key: Callable[[SynthesisRequest], str]) -> Part:
     """Consecutive sentences the cache lacks: one request to the engine, one entry."""
     request = sentences[0].model_copy(update={"text": " ".join(s.text for s in sentences)})
-    return Part(request, None, key(request))
+    return Part(request, None, key(request), _keys(sentences, key))
+
+
+def _keys(sentences: list[SynthesisRequest], key: Callable[[SynthesisRequest], str]) -> tuple[str, ...]:
+    return tuple(key(s) for s in sentences) if len(sentences) > 1 else ()
+
+
+def _each_sentence(keys: tuple[str, ...], audio: AudioResult) -> Iterator[tuple[str, AudioResult]]:
+    """Each sentence's audio with its key, cut where the engine says each sentence ended.
+    Only when the engine counted the sentences as `split_sentences` does (one that splits
+    elsewhere, say after "Dr.", gives no sentence entries rather than misplaced ones)."""
+    lengths = audio.sentence_samples
+    if not keys or len(lengths) != len(keys) or 2 * sum(lengths) != len(audio.pcm):
+        return
+    start = 0
+    for key, samples in zip(keys, lengths, strict=True):
+        end = start + 2 * samples
+        yield key, AudioResult(pcm=audio.pcm[start:end], sample_rate=audio.sample_rate, variant=audio.variant,
+                               sentence_samples=[samples])
+        start = end

@@ -69,6 +69,25 @@ async def test_a_paragraph_only_synthesizes_its_new_sentence(api: Api) -> None:
     assert whole.headers["x-chorus-cache"] == "hit" and whole.content == r.content and len(api.piper.requests) == 4
 
 
+async def test_a_miss_keeps_each_sentence_for_later_texts(api: Api) -> None:
+    first = await api.client.post(SPEECH, json={"text": "One is here. Two is here. Three is here."})
+    assert first.headers["x-chorus-cache"] == "miss" and len(api.piper.requests) == 1
+    text = "Two is here. New words. Three is here. One is here."
+    r = await api.client.post(SPEECH, json={"text": text, "format": "pcm"})
+    assert r.headers["x-chorus-cache"] == "partial"
+    assert [q.text for q in api.piper.requests[1:]] == ["New words."]
+    assert r.content == b"".join(api.piper.pcm(s) for s in ("Two is here.", "New words.", "Three is here.",
+                                                              "One is here."))
+
+
+async def test_a_streamed_miss_keeps_each_sentence_too(api: Api) -> None:
+    async with api.client.stream("POST", SPEECH, json={"text": "One is here. Two is here.", "stream": True}) as r:
+        assert r.headers["x-chorus-cache"] == "miss"
+        await r.aread()
+    again = await api.client.post(SPEECH, json={"text": "Two is here.", "format": "pcm"})
+    assert again.headers["x-chorus-cache"] == "hit" and again.content == api.piper.pcm("Two is here.")
+
+
 async def test_a_stream_hit_streams_from_the_cache(api: Api) -> None:
     body = {"text": "One. Two.", "stream": True, "format": "pcm"}
     first = await api.client.post(SPEECH, json=body)
