@@ -11,12 +11,17 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
-from piper import PiperVoice, SynthesisConfig
+import onnxruntime
+import ray
+from piper import PiperConfig, PiperVoice, SynthesisConfig
+from piper.voice import ESPEAK_DATA_DIR
 from pydantic import BaseModel, Field
 from ray import serve
 
@@ -50,6 +55,30 @@ class PiperEngineConfig(BaseModel):
     # Piper splits sentences itself; this only bounds the work one call may ask for.
     max_characters: int = Field(20_000, ge=100)
     use_cuda: bool = False
+    # Threads of each voice's ONNX Runtime session; unset: the replica's CPU share rounded
+    # up (bench/RESULTS.md, "Per-request overhead": ONNX Runtime's default of one thread per
+    # core makes concurrent calls in a fractional-CPU replica fight over the cores).
+    session_threads: int | None = Field(None, ge=1, le=64)
+
+
+def replica_cpus() -> int:
+    """The CPUs this process may use: Ray's share for the replica (rounded up), else the
+    CPUs the OS lets it run on (outside Ray: tests, a plain script)."""
+    available = len(os.sched_getaffinity(0))
+    share = ray.get_runtime_context().get_assigned_resources().get("CPU") if ray.is_initialized() else None
+    return max(1, min(available, math.ceil(share))) if share else available
+
+
+def session_options(threads: int) -> onnxruntime.SessionOptions:
+    """One session's threads: `threads` for each operator, ops run one after another (a
+    Piper graph has no parallel branches worth a second pool), and no spinning, so an idle
+    pool leaves the cores to the next request's phonemizer and the other replicas."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def _voice_languages(config: dict) -> list[str]:
@@ -77,11 +106,17 @@ def _discover(config: PiperEngineConfig) -> dict[str, tuple[Path, Path]]:
 
 
 class _LoadedVoice:
-    def __init__(self, voice_id: str, model: Path, config_path: Path, use_cuda: bool) -> None:
+    def __init__(self, voice_id: str, model: Path, config_path: Path, use_cuda: bool, threads: int) -> None:
         self.id = voice_id
-        self.voice = PiperVoice.load(model, config_path=config_path, use_cuda=use_cuda)
         raw = json.loads(config_path.read_text())
         self.digest = files_digest([model, config_path])
+        # PiperVoice.load builds its session with default options; this is the same load
+        # with the thread counts set.
+        providers = ["CUDAExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
+        session = onnxruntime.InferenceSession(str(model), sess_options=session_options(threads),
+                                               providers=providers)
+        self.voice = PiperVoice(config=PiperConfig.from_dict(raw), session=session,
+                                espeak_data_dir=Path(ESPEAK_DATA_DIR), download_dir=Path.cwd())
         self.info = VoiceInfo(
             id=voice_id,
             languages=_voice_languages(raw),
@@ -97,9 +132,11 @@ class Piper(TTSEngine):
         self.config = PiperEngineConfig.model_validate(config or {})
         self.voices: dict[str, _LoadedVoice] = {}
         self.load_errors: dict[str, str] = {}
+        self.session_threads = self.config.session_threads or replica_cpus()
         for voice_id, (model, cfg) in _discover(self.config).items():
             try:
-                self.voices[voice_id] = _LoadedVoice(voice_id, model, cfg, self.config.use_cuda)
+                self.voices[voice_id] = _LoadedVoice(voice_id, model, cfg, self.config.use_cuda,
+                                                     self.session_threads)
             except Exception as err:  # one bad voice file must not take the engine down
                 self.load_errors[voice_id] = f"{type(err).__name__}: {err}"
                 log.warning("piper voice %s not loaded: %s", voice_id, err)
