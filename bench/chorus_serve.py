@@ -19,6 +19,10 @@ from bench.variants import bench_personalities
 
 CHORUS = Path(sys.executable).with_name("chorus")
 
+# The benchmarks repeat their texts, which the audio cache would answer after the first
+# time: requests that measure the engine path say so (bench/cache.py measures the cache).
+UNCACHED = {"Cache-Control": "no-store"}
+
 
 def free_port() -> int:
     with socket.socket() as s:

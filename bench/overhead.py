@@ -38,7 +38,7 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.chorus_serve import ChorusServe, TreeMemory, free_port  # noqa: E402
+from bench.chorus_serve import UNCACHED, ChorusServe, TreeMemory, free_port  # noqa: E402
 from bench.piper_http import SENTENCES, start_piper_server  # noqa: E402
 from bench.results import RESULTS, machine, write_section  # noqa: E402
 
@@ -116,7 +116,7 @@ class Measured:
 
 def measure(chorus_url: str, piper_url: str, requests: int, concurrent: int,
             memory: Callable[[], TreeMemory]) -> Measured:
-    client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=8))
+    client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=8), headers=UNCACHED)
 
     def call(url: str, body_key: str) -> Callable[[str], None]:
         def one(text: str) -> None:

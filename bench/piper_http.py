@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.chorus_serve import ChorusServe, free_port, tree_memory  # noqa: E402
+from bench.chorus_serve import UNCACHED, ChorusServe, free_port, tree_memory  # noqa: E402
 from bench.results import RESULTS, machine, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def main() -> None:
 
     piper_url = f"http://127.0.0.1:{piper_port}/synthesize"
     chorus_url = f"{chorus.url}/v1/personalities/bench/speech"
-    client = httpx.Client(timeout=120)
+    client = httpx.Client(timeout=120, headers=UNCACHED)
 
     def piper_call(text: str) -> bytes:
         r = client.post(piper_url, json={"text": text})
