@@ -1,0 +1,227 @@
+"""The dashboard in a real browser (Debian's headless Chromium through Selenium) against the
+real service: Ray Serve, the ingress, real Piper. One browser for the module, quit at the end.
+Screenshots of each view land in the test run's temporary directory (docs/dashboard-*.png
+are copies of them)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from chorus.auth.keys import digest
+from chorus.auth.scopes import Scope
+from tests.access_calls import KEYS
+from tests.chorus_app import STEADY_PIPER, ChorusApp
+
+pytestmark = pytest.mark.ray
+
+# A display name that would run if the page ever parsed API data as HTML.
+HOSTILE = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+JOE = {"activeProvider": "piper", "displayName": HOSTILE, "languages": {"primary": "en"},
+       "providers": {"piper": STEADY_PIPER}}
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--disable-extensions", "--window-size=1280,1000", "--autoplay-policy=no-user-gesture-required",
+                 "--renderer-process-limit=1"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dashboard-screens")
+
+
+@pytest.fixture(scope="module")
+def app(chorus: ChorusApp) -> ChorusApp:
+    chorus.deploy()
+    chorus.write("joe", JOE)
+    chorus.wait_for("joe", timeout=30)
+    return chorus
+
+
+def until(browser: WebDriver, check: Callable[[WebDriver], T], timeout: float = 30) -> T:
+    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(check)
+
+
+def cell(browser: WebDriver, table: str, row: str, col: str) -> str:
+    found = browser.find_elements(By.CSS_SELECTOR, f'#{table} tr[data-key="{row}"] [data-col="{col}"]')
+    return found[0].text if found else ""
+
+
+def speak(app: ChorusApp, times: int) -> None:
+    with app.client() as c:
+        for _ in range(times):
+            r = c.post("/v1/personalities/joe/speech", json={"text": "Counting."})
+            assert r.status_code == 200, r.text
+
+
+def settled_stats(app: ChorusApp, engine_requests: int) -> dict[str, Any]:
+    """/v1/stats once the spans of `engine_requests` requests to piper are counted (flushed every second)."""
+    deadline = time.monotonic() + 30
+    with app.client() as c:
+        while True:
+            stats = c.get("/v1/stats?window=1h").json()
+            if stats["engines"].get("piper", {}).get("requests") == engine_requests:
+                return stats
+            assert time.monotonic() < deadline, json.dumps(stats)[:500]
+            time.sleep(0.3)
+
+
+def test_performance_counts_match_the_api_and_refresh_live(app: ChorusApp, browser: WebDriver, shots: Path) -> None:
+    speak(app, 3)
+    stats = settled_stats(app, 3)
+    browser.get(f"{app.url}/dashboard#performance")
+    until(browser, lambda b: cell(b, "engine-stats", "piper", "requests") == "3")
+    assert cell(browser, "personality-stats", "joe", "requests") == str(stats["personalities"]["joe"]["requests"])
+    assert cell(browser, "engine-stats", "piper", "success") == "100.0 %"
+    assert cell(browser, "engine-stats", "piper", "p95") == f'{stats["engines"]["piper"]["latencyMs"]["p95"]:.0f}'
+    assert browser.find_elements(By.CSS_SELECTOR, '#chart-requests path[data-engine="piper"]')
+    # Live: more requests show up without a reload (the page polls every 5 s).
+    speak(app, 2)
+    stats = settled_stats(app, 5)
+    until(browser, lambda b: cell(b, "engine-stats", "piper", "requests") == "5", timeout=20)
+    assert cell(browser, "personality-stats", "joe", "requests") == str(stats["personalities"]["joe"]["requests"])
+    browser.save_screenshot(str(shots / "dashboard-performance.png"))
+
+
+def test_engines_show_health_and_capabilities(app: ChorusApp, browser: WebDriver, shots: Path) -> None:
+    browser.get(f"{app.url}/dashboard#engines")
+    until(browser, lambda b: cell(b, "engine-list", "piper", "health").startswith("healthy"))
+    assert "en" in cell(browser, "engine-list", "piper", "languages")
+    assert "en_US-joe-medium" in cell(browser, "engine-list", "piper", "voices")
+    assert cell(browser, "engine-list", "piper", "circuit") == "closed"
+    browser.save_screenshot(str(shots / "dashboard-engines.png"))
+
+
+def test_quotas_show_a_bar_per_engine_and_voice_class(app: ChorusApp, browser: WebDriver, shots: Path) -> None:
+    with app.client() as c:
+        quotas = c.get("/v1/quotas").json()["quotas"]
+    assert quotas  # the cloud engines' allowances are metered even when none is deployed
+    browser.get(f"{app.url}/dashboard#quotas")
+    until(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#quota-list meter")) == len(quotas))
+    for q in quotas:
+        item = browser.find_element(By.CSS_SELECTOR, f'#quota-list li[data-key="{q["engine"]}/{q["voiceClass"]}"]')
+        meter = item.find_element(By.TAG_NAME, "meter")
+        assert float(meter.get_attribute("value")) == q["used"]
+        assert float(meter.get_attribute("max")) == q["allowed"]
+        assert f'/ {q["allowed"]:,} characters' in item.text
+    browser.save_screenshot(str(shots / "dashboard-quotas.png"))
+
+
+def test_try_it_plays_and_names_the_engine_from_the_header(app: ChorusApp, browser: WebDriver, shots: Path) -> None:
+    browser.get(f"{app.url}/dashboard#performance")
+    # Without a mouse: the nav link and the form by keyboard, with a visible focus ring.
+    link = browser.find_element(By.CSS_SELECTOR, 'nav a[href="#try"]')
+    link.send_keys(Keys.ENTER)
+    until(browser, lambda b: b.find_element(By.ID, "try").is_displayed())
+    until(browser, lambda b: Select(b.find_element(By.ID, "try-personality")).options)
+    button = browser.find_element(By.CSS_SELECTOR, "#try-form button")
+    browser.execute_script("arguments[0].focus()", button)
+    assert browser.execute_script("return getComputedStyle(document.activeElement).outlineStyle") != "none"
+    button.send_keys(Keys.ENTER)
+    provider = until(browser, lambda b: cell_header(b, "x-chorus-provider"))
+    with app.client() as c:
+        r = c.post("/v1/personalities/joe/speech", json={"text": "Hello from Chorus."})
+    assert provider == r.headers["x-chorus-provider"] == "piper"
+    assert float(cell_header(browser, "x-chorus-latency-ms")) > 0
+    # The element really plays: a decoded duration and a clock that moves.
+    duration = until(browser, lambda b: b.execute_script("const a = document.getElementById('try-audio');"
+                                                         "return a.duration > 0 && a.duration"))
+    assert duration > 0.5
+    until(browser, lambda b: b.execute_script("const a = document.getElementById('try-audio');"
+                                              "return a.currentTime > 0 || a.ended"))
+    browser.save_screenshot(str(shots / "dashboard-try.png"))
+
+
+def cell_header(browser: WebDriver, header: str) -> str:
+    found = browser.find_elements(By.CSS_SELECTOR, f'#try-result dd[data-header="{header}"]')
+    return found[0].text if found else ""
+
+
+def test_a_script_in_a_display_name_is_shown_as_text(app: ChorusApp, browser: WebDriver) -> None:
+    browser.get(f"{app.url}/dashboard#try")
+    option = until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#try-personality option[value="joe"]'))[0]
+    assert option.get_attribute("textContent") == f"joe — {HOSTILE}"
+    assert browser.execute_script("return window.__xss") is None
+    assert not browser.find_elements(By.CSS_SELECTOR, "#try img, #try-personality script")
+
+
+def test_phone_width_has_no_sideways_page(app: ChorusApp, browser: WebDriver, shots: Path) -> None:
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(f"{app.url}/dashboard#performance")
+        until(browser, lambda b: cell(b, "engine-stats", "piper", "requests"))
+        # Wide tables scroll inside their own box; the page itself never does.
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        browser.save_screenshot(str(shots / "dashboard-phone.png"))
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
+def test_with_keys_on_nothing_loads_before_a_key(chorus: ChorusApp, app: ChorusApp, browser: WebDriver,
+                                                  shots: Path, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump({"keys": [
+        {"name": f"{s.value}-key", "sha256": digest(KEYS[s]), "scopes": [s.value]} for s in (Scope.SPEAK, Scope.ADMIN)
+    ]}))
+    chorus.deploy(auth={"keysFile": str(keys)})
+    chorus.write("joe", JOE)
+    with chorus.client(headers={"x-api-key": KEYS[Scope.ADMIN]}) as c:
+        deadline = time.monotonic() + 30
+        while c.get("/v1/personalities/joe").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    speak_key(chorus)
+    browser.get(f"{chorus.url}/dashboard#performance")
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+    form = until(browser, lambda b: b.find_element(By.ID, "key-form") if b.find_element(By.ID, "key-form").is_displayed() else None)
+    assert browser.switch_to.active_element == browser.find_element(By.ID, "key-input")
+    time.sleep(1)  # what a first load would have shown by now
+    assert not browser.find_elements(By.CSS_SELECTOR, "#engine-stats tbody tr")
+    browser.save_screenshot(str(shots / "dashboard-key.png"))
+
+    # A speak key: engines load, statistics say which scope the key lacks.
+    browser.find_element(By.ID, "key-input").send_keys(KEYS[Scope.SPEAK], Keys.ENTER)
+    until(browser, lambda b: "lacks the 'admin' scope" in b.find_element(By.CSS_SELECTOR, "#performance [data-problem]").text)
+    assert not form.is_displayed()
+    browser.get(f"{chorus.url}/dashboard#engines")  # same tab: the key is remembered
+    until(browser, lambda b: cell(b, "engine-list", "piper", "health").startswith("healthy"))
+    assert browser.execute_script("return document.cookie") == ""
+    assert KEYS[Scope.SPEAK] not in browser.current_url
+
+    # Forgotten, then an admin key: the statistics load, the requests made with the speak key counted.
+    browser.find_element(By.ID, "key-forget").send_keys(Keys.ENTER)
+    until(browser, lambda b: b.find_element(By.ID, "key-form").is_displayed())
+    browser.find_element(By.ID, "key-input").send_keys(KEYS[Scope.ADMIN], Keys.ENTER)
+    browser.get(f"{chorus.url}/dashboard#performance")
+    until(browser, lambda b: cell(b, "engine-stats", "piper", "requests") == "1")
+
+
+def speak_key(app: ChorusApp) -> None:
+    with app.client(headers={"x-api-key": KEYS[Scope.SPEAK]}) as c:
+        r = c.post("/v1/personalities/joe/speech", json={"text": "Keyed."})
+        assert r.status_code == 200, r.text
