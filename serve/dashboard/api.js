@@ -4,10 +4,11 @@
 const KEY = "chorus.apiKey";
 
 export class ApiError extends Error {
-  constructor(status, detail, param) {
+  /** `body`: the whole error answer (a refused sample's `checks`, a 429's `limit`, ...). */
+  constructor(status, detail, body) {
     super(detail);
     this.status = status;
-    this.param = param;
+    this.body = body;
   }
 }
 
@@ -27,7 +28,7 @@ export async function call(path, options = {}) {
   const body = await response.json().catch(() => ({}));
   const detail = typeof body.detail === "string" ? body.detail : `${response.status} ${response.statusText}`;
   if (response.status === 401) document.dispatchEvent(new CustomEvent("chorus:need-key", { detail }));
-  throw new ApiError(response.status, detail, body.param);
+  throw new ApiError(response.status, detail, body);
 }
 
 export async function json(path, options) {

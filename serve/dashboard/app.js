@@ -2,12 +2,14 @@
 // for Performance, polled while "Live" is on. With keys on nothing loads until a key is given.
 import { ApiError, key } from "./api.js";
 import { problem } from "./dom.js";
+import * as editor from "./editor.js";
 import * as engines from "./engines.js";
 import * as performance from "./performance.js";
 import * as quotas from "./quotas.js";
+import * as samples from "./samples.js";
 import * as tryit from "./tryit.js";
 
-const VIEWS = { performance, engines, quotas, try: tryit };
+const VIEWS = { performance, engines, quotas, try: tryit, editor, samples };
 const POLL_MS = 5000;
 let needKey = false;
 let timer = null;
@@ -52,7 +54,7 @@ function keyState() {
   form.hidden = !needKey;
   state.hidden = needKey || !key.get();
   document.getElementById("key-said").textContent = "Using the API key given in this tab.";
-  for (const view of document.querySelectorAll(".view tbody, #quota-list")) if (needKey) view.replaceChildren();
+  for (const view of document.querySelectorAll(".view tbody, #quota-list, #editor-form, #sample-result")) if (needKey) view.replaceChildren();
 }
 
 document.addEventListener("chorus:need-key", (event) => {
@@ -84,6 +86,8 @@ document.getElementById("window").addEventListener("change", load);
 document.getElementById("live").addEventListener("change", poll);
 window.addEventListener("hashchange", show);
 tryit.setUp(document.getElementById("try"));
+editor.setUp(document.getElementById("editor"));
+samples.setUp(document.getElementById("samples"));
 keyState();
 show();
 poll();

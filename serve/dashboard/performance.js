@@ -55,10 +55,10 @@ function charts(series) {
 }
 
 export async function refresh(view) {
-  const window = document.getElementById("window").value;
+  const span = document.getElementById("window").value;
   const [stats, series] = await Promise.all([
-    json(`/v1/stats?window=${window}`),
-    json(`/v1/stats/series?window=${window}&step=${STEPS[window]}`),
+    json(`/v1/stats?window=${span}`),
+    json(`/v1/stats/series?window=${span}&step=${STEPS[span]}`),
   ]);
   problem(view, null);
   const sorted = (map) => Object.entries(map).sort(([a], [b]) => a.localeCompare(b));

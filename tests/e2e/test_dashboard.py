@@ -6,12 +6,14 @@ are copies of them)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvicorn
 import yaml
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -22,8 +24,17 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from chorus.auth.keys import digest
 from chorus.auth.scopes import Scope
+from chorus.ingress import create_app
+from chorus.personalities import parse_spec
+from chorus.router import EngineBoard
+from chorus.state import Chorus, IngressConfig
+from chorus.stores.kubernetes import KubernetesStore
+from tests import recordings as rec
 from tests.access_calls import KEYS
 from tests.chorus_app import STEADY_PIPER, ChorusApp
+from tests.conftest import free_port
+from tests.engine_handles import LocalHandle, ScriptedEngine
+from tests.unit.test_kubernetes_store import configmap
 
 pytestmark = pytest.mark.ray
 
@@ -31,6 +42,9 @@ pytestmark = pytest.mark.ray
 HOSTILE = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 JOE = {"activeProvider": "piper", "displayName": HOSTILE, "languages": {"primary": "en"},
        "providers": {"piper": STEADY_PIPER}}
+# Three engines in the chain to reorder; the cloud ones need not be deployed to be configured.
+ANN = {"activeProvider": "piper", "fallbackChain": ["google_tts", "azure_tts", "ibm_watson"],
+       "providers": {"piper": STEADY_PIPER, "google_tts": {}, "azure_tts": {}, "ibm_watson": {}}}
 T = TypeVar("T")
 
 
@@ -58,7 +72,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def app(chorus: ChorusApp) -> ChorusApp:
     chorus.deploy()
     chorus.write("joe", JOE)
+    chorus.write("ann", ANN)
     chorus.wait_for("joe", timeout=30)
+    chorus.wait_for("ann", timeout=30)
     return chorus
 
 
@@ -137,7 +153,8 @@ def test_try_it_plays_and_names_the_engine_from_the_header(app: ChorusApp, brows
     link = browser.find_element(By.CSS_SELECTOR, 'nav a[href="#try"]')
     link.send_keys(Keys.ENTER)
     until(browser, lambda b: b.find_element(By.ID, "try").is_displayed())
-    until(browser, lambda b: Select(b.find_element(By.ID, "try-personality")).options)
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#try-personality option[value="joe"]'))
+    Select(browser.find_element(By.ID, "try-personality")).select_by_value("joe")
     button = browser.find_element(By.CSS_SELECTOR, "#try-form button")
     browser.execute_script("arguments[0].focus()", button)
     assert browser.execute_script("return getComputedStyle(document.activeElement).outlineStyle") != "none"
@@ -167,6 +184,155 @@ def test_a_script_in_a_display_name_is_shown_as_text(app: ChorusApp, browser: We
     assert option.get_attribute("textContent") == f"joe — {HOSTILE}"
     assert browser.execute_script("return window.__xss") is None
     assert not browser.find_elements(By.CSS_SELECTOR, "#try img, #try-personality script")
+
+
+def chain(browser: WebDriver) -> list[str]:
+    return [li.get_attribute("data-engine") for li in browser.find_elements(By.CSS_SELECTOR, "#editor-chain li")]
+
+
+def open_editor(url: str, browser: WebDriver, name: str) -> None:
+    browser.get(f"{url}/dashboard#editor")
+    until(browser, lambda b: b.find_elements(By.ID, "editor-active"))
+    Select(browser.find_element(By.ID, "editor-personality")).select_by_value(name)
+    until(browser, lambda b: b.find_element(By.ID, "editor-personality").get_attribute("value") == name
+          and b.find_elements(By.ID, "field-providers-piper-settings-volume"))
+
+
+def test_editor_reorders_the_chain_by_keyboard_and_drag_and_saves(app: ChorusApp, browser: WebDriver, shots: Path) -> None:
+    with app.client() as c:
+        before = c.get("/v1/personalities/ann").json()["spec"]
+    open_editor(app.url, browser, "ann")
+    assert chain(browser) == ANN["fallbackChain"]
+    up = browser.find_element(By.CSS_SELECTOR, 'button[aria-label="Move ibm_watson up"]')
+    browser.execute_script("arguments[0].focus()", up)
+    up.send_keys(Keys.ENTER)
+    assert chain(browser) == ["google_tts", "ibm_watson", "azure_tts"]
+    assert browser.switch_to.active_element == up  # the keyboard stays on the item it moves
+    # Drag azure_tts onto the top half of google_tts (HTML5 drag events, as a mouse would send them).
+    browser.execute_script("""
+        const [from, to] = arguments, data = new DataTransfer(), box = to.getBoundingClientRect();
+        from.dispatchEvent(new DragEvent("dragstart", {dataTransfer: data, bubbles: true}));
+        to.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true, cancelable: true}));
+        to.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true, clientY: box.top + 1}));
+        from.dispatchEvent(new DragEvent("dragend", {dataTransfer: data, bubbles: true}));
+    """, *(browser.find_element(By.CSS_SELECTOR, f'#editor-chain li[data-engine="{e}"]') for e in ("azure_tts", "google_tts")))
+    assert chain(browser) == ["azure_tts", "google_tts", "ibm_watson"]
+    browser.find_element(By.ID, "field-providers-google_tts-enabled").click()
+    browser.find_element(By.ID, "editor-save").send_keys(Keys.ENTER)
+    until(browser, lambda b: b.find_element(By.ID, "editor-status").text == "Saved ann.")
+    with app.client() as c:
+        spec = c.get("/v1/personalities/ann").json()["spec"]
+    assert spec["fallbackChain"] == ["azure_tts", "google_tts", "ibm_watson"]
+    assert spec["providers"]["google_tts"]["enabled"] is False
+    assert spec["providers"]["piper"] == before["providers"]["piper"]  # untouched fields kept
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(shots / "dashboard-editor.png"))
+
+
+def test_editor_shows_the_apis_message_on_the_field(app: ChorusApp, browser: WebDriver) -> None:
+    open_editor(app.url, browser, "ann")
+    volume = browser.find_element(By.ID, "field-providers-piper-settings-volume")
+    assert volume.get_attribute("max") == "4"  # the bound from the API's schema
+    volume.clear()
+    volume.send_keys("9")
+    browser.find_element(By.ID, "editor-save").send_keys(Keys.ENTER)
+    slot = '[data-error-for="providers.piper.settings.volume"]'
+    until(browser, lambda b: "less than or equal to 4" in b.find_element(By.CSS_SELECTOR, slot).text)
+    with app.client() as c:
+        assert c.get("/v1/personalities/ann").json()["spec"]["providers"]["piper"]["settings"]["volume"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The ingress app over the cluster's read-only store (fed one operator ConfigMap, as its
+    watch would be), served by uvicorn in this process: the editor as a cluster shows it."""
+    root = tmp_path_factory.mktemp("cluster")
+    config = IngressConfig(personalities={"kubernetes": {"namespace": "voices"}},
+                           samples={"directory": root / "samples"}, timeouts={"piper": 5})
+    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
+    assert isinstance(chorus.store, KubernetesStore)
+    chorus.store.replace_all([configmap("ann", spec=ANN)])
+    chorus.store.synced.set()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(chorus), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_cluster_mode_shows_the_yaml_to_apply_instead_of_saving(cluster_url: str, browser: WebDriver,
+                                                                 shots: Path) -> None:
+    open_editor(cluster_url, browser, "ann")
+    down = browser.find_element(By.CSS_SELECTOR, 'button[aria-label="Move google_tts down"]')
+    down.send_keys(Keys.ENTER)
+    browser.find_element(By.ID, "editor-save").send_keys(Keys.ENTER)
+    pre = until(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#editor-yaml pre")
+                if b.find_element(By.ID, "editor-yaml").is_displayed() else None)
+    assert not browser.find_elements(By.ID, "editor-save")
+    assert "kubectl apply" in browser.find_element(By.CSS_SELECTOR, "#editor-yaml p").text
+    document = yaml.safe_load(pre.text)
+    assert document["kind"] == "VoicePersonality" and document["metadata"] == {"name": "ann"}
+    assert document["spec"]["fallbackChain"] == ["azure_tts", "google_tts", "ibm_watson"]
+    assert parse_spec(document["spec"])  # a spec the cluster's CRD (the same model) accepts
+    # The copy button puts exactly that text on the clipboard.
+    browser.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": cluster_url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    browser.find_element(By.ID, "editor-copy").send_keys(Keys.ENTER)
+    until(browser, lambda b: b.find_element(By.ID, "editor-status").text == "YAML copied.")
+    copied = browser.execute_async_script("navigator.clipboard.readText().then(arguments[0])")
+    assert copied == pre.get_attribute("textContent")
+    browser.save_screenshot(str(shots / "dashboard-cluster.png"))
+
+
+def report_cell(browser: WebDriver, check: str, col: str) -> str:
+    return cell(browser, "sample-report", check, col)
+
+
+def test_samples_upload_shows_verdicts_and_figures_then_plays_and_deletes(app: ChorusApp, browser: WebDriver,
+                                                                          shots: Path, tmp_path: Path) -> None:
+    clean = rec.recordings().clean()
+    good, noisy = tmp_path / "good.wav", tmp_path / "noisy.wav"
+    good.write_bytes(rec.encode(clean.samples, clean.rate))
+    noisy.write_bytes(rec.encode(rec.with_white_noise(clean, 10.0), clean.rate))
+    browser.get(f"{app.url}/dashboard#samples")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#sample-personality option[value="joe"]'))
+    Select(browser.find_element(By.ID, "sample-personality")).select_by_value("joe")
+    until(browser, lambda b: b.find_element(By.ID, "sample-list").text.endswith("No stored samples."))
+
+    browser.find_element(By.ID, "sample-file").send_keys(str(noisy))
+    until(browser, lambda b: "noisy.wav: refused" in b.find_element(By.ID, "sample-result").text, timeout=180)
+    assert report_cell(browser, "snr", "verdict") == "failed (hard)"
+    assert abs(float(report_cell(browser, "snr", "value").split()[0]) - 10.0) < 3.0
+
+    browser.find_element(By.ID, "sample-notes").send_keys(HOSTILE)  # a note is data, shown as text
+    browser.find_element(By.ID, "sample-file").send_keys(str(good))
+    until(browser, lambda b: "good.wav: stored as" in b.find_element(By.ID, "sample-result").text, timeout=120)
+    assert report_cell(browser, "snr", "verdict") == "passed"
+    with app.client() as c:
+        (stored,) = c.get("/v1/personalities/joe/samples").json()
+    until(browser, lambda b: cell(b, "sample-list", stored["id"], "notes") == HOSTILE)
+    assert browser.execute_script("return window.__xss") is None
+    assert cell(browser, "sample-list", stored["id"], "duration") == f'{stored["duration"]:.1f}'
+    assert cell(browser, "sample-list", stored["id"], "score") == f'{stored["quality_score"]:.2f}'
+    snr = next(c for c in stored["checks"] if c["name"] == "snr")
+    assert f'✓ snr {snr["value"]:.1f}' in cell(browser, "sample-list", stored["id"], "checks")
+
+    browser.find_element(By.CSS_SELECTOR, f'button[aria-label="Play {stored["id"]}"]').send_keys(Keys.ENTER)
+    duration = until(browser, lambda b: b.execute_script("const a = document.getElementById('sample-audio');"
+                                                         "return a.duration > 0 && a.duration"))
+    assert abs(duration - stored["duration"]) < 0.1
+    browser.save_screenshot(str(shots / "dashboard-samples.png"))
+
+    browser.find_element(By.CSS_SELECTOR, f'button[aria-label="Delete {stored["id"]}"]').send_keys(Keys.ENTER)
+    until(browser, lambda b: b.find_element(By.ID, "sample-list").text.endswith("No stored samples."))
+    with app.client() as c:
+        assert c.get("/v1/personalities/joe/samples").json() == []
 
 
 def test_phone_width_has_no_sideways_page(app: ChorusApp, browser: WebDriver, shots: Path) -> None:
@@ -210,6 +376,10 @@ def test_with_keys_on_nothing_loads_before_a_key(chorus: ChorusApp, app: ChorusA
     assert not form.is_displayed()
     browser.get(f"{chorus.url}/dashboard#engines")  # same tab: the key is remembered
     until(browser, lambda b: cell(b, "engine-list", "piper", "health").startswith("healthy"))
+    # Editing needs admin: the editor says so and shows no form.
+    browser.get(f"{chorus.url}/dashboard#editor")
+    until(browser, lambda b: "lacks the 'admin' scope" in b.find_element(By.CSS_SELECTOR, "#editor [data-problem]").text)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#editor-form *")
     assert browser.execute_script("return document.cookie") == ""
     assert KEYS[Scope.SPEAK] not in browser.current_url
 

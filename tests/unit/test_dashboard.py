@@ -4,7 +4,9 @@ and written so that API data never becomes markup."""
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import AsyncIterator
+from fnmatch import fnmatch
 from pathlib import Path
 
 import httpx
@@ -68,3 +70,12 @@ def test_scripts_never_turn_data_into_markup() -> None:
     sinks = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|createContextualFragment|\beval\(")
     for script in STATIC.glob("*.js"):
         assert not sinks.search(script.read_text()), script.name
+
+
+def test_a_wheel_ships_every_dashboard_file() -> None:
+    """A non-editable install has only the package data pyproject names (checked by building
+    a wheel once; this keeps a new kind of file from being left out)."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["chorus"]
+    for path in STATIC.iterdir():
+        assert any(fnmatch(f"dashboard/{path.name}", p) for p in patterns), path.name
