@@ -17,9 +17,9 @@ router = APIRouter(tags=["dashboard"])
 
 STATIC = Path(__file__).resolve().parent.parent / "dashboard"
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-               ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+               ".css": "text/css; charset=utf-8"}
 # Only the files shipped, by name: a request can never name a path outside the folder.
-ASSETS = {p.name: p for p in STATIC.iterdir() if p.suffix in MEDIA_TYPES} if STATIC.is_dir() else {}
+ASSETS = {p.name: p for p in STATIC.iterdir() if p.suffix in MEDIA_TYPES}
 # Scripts and styles only from the page's own origin, no inline script: even a name that
 # slipped into the markup could not run. Audio from Try it plays from a blob: URL.
 HEADERS = {
