@@ -5,7 +5,7 @@ import { lineChart } from "./chart.js";
 import { counts, el, fmt, percent, problem } from "./dom.js";
 
 // The series' step per window: enough points to draw, few enough to poll cheaply.
-const STEPS = { "5m": "1m", "1h": "1m", "24h": "1h" };
+const STEPS = { "5m": "1m", "1h": "1m", "24h": "1h", "30d": "1d" };
 
 function cell(col, text) {
   return el("td", { "data-col": col }, text);

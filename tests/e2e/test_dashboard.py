@@ -121,6 +121,16 @@ def test_performance_counts_match_the_api_and_refresh_live(app: ChorusApp, brows
     until(browser, lambda b: cell(b, "engine-stats", "piper", "requests") == "5", timeout=20)
     assert cell(browser, "personality-stats", "joe", "requests") == str(stats["personalities"]["joe"]["requests"])
     browser.save_screenshot(str(shots / "dashboard-performance.png"))
+    # Every window the page offers is one the API takes (hour buckets for 30 days, a point a day).
+    browser.find_element(By.ID, "live").click()  # no poll in between: each load below is the select's
+    for span in ("5m", "24h", "30d"):
+        # "Updated ..." is written only after both calls of a refresh succeeded.
+        browser.execute_script("document.getElementById('performance-updated').textContent = ''")
+        Select(browser.find_element(By.ID, "window")).select_by_value(span)
+        until(browser, lambda b: b.find_element(By.ID, "performance-updated").text)
+        with app.client() as c:
+            expected = c.get(f"/v1/stats?window={span}").json()["engines"]["piper"]["requests"]
+        assert cell(browser, "engine-stats", "piper", "requests") == str(expected)
 
 
 def test_engines_show_health_and_capabilities(app: ChorusApp, browser: WebDriver, shots: Path) -> None:
