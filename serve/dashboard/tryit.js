@@ -1,5 +1,6 @@
 // Try it: POST /v1/personalities/{name}/speech, the answer played in the page, with what the
-// response headers say about it (who spoke, who was tried first, how long it took).
+// response headers say about it (who spoke, who was tried first, how long it took, whether
+// the audio came from the cache).
 import { ApiError, call, json } from "./api.js";
 import { el, problem } from "./dom.js";
 
@@ -8,6 +9,7 @@ const SHOWN = [
   ["X-Chorus-Variant", "Variant"],
   ["X-Chorus-Fallback", "Fallback attempts"],
   ["X-Chorus-Latency-Ms", "Latency (ms)"],
+  ["X-Chorus-Cache", "Cache"],
   ["X-Request-Id", "Request id"],
 ];
 let audioUrl = null;

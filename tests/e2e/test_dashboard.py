@@ -174,6 +174,7 @@ def test_try_it_plays_and_names_the_engine_from_the_header(app: ChorusApp, brows
         r = c.post("/v1/personalities/joe/speech", json={"text": "Hello from Chorus."})
     assert provider == r.headers["x-chorus-provider"] == "piper"
     assert float(cell_header(browser, "x-chorus-latency-ms")) > 0
+    assert cell_header(browser, "x-chorus-cache") == r.headers["x-chorus-cache"]  # "bypass": the tests' cache is off
     # The element really plays: a decoded duration and a clock that moves.
     duration = until(browser, lambda b: b.execute_script("const a = document.getElementById('try-audio');"
                                                          "return a.duration > 0 && a.duration"))
