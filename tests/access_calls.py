@@ -62,6 +62,9 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/v1/quotas"): Call(Scope.ADMIN, "/v1/quotas"),
     ("GET", "/healthz"): Call(PUBLIC, "/healthz"),
     ("GET", "/readyz"): Call(PUBLIC, "/readyz"),
+    # The dashboard's page and scripts: public, its data calls send the key.
+    ("GET", "/dashboard"): Call(PUBLIC, "/dashboard"),
+    ("GET", "/dashboard/{name}"): Call(PUBLIC, "/dashboard/app.js"),
     # FastAPI's own documentation routes: "every other route" needs admin.
     ("GET", "/openapi.json"): Call(Scope.ADMIN, "/openapi.json"),
     ("GET", "/docs"): Call(Scope.ADMIN, "/docs"),
