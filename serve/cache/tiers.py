@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Protocol
 
 import cachetools
-import redis.asyncio
 import diskcache
+import redis.asyncio
 
 NAMESPACE = "chorus:audio"
 
