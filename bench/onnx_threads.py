@@ -54,7 +54,7 @@ def main() -> None:
     options = {
         "ONNX Runtime defaults (a spinning thread per core)": voice(onnxruntime.SessionOptions()),
         "2 threads, no spinning": voice(session_options(2)),
-        "1 thread, no spinning (a 0.5-CPU replica's share)": voice(session_options(1)),
+        "1 thread, no spinning": voice(session_options(1)),
     }
     for v in options.values():
         for text in SENTENCES:
@@ -79,8 +79,8 @@ def main() -> None:
     lines = [
         f"Run {machine()}, load average {load:.1f} at the start (other work shares the 2 cores). One process, "
         f"the bundled voice once per option; {args.requests} one-sentence syntheses per option interleaved, "
-        f"then {args.concurrent_requests} x 2 rounds from 4 threads. Piper's server uses the defaults; a Chorus "
-        "Piper replica (`num_cpus: 0.5`) gets 1 thread.",
+        f"then {args.concurrent_requests} x 2 rounds from 4 threads. Piper's server and a Chorus Piper replica use "
+        "the defaults unless `session_threads` is set.",
         "",
         "| session options | p50 (s) | p95 (s) | p50 / defaults | syntheses/s, 4 threads |",
         "|---|---|---|---|---|",

@@ -81,8 +81,8 @@ def replica_ports(first: int) -> dict[str, str]:
 
 def variants(root: Path) -> list[Variant]:
     return [
-        Variant("Serve proxy; ONNX Runtime: a thread per core (2)", piper_config={"session_threads": 2}),
-        Variant("Serve proxy; ONNX Runtime: the replica's CPU share (1)"),
+        Variant("Serve proxy; ONNX Runtime's own threads (the default)"),
+        Variant("Serve proxy; ONNX Runtime: 1 thread, no spinning", piper_config={"session_threads": 1}),
         Variant("Serve proxy, gRPC between deployments (`_by_reference=False`)",
                 env={"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}),
         Variant("direct ingress (client -> ingress replica's port)",

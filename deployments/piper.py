@@ -11,15 +11,12 @@ import asyncio
 import hashlib
 import json
 import logging
-import math
-import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
-import ray
 from piper import PiperConfig, PiperVoice, SynthesisConfig
 from piper.voice import ESPEAK_DATA_DIR
 from pydantic import BaseModel, Field
@@ -55,25 +52,22 @@ class PiperEngineConfig(BaseModel):
     # Piper splits sentences itself; this only bounds the work one call may ask for.
     max_characters: int = Field(20_000, ge=100)
     use_cuda: bool = False
-    # Threads of each voice's ONNX Runtime session; unset: the replica's CPU share rounded
-    # up (bench/RESULTS.md, "Per-request overhead": ONNX Runtime's default of one thread per
-    # core makes concurrent calls in a fractional-CPU replica fight over the cores).
+    # Threads of each voice's ONNX Runtime session. Unset: ONNX Runtime's own choice (a
+    # thread per core, spinning while it waits), the fastest single request on cores the
+    # replica has to itself. Set: that many threads that never spin, for replicas packed
+    # onto shared cores (bench/RESULTS.md, "Piper's ONNX Runtime threads": on an idle
+    # 2-core machine p50 0.088 s by default, 0.156 s with 1 thread, which gave 14% more
+    # syntheses a second from 4 callers).
     session_threads: int | None = Field(None, ge=1, le=64)
 
 
-def replica_cpus() -> int:
-    """The CPUs this process may use: Ray's share for the replica (rounded up), else the
-    CPUs the OS lets it run on (outside Ray: tests, a plain script)."""
-    available = len(os.sched_getaffinity(0))
-    share = ray.get_runtime_context().get_assigned_resources().get("CPU") if ray.is_initialized() else None
-    return max(1, min(available, math.ceil(share))) if share else available
-
-
-def session_options(threads: int) -> onnxruntime.SessionOptions:
-    """One session's threads: `threads` for each operator, ops run one after another (a
-    Piper graph has no parallel branches worth a second pool), and no spinning, so an idle
-    pool leaves the cores to the next request's phonemizer and the other replicas."""
+def session_options(threads: int | None) -> onnxruntime.SessionOptions:
+    """One session's options: ONNX Runtime's defaults, or `threads` for each operator, ops
+    one after another (a Piper graph has no parallel branches worth a second pool), and no
+    spinning, so an idle pool leaves the cores to the other replicas."""
     options = onnxruntime.SessionOptions()
+    if threads is None:
+        return options
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
@@ -106,7 +100,7 @@ def _discover(config: PiperEngineConfig) -> dict[str, tuple[Path, Path]]:
 
 
 class _LoadedVoice:
-    def __init__(self, voice_id: str, model: Path, config_path: Path, use_cuda: bool, threads: int) -> None:
+    def __init__(self, voice_id: str, model: Path, config_path: Path, use_cuda: bool, threads: int | None) -> None:
         self.id = voice_id
         raw = json.loads(config_path.read_text())
         self.digest = files_digest([model, config_path])
@@ -132,11 +126,10 @@ class Piper(TTSEngine):
         self.config = PiperEngineConfig.model_validate(config or {})
         self.voices: dict[str, _LoadedVoice] = {}
         self.load_errors: dict[str, str] = {}
-        self.session_threads = self.config.session_threads or replica_cpus()
         for voice_id, (model, cfg) in _discover(self.config).items():
             try:
                 self.voices[voice_id] = _LoadedVoice(voice_id, model, cfg, self.config.use_cuda,
-                                                     self.session_threads)
+                                                     self.config.session_threads)
             except Exception as err:  # one bad voice file must not take the engine down
                 self.load_errors[voice_id] = f"{type(err).__name__}: {err}"
                 log.warning("piper voice %s not loaded: %s", voice_id, err)

