@@ -5,7 +5,6 @@ images built by scripts/build-images.sh, and containers started and always remov
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,9 +38,12 @@ class Podman:
         return self.run(*args, timeout=timeout).stdout
 
     def script(self, name: str, *args: str, timeout: float = 3600) -> str:
-        """A repository script under these settings; its stdout."""
-        return subprocess.run([str(ROOT / "scripts" / name), *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, check=True).stdout
+        """A repository script under these settings; its stdout (its stderr on failure)."""
+        done = subprocess.run([str(ROOT / "scripts" / name), *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise AssertionError(f"scripts/{name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        return done.stdout
 
     def inspect(self, image: str) -> dict:
         return json.loads(self.out("image", "inspect", image))[0]
@@ -88,7 +90,3 @@ def wait_for(url: str, cid: str, podman: Podman, timeout: float) -> httpx.Respon
             raise AssertionError(f"container {state} before {url} answered:\n{podman.logs(cid)}")
         time.sleep(2)
     raise AssertionError(f"{url} never answered 200 ({last}):\n{podman.logs(cid)}")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("CHORUS_CACHE", Path.home() / ".cache/chorus"))
