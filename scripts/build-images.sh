@@ -63,7 +63,8 @@ build() {  # build NAME [--build-arg ...]
     podman|buildah)
       # docker format: OCI's image config has no HEALTHCHECK. The uv cache is a bind mount
       # during RUN steps only (docker build has no such option; BuildKit keeps its own layers).
-      args+=(--format docker --layers)
+      # --force-rm: a failed step's working container (gigabytes here) is removed too.
+      args+=(--format docker --layers --force-rm)
       if [ -n "$uv_cache" ]; then mkdir -p "$uv_cache"; args+=(-v "$uv_cache:/run/uv-cache"); fi
       if [ "$builder" = podman ]; then podman build --quiet "${args[@]}" "$root" >/dev/null
       else buildah bud --quiet "${args[@]}" "$root" >/dev/null; fi ;;
