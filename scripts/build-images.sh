@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds Chorus's three images from containers/*.Containerfile with whatever is present:
+# Builds Chorus's three images from containers/*.Containerfile (chorus and chorus-gpu are two
+# targets of chorus.Containerfile) with whatever is present:
 # `docker build` when a Docker daemon answers, else podman, else buildah (no daemon needed).
 #   scripts/build-images.sh [--registry REG] [--base IMAGE] [--oci-dir DIR] [--images LIST]
 #                           [--uv-cache DIR | --no-uv-cache]
@@ -9,7 +10,7 @@
 #   --registry REG   name the images REG/NAME:VERSION and push them there
 #   --base IMAGE     the Containerfiles' ARG BASE (default: their python:3.11-slim-bookworm)
 #   --oci-dir DIR    also write DIR/NAME.tar, an OCI archive per image
-#   --images LIST    comma-separated subset (chorus-gpu needs chorus, built first)
+#   --images LIST    comma-separated subset
 #   --uv-cache DIR   uv cache mounted into the builds (podman/buildah; default: the host's, so
 #                    a build installs what scripts/install.sh already downloaded)
 #   CHORUS_BUILDER   docker | podman | buildah, to choose instead of detecting
@@ -53,9 +54,9 @@ if [ "$uv_cache" = default ]; then
   uv_cache="$("$root/scripts/uv.sh" cache dir 2>/dev/null || true)"
 fi
 
-build() {  # build NAME [--build-arg ...]
-  local name="$1"; shift
-  local args=(-f "$root/containers/$name.Containerfile" -t "$prefix/$name:$version"
+build() {  # build NAME FILE [--target ... --build-arg ...]
+  local name="$1" file="$2"; shift 2
+  local args=(-f "$root/containers/$file.Containerfile" -t "$prefix/$name:$version"
     --build-arg "VERSION=$version" --build-arg "REVISION=$revision" "$@")
   [ -n "$ca" ] && args+=(--secret "id=hostca,src=$ca")
   case "$builder" in
@@ -73,8 +74,8 @@ build() {  # build NAME [--build-arg ...]
 
 for name in ${images//,/ }; do
   case "$name" in
-    chorus|chorus-operator) build "$name" ${base:+--build-arg "BASE=$base"} ;;
-    chorus-gpu) build "$name" --build-arg "CHORUS=$prefix/chorus:$version" ;;
+    chorus|chorus-gpu) build "$name" chorus --target "$name" ${base:+--build-arg "BASE=$base"} ;;
+    chorus-operator) build "$name" chorus-operator ${base:+--build-arg "BASE=$base"} ;;
     *) echo "$0: unknown image $name (chorus, chorus-gpu, chorus-operator)" >&2; exit 2 ;;
   esac
   ref="$prefix/$name:$version"

@@ -70,6 +70,9 @@ def build_all(podman: Podman) -> dict[str, str]:
     printed = podman.script("build-images.sh", "--base", base)
     refs = dict(line.split(" ", 1) for line in printed.strip().splitlines())
     assert set(refs) == set(IMAGES), printed
+    # The images these replaced (the last run's, now untagged) and their own layers: this
+    # storage is the tests' alone, and the GPU image's are gigabytes a build.
+    podman.run("image", "prune", "--force", timeout=900)
     return refs
 
 
