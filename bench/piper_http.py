@@ -4,12 +4,17 @@ Same machine, same voice (the bundled en_US-joe-medium), same texts, requests to
 servers interleaved so background noise hits both alike. Prints ratios and writes them to
 bench/RESULTS.md. Not a test: run `~/.cache/chorus/venv/bin/python bench/piper_http.py`.
 
+Chorus is started as a user starts it, `chorus serve` with its defaults (bench/chorus_serve.py).
+
 Measures
 - latency p50/p95, one client (Chorus `POST /v1/personalities/bench/speech` vs Piper
   `POST /synthesize`), both returning WAV;
 - throughput with 4 concurrent clients;
 - streaming: time to first audio byte for a 4-sentence text vs the full-utterance latency;
-- router overhead: the ingress over HTTP vs calling the Piper deployment's handle directly.
+- memory after warm-up: every process `chorus serve` started (Ray's included) vs Piper's server;
+- where Chorus's time goes: the client's total, the route inside the ingress
+  (`X-Chorus-Latency-Ms`: routing, the hop to Piper's replica, synthesis, WAV encoding) and
+  a driver calling the Piper deployment's handle (the hop and synthesis).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,9 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.chorus_serve import UNCACHED, ChorusServe, free_port, tree_memory  # noqa: E402
 from bench.results import RESULTS, machine, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,12 +47,6 @@ SENTENCES = [
     "It is a beautiful day for a walk in the park.",
 ]
 FOUR_SENTENCES = " ".join(SENTENCES[:4])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -74,20 +73,6 @@ def start_piper_server(port: int) -> subprocess.Popen:
     raise RuntimeError("piper.http_server did not start")
 
 
-def start_chorus(port: int, personalities: Path) -> None:
-    import ray
-
-    from chorus.deploy import deploy, profile_path, render
-
-    personalities.mkdir(parents=True, exist_ok=True)
-    (personalities / "bench.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "voice.chorus.dev/v1alpha1", "kind": "VoicePersonality", "metadata": {"name": "bench"},
-        "spec": {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}},
-    }))
-    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    deploy(render(profile_path("cpu"), args={"personalities": {"directory": str(personalities)}}, port=port))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=40, help="sequential requests per server")
@@ -96,14 +81,15 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-    piper_port, chorus_port = free_port(), free_port()
+    load = os.getloadavg()[0]
+    piper_port = free_port()
     piper_proc = start_piper_server(piper_port)
     tmp = Path(tempfile.mkdtemp(prefix="chorus-bench-"))
-    start_chorus(chorus_port, tmp / "personalities")
+    chorus = ChorusServe(tmp)
 
     piper_url = f"http://127.0.0.1:{piper_port}/synthesize"
-    chorus_url = f"http://127.0.0.1:{chorus_port}/v1/personalities/bench/speech"
-    client = httpx.Client(timeout=120)
+    chorus_url = f"{chorus.url}/v1/personalities/bench/speech"
+    client = httpx.Client(timeout=120, headers=UNCACHED)
 
     def piper_call(text: str) -> bytes:
         r = client.post(piper_url, json={"text": text})
@@ -121,8 +107,10 @@ def main() -> None:
         return time.perf_counter() - t
 
     try:
-        for text in SENTENCES:  # warm both: ONNX sessions, replicas, connections
+        chorus.wait_ready()
+        for text in SENTENCES * 2:  # warm both: ONNX sessions, replicas, connections
             piper_call(text), chorus_call(text)
+        memory = {"chorus": chorus.memory(), "piper": tree_memory(piper_proc.pid)}
 
         # 1. one client, interleaved
         lat = {"piper": [], "chorus": []}
@@ -158,65 +146,85 @@ def main() -> None:
             full.append(timed(chorus_call, FOUR_SENTENCES))
             piper_full.append(timed(piper_call, FOUR_SENTENCES))
 
-        # 4. router overhead: HTTP ingress vs the engine handle
-        from ray import serve
-
-        from deployments.base import SynthesisRequest
-
-        handle = serve.get_deployment_handle("piper", app_name="chorus")
-
-        async def via_handle(text: str) -> float:
-            t = time.perf_counter()
-            await handle.synthesize.remote(SynthesisRequest(text=text, language="en", voice="en_US-joe-medium"))
-            return time.perf_counter() - t
-
-        async def handle_series() -> list[float]:
-            return [await via_handle(SENTENCES[i % len(SENTENCES)]) for i in range(args.requests)]
-
-        direct = asyncio.run(handle_series())
-        ingress = [timed(chorus_call, SENTENCES[i % len(SENTENCES)]) for i in range(args.requests)]
+        # 4. where the time goes: per sentence, the client's total and the ingress's own clock,
+        # then the same sentence through the Piper deployment's handle from a driver
+        total, routed, direct = stages(chorus.gcs_address(), client, chorus_url, args.requests)
     finally:
         client.close()
         piper_proc.terminate()
         piper_proc.wait(timeout=30)
-        import ray
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
+        chorus.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     p50 = {k: statistics.median(v) for k, v in lat.items()}
     p95 = {k: pct(v, 0.95) for k, v in lat.items()}
     thr = {k: statistics.median(v) for k, v in rps.items()}
+    gb = {k: (m.pss_bytes / 1e9, m.rss_bytes / 1e9) for k, m in memory.items()}
     rows = [
-        ("p50 latency, 1 client (s)", p50["chorus"], p50["piper"], p50["chorus"] / p50["piper"], "<= 1.15"),
+        ("p50 latency, 1 client (s)", p50["chorus"], p50["piper"], p50["chorus"] / p50["piper"], "<= 1.05"),
         ("p95 latency, 1 client (s)", p95["chorus"], p95["piper"], p95["chorus"] / p95["piper"], ""),
-        ("throughput, 4 clients (req/s)", thr["chorus"], thr["piper"], thr["chorus"] / thr["piper"], ">= 1 is better"),
+        ("throughput, 4 clients (req/s)", thr["chorus"], thr["piper"], thr["chorus"] / thr["piper"], ">= 1.0"),
         ("4-sentence full utterance p50 (s)", statistics.median(full), statistics.median(piper_full),
          statistics.median(full) / statistics.median(piper_full), ""),
+        ("memory after warm-up, PSS (GB)", gb["chorus"][0], gb["piper"][0], gb["chorus"][0] / gb["piper"][0], ""),
+        ("memory after warm-up, RSS (GB)", gb["chorus"][1], gb["piper"][1], gb["chorus"][1] / gb["piper"][1], ""),
     ]
-    stream_ratio = statistics.median(ttfb) / statistics.median(full)
-    overhead = statistics.median(ingress) / statistics.median(direct)
+    stream_ratio = statistics.median(ttfb) / statistics.median(piper_full)
+    t50, r50, d50 = statistics.median(total), statistics.median(routed), statistics.median(direct)
 
     lines = [
-        f"Run {machine()}, CPU only. Voice en_US-joe-medium (22.05 kHz), default noise; "
-        f"{args.requests} sequential requests per server interleaved, {args.concurrent_requests} requests x 2 rounds at "
-        "4 concurrent clients; both answer WAV. Chorus runs the shipped CPU profile (`serve/configs/cpu.yaml`).",
+        f"Run {machine()}, CPU only, load average {load:.1f} at the start (other work shares the 2 cores). "
+        f"Voice en_US-joe-medium (22.05 kHz), default noise; {args.requests} sequential requests per server "
+        f"interleaved, {args.concurrent_requests} requests x 2 rounds at 4 concurrent clients; both answer WAV. "
+        "Chorus is `chorus serve` with its defaults (the CPU profile, `serve/configs/cpu.yaml`); its memory is "
+        f"every process it started ({memory['chorus'].processes}, Ray's included), Piper's is its server's "
+        f"({memory['piper'].processes}). PSS shares a page among the processes mapping it; RSS counts it in each.",
         "",
         "| measure | Chorus | Piper server | ratio (Chorus / Piper) | target |",
         "|---|---|---|---|---|",
         *(f"| {n} | {c:.3f} | {p:.3f} | {r:.2f} | {t} |" for n, c, p, r, t in rows),
         "",
-        f"- Streaming, 4 sentences: time to first audio byte {statistics.median(ttfb):.3f} s vs full utterance "
-        f"{statistics.median(full):.3f} s: ratio **{stream_ratio:.2f}** (target < 0.35).",
-        f"- Router overhead: ingress over HTTP p50 {statistics.median(ingress):.3f} s vs the Piper deployment handle "
-        f"p50 {statistics.median(direct):.3f} s: ratio **{overhead:.2f}** (the difference is HTTP, routing and WAV "
-        "encoding).",
+        f"- Streaming, 4 sentences: time to first audio byte {statistics.median(ttfb):.3f} s vs Piper's full "
+        f"utterance {statistics.median(piper_full):.3f} s: ratio **{stream_ratio:.2f}** (target <= 0.25).",
+        f"- Where Chorus's time goes, one sentence, p50 of {args.requests}: client total {t50 * 1000:.0f} ms = "
+        f"front (Serve's proxy, the ingress's HTTP stack and middleware) {(t50 - r50) * 1000:.0f} ms + the route "
+        f"inside the ingress {r50 * 1000:.0f} ms, of which the Piper deployment's handle from a driver (Ray hop "
+        f"and synthesis) {d50 * 1000:.0f} ms and routing and WAV encoding about {(r50 - d50) * 1000:.0f} ms.",
         "",
     ]
     report = "\n".join(lines)
     print(report)
     write_section("Piper path: Chorus vs Piper's own HTTP server (`bench/piper_http.py`)", report, args.output)
+
+
+def stages(gcs_address: str, client: httpx.Client, url: str, requests: int) -> tuple[list[float], ...]:
+    """Per sentence, interleaved: the client's total, the route inside the ingress
+    (`X-Chorus-Latency-Ms`) and Piper's deployment handle called by a driver joining that Ray."""
+    import ray
+    from ray import serve
+
+    from deployments.base import SynthesisRequest
+
+    ray.init(address=gcs_address, logging_level="WARNING", log_to_driver=False)
+    try:
+        handle = serve.get_deployment_handle("piper", app_name="chorus")
+
+        async def series() -> tuple[list[float], ...]:
+            total, routed, direct = [], [], []
+            for i in range(requests):
+                text = SENTENCES[i % len(SENTENCES)]
+                t = time.perf_counter()
+                r = await asyncio.to_thread(client.post, url, json={"text": text})
+                total.append(time.perf_counter() - t)
+                routed.append(float(r.headers["x-chorus-latency-ms"]) / 1000)
+                t = time.perf_counter()
+                await handle.synthesize.remote(SynthesisRequest(text=text, language="en", voice="en_US-joe-medium"))
+                direct.append(time.perf_counter() - t)
+            return total, routed, direct
+
+        return asyncio.run(series())
+    finally:
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class AzureTTSConfig(CloudEngineConfig):
 class AzureTTSEngine(CloudTTSEngine):
     engine_id = "azure_tts"
     service = "Azure Speech"
+    protocol = "azure.cognitiveservices.v1"
     config_model = AzureTTSConfig
     settings_model = AzureTTSSettings
     timeout_errors = (httpx.TimeoutException,)

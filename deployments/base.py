@@ -9,11 +9,13 @@ constructor arguments round-trip through `args`.
 from __future__ import annotations
 
 import abc
+import hashlib
 import io
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_args
 
 from pydantic import (
@@ -190,6 +192,18 @@ class AudioResult(BaseModel):
     pcm: bytes
     sample_rate: int
     variant: str | None = Field(None, description="the model variant that spoke, for engines that have variants")
+    sentence_samples: list[int] = Field(
+        default_factory=list, description="the samples each sentence of the text took, in order, from an engine "
+        "that speaks sentence by sentence (Piper); empty: not known. The audio cache keeps each sentence from it.",
+    )
+
+    @classmethod
+    def joined(cls, parts: Sequence[AudioResult]) -> AudioResult:
+        """`parts` one after another (one PCM copy, none for a single part); their sentences
+        are known if every part knows its own."""
+        sentences = [n for p in parts for n in p.sentence_samples] if all(p.sentence_samples for p in parts) else []
+        return cls(pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate, variant=parts[0].variant,
+                   sentence_samples=sentences)
 
     @property
     def duration_s(self) -> float:
@@ -239,6 +253,11 @@ class Capabilities(BaseModel):
     )
     max_characters: int
     sample_rate: int
+    model_identity: str = Field(
+        description="what the engine speaks with, as it changes the audio: a digest of its model or voice files "
+        "(computed once at load), or a cloud service's protocol version and endpoint. The ingress's audio cache "
+        "keys on it, so new weights never answer with audio of the old ones."
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -279,6 +298,17 @@ class EngineStatus(BaseModel):
     health: Health
     capabilities: Capabilities
     stats: dict[str, int] = Field(default_factory=dict, description="engine counters, e.g. conditioning cache hits")
+
+
+def files_digest(paths: Iterable[Path]) -> str:
+    """sha256 over the files' names and contents, in the order given: a model's identity."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 # End of a sentence: terminal punctuation (Latin, CJK, Devanagari), optionally a closing

@@ -76,6 +76,8 @@ class CloudTTSEngine(TTSEngine):
 
     # What a subclass declares.
     service: ClassVar[str]  # the service's name in messages: "Google TTS"
+    # The service API version it speaks: with the endpoint and default voice, its model identity.
+    protocol: ClassVar[str]
     config_model: ClassVar[type[CloudEngineConfig]]
     settings_model: ClassVar[type[EngineSettings]]  # from deployments.settings
     timeout_errors: ClassVar[tuple[type[BaseException], ...]]  # the client's "no answer in time"
@@ -175,6 +177,8 @@ class CloudTTSEngine(TTSEngine):
             one_chunk_per_call=True,
             max_characters=self.config.max_characters,
             sample_rate=SAMPLE_RATE,
+            # The provider's models are not ours to hash: what we ask it and where is all we know.
+            model_identity=f"{self.protocol}@{self._where()}/{self.config.default_voice}",
         )
 
     # --- synthesis ----------------------------------------------------------------------

@@ -56,6 +56,7 @@ class GoogleTTSConfig(CloudEngineConfig):
 class GoogleTTSEngine(CloudTTSEngine):
     engine_id = "google_tts"
     service = "Google TTS"
+    protocol = "google.texttospeech.v1"
     config_model = GoogleTTSConfig
     settings_model = GoogleTTSSettings
     timeout_errors = (requests.Timeout,)

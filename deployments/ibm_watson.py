@@ -61,6 +61,7 @@ class IBMWatsonConfig(CloudEngineConfig):
 class IBMWatsonEngine(CloudTTSEngine):
     engine_id = "ibm_watson"
     service = "IBM Watson"
+    protocol = "ibm.text-to-speech.v1"
     config_model = IBMWatsonConfig
     settings_model = IBMWatsonSettings
     timeout_errors = (requests.Timeout,)

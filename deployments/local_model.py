@@ -36,6 +36,7 @@ from deployments.base import (
     TTSEngine,
     VoiceSampleRef,
     checked_text,
+    files_digest,
 )
 from deployments.tracing import note, traced_engine
 
@@ -162,6 +163,15 @@ class LocalModelEngine(TTSEngine):
         self._conditionings: ConditioningCache[Any, Any] = ConditioningCache(
             self.config.conditioning_cache_size
         )
+        self._identity = self._model_identity()
+
+    def _model_identity(self) -> str:
+        """A digest of every file of the model directory (weights, config, vocabulary), read
+        once as the replica starts: new weights under the same path are a new identity."""
+        directory = self.config.model_dir
+        if directory is None or not directory.is_dir():
+            return f"{self.engine_id}:no-model"
+        return files_digest(sorted(p for p in directory.rglob("*") if p.is_file()))
 
     def _import_library(self, load: Callable[[], T]) -> T:
         """`load()` imports the model library (torch comes with it); then torch is set up:
@@ -202,6 +212,7 @@ class LocalModelEngine(TTSEngine):
             streaming=True,
             max_characters=self.config.max_characters,
             sample_rate=self.sample_rate,
+            model_identity=self._identity,
             **more,
         )
 

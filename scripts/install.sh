@@ -21,7 +21,8 @@ for extra in ${extras//,/ }; do args+=(--extra "$extra"); done
 
 if [[ ",$extras," == *",dev,"* ]]; then
   # openssl: the test control plane's service-account signing key; redis-server: the shared
-  # rate limits and budgets are tested against a real Redis
-  "$root/scripts/system-packages.sh" openssl redis-server
+  # rate limits and budgets are tested against a real Redis; chromium + its driver: the
+  # dashboard's browser tests (fonts-liberation, so its screenshots have readable text)
+  "$root/scripts/system-packages.sh" openssl redis-server chromium chromium-driver fonts-liberation
 fi
 echo "$venv"

@@ -74,7 +74,9 @@ def serve(
     insecure_no_auth: Annotated[
         bool, typer.Option(help="Serve a non-loopback address without keys: anyone reaching it may do anything.")
     ] = False,
-    dashboard: Annotated[bool, typer.Option(help="Start the Ray dashboard (on 127.0.0.1 only).")] = True,
+    dashboard: Annotated[
+        bool, typer.Option(help="Start the Ray dashboard (on 127.0.0.1 only; about 0.2 GB more, bench/RESULTS.md).")
+    ] = False,
     dashboard_port: Annotated[int, typer.Option(help="Ray dashboard port.")] = 8265,
     metrics_port: Annotated[
         Optional[int], typer.Option(help="Port of Ray's Prometheus metrics endpoint (default: a free one).")

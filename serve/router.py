@@ -27,6 +27,9 @@ from opentelemetry.trace import NoOpTracer, Span, Tracer
 from pydantic import BaseModel
 
 from chorus.breaker import CIRCUIT_OPEN, Breakers
+from chorus.cache.lookup import CacheOutcome, Lookup, resolve, uncached
+from chorus.cache.replay import Replay
+from chorus.cache.store import AudioCache
 from chorus.cloud_quota import QUOTA_EXHAUSTED, CloudMeter, QuotaSnapshot
 from chorus.deadline import DEADLINE_PASSED, Deadline, DeadlinePassed, Deadlines
 from chorus.safe_text import PublicText
@@ -100,6 +103,7 @@ class Routed(BaseModel):
     engine: EngineId
     attempts: list[Attempt]
     variant: str | None = None
+    cache: CacheOutcome = "bypass"
 
 
 class RoutedAudio(Routed):
@@ -194,10 +198,11 @@ Statuses = Mapping[EngineId, EngineStatus]
 
 
 class Candidate(NamedTuple):
-    """An engine the plan tries: its requests, and its attempt span (open until it is done)."""
+    """An engine the plan tries: its requests resolved against the audio cache (the parts
+    it must still synthesize), and its attempt span (open until it is done)."""
 
     engine: EngineId
-    requests: list[SynthesisRequest]
+    lookup: Lookup
     span: Span
 
 
@@ -208,6 +213,7 @@ class Router:
         tracer: Tracer | None = None,
         deadlines: Deadlines | None = None,
         breakers: Breakers | None = None,
+        cache: AudioCache | None = None,
     ) -> None:
         self.board = board
         self.timeouts = dict(timeouts)
@@ -220,6 +226,8 @@ class Router:
         self.meter = meter
         # The replica's own (`chorus.state.Chorus.tracing`); none: no spans.
         self.tracer = tracer or NoOpTracer()
+        # Audio already made (`chorus.cache`); none: every piece goes to an engine.
+        self.cache = cache
 
     def plan(
         self, utterance: Utterance, statuses: Statuses, quota: QuotaSnapshot | None = None
@@ -288,6 +296,12 @@ class Router:
             for piece in pieces
         ]
 
+    async def _looked_up(self, utterance: Utterance, requests: list[SynthesisRequest], status: EngineStatus) -> Lookup:
+        """The requests resolved against the cache, unless the caller said `no-store`."""
+        if not utterance.cache:
+            return uncached(requests)
+        return await resolve(self.cache, requests, status.capabilities, utterance.personality.name)
+
     async def _candidates(
         self, utterance: Utterance, attempts: list[Attempt], deadline: Deadline
     ) -> AsyncIterator[Candidate]:
@@ -319,24 +333,32 @@ class Router:
             # Admitted: from here every way out tells the breaker (`_verdict`).
             try:
                 requests = await self._requests(utterance, engine, statuses[engine], span)
+                lookup = await self._looked_up(utterance, requests, statuses[engine])
             except BaseException as err:
                 breaker.abandoned()
                 _end(span, "failed", err)
                 raise
             span.set_attribute(spans.CHARACTERS, sum(len(r.text) for r in requests))
-            yield Candidate(engine, requests, span)
+            if lookup.outcome != "bypass":
+                span.set_attribute(spans.CACHE, lookup.outcome)
+            yield Candidate(engine, lookup, span)
 
     async def synthesize(self, utterance: Utterance) -> RoutedAudio:
         attempts: list[Attempt] = []
         deadline = Deadline(self.deadlines.request_s)
-        async for engine, requests, span in self._candidates(utterance, attempts, deadline):
+        async for engine, lookup, span in self._candidates(utterance, attempts, deadline):
             handle = self.board.handles[engine]
             began = time.perf_counter()
             try:
                 parts = []
-                for r in requests:
-                    parts.append(await self._call(engine, handle.synthesize.remote(r), deadline))
-                    await self._billed(engine, r)
+                for index, part in enumerate(lookup.parts):
+                    if part.cached is not None:  # neither made nor billed again
+                        parts.append(part.cached)
+                        continue
+                    made = await self._call(engine, handle.synthesize.remote(part.request), deadline)
+                    await self._billed(engine, part.request)
+                    await lookup.made(index, made)
+                    parts.append(made)
             except Exception as err:
                 self._give_up(engine, err, span, attempts)
                 continue
@@ -344,12 +366,14 @@ class Router:
                 self._verdict(engine, err)
                 _end(span, "failed", err)
                 raise
-            self._verdict(engine, None)
-            audio = AudioResult(
-                pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate, variant=parts[0].variant
-            )
+            if lookup.outcome == "hit":  # the engine was not asked: nothing learned about it
+                self.breakers[engine].abandoned()
+            else:
+                self._verdict(engine, None)
+            audio = AudioResult.joined(parts)
             _end(span, "ok", audio_seconds=audio.duration_s, began=began, variant=audio.variant)
-            return RoutedAudio(engine=engine, attempts=attempts, audio=audio, variant=audio.variant)
+            return RoutedAudio(engine=engine, attempts=attempts, audio=audio, variant=audio.variant,
+                               cache=lookup.outcome)
         raise AllEnginesFailed(attempts)
 
     def _verdict(self, engine: EngineId, err: BaseException | None) -> None:
@@ -370,62 +394,76 @@ class Router:
         truncated stream)."""
         attempts: list[Attempt] = []
         deadline = Deadline(self.deadlines.request_s)
-        async for engine, requests, span in self._candidates(utterance, attempts, deadline):
+        async for engine, lookup, span in self._candidates(utterance, attempts, deadline):
             handle = self.board.handles[engine].options(stream=True)
             began = time.perf_counter()
-            first_gen = handle.stream.remote(requests[0])
-            try:
-                first = await self._call(engine, first_gen.__anext__(), deadline, cancel=first_gen.cancel)
-            except Exception as err:
-                first_gen.cancel()
-                self._give_up(engine, err, span, attempts)
-                continue
-            except BaseException as err:  # cancelled: the caller went away
-                first_gen.cancel()
-                self._verdict(engine, err)
-                _end(span, "failed", err)
-                raise
-            # The first chunk is the engine's answer; what goes wrong later is told too.
-            self._verdict(engine, None)
-            await self._billed(engine, requests[0])
+            opening = lookup.parts[0]
+            if opening.cached is not None:  # from the cache: nothing can fail before the first chunk
+                first_gen: Any = Replay(opening.cached)
+                first = await first_gen.__anext__()
+            else:
+                first_gen = handle.stream.remote(opening.request)
+                try:
+                    first = await self._call(engine, first_gen.__anext__(), deadline, cancel=first_gen.cancel)
+                except Exception as err:
+                    first_gen.cancel()
+                    self._give_up(engine, err, span, attempts)
+                    continue
+                except BaseException as err:  # cancelled: the caller went away
+                    first_gen.cancel()
+                    self._verdict(engine, err)
+                    _end(span, "failed", err)
+                    raise
+                # The first chunk is the engine's answer; what goes wrong later is told too.
+                self._verdict(engine, None)
+                await self._billed(engine, opening.request)
             # The attempt stays open until its stream ends: its audio is known only then.
             return RoutedStream(
                 engine=engine,
                 attempts=attempts,
                 variant=first.variant,
                 sample_rate=first.sample_rate,
-                chunks=self._rest(engine, handle, first, first_gen, requests[1:], span, began, deadline),
+                chunks=self._rest(engine, handle, lookup, first, first_gen, span, began, deadline),
+                cache=lookup.outcome,
             )
         raise AllEnginesFailed(attempts)
 
     async def _rest(
-        self, engine: EngineId, handle: EngineHandle, first: AudioChunk, gen: Any, more: list[SynthesisRequest],
+        self, engine: EngineId, handle: EngineHandle, lookup: Lookup, first: AudioChunk, gen: Any,
         span: Span, began: float, deadline: Deadline,
     ) -> AsyncIterator[AudioChunk]:
-        """The stream after its first chunk: each next chunk within the chunk timeout and
-        the request's deadline. An engine that stalls ends the stream where it is (the
+        """The stream from its first chunk on, part by part (`chorus.cache.lookup`): cached
+        parts replayed, the others streamed by the engine, each next chunk within the chunk
+        timeout and the request's deadline, and each engine part kept in the cache once its
+        stream has ended complete. An engine that stalls ends the stream where it is (the
         client's body ends early: it already has audio and headers, so there is nothing
         better to tell it) and its call is cancelled."""
-        seconds = first.duration_s
+        seconds = 0.0
         error: BaseException | None = None
         outcome: spans.AttemptOutcome = "ok"
+        told = lookup.parts[0].cached is None  # `stream` told the breaker of the first chunk
         try:
-            yield first
-            async for chunk in self._in_time(gen, deadline):
-                seconds += chunk.duration_s
-                yield chunk
-            for request in more:
-                gen = handle.stream.remote(request)
-                billed = False
-                async for chunk in self._in_time(gen, deadline):
-                    if not billed:  # a piece counts once its first chunk came (chorus.cloud_quota)
-                        await self._billed(engine, request)
-                        billed = True
+            for index, part in enumerate(lookup.parts):
+                if index:
+                    gen = Replay(part.cached) if part.cached is not None else handle.stream.remote(part.request)
+                chunks = _after(first, self._in_time(gen, deadline)) if index == 0 else self._in_time(gen, deadline)
+                made: list[AudioChunk] = []
+                async for chunk in chunks:
+                    if part.cached is None and not made and index:
+                        # A piece counts once its first chunk came (chorus.cloud_quota).
+                        await self._billed(engine, part.request)
+                    if part.cached is None and not told:
+                        self._verdict(engine, None)
+                        told = True
+                    made.append(chunk)
                     seconds += chunk.duration_s
                     yield chunk
+                if part.cached is None and made:
+                    await lookup.made(index, AudioResult.joined(made))
         except TimeoutError as err:
             error, outcome = err, "timeout"
             self._verdict(engine, err)
+            told = True
             span.set_attribute(spans.REASON, str(err))
             log.warning("stream from %s ended early: %s, after %.1f s of audio", engine, err, seconds)
         except BaseException as err:
@@ -435,9 +473,12 @@ class Router:
             if not isinstance(error, GeneratorExit | asyncio.CancelledError):
                 outcome = "failed"
                 self._verdict(engine, error)
+                told = True
             raise
         finally:
             gen.cancel()
+            if not told:  # the engine was never asked: nothing learned about it
+                self.breakers[engine].abandoned()
             _end(span, outcome, error, audio_seconds=seconds, began=began, variant=first.variant)
 
     async def _in_time(self, gen: Any, deadline: Deadline) -> AsyncIterator[AudioChunk]:
@@ -509,6 +550,12 @@ def _end(
         span.set_attribute(spans.AUDIO_SECONDS, audio_seconds)
         span.set_attribute(spans.REAL_TIME_FACTOR, (time.perf_counter() - began) / audio_seconds)
     span.end()
+
+
+async def _after(first: AudioChunk, rest: AsyncIterator[AudioChunk]) -> AsyncIterator[AudioChunk]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 async def _awaitable(x: Any) -> Any:

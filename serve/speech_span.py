@@ -13,6 +13,7 @@ from fastapi import Request
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from chorus.auth.keys import caller
+from chorus.cache.lookup import CacheOutcome
 from chorus.router import AllEnginesFailed
 from chorus.utterance import Utterance
 from deployments import spans
@@ -33,9 +34,12 @@ def start(tracer: Tracer, request: Request, utterance: Utterance) -> Span:
     return tracer.start_span(spans.SPEECH, attributes=attributes)
 
 
-def spoke(span: Span, engine: EngineId, started: float | None = None) -> None:
-    """Who spoke; for a stream, `started` gives the time its first audio took."""
+def spoke(span: Span, engine: EngineId, cache: CacheOutcome, started: float | None = None) -> None:
+    """Who spoke and what the cache answered (`hit` counts in the statistics); for a
+    stream, `started` gives the time its first audio took."""
     span.set_attribute(spans.ENGINE, engine)
+    if cache != "bypass":
+        span.set_attribute(spans.CACHE, cache)
     if started is not None:
         span.set_attribute(spans.TIME_TO_FIRST_AUDIO_MS, (time.perf_counter() - started) * 1000)
 

@@ -14,6 +14,8 @@ from chorus.auth.keys import caller
 from chorus.auth.ring import KeyRing
 from chorus.auth.scopes import Scope
 from chorus.breaker import BreakerConfig, Breakers
+from chorus.cache.config import CacheConfig
+from chorus.cache.store import AudioCache
 from chorus.cloud_quota import CloudMeter, CloudQuotasConfig
 from chorus.deadline import Deadlines
 from chorus.errors import ChorusHTTPError
@@ -76,6 +78,11 @@ class IngressArgs(BaseModel):
         description="Rate limits and where they are counted (docs/security.md#rate-limits-and-budgets); "
         "keys bring their own rate and character budgets.",
     )
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig,
+        description="The audio cache: each replica's memory, then Redis (when redis_url is set) or a disk "
+        "directory (docs/architecture.md#audio-cache).",
+    )
     cloud_quotas: CloudQuotasConfig = Field(
         default_factory=CloudQuotasConfig,
         description="Monthly free-tier allowances of the cloud engines per voice class, and what to do when one "
@@ -102,12 +109,13 @@ class Chorus:
         self.store = open_store(config.personalities)
         self.samples = SampleService(config.samples, self.store)
         self.board = board
+        self.cache = AudioCache.open(config.cache, config.redis_url)
         self.meter = CloudMeter.open(config.cloud_quotas, config.redis_url, config.samples.directory,
                                      config.default_voices)
         self.router = Router(
             board, config.timeouts, sample_refs=self.samples.refs, meter=self.meter, tracer=self.tracing.tracer,
             deadlines=Deadlines(request_s=config.request_deadline_s, stream_chunk_s=config.stream_chunk_timeout_s),
-            breakers=Breakers(config.circuit_breaker),
+            breakers=Breakers(config.circuit_breaker), cache=self.cache,
         )
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None

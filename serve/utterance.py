@@ -26,3 +26,4 @@ class Utterance(BaseModel):
     )
     format: AudioFormat = AudioFormat.wav
     stream: bool = False
+    cache: bool = Field(True, description="Read and keep audio in the cache; False: `Cache-Control: no-store`.")

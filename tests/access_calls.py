@@ -57,10 +57,14 @@ CALLS: dict[tuple[str, str], Call] = {
         Scope.SAMPLES, "/v1/personalities/joe/samples/s0", status=204),
     ("GET", "/v1/providers"): Call(Scope.SPEAK, "/v1/providers"),
     ("GET", "/v1/stats"): Call(Scope.ADMIN, "/v1/stats?window=5m"),
+    ("DELETE", "/v1/cache"): Call(Scope.ADMIN, "/v1/cache?personality=joe"),
     ("GET", "/v1/stats/series"): Call(Scope.ADMIN, "/v1/stats/series?window=1h&step=5m"),
     ("GET", "/v1/quotas"): Call(Scope.ADMIN, "/v1/quotas"),
     ("GET", "/healthz"): Call(PUBLIC, "/healthz"),
     ("GET", "/readyz"): Call(PUBLIC, "/readyz"),
+    # The dashboard's page and scripts: public, its data calls send the key.
+    ("GET", "/dashboard"): Call(PUBLIC, "/dashboard"),
+    ("GET", "/dashboard/{name}"): Call(PUBLIC, "/dashboard/app.js"),
     # FastAPI's own documentation routes: "every other route" needs admin.
     ("GET", "/openapi.json"): Call(Scope.ADMIN, "/openapi.json"),
     ("GET", "/docs"): Call(Scope.ADMIN, "/docs"),

@@ -52,7 +52,9 @@ class ChorusApp:
         config = render(
             profile_path("cpu"),
             args={"personalities": {"directory": str(self.personalities_dir)}, "samples": {"directory": str(self.samples_dir)},
-                  "engines": engines, "status_refresh_s": 1.0, **args},
+                  "engines": engines, "status_refresh_s": 1.0,
+                  # Off unless a test asks for it: the other tests are about what engines do.
+                  "cache": {"enabled": False}, **args},
             deployments=options,
             port=self.port,
             environ=environ,

@@ -128,6 +128,7 @@ class ScriptedEngine(TTSEngine):
         self.max_characters = max_characters
         self.sample_rate = sample_rate
         self.variant = variant
+        self.model_identity = f"scripted {engine} v1"  # a test changes it to play new weights
         self.healthy: Health = Health(healthy=True)
         self.error: Exception | None = None
         self.fail_at = 0
@@ -148,6 +149,7 @@ class ScriptedEngine(TTSEngine):
             engine=self.engine_id, languages=self.languages, voices=self.voices, streaming=True,
             # clones exactly when the real engine does
             cloning_window=ENGINE_SETTINGS[self.engine_id].cloning_window, max_characters=self.max_characters, sample_rate=self.sample_rate,
+            model_identity=self.model_identity,
         )
 
     async def health(self) -> Health:
@@ -166,7 +168,10 @@ class ScriptedEngine(TTSEngine):
         await asyncio.sleep(self.delay_s)
         if self.error is not None:
             raise self.error
-        return AudioResult(pcm=self.pcm(request.text), sample_rate=self.sample_rate, variant=self.variant)
+        # Sentence by sentence, as Piper speaks (and says how long each one is).
+        sentences = [self.pcm(s) for s in split_sentences(request.text)] or [self.pcm(request.text)]
+        return AudioResult(pcm=b"".join(sentences), sample_rate=self.sample_rate, variant=self.variant,
+                           sentence_samples=[len(p) // 2 for p in sentences])
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         self.requests.append(request)
@@ -177,4 +182,6 @@ class ScriptedEngine(TTSEngine):
             if self.stall_at is not None and index >= self.stall_at:
                 await asyncio.Event().wait()  # never set: an engine that hangs
             self.chunks_sent += 1
-            yield AudioChunk(pcm=self.pcm(sentence), sample_rate=self.sample_rate, variant=self.variant, index=index)
+            pcm = self.pcm(sentence)
+            yield AudioChunk(pcm=pcm, sample_rate=self.sample_rate, variant=self.variant, index=index,
+                             sentence_samples=[len(pcm) // 2])

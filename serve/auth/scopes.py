@@ -15,7 +15,7 @@ class Scope(StrEnum):
 
 
 PUBLIC = "public"
-"""The `x-chorus-scope` of routes anyone may call (probes)."""
+"""The `x-chorus-scope` of routes anyone may call (probes, the dashboard's static files)."""
 
 OPENAPI_KEY = "x-chorus-scope"
 

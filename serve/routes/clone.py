@@ -91,6 +91,8 @@ async def clone(request: Request, chorus: ChorusState, spend: SpendDep) -> Respo
         one_off = Personality(name="one-off-clone", spec=spec)
         log.info("clone with %s: %d-byte reference, %d characters [request %s, key %s]", engine, len(data), len(text),
                  request_id(request), caller_name(request))
+        # A one-off voice is not kept: its entries would only push out audio that is asked again.
         return await speak(request, chorus, checked_utterance(
             chorus, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
+            cache=False,
         ))

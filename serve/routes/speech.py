@@ -68,6 +68,7 @@ def fallback_header(attempts: list[Attempt]) -> str:
 def chorus_headers(routed: Routed, started: float) -> dict[str, str]:
     headers = {
         "X-Chorus-Provider": header_value(routed.engine),
+        "X-Chorus-Cache": routed.cache,
         "X-Chorus-Latency-Ms": f"{(time.perf_counter() - started) * 1000:.1f}",
     }
     if routed.variant:  # the engine's word: a model variant's name
@@ -113,10 +114,17 @@ def check_provider(personality: Personality, provider: EngineId | None) -> None:
         )
 
 
+def no_store(request: Request) -> bool:
+    """The caller said `Cache-Control: no-store`: nothing of its request is read from or
+    kept in the audio cache."""
+    directives = request.headers.get("cache-control", "").lower().split(",")
+    return any(d.strip() == "no-store" for d in directives)
+
+
 def checked_utterance(
     chorus: Chorus, personality: Personality, text: str, *, language: str | None = None,
     provider: EngineId | None = None, fmt: AudioFormat = AudioFormat.wav, stream: bool = False,
-    speed: float = 1.0, samples: list[VoiceSampleRef] | None = None, text_param: str = "text",
+    speed: float = 1.0, samples: list[VoiceSampleRef] | None = None, text_param: str = "text", cache: bool = True,
 ) -> Utterance:
     """A speech request checked against its personality and the ingress's limits."""
     check_text(chorus, text, param=text_param)
@@ -125,7 +133,7 @@ def checked_utterance(
     if stream and fmt not in encoding.STREAMABLE:
         raise ChorusHTTPError(422, f"streaming sends wav or pcm, not {fmt.value}", param="format")
     return Utterance(personality=personality, text=text, language=language, provider=provider, speed=speed,
-                     samples=samples, format=fmt, stream=stream)
+                     samples=samples, format=fmt, stream=stream, cache=cache)
 
 
 async def speak(request: Request, chorus: Chorus, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
@@ -150,7 +158,7 @@ async def _speak(request: Request, chorus: Chorus, utterance: Utterance, span: t
     fmt = utterance.format
     if utterance.stream:
         routed = await chorus.router.stream(utterance)
-        speech_span.spoke(span, routed.engine, started)
+        speech_span.spoke(span, routed.engine, routed.cache, started)
         log_fallback(request, routed)
         return StreamingResponse(
             speech_span.until_done(span, _stream_body(routed.chunks, fmt, routed.sample_rate), routed.chunks),
@@ -158,7 +166,7 @@ async def _speak(request: Request, chorus: Chorus, utterance: Utterance, span: t
             headers=chorus_headers(routed, started),
         )
     routed_audio = await chorus.router.synthesize(utterance)
-    speech_span.spoke(span, routed_audio.engine)
+    speech_span.spoke(span, routed_audio.engine, routed_audio.cache)
     log_fallback(request, routed_audio)
     audio = routed_audio.audio
     rate = sample_rate or audio.sample_rate
@@ -184,7 +192,7 @@ async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, samp
 async def personality_speech(request: Request, personality: PersonalityDep, body: SpeechRequest,
                              chorus: ChorusState, spend: SpendDep) -> Response:
     said = checked_utterance(chorus, personality, body.text, language=body.language, provider=body.provider,
-                             fmt=body.format, stream=body.stream)
+                             fmt=body.format, stream=body.stream, cache=not no_store(request))
     async with spend.synthesis(personality.name, len(said.text)):
         return await speak(request, chorus, said)
 
@@ -209,7 +217,7 @@ async def openai_speech(request: Request, body: OpenAISpeechRequest, chorus: Cho
         )
     personality = personality_or_404(chorus, body.voice)
     said = checked_utterance(chorus, personality, body.input, provider=provider, fmt=body.response_format, speed=body.speed,
-                     text_param="input")
+                             text_param="input", cache=not no_store(request))
     async with spend.synthesis(personality.name, len(said.text)):
         # OpenAI's pcm is 24 kHz; clients assume that rate.
         return await speak(request, chorus, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)

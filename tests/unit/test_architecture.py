@@ -46,6 +46,9 @@ def test_the_copy_the_violations_are_made_in_is_clean(tree: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
+DOMAIN = "Samples, stores, statistics and the audio cache never reach the HTTP layer"
+
+
 def add_import(tree: Path, module: str, imported: str) -> None:
     path = tree.joinpath(*module.split(".")).with_suffix(".py")
     if not path.exists():
@@ -60,14 +63,15 @@ def add_import(tree: Path, module: str, imported: str) -> None:
         ("deployments.base", "deployments.settings", "The engine contract (deployments.base) imports nothing of ours"),
         ("voice_operator.handlers", "ray", "The operator never reaches Ray nor an engine's deployment"),
         ("voice_operator.crd", "deployments.piper", "The operator never reaches Ray nor an engine's deployment"),
-        ("chorus.samples", "chorus.router", "Samples, stores and statistics never reach the HTTP layer"),
-        ("chorus.stores", "ray.serve", "Samples, stores and statistics never reach the HTTP layer"),
-        ("chorus.stats.service", "chorus.state", "Samples, stores and statistics never reach the HTTP layer"),
+        ("chorus.samples", "chorus.router", DOMAIN),
+        ("chorus.stores", "ray.serve", DOMAIN),
+        ("chorus.stats.service", "chorus.state", DOMAIN),
+        ("chorus.cache.store", "chorus.router", DOMAIN),
         ("chorus.auth.guard", "chorus.errors", "Access control sits below the HTTP layer"),
         ("chorus.personalities", "chorus.stores", "No import cycles"),
     ],
     ids=["engine-imports-ingress", "contract-imports-ours", "operator-imports-ray",
-         "operator-imports-engine", "samples-import-router", "stores-import-ray", "stats-import-state", "auth-imports-errors", "cycle"],
+         "operator-imports-engine", "samples-import-router", "stores-import-ray", "stats-import-state", "cache-imports-router", "auth-imports-errors", "cycle"],
 )
 def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imported: str, contract: str) -> None:
     add_import(tree, module, imported)

@@ -61,7 +61,7 @@ def run(tmp_path: Path, *args: str) -> str:
 
 def test_serve_starts_the_dashboard_on_loopback_and_prints_both_addresses(tmp_path: Path,
                                                                             fake_ray: dict[str, Any]) -> None:
-    out = run(tmp_path, "--host", "0.0.0.0", "--insecure-no-auth")
+    out = run(tmp_path, "--dashboard", "--host", "0.0.0.0", "--insecure-no-auth")
     init = fake_ray["init"]
     assert init["include_dashboard"] is True
     assert init["dashboard_host"] == "127.0.0.1", "never where --host points"
@@ -69,6 +69,14 @@ def test_serve_starts_the_dashboard_on_loopback_and_prints_both_addresses(tmp_pa
     assert "Ray dashboard: http://127.0.0.1:8265" in out
     assert "http://127.0.0.1:43210/metrics" in out, "this node's port, not another's"
     assert fake_ray["shutdown"] == 1
+
+
+def test_serve_has_no_dashboard_unless_asked(tmp_path: Path, fake_ray: dict[str, Any]) -> None:
+    """The dashboard holds about a sixth of the embedded default's memory and serves no request."""
+    out = run(tmp_path)
+    assert fake_ray["init"]["include_dashboard"] is False
+    assert "Ray dashboard" not in out
+    assert "http://127.0.0.1:43210/metrics" in out, "the metrics agent runs without the dashboard"
 
 
 def test_serve_ports_and_no_dashboard(tmp_path: Path, fake_ray: dict[str, Any]) -> None:
@@ -84,6 +92,6 @@ def test_serve_says_when_the_dashboard_did_not_start(tmp_path: Path, fake_ray: d
     import ray
 
     monkeypatch.setattr(ray, "init", lambda **kwargs: SimpleNamespace(dashboard_url=None))
-    out = run(tmp_path)
+    out = run(tmp_path, "--dashboard")
     assert "Ray dashboard: did not start" in out
     assert "http://127.0.0.1:43210/metrics" in out

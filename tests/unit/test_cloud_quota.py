@@ -61,6 +61,7 @@ class Replica:
         config = IngressConfig(
             personalities={"directory": folder}, samples={"directory": root / "samples"},
             timeouts={e: 5 for e in engines}, redis_url=redis_url, cloud_quotas=cloud_quotas,
+            cache={"enabled": False},  # every request reaches an engine and is billed (cached ones are not)
         )
         self.chorus = Chorus(config, EngineBoard({e: LocalHandle(x) for e, x in engines.items()}))
         self.now = NOVEMBER

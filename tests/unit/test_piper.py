@@ -132,3 +132,16 @@ async def test_a_stream_is_the_whole_utterance_chunk_by_chunk(piper: Piper) -> N
     chunks = [c async for c in piper.stream(said)]
     assert [c.index for c in chunks] == [0, 1]
     assert b"".join(c.pcm for c in chunks) == whole.pcm
+
+
+def test_each_voice_session_gets_the_threads_and_does_not_spin() -> None:
+    default = Piper().voices["en_US-joe-medium"].voice.session.get_session_options()
+    assert default.intra_op_num_threads == 0  # ONNX Runtime's own choice, spinning allowed
+    with pytest.raises(RuntimeError, match="allow_spinning"):
+        default.get_session_config_entry("session.intra_op.allow_spinning")
+    engine = Piper({"session_threads": 1})
+    options = engine.voices["en_US-joe-medium"].voice.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    three = Piper({"session_threads": 3}).voices["en_US-joe-medium"].voice.session
+    assert three.get_session_options().intra_op_num_threads == 3

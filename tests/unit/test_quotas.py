@@ -66,7 +66,7 @@ class Quota:
         config = IngressConfig(
             personalities={"directory": root / "personalities"}, samples={"directory": root / "samples"},
             timeouts={"piper": 5}, auth={} if key_limits is not None else None,
-            redis_url=storage, quotas=quotas,
+            redis_url=storage, quotas=quotas, cache={"enabled": False},  # counting, not caching
         )
         self.chorus = Chorus(config, EngineBoard({"piper": LocalHandle(self.piper)}))
         if key_limits is not None:

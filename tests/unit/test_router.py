@@ -456,6 +456,7 @@ class CountedCloud(CloudTTSEngine):
 
     engine_id = "google_tts"
     service = "Counted TTS"
+    protocol = "counted.v1"
     config_model = CloudEngineConfig
     settings_model = GoogleTTSSettings
     timeout_errors: ClassVar[tuple[type[BaseException], ...]] = (TimeoutError,)

@@ -124,14 +124,14 @@ async def test_cloning_engines_declare_their_window_in_capabilities() -> None:
 
 def test_capabilities_cloning_follows_the_window() -> None:
     window = XTTSSettings.cloning_window
-    cloning = Capabilities(engine="xtts_v2", languages=["en"], cloning_window=window, max_characters=10, sample_rate=1)
-    plain = Capabilities(engine="piper", languages=["en"], max_characters=10, sample_rate=1)
+    cloning = Capabilities(engine="xtts_v2", languages=["en"], cloning_window=window, max_characters=10, sample_rate=1, model_identity="m")
+    plain = Capabilities(engine="piper", languages=["en"], max_characters=10, sample_rate=1, model_identity="m")
     assert cloning.cloning and not plain.cloning
     dumped = cloning.model_dump()
     assert dumped["cloning"] is True and dumped["cloning_window"]["usable"] == {"min_s": 6, "max_s": 30}
     assert Capabilities.model_validate(dumped) == cloning  # what GET /v1/providers re-validates
     with pytest.raises(ValidationError, match="cloning is true exactly when cloning_window is set"):
-        Capabilities(engine="xtts_v2", languages=["en"], cloning=True, max_characters=10, sample_rate=1)
+        Capabilities(engine="xtts_v2", languages=["en"], cloning=True, max_characters=10, sample_rate=1, model_identity="m")
 
 
 def test_requests_carry_the_settings_model() -> None:

@@ -116,7 +116,7 @@ async def test_a_fallback_is_one_trace_http_speech_and_an_attempt_per_engine(
     assert speech.parent is not None and speech.parent.span_id == http.context.span_id
     assert attrs(speech) == {
         spans.PERSONALITY: "ann", spans.LANGUAGE: "en", spans.CHARACTERS: 12, spans.FORMAT: "wav",
-        spans.STREAM: False, spans.ENGINE: "google_tts", spans.OUTCOME: "ok",
+        spans.STREAM: False, spans.ENGINE: "google_tts", spans.OUTCOME: "ok", spans.CACHE: "miss",
     }
     attempts = sorted(traced.named(spans.ATTEMPT), key=lambda s: attrs(s)[spans.FALLBACK_POSITION])
     assert [(attrs(a)[spans.ENGINE], attrs(a)[spans.OUTCOME]) for a in attempts] == [
@@ -125,6 +125,7 @@ async def test_a_fallback_is_one_trace_http_speech_and_an_attempt_per_engine(
     assert piper[spans.ERROR_TYPE] == "EngineUnavailableError" and piper[spans.CHARACTERS] == 12
     assert spans.ERROR_TYPE not in azure and spans.CHARACTERS not in azure
     assert google[spans.VARIANT] == "neural2" and google[spans.CHARACTERS] == 12
+    assert (piper[spans.CACHE], google[spans.CACHE]) == ("miss", "miss") and spans.CACHE not in azure
     assert google[spans.AUDIO_SECONDS] == pytest.approx(0.12)  # 10 ms a character
     assert google[spans.REAL_TIME_FACTOR] > 0
     for attempt in attempts:

@@ -1,0 +1,93 @@
+// The dashboard: one view at a time (the address's #fragment), each refreshed when shown and,
+// for Performance, polled while "Live" is on. With keys on nothing loads until a key is given.
+import { ApiError, key } from "./api.js";
+import { problem } from "./dom.js";
+import * as editor from "./editor.js";
+import * as engines from "./engines.js";
+import * as performance from "./performance.js";
+import * as quotas from "./quotas.js";
+import * as samples from "./samples.js";
+import * as tryit from "./tryit.js";
+
+const VIEWS = { performance, engines, quotas, try: tryit, editor, samples };
+const POLL_MS = 5000;
+let needKey = false;
+let timer = null;
+
+function current() {
+  const name = location.hash.slice(1);
+  return name in VIEWS ? name : "performance";
+}
+
+async function load() {
+  const name = current();
+  const view = document.getElementById(name);
+  if (needKey) return;
+  try {
+    await VIEWS[name].refresh(view);
+  } catch (err) {
+    // 401 asked for a key already (chorus:need-key); 403 names the scope the key lacks.
+    if (!(err instanceof ApiError && err.status === 401)) problem(view, err.message);
+  }
+}
+
+function show() {
+  const name = current();
+  for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== name;
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.hash === `#${name}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  load();
+}
+
+function poll() {
+  clearInterval(timer);
+  timer = document.getElementById("live").checked
+    ? setInterval(() => { if (current() === "performance") load(); }, POLL_MS)
+    : null;
+}
+
+function keyState() {
+  const form = document.getElementById("key-form");
+  const state = document.getElementById("key-state");
+  form.hidden = !needKey;
+  state.hidden = needKey || !key.get();
+  document.getElementById("key-said").textContent = "Using the API key given in this tab.";
+  for (const view of document.querySelectorAll(".view tbody, #quota-list, #editor-form, #sample-result")) if (needKey) view.replaceChildren();
+}
+
+document.addEventListener("chorus:need-key", (event) => {
+  needKey = true;
+  keyState();
+  const form = document.getElementById("key-form");
+  // Said when a key was given and refused; a first visit only asks.
+  if (key.get()) form.querySelector("p").textContent = event.detail;
+  key.forget();
+  document.getElementById("key-input").focus();
+});
+
+document.getElementById("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("key-input");
+  key.set(input.value.trim());
+  input.value = "";
+  needKey = false;
+  keyState();
+  load();
+});
+
+document.getElementById("key-forget").addEventListener("click", () => {
+  key.forget();
+  location.reload();
+});
+
+document.getElementById("window").addEventListener("change", load);
+document.getElementById("live").addEventListener("change", poll);
+window.addEventListener("hashchange", show);
+tryit.setUp(document.getElementById("try"));
+editor.setUp(document.getElementById("editor"));
+samples.setUp(document.getElementById("samples"));
+keyState();
+show();
+poll();

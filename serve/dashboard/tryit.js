@@ -1,0 +1,58 @@
+// Try it: POST /v1/personalities/{name}/speech, the answer played in the page, with what the
+// response headers say about it (who spoke, who was tried first, how long it took, whether
+// the audio came from the cache).
+import { ApiError, call, json } from "./api.js";
+import { el, problem } from "./dom.js";
+
+const SHOWN = [
+  ["X-Chorus-Provider", "Engine"],
+  ["X-Chorus-Variant", "Variant"],
+  ["X-Chorus-Fallback", "Fallback attempts"],
+  ["X-Chorus-Latency-Ms", "Latency (ms)"],
+  ["X-Chorus-Cache", "Cache"],
+  ["X-Request-Id", "Request id"],
+];
+let audioUrl = null;
+
+export async function refresh(view) {
+  const { items } = await json("/v1/personalities");
+  problem(view, null);
+  const select = view.querySelector("#try-personality");
+  const chosen = select.value;
+  select.replaceChildren(...items.map((p) => {
+    const name = p.metadata.name;
+    const shown = p.spec.displayName ? `${name} — ${p.spec.displayName}` : name;
+    return el("option", { value: name, selected: name === chosen }, shown);
+  }));
+}
+
+async function speak(view, form) {
+  const name = form.querySelector("#try-personality").value;
+  const body = {
+    text: form.querySelector("#try-text").value,
+    format: form.querySelector("#try-format").value,
+    stream: form.querySelector("#try-stream").checked,
+  };
+  const result = view.querySelector("#try-result");
+  result.replaceChildren();
+  const response = await call(`/v1/personalities/${encodeURIComponent(name)}/speech`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  });
+  const audio = view.querySelector("#try-audio");
+  if (audioUrl) URL.revokeObjectURL(audioUrl);
+  audioUrl = URL.createObjectURL(await response.blob());
+  audio.src = audioUrl;
+  result.replaceChildren(...SHOWN.flatMap(([header, label]) => [
+    el("dt", {}, label), el("dd", { "data-header": header.toLowerCase() }, response.headers.get(header) ?? "—"),
+  ]));
+  problem(view, null);
+  await audio.play().catch(() => {}); // autoplay may be refused; the controls are there
+}
+
+export function setUp(view) {
+  const form = view.querySelector("#try-form");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    speak(view, form).catch((err) => problem(view, err instanceof ApiError ? err.message : String(err)));
+  });
+}

@@ -1,0 +1,38 @@
+"""The audio cache's one route: dropping entries (chorus.cache)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from chorus.auth.scopes import Scope, needs
+from chorus.cache.store import CacheUnavailable
+from chorus.errors import ChorusHTTPError
+from chorus.state import ChorusState
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["cache"])
+
+
+class DroppedOut(BaseModel):
+    personality: str | None = Field(description="Whose entries were dropped; null: every entry.")
+    dropped: dict[str, int] = Field(
+        description="Entries dropped per tier this replica reaches (memory, redis or disk); a tier holding "
+        "a copy of an entry another holds counts it too. Other ingress replicas' memory keeps its copies "
+        "until they age out."
+    )
+
+
+@router.delete("/v1/cache", response_model=DroppedOut, summary="Drop a personality's cached audio, or all of it",
+               openapi_extra=needs(Scope.ADMIN))
+async def drop(chorus: ChorusState, personality: str | None = None) -> DroppedOut:
+    if chorus.cache is None:
+        return DroppedOut(personality=personality, dropped={})
+    try:
+        dropped = await chorus.cache.drop_personality(personality)
+    except CacheUnavailable as err:
+        log.warning("dropping cached audio failed: %s (%s)", err, err.reason)
+        raise ChorusHTTPError(503, str(err)) from err
+    return DroppedOut(personality=personality, dropped=dropped)
