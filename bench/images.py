@@ -1,4 +1,4 @@
-"""The three images: build time (as cached as the container storage is) and size.
+"""The images the container tests build: build time (as cached as the storage is) and size.
 
 Builds with scripts/build-images.sh on the local Debian base, under the podman settings of
 scripts/containers-env.sh, and writes each image's size (and the size of the layers it adds
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from bench.results import machine, write_section  # noqa: E402
 from tests.containers.podman import IMAGES, Podman, build_all, environment  # noqa: E402
 
-PARENT = {"chorus": "base", "chorus-gpu": "chorus", "chorus-operator": "base"}
+PARENT = {"chorus": "base", "chorus-operator": "base"}
 
 
 def main() -> None:
