@@ -6,6 +6,7 @@
 #
 #   scripts/engine-env.sh xtts        ->  ~/.cache/chorus/venv-xtts
 #   scripts/engine-env.sh styletts2   ->  ~/.cache/chorus/venv-styletts2
+#   scripts/engine-env.sh xtts --no-editable   (further arguments go to uv sync; images)
 #
 # Each holds Chorus's runtime (so the same Ray and Python as the driver) plus the engine's
 # extra, at the lock's versions. The engine's deployment points its replicas' runtime_env
@@ -25,5 +26,5 @@ if ! grep -Eq "^${name}[[:space:]]*=" "$root/pyproject.toml"; then
   exit 2
 fi
 venv="${CHORUS_ENGINE_ENVS:-$HOME/.cache/chorus}/venv-$name"
-"$root/scripts/locked-sync.sh" "$venv" --extra "$name"
+"$root/scripts/locked-sync.sh" "$venv" --extra "$name" "${@:2}"
 echo "$venv/bin/python"

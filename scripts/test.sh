@@ -11,6 +11,10 @@ done
 "$root/scripts/k8s-binaries.sh" >/dev/null
 # The OpenTelemetry Collector the tracing tests export to: built the same way, cached.
 "$root/scripts/otelcol-binary.sh" >/dev/null
+# The container tests' tools (Debian's podman, buildah, runc, mmdebstrap) and their settings;
+# in a subshell, so the suite's own environment stays as it is (the tests read the settings
+# again). The images themselves are built, once and cached, by tests/containers.
+( . "$root/scripts/containers-env.sh" )
 cd "$root"
 export RAY_AUTH_MODE=disabled
 exec "$venv/bin/python" -m pytest "$@"

@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import threading
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,6 +22,23 @@ cli = typer.Typer(help="Chorus: text-to-speech for voice personalities.", no_arg
 
 DEFAULT_URL = os.environ.get("CHORUS_URL", "http://127.0.0.1:8000")
 API_KEY_ENV = "CHORUS_API_KEY"
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        # The installed distribution's version: the one the images are tagged with.
+        typer.echo(f"chorus {installed_version('chorus')}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Chorus: text-to-speech for voice personalities."""
 
 
 def default_personalities_dir() -> Path:

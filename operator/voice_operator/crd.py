@@ -7,6 +7,8 @@ checks in Python as CEL, so the API server refuses what the ingress would refuse
 
     python -m voice_operator.crd        # rewrite the committed CRD files
     python -m voice_operator.crd --check
+    python -m voice_operator.crd --stdout   # print it (an installed package, with no
+                                            # repository around it, always prints)
 """
 
 from __future__ import annotations
@@ -228,8 +230,13 @@ def render_yaml() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if a committed file is stale")
+    parser.add_argument("--stdout", action="store_true", help="print the CRD instead of writing the files")
     args = parser.parse_args(argv)
     text = render_yaml()
+    # An installed operator (the operator image) has no repository to write into: it prints.
+    if args.stdout or not (ROOT / "pyproject.toml").is_file():
+        sys.stdout.write(text)
+        return 0
     stale = [p for p in OUTPUTS if not p.exists() or p.read_text() != text]
     if args.check:
         for p in stale:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,28 @@ def test_rayservice_groups(kube: ControlPlane, tmp_path: Path) -> None:
     # Without a cloning engine there is no GPU group.
     cpu_only = one(render(kube, tmp_path, CPU_ONLY_VALUES), "RayService")
     assert [g["groupName"] for g in cpu_only["spec"]["rayClusterConfig"]["workerGroupSpecs"]] == ["cpu"]
+
+
+def images(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """Where each image is used -> the image reference."""
+    rc = one(docs, "RayService", RELEASE)["spec"]["rayClusterConfig"]
+    used = {"head": rc["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]}
+    used |= {g["groupName"]: g["template"]["spec"]["containers"][0]["image"] for g in rc["workerGroupSpecs"]}
+    operator = one(docs, "Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]
+    used["operator"] = operator["containers"][0]["image"]
+    return used
+
+
+def test_images_are_the_built_ones_under_registry_and_tag(kube: ControlPlane, tmp_path: Path) -> None:
+    # scripts/build-images.sh tags every image with pyproject's version: the chart's default tag.
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"] == version
+    expected = {"head": "chorus", "cpu": "chorus", "gpu": "chorus-gpu", "operator": "chorus-operator"}
+    default = {k: f"ghcr.io/chorus-dev/{n}:{version}" for k, n in expected.items()}
+    assert images(render(kube, tmp_path)) == default
+    pushed = {"image": {"registry": "registry.example:5000/voice/", "tag": "1.2.3"}}
+    assert images(render(kube, tmp_path, pushed)) == {
+        k: f"registry.example:5000/voice/{n}:1.2.3" for k, n in expected.items()}
 
 
 def ref(secret: str, key: str) -> dict[str, Any]:

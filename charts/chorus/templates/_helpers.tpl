@@ -53,11 +53,12 @@ app.kubernetes.io/part-of: chorus
 {{- .Values.samples.existingClaim | default (printf "%s-samples" .Release.Name) }}
 {{- end }}
 
-{{/* image: (list $ "cpu"|"gpu") -> repository:tag, tag defaulting to appVersion */}}
+{{/* image: (list $ "chorus"|"chorus-gpu"|"chorus-operator") -> registry/name:tag, the tag
+     defaulting to appVersion (scripts/build-images.sh tags every image with the package version) */}}
 {{- define "chorus.image" -}}
 {{- $root := index . 0 }}
-{{- $img := index $root.Values.images (index . 1) }}
-{{- printf "%s:%s" $img.repository ($img.tag | default $root.Chart.AppVersion) }}
+{{- $image := $root.Values.image }}
+{{- printf "%s/%s:%s" (trimSuffix "/" $image.registry) (index . 1) ($image.tag | default $root.Chart.AppVersion) }}
 {{- end }}
 
 {{/* ---------------------------------------------------------------- engines */}}
@@ -226,7 +227,7 @@ app.kubernetes.io/part-of: chorus
 {{- end }}
 
 {{/* The pod template of a Ray group. Args: dict root, group ("head"|"cpu"|"gpu"), container
-     (name), image ("cpu"|"gpu"), resources, nodeSelector, tolerations, ports (optional). */}}
+     (name), image ("chorus"|"chorus-gpu"), resources, nodeSelector, tolerations, ports (optional). */}}
 {{- define "chorus.ray.podTemplate" -}}
 {{- $root := .root -}}
 {{- $ctx := dict "root" $root "group" .group -}}
@@ -257,7 +258,7 @@ spec:
   containers:
     - name: {{ .container }}
       image: {{ include "chorus.image" (list $root .image) | quote }}
-      imagePullPolicy: {{ $root.Values.images.pullPolicy }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
       {{- with .ports }}
       ports:
         {{- toYaml . | nindent 8 }}

@@ -1,0 +1,92 @@
+"""What every image is, whatever it runs: a non-root user with the chart's fixed ids, the OCI
+labels, and no CA bundle or build secret in any layer the Containerfiles add (the host's
+bundle is a build secret: /run/secrets during RUN steps only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.containers.podman import IMAGES, ROOT, Podman
+
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(3600)]
+
+LABELS = tuple(f"org.opencontainers.image.{key}" for key in ("source", "version", "licenses"))
+# What scripts/build-images.sh hands the build as the secret `hostca`.
+HOST_CA = next(Path(p) for p in (os.environ.get("SSL_CERT_FILE", ""), "/etc/ssl/certs/ca-certificates.crt")
+               if p and Path(p).is_file())
+
+
+def version() -> str:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_user_and_labels(podman: Podman, images: dict[str, str], name: str) -> None:
+    config = podman.inspect(images[name])["Config"]
+    assert config["User"] == "1000:1000"
+    labels = config["Labels"]
+    assert all(labels.get(key) for key in LABELS), labels
+    assert labels["org.opencontainers.image.version"] == version()
+    assert labels["org.opencontainers.image.title"] == name
+    assert podman.out("run", "--rm", images[name], "id", "-u").strip() == "1000"
+    # Nothing of the build's TLS set-up leaks into the image's environment.
+    build_only = ("PIP_CERT", "SSL_CERT_FILE", "UV_CACHE_DIR")
+    assert not [e for e in config.get("Env", []) if e.split("=")[0] in build_only]
+
+
+def _own_layers(podman: Podman, image: str, base: str) -> set[str]:
+    """Diff ids of the layers the Containerfiles added on top of the base."""
+    return set(podman.inspect(image)["RootFS"]["Layers"]) - set(podman.inspect(base)["RootFS"]["Layers"])
+
+
+def _scan(podman: Podman, image: str, own: set[str]) -> list[str]:
+    """Stream the image as an OCI archive and read each added layer's tar: every path under
+    run/secrets, and every file byte-equal to the host's CA bundle, is a finding."""
+    ca = HOST_CA.read_bytes()
+    ca_sha = hashlib.sha256(ca).hexdigest()
+    findings: list[str] = []
+    save = subprocess.Popen(["podman", "save", "--format", "oci-archive", "--uncompressed", image],
+                            env=podman.env, stdout=subprocess.PIPE)
+    assert save.stdout is not None
+    seen = 0
+    with tarfile.open(fileobj=save.stdout, mode="r|") as archive:
+        for blob in archive:
+            if not blob.name.startswith("blobs/sha256/") or blob.size < 1024:
+                continue
+            # Saved uncompressed, a layer blob's digest is its diff id; the other blobs (config,
+            # manifest) are small and skipped above.
+            if f"sha256:{blob.name.rsplit('/', 1)[1]}" not in own:
+                continue
+            seen += 1
+            stream = archive.extractfile(blob)
+            assert stream is not None
+            with tarfile.open(fileobj=stream, mode="r|") as layer:
+                for entry in layer:
+                    path = entry.name.lstrip("./")
+                    if path.startswith("run/secrets/") or path.endswith("hostca"):
+                        findings.append(f"{blob.name}: {path}")
+                    if entry.isfile() and entry.size == len(ca):
+                        data = layer.extractfile(entry)
+                        if data and hashlib.sha256(data.read()).hexdigest() == ca_sha:
+                            findings.append(f"{blob.name}: {path} is the host's CA bundle")
+    assert save.wait(timeout=600) == 0
+    assert seen == len(own), f"found {seen} of the {len(own)} added layers in the archive"
+    return findings
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_no_ca_bundle_or_secret_in_any_layer(podman: Podman, images: dict[str, str], name: str) -> None:
+    history = json.loads(podman.out("history", "--no-trunc", "--format", "json", images[name]))
+    created_by = "\n".join(step.get("createdby", step.get("CreatedBy", "")) for step in history)
+    assert "BEGIN CERTIFICATE" not in created_by and "hostca" in created_by  # mounted, never copied
+    base = podman.script("debian-base-image.sh").strip()
+    assert _scan(podman, images[name], _own_layers(podman, images[name], base)) == []
