@@ -46,9 +46,11 @@ def app(chorus: ChorusApp, google: GoogleTTSServer, collector: Collector) -> Cho
 
 
 def one_trace(collector: Collector, trace_id: str) -> list[ReceivedSpan]:
-    """The trace's spans once both engines' synthesize spans are in."""
+    """The trace's spans once all are in. Each process exports its own batches, and the HTTP
+    span ends last (after the response is sent), so the engines' spans may arrive before it."""
     def complete(received: list[ReceivedSpan]) -> bool:
-        return sum(s.trace_id == trace_id and s.name == spans.SYNTHESIZE for s in received) == 2
+        names = [s.name for s in received if s.trace_id == trace_id]
+        return names.count(spans.SYNTHESIZE) == 2 and f"POST {ROUTE}" in names
 
     return [s for s in collector.wait_for(complete) if s.trace_id == trace_id]
 
