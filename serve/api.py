@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from chorus.auth.keys import KeyLimits
+from chorus.auth.scopes import Scope
 from chorus.breaker import CircuitOut
 from chorus.personalities import LanguageCode, PersonalitySpec
 from chorus.router import AttemptOut
@@ -15,6 +17,17 @@ from chorus.samples.report import QualityReport
 from chorus.samples.storage import StoredSample
 from chorus.stores.base import FileProblem, PersonalityStatus
 from deployments.base import AudioFormat, EngineId, EngineStatus
+
+
+def _http_url(value: str) -> str:
+    # Templates hold {placeholders} that URL types would escape, so only the scheme is checked:
+    # a link the page renders must never be javascript: or data:.
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {value!r}")
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
 
 
 class SpeechRequest(BaseModel):
@@ -71,7 +84,6 @@ class ProvidersOut(BaseModel):
     providers: list[ProviderOut]
 
 
-
 class QuotaOut(BaseModel):
     """One cloud engine and voice class this UTC month."""
 
@@ -98,6 +110,55 @@ class UploadOut(BaseModel):
 
     sample: StoredSample
     report: QualityReport
+
+
+class SampleCheckOut(BaseModel):
+    """`POST /v1/personalities/{name}/samples/check`: what an upload of the same recording
+    would conclude, with nothing stored."""
+
+    accepted: bool = Field(description="An upload of it now would be stored.")
+    problems: list[str] = Field(description="Why it would be refused (empty when accepted).")
+    duplicate_of: str | None = Field(None, description="The stored sample with the same audio.")
+    report: QualityReport
+
+
+class ScopeOut(BaseModel):
+    scope: Scope
+    allows: str
+
+
+class KeyOut(KeyLimits):
+    """`GET /v1/keys/me`: the key the request came with, and what it may do."""
+
+    auth: bool = Field(description="False when the server runs without keys: every route is open to whoever reaches it.")
+    name: str | None = Field(description="The key's name (never the key); null without keys.")
+    scopes: list[ScopeOut]
+    routes: list[str] = Field(description="Every 'METHOD /path' of the API this key may call.")
+
+
+class DashboardLinks(BaseModel):
+    """Where the dashboard's links lead (`IngressArgs.links`), as `GET /v1/dashboard/links`
+    returns them: the Ray dashboard, and a trace viewer (Jaeger, Tempo, ...) by template."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    ray_dashboard: HttpUrlText | None = Field(None, description="The Ray dashboard, e.g. http://127.0.0.1:8265.")
+    trace: HttpUrlText | None = Field(
+        None, description="One trace, {trace_id} in it; e.g. http://jaeger:16686/trace/{trace_id}. The dashboard "
+        "links each Try it answer's trace (its `traceresponse` header).",
+    )
+    engine_traces: HttpUrlText | None = Field(
+        None, description="An engine's recent traces, {engine} in it; e.g. "
+        'http://jaeger:16686/search?service=chorus&tags=%7B%22chorus.engine%22%3A%22{engine}%22%7D.',
+    )
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Self:
+        for field, placeholder in (("trace", "{trace_id}"), ("engine_traces", "{engine}")):
+            value = getattr(self, field)
+            if value is not None and placeholder not in value:
+                raise ValueError(f"links.{field} must contain {placeholder} where the value goes: {value!r}")
+        return self
 
 
 # --- errors (shapes made in chorus.errors) ---------------------------------------------

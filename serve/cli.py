@@ -95,6 +95,8 @@ def serve(
         api_keys = api_keys.expanduser().resolve()
         _check_key_file(api_keys)
         args["auth"] = {"keysFile": str(api_keys)}
+    if dashboard:  # the web dashboard's Engines view links to it
+        args["links"] = {"rayDashboard": f"http://127.0.0.1:{dashboard_port}"}
     # OTEL_* set here reach every deployment (docs/observability.md#traces).
     config = render(config_file, args=args, host=host, port=port, environ=os.environ)
     app_args = next(a for a in config.applications if a.name == APP_NAME).args

@@ -1,7 +1,9 @@
 """The HTTP server span of every request, by OpenTelemetry's ASGI instrumentation with this
 replica's provider: `http.request.method`, `http.route` (the route's template, never the
 path) and `http.response.status_code`, as the stable HTTP semantic conventions name them.
-An incoming `traceparent` is continued, so a caller sees Chorus inside its own trace."""
+An incoming `traceparent` is continued, so a caller sees Chorus inside its own trace, and
+every answer says which trace it was in (`traceresponse`, W3C Trace Context Level 2), so a
+caller (the dashboard's Try it) can link to it in a trace viewer."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import TracerProvider
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_ROUTE = "http.route"
 
@@ -56,7 +58,18 @@ class _RouteTemplate:
         if template and span.is_recording():
             span.set_attribute(HTTP_ROUTE, template)
             span.update_name(f"{scope.get('method', 'HTTP')} {template}")
-        await self.app(scope, receive, send)
+        context = span.get_span_context()
+        if not context.is_valid:
+            await self.app(scope, receive, send)
+            return
+        traceresponse = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}".encode()
+
+        async def send_with_trace(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"traceresponse", traceresponse)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace)
 
     def _template(self, scope: Scope) -> str | None:
         """The path template of the route the request matched (a wrong method still names it)."""

@@ -23,7 +23,7 @@ from chorus.quota_guard import QuotaMiddleware
 from chorus.replica_retry import RetryingHandle
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
-from chorus.routes import cache, clone, dashboard, personalities, providers, samples, speech, stats
+from chorus.routes import cache, clone, dashboard, keys, personalities, providers, samples, speech, stats
 from chorus.state import Chorus, IngressConfig
 from chorus.uploads import FORM_OVERHEAD
 from deployments.base import EngineId
@@ -41,7 +41,7 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
     app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION)
     app.state.chorus = chorus
     errors.install(app)
-    routers = [module.router for module in (speech, clone, personalities, samples, providers, stats, cache, dashboard)]
+    routers = [module.router for module in (speech, clone, personalities, samples, providers, stats, cache, keys, dashboard)]
     for router in routers:
         # Invalid input is `ErrorOut` (`chorus.errors`), not FastAPI's default list of errors;
         # a route documenting its own 422 keeps it.

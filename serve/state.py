@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from opentelemetry.sdk.trace import SpanProcessor
 from pydantic import BaseModel, ConfigDict, Field
 
+from chorus.api import DashboardLinks
 from chorus.auth.config import AuthConfig
 from chorus.auth.keys import caller
 from chorus.auth.ring import KeyRing
@@ -82,6 +83,10 @@ class IngressArgs(BaseModel):
         default_factory=CacheConfig,
         description="The audio cache: each replica's memory, then Redis (when redis_url is set) or a disk "
         "directory (docs/architecture.md#audio-cache).",
+    )
+    links: DashboardLinks = Field(
+        default_factory=DashboardLinks,
+        description="Where the dashboard links to: the Ray dashboard and a trace viewer (docs/dashboard.md).",
     )
     cloud_quotas: CloudQuotasConfig = Field(
         default_factory=CloudQuotasConfig,

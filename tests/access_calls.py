@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chorus.auth.scopes import PUBLIC, Scope
+from chorus.auth.scopes import ANY_KEY, PUBLIC, Scope
 from tests import recordings as rec
 
 # One key per scope, each with only that scope.
@@ -49,6 +49,10 @@ CALLS: dict[tuple[str, str], Call] = {
     ("DELETE", "/v1/personalities/{name}"): Call(Scope.ADMIN, "/v1/personalities/joe", status=204),
     ("POST", "/v1/personalities/{name}/samples"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples",
                                                          lambda: {"files": recording(other_text=True)}, 201),
+    ("POST", "/v1/personalities/{name}/samples/check"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples/check",
+                                                               lambda: {"files": recording(other_text=True)}),
+    ("GET", "/v1/keys/me"): Call(ANY_KEY, "/v1/keys/me"),
+    ("GET", "/v1/dashboard/links"): Call(ANY_KEY, "/v1/dashboard/links"),
     ("GET", "/v1/personalities/{name}/samples"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples"),
     ("GET", "/v1/personalities/{name}/samples/{sample_id}"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples/s0"),
     ("GET", "/v1/personalities/{name}/samples/{sample_id}/audio"): Call(

@@ -17,10 +17,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chorus.auth.ring import KeyRing
-from chorus.auth.scopes import OPENAPI_KEY, PUBLIC
+from chorus.auth.scopes import ANY_KEY, OPENAPI_KEY, PUBLIC
 from chorus.auth.scopes import Scope as KeyScope
-
-ANY_KEY = "any"
 
 Refusal = Callable[..., Response]
 """Builds the error answer: `(request, status, detail, code=...)`, `chorus.errors.error_response`

@@ -17,6 +17,17 @@ class Scope(StrEnum):
 PUBLIC = "public"
 """The `x-chorus-scope` of routes anyone may call (probes, the dashboard's static files)."""
 
+ANY_KEY = "any"
+"""The `x-chorus-scope` of routes any valid key may call (what the key itself may do)."""
+
+ALLOWS: dict[Scope, str] = {
+    Scope.SPEAK: "synthesize speech; read personalities and engines",
+    Scope.CLONE: "clone a voice from a recording; play stored samples",
+    Scope.SAMPLES: "upload, check, list and delete voice samples",
+    Scope.ADMIN: "everything: personality writes, statistics, quotas, the cache",
+}
+"""What each scope opens, in words for people (`GET /v1/keys/me`, the dashboard)."""
+
 OPENAPI_KEY = "x-chorus-scope"
 
 

@@ -34,3 +34,17 @@ export async function call(path, options = {}) {
 export async function json(path, options) {
   return (await call(path, options)).json();
 }
+
+/** The answer of `path`, asked once per page and key; a failure is not kept (asked again next time). */
+const once = new Map();
+export function cached(path) {
+  const slot = `${key.get() ?? ""} ${path}`;
+  if (!once.has(slot)) once.set(slot, json(path).catch((err) => { once.delete(slot); throw err; }));
+  return once.get(slot);
+}
+
+/** What the key may do (GET /v1/keys/me): its name, scopes and their meaning. */
+export const me = () => cached("/v1/keys/me");
+
+/** Where the page links to (GET /v1/dashboard/links): the Ray dashboard, a trace viewer. */
+export const links = () => cached("/v1/dashboard/links");

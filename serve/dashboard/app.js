@@ -1,7 +1,8 @@
 // The dashboard: one view at a time (the address's #fragment), each refreshed when shown and,
-// for Performance, polled while "Live" is on. With keys on nothing loads until a key is given.
-import { ApiError, key } from "./api.js";
-import { problem } from "./dom.js";
+// for Performance, polled while "Live" is on. With keys on nothing loads until a key is given;
+// then the key's scopes (GET /v1/keys/me) say which views it may open, before any is asked.
+import { ApiError, key, me } from "./api.js";
+import { el, problem } from "./dom.js";
 import * as editor from "./editor.js";
 import * as engines from "./engines.js";
 import * as performance from "./performance.js";
@@ -19,11 +20,25 @@ function current() {
   return name in VIEWS ? name : "performance";
 }
 
+/** The scope a view's data needs (its `data-needs`) when the key lacks it, else null. */
+function lacking(view, mine) {
+  const needed = view.dataset.needs;
+  const scopes = mine.scopes.map((s) => s.scope);
+  return scopes.includes("admin") || scopes.includes(needed) ? null : needed;
+}
+
 async function load() {
   const name = current();
   const view = document.getElementById(name);
   if (needKey) return;
   try {
+    const mine = await me();
+    showKey(mine);
+    const needed = lacking(view, mine);
+    if (needed) {
+      problem(view, `the key '${mine.name}' lacks the '${needed}' scope this view needs`);
+      return;
+    }
     await VIEWS[name].refresh(view);
   } catch (err) {
     // 401 asked for a key already (chorus:need-key); 403 names the scope the key lacks.
@@ -48,12 +63,27 @@ function poll() {
     : null;
 }
 
+/** The key's name and what its scopes allow; views it cannot open are marked in the menu. */
+function showKey(mine) {
+  const said = document.getElementById("key-said");
+  document.getElementById("key-state").hidden = false;
+  document.getElementById("key-forget").hidden = !mine.auth;
+  said.replaceChildren(...(mine.auth
+    ? [`Key ${mine.name} may:`, el("ul", { id: "key-scopes" }, mine.scopes.map((s) => el("li", { "data-scope": s.scope }, el("strong", {}, s.scope), ` — ${s.allows}`)))]
+    : ["This server runs without API keys: every route is open."]));
+  for (const link of document.querySelectorAll("nav a")) {
+    const needed = lacking(document.getElementById(link.hash.slice(1)), mine);
+    link.classList.toggle("locked", Boolean(needed));
+    if (needed) link.title = `needs the ${needed} scope`;
+    else link.removeAttribute("title");
+  }
+}
+
 function keyState() {
   const form = document.getElementById("key-form");
   const state = document.getElementById("key-state");
   form.hidden = !needKey;
-  state.hidden = needKey || !key.get();
-  document.getElementById("key-said").textContent = "Using the API key given in this tab.";
+  if (needKey) state.hidden = true;
   for (const view of document.querySelectorAll(".view tbody, #quota-list, #editor-form, #sample-result")) if (needKey) view.replaceChildren();
 }
 

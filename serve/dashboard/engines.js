@@ -1,10 +1,30 @@
-// Engines: GET /v1/providers (health with its reason, capabilities, circuit).
-import { json } from "./api.js";
+// Engines: GET /v1/providers (health with its reason, capabilities, circuit), with links to
+// each engine's replicas in the Ray dashboard and its traces, where those are configured
+// (GET /v1/dashboard/links).
+import { json, links } from "./api.js";
 import { el, problem } from "./dom.js";
 
+// The Serve application both profiles and the chart deploy (chorus.deploy.APP_NAME); each
+// engine's deployment is named after the engine.
+const APP = "chorus";
 const list = (items) => (items.length ? items.join(", ") : "—");
+const out = (href, text, label) => el("a", { href, target: "_blank", rel: "noopener noreferrer", "aria-label": label }, text);
 
-function row(p) {
+function rayPage(to, path) {
+  return `${to.rayDashboard.replace(/\/+$/, "")}/#/serve${path}`;
+}
+
+function linkCell(p, to) {
+  const found = [
+    to.rayDashboard ? out(rayPage(to, `/applications/${APP}/${encodeURIComponent(p.engine)}`), "Replicas",
+      `${p.engine} replicas in the Ray dashboard`) : null,
+    to.engineTraces ? out(to.engineTraces.replaceAll("{engine}", encodeURIComponent(p.engine)), "Traces",
+      `${p.engine} traces`) : null,
+  ].filter(Boolean);
+  return el("td", { "data-col": "links" }, found.length ? found.flatMap((a, i) => (i ? [" · ", a] : [a])) : "—");
+}
+
+function row(p, to) {
   const caps = p.capabilities;
   const health = p.health.healthy ? "healthy" : "unhealthy";
   return el("tr", { "data-key": p.engine },
@@ -18,11 +38,15 @@ function row(p) {
     el("td", { "data-col": "cloning" }, caps.cloning ? "yes" : "no"),
     el("td", { "data-col": "streaming" }, caps.streaming ? "yes" : "no"),
     el("td", { "data-col": "circuit" }, p.circuit.state, p.circuit.failures ? ` (${p.circuit.failures} failures)` : ""),
-    el("td", { "data-col": "timeout" }, p.timeout_s ?? "—"));
+    el("td", { "data-col": "timeout" }, p.timeout_s ?? "—"),
+    linkCell(p, to));
 }
 
 export async function refresh(view) {
-  const { providers } = await json("/v1/providers");
+  const [{ providers }, to] = await Promise.all([json("/v1/providers"), links()]);
   problem(view, null);
-  view.querySelector("tbody").replaceChildren(...providers.map(row));
+  view.querySelector("#engine-links").replaceChildren(...(to.rayDashboard
+    ? [out(rayPage(to, ""), "Serve in the Ray dashboard", null), " (replicas, queues, logs, autoscaling)"]
+    : ["No Ray dashboard link is configured (links.rayDashboard; `chorus serve --dashboard` sets it)."]));
+  view.querySelector("tbody").replaceChildren(...providers.map((p) => row(p, to)));
 }

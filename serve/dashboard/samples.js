@@ -1,6 +1,6 @@
 // Voice samples of one personality: the stored ones with their quality figures (play,
-// delete), and uploads (a file picked or dropped) with the check table the API answers,
-// whether it stored the recording or refused it.
+// delete), and uploads: a file picked or dropped is checked first (POST .../samples/check
+// stores nothing) and its check table shown; only then may it be stored.
 import { ApiError, call, json } from "./api.js";
 import { el, fmt, problem } from "./dom.js";
 
@@ -39,7 +39,7 @@ function report(title, checks) {
 }
 
 async function list(view, name) {
-  const samples = await json(`/v1/personalities/${encodeURIComponent(name)}/samples`);
+  const samples = await json(samplesPath(name));
   const rows = samples.map((s) => sampleRow(view, name, s));
   view.querySelector("#sample-list tbody").replaceChildren(
     ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6 }, "No stored samples."))]));
@@ -47,7 +47,7 @@ async function list(view, name) {
 
 async function play(view, name, id) {
   try {
-    const response = await call(`/v1/personalities/${encodeURIComponent(name)}/samples/${encodeURIComponent(id)}/audio`);
+    const response = await call(samplesPath(name, `/${encodeURIComponent(id)}/audio`));
     if (audioUrl) URL.revokeObjectURL(audioUrl);
     audioUrl = URL.createObjectURL(await response.blob());
     const audio = view.querySelector("#sample-audio");
@@ -60,7 +60,7 @@ async function play(view, name, id) {
 
 async function remove(view, name, id) {
   try {
-    await call(`/v1/personalities/${encodeURIComponent(name)}/samples/${encodeURIComponent(id)}`, { method: "DELETE" });
+    await call(samplesPath(name, `/${encodeURIComponent(id)}`), { method: "DELETE" });
     view.querySelector("#sample-status").textContent = `Deleted ${id}.`;
     await list(view, name);
   } catch (err) {
@@ -68,21 +68,50 @@ async function remove(view, name, id) {
   }
 }
 
-async function upload(view, file) {
+function samplesPath(name, rest = "") {
+  return `/v1/personalities/${encodeURIComponent(name)}/samples${rest}`;
+}
+
+/** Checks `file` without storing it, shows the table, and offers to store it if it passed. */
+async function check(view, file) {
   const name = view.querySelector("#sample-personality").value;
+  const form = new FormData();
+  form.append("file", file);
+  const result = view.querySelector("#sample-result");
+  result.replaceChildren(el("p", { role: "status" }, `Checking ${file.name}…`));
+  problem(view, null);
+  try {
+    const checked = await json(samplesPath(name, "/check"), { method: "POST", body: form });
+    const verdict = checked.accepted
+      ? `${file.name}: passed its checks (quality ${fmt(checked.report.quality_score, 2)}), not stored yet`
+      : `${file.name}: would be refused — ${checked.problems.join("; ")}`;
+    const store = el("button", { type: "button", id: "sample-store", disabled: !checked.accepted,
+      onclick: () => upload(view, name, file).catch((err) => problem(view, err.message)) }, `Store ${file.name}`);
+    const discard = el("button", { type: "button", id: "sample-discard", class: "secondary",
+      onclick: () => result.replaceChildren(el("p", { role: "status" }, `Discarded ${file.name}.`)) }, "Discard");
+    result.replaceChildren(...report(verdict, checked.report.checks), el("p", { class: "actions" }, store, " ", discard));
+    if (checked.accepted) store.focus();
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    result.replaceChildren();
+    problem(view, err.message); // not a recording at all: there is no table to show
+  }
+}
+
+async function upload(view, name, file) {
   const form = new FormData();
   form.append("file", file);
   const notes = view.querySelector("#sample-notes").value.trim();
   if (notes) form.append("notes", notes);
   const result = view.querySelector("#sample-result");
-  result.replaceChildren(el("p", { role: "status" }, `Checking ${file.name}…`));
-  problem(view, null);
+  result.replaceChildren(el("p", { role: "status" }, `Storing ${file.name}…`));
   try {
-    const { sample, report: checked } = await json(`/v1/personalities/${encodeURIComponent(name)}/samples`, { method: "POST", body: form });
+    const { sample, report: checked } = await json(samplesPath(name), { method: "POST", body: form });
     result.replaceChildren(...report(`${file.name}: stored as ${sample.id} (quality ${fmt(checked.quality_score, 2)})`, checked.checks));
     await list(view, name);
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
+    // Something changed since the check (another upload, the limit): the API says what.
     const checks = err.body?.checks ?? [];
     result.replaceChildren(...(checks.length ? report(`${file.name}: refused — ${err.message}`, checks) : []));
     if (!checks.length) problem(view, err.message);
@@ -102,7 +131,7 @@ export function setUp(view) {
   const fail = (err) => problem(view, err.message);
   view.querySelector("#sample-personality").addEventListener("change", (e) => list(view, e.target.value).catch(fail));
   const input = view.querySelector("#sample-file");
-  input.addEventListener("change", () => { if (input.files[0]) upload(view, input.files[0]).catch(fail); input.value = ""; });
+  input.addEventListener("change", () => { if (input.files[0]) check(view, input.files[0]).catch(fail); input.value = ""; });
   const zone = view.querySelector("#sample-drop");
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
@@ -110,6 +139,6 @@ export function setUp(view) {
     e.preventDefault();
     zone.classList.remove("over");
     const file = e.dataTransfer.files[0];
-    if (file) upload(view, file).catch(fail);
+    if (file) check(view, file).catch(fail);
   });
 }

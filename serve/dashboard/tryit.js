@@ -1,7 +1,7 @@
 // Try it: POST /v1/personalities/{name}/speech, the answer played in the page, with what the
 // response headers say about it (who spoke, who was tried first, how long it took, whether
-// the audio came from the cache).
-import { ApiError, call, json } from "./api.js";
+// the audio came from the cache), and its trace in the trace viewer when one is configured.
+import { ApiError, call, json, links } from "./api.js";
 import { el, problem } from "./dom.js";
 
 const SHOWN = [
@@ -44,9 +44,19 @@ async function speak(view, form) {
   audio.src = audioUrl;
   result.replaceChildren(...SHOWN.flatMap(([header, label]) => [
     el("dt", {}, label), el("dd", { "data-header": header.toLowerCase() }, response.headers.get(header) ?? "—"),
-  ]));
+  ]), ...traceLink(response.headers.get("traceresponse"), await links().catch(() => ({}))));
   problem(view, null);
   await audio.play().catch(() => {}); // autoplay may be refused; the controls are there
+}
+
+/** "Trace" with a link to it, from `traceresponse` (version-traceid-spanid-flags), when a
+ * trace viewer is configured and the trace was sampled (else no viewer has it). */
+function traceLink(traceresponse, to) {
+  const [, traceId, , flags] = (traceresponse ?? "").split("-");
+  if (!to.trace || !traceId || !(parseInt(flags, 16) & 1)) return [];
+  const href = to.trace.replaceAll("{trace_id}", traceId);
+  return [el("dt", {}, "Trace"), el("dd", { "data-header": "traceresponse" },
+    el("a", { href, target: "_blank", rel: "noopener noreferrer" }, traceId))];
 }
 
 export function setUp(view) {

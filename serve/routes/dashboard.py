@@ -10,8 +10,10 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from chorus.auth.scopes import PUBLIC, needs
+from chorus.api import DashboardLinks
+from chorus.auth.scopes import ANY_KEY, PUBLIC, needs
 from chorus.errors import ChorusHTTPError
+from chorus.state import ChorusState
 
 router = APIRouter(tags=["dashboard"])
 
@@ -47,3 +49,9 @@ async def page() -> FileResponse:
             openapi_extra=needs(PUBLIC))
 async def asset(name: str) -> FileResponse:
     return _asset(name)
+
+
+@router.get("/v1/dashboard/links", response_model=DashboardLinks, summary="Where the dashboard links to",
+            openapi_extra=needs(ANY_KEY))
+async def links(chorus: ChorusState) -> DashboardLinks:
+    return chorus.config.links

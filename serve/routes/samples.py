@@ -1,5 +1,5 @@
-"""Voice samples of a personality: upload (checked before anything is stored), list,
-read (metadata or audio), delete."""
+"""Voice samples of a personality: check (storing nothing), upload (checked before anything
+is stored), list, read (metadata or audio), delete."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
-from chorus.api import ErrorOut, RejectedOut, UploadOut
+from chorus.api import ErrorOut, RejectedOut, SampleCheckOut, UploadOut
 from chorus.auth.keys import caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError
@@ -65,6 +65,30 @@ async def upload_sample(personality: PersonalityDep, request: Request, chorus: C
     log.info("uploaded sample %r to %r: %d bytes, %.1f s%s [request %s, key %s]", result.sample.id, personality.name,
              len(data), result.sample.duration, " (forced)" if force else "", request_id(request), caller_name(request))
     return JSONResponse(UploadOut(sample=result.sample, report=result.report).model_dump(mode="json"), status_code=201)
+
+
+@router.post(
+    "/check",
+    response_model=SampleCheckOut,
+    responses={403: {"model": ErrorOut, "description": "force=true from a key without admin."},
+               404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 415: {"model": ErrorOut},
+               422: {"model": RejectedOut | ErrorOut, "description": "A bad field, or bytes that are no recording."}},
+    summary="Check a recording as an upload would, storing nothing (multipart: file, force?)",
+    openapi_extra=needs(Scope.SAMPLES) | {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"},
+                       "force": {"type": "boolean", "default": False,
+                                 "description": "judge a different speaker as a warning, as a forced upload would"}},
+    }}}}},
+)
+async def check_sample(personality: PersonalityDep, request: Request, chorus: ChorusState) -> SampleCheckOut:
+    """The whole check table (speaker consistency too) and whether an upload would be stored:
+    a refused recording is a 200 here, with its `problems`."""
+    form, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
+    force = _force(form.get("force"))
+    result = await chorus.samples.checked(chorus.samples.check, personality, data, force=force)
+    return SampleCheckOut(accepted=not result.problems, problems=result.problems,
+                          duplicate_of=result.duplicate_of, report=result.report)
 
 
 def _force(value: str | None) -> bool:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from chorus.samples.audio import MAX_SAMPLE_RATE, DecodedAudio, canonical_wav, decode_audio
 from chorus.samples.models import SampleModels
 from chorus.samples.quality import SampleChecker
-from chorus.samples.report import QualityReport, SpeakerMismatch
+from chorus.samples.report import CheckResult, QualityReport, SpeakerMismatch
 from chorus.samples.speaker import SpeakerComparer
 from chorus.samples.storage import (
     DuplicateSample,
@@ -38,6 +38,17 @@ class IngestResult(BaseModel):
 
     sample: StoredSample
     report: QualityReport
+
+
+class SampleCheck(BaseModel):
+    """`SampleIngest.check`: the full table, the stored sample with the same audio, and
+    why an upload of it would be refused, for people (empty when it would be stored)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    report: QualityReport
+    duplicate_of: str | None = None
+    problems: list[str]
 
 
 class SampleIngest:
@@ -89,14 +100,7 @@ class SampleIngest:
             raise DuplicateSample(existing.id, personality)
         report = self.checker.check_sample(audio, engines)
         report.raise_if_rejected()
-        others = {s.id: s for s in self.store.list(personality)}
-        # Loaders: a stored sample's embedding is usually cached (by sha256), so its audio
-        # is fetched and decoded only on a cache miss.
-        loaders = {sid: functools.partial(self._decoded, personality, sid) for sid in others}
-        speaker = self.speakers.check(
-            audio, loaders, key=digest, other_keys={sid: s.sha256 for sid, s in others.items()},
-            severity="warning" if force else "hard",
-        )
+        speaker = self._speaker(personality, audio, digest, force)
         report = report.with_checks([speaker])
         if not speaker.passed and not force:
             # A voice cloned from a mix of speakers is nobody's: a mismatch is refused
@@ -108,6 +112,31 @@ class SampleIngest:
         if admit is not None:
             admit(meta)
         return IngestResult(sample=self.store.put(personality, wav, meta, max_samples=max_samples), report=report)
+
+    def check(self, personality: str, data: bytes, *, engines: Sequence[str] = (), force: bool = False) -> SampleCheck:
+        """What `add` would conclude about `data`, with nothing stored: every check is run
+        (the speaker's too, when quality fails), so the table is whole. Bytes that cannot
+        be decoded still raise SampleRejected: there is nothing to check."""
+        check_personality_name(personality)
+        audio = decode_audio(data, max_sample_rate=self.max_sample_rate)
+        digest = hashlib.sha256(canonical_wav(audio)).hexdigest()
+        duplicate = self.store.find_by_hash(personality, digest)
+        report = self.checker.check_sample(audio, engines)
+        report = report.with_checks([self._speaker(personality, audio, digest, force)])
+        problems = [DuplicateSample(duplicate.id).reason] if duplicate else []
+        return SampleCheck(report=report, duplicate_of=duplicate.id if duplicate else None,
+                           problems=problems + [c.message for c in report.hard_failures])
+
+    def _speaker(self, personality: str, audio: DecodedAudio, digest: str, force: bool) -> CheckResult:
+        """Speaker consistency against the personality's stored samples (a warning with `force`)."""
+        others = {s.id: s for s in self.store.list(personality)}
+        # Loaders: a stored sample's embedding is usually cached (by sha256), so its audio
+        # is fetched and decoded only on a cache miss.
+        loaders = {sid: functools.partial(self._decoded, personality, sid) for sid in others}
+        return self.speakers.check(
+            audio, loaders, key=digest, other_keys={sid: s.sha256 for sid, s in others.items()},
+            severity="warning" if force else "hard",
+        )
 
     def reference(self, data: bytes, engine: str, language: str) -> VoiceSampleRef:
         """A one-off reference for `engine`: decoded and checked like an upload

@@ -26,7 +26,7 @@ from chorus.personalities import (
     describe_validation_error,
 )
 from chorus.samples.audio import MAX_SAMPLE_RATE
-from chorus.samples.ingest import IngestResult, SampleIngest
+from chorus.samples.ingest import IngestResult, SampleCheck, SampleIngest
 from chorus.samples.models import SampleModels
 from chorus.samples.quality import cloning_engines, duration_fit
 from chorus.samples.storage import (
@@ -134,6 +134,16 @@ class SampleService:
         )
         self._listings.pop(key, None)
         self._mirror(name)
+        return result
+
+    def check(self, personality: Personality, data: bytes, *, force: bool = False) -> SampleCheck:
+        """What `upload` would conclude about `data`, storing nothing (a full personality
+        is one more problem)."""
+        key, limit = self.key(personality.name), self.config.max_samples
+        result = self.ingest.check(key, data, engines=cloning_engines(personality.spec), force=force)
+        if len(self.store.list(key)) >= limit:
+            full = SampleLimitReached(personality.name, limit).reason
+            result = result.model_copy(update={"problems": [*result.problems, full]})
         return result
 
     def delete(self, personality: Personality, sample_id: str) -> None:

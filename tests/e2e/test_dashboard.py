@@ -6,6 +6,7 @@ are copies of them)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,9 +69,15 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("dashboard-screens")
 
 
+# Where the page links to: a Ray dashboard and a trace viewer (none runs here: the links are
+# checked, not followed).
+LINKS = {"rayDashboard": "http://127.0.0.1:8265/", "trace": "http://traces.example/trace/{trace_id}",
+         "engineTraces": "http://traces.example/search?engine={engine}"}
+
+
 @pytest.fixture(scope="module")
 def app(chorus: ChorusApp) -> ChorusApp:
-    chorus.deploy()
+    chorus.deploy(links=LINKS)
     chorus.write("joe", JOE)
     chorus.write("ann", ANN)
     chorus.wait_for("joe", timeout=30)
@@ -139,6 +146,14 @@ def test_engines_show_health_and_capabilities(app: ChorusApp, browser: WebDriver
     assert "en" in cell(browser, "engine-list", "piper", "languages")
     assert "en_US-joe-medium" in cell(browser, "engine-list", "piper", "voices")
     assert cell(browser, "engine-list", "piper", "circuit") == "closed"
+    replicas, traces = browser.find_elements(By.CSS_SELECTOR, '#engine-list tr[data-key="piper"] [data-col="links"] a')
+    assert replicas.get_attribute("href") == "http://127.0.0.1:8265/#/serve/applications/chorus/piper"
+    assert traces.get_attribute("href") == "http://traces.example/search?engine=piper"
+    assert replicas.get_attribute("rel") == "noopener noreferrer"
+    assert browser.find_element(By.ID, "key-said").text == "This server runs without API keys: every route is open."
+    assert not browser.find_elements(By.CSS_SELECTOR, "nav a.locked")
+    serve_page = browser.find_element(By.CSS_SELECTOR, "#engine-links a")
+    assert serve_page.get_attribute("href") == "http://127.0.0.1:8265/#/serve"
     browser.save_screenshot(str(shots / "dashboard-engines.png"))
 
 
@@ -175,6 +190,11 @@ def test_try_it_plays_and_names_the_engine_from_the_header(app: ChorusApp, brows
     assert provider == r.headers["x-chorus-provider"] == "piper"
     assert float(cell_header(browser, "x-chorus-latency-ms")) > 0
     assert cell_header(browser, "x-chorus-cache") == r.headers["x-chorus-cache"]  # "bypass": the tests' cache is off
+    # The answer's own trace, linked in the viewer: the id the response header named.
+    trace = browser.find_element(By.CSS_SELECTOR, '#try-result dd[data-header="traceresponse"] a')
+    assert re.fullmatch(r"[0-9a-f]{32}", trace.text)
+    assert trace.get_attribute("href") == f"http://traces.example/trace/{trace.text}"
+    assert int(r.headers["traceresponse"].rsplit("-", 1)[1], 16) & 1  # sampled: the only traces linked
     # The element really plays: a decoded duration and a clock that moves.
     duration = until(browser, lambda b: b.execute_script("const a = document.getElementById('try-audio');"
                                                          "return a.duration > 0 && a.duration"))
@@ -316,15 +336,25 @@ def test_samples_upload_shows_verdicts_and_figures_then_plays_and_deletes(app: C
     Select(browser.find_element(By.ID, "sample-personality")).select_by_value("joe")
     until(browser, lambda b: b.find_element(By.ID, "sample-list").text.endswith("No stored samples."))
 
+    # Each recording is checked first and its table shown; nothing is stored yet.
     browser.find_element(By.ID, "sample-file").send_keys(str(noisy))
-    until(browser, lambda b: "noisy.wav: refused" in b.find_element(By.ID, "sample-result").text, timeout=180)
+    until(browser, lambda b: "noisy.wav: would be refused" in b.find_element(By.ID, "sample-result").text, timeout=180)
     assert report_cell(browser, "snr", "verdict") == "failed (hard)"
     assert abs(float(report_cell(browser, "snr", "value").split()[0]) - 10.0) < 3.0
+    assert not browser.find_element(By.ID, "sample-store").is_enabled()
 
     browser.find_element(By.ID, "sample-notes").send_keys(HOSTILE)  # a note is data, shown as text
     browser.find_element(By.ID, "sample-file").send_keys(str(good))
-    until(browser, lambda b: "good.wav: stored as" in b.find_element(By.ID, "sample-result").text, timeout=120)
+    until(browser, lambda b: "good.wav: passed its checks" in b.find_element(By.ID, "sample-result").text, timeout=120)
     assert report_cell(browser, "snr", "verdict") == "passed"
+    assert report_cell(browser, "speaker_consistency", "verdict") == "passed"
+    with app.client() as c:
+        assert c.get("/v1/personalities/joe/samples").json() == []
+    browser.save_screenshot(str(shots / "dashboard-sample-check.png"))
+    store = browser.find_element(By.ID, "sample-store")
+    assert browser.switch_to.active_element == store  # the next step, by keyboard
+    store.send_keys(Keys.ENTER)
+    until(browser, lambda b: "good.wav: stored as" in b.find_element(By.ID, "sample-result").text, timeout=120)
     with app.client() as c:
         (stored,) = c.get("/v1/personalities/joe/samples").json()
     until(browser, lambda b: cell(b, "sample-list", stored["id"], "notes") == HOSTILE)
@@ -385,6 +415,13 @@ def test_with_keys_on_nothing_loads_before_a_key(chorus: ChorusApp, app: ChorusA
     browser.find_element(By.ID, "key-input").send_keys(KEYS[Scope.SPEAK], Keys.ENTER)
     until(browser, lambda b: "lacks the 'admin' scope" in b.find_element(By.CSS_SELECTOR, "#performance [data-problem]").text)
     assert not form.is_displayed()
+    # What the key may do, from the API, and the views it cannot open marked in the menu.
+    scopes = browser.find_elements(By.CSS_SELECTOR, "#key-scopes li")
+    assert [li.get_attribute("data-scope") for li in scopes] == ["speak"]
+    assert "Key speak-key may:" in browser.find_element(By.ID, "key-said").text and "synthesize" in scopes[0].text
+    locked = {a.get_attribute("hash") for a in browser.find_elements(By.CSS_SELECTOR, "nav a.locked")}
+    assert locked == {"#performance", "#quotas", "#editor", "#samples"}
+    browser.save_screenshot(str(shots / "dashboard-key-scopes.png"))
     browser.get(f"{chorus.url}/dashboard#engines")  # same tab: the key is remembered
     until(browser, lambda b: cell(b, "engine-list", "piper", "health").startswith("healthy"))
     # Editing needs admin: the editor says so and shows no form.

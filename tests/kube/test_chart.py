@@ -47,6 +47,7 @@ VARIANT_VALUES: dict[str, Any] = {
     "redis": {"existingSecret": "chorus-redis"},
     "auth": {"existingSecret": "chorus-api-keys", "secretKey": "api-keys.yaml"},
     "ray": {"auth": {"existingSecret": "chorus-ray-token"}},
+    "dashboard": {"rayDashboard": "http://127.0.0.1:8265", "trace": "https://jaeger.example/trace/{trace_id}"},
     "cloud": {
         "google": {"existingSecret": "chorus-google"},
         "azure": {"existingSecret": "chorus-azure"},
@@ -151,6 +152,9 @@ def expected_serve_config(values: dict[str, Any]) -> dict[str, Any]:
     auth = values.get("auth", {})
     if auth.get("existingSecret"):
         app["args"]["auth"] = {"keysFile": f"{API_KEYS_DIR}/{auth.get('secretKey', 'keys.yaml')}"}
+    links = {field: url for field, url in values.get("dashboard", {}).items() if url}
+    if links:
+        app["args"]["links"] = links
     return cfg
 
 

@@ -16,7 +16,7 @@ import yaml
 from starlette.routing import Route
 
 from chorus.auth.keys import KeyEntry
-from chorus.auth.scopes import PUBLIC, Scope
+from chorus.auth.scopes import ANY_KEY, PUBLIC, Scope
 from chorus.ingress import create_app
 from chorus.router import EngineBoard
 from chorus.samples.audio import canonical_wav, decode_audio
@@ -83,13 +83,17 @@ async def test_each_route_needs_a_key_with_its_scope(api: AuthApi, route: tuple[
     if call.scope == PUBLIC:
         assert (await send({})).status_code == call.status
         return
-    scope = Scope(call.scope)
     for headers, said in (({}, "is missing"), ({"x-api-key": WRONG_KEY}, "is not valid"),
                           ({"authorization": f"Bearer {WRONG_KEY}"}, "is not valid")):
         r = await send(headers)
         assert r.status_code == 401, r.text
         assert r.headers["www-authenticate"] == 'Bearer realm="chorus"'
         assert said in r.text
+    if call.scope == ANY_KEY:  # no scope to lack: every key may
+        for key in KEYS.values():
+            assert (await send({"x-api-key": key})).status_code == call.status
+        return
+    scope = Scope(call.scope)
     r = await send({"x-api-key": KEYS[LACKING[scope]]})
     assert r.status_code == 403, r.text
     assert f"lacks the '{scope.value}' scope" in r.text
@@ -149,3 +153,50 @@ def test_the_api_docs_name_each_routes_scope(tmp_path: Path) -> None:
     assert schema["paths"]["/v1/clone"]["post"]["x-chorus-scope"] == "clone"
     assert schema["paths"]["/healthz"]["get"]["x-chorus-scope"] == "public"
     assert schema["paths"]["/v1/personalities/{name}"]["put"]["x-chorus-scope"] == "admin"
+
+
+# --- what a key may do -----------------------------------------------------------------------
+
+
+async def test_a_key_learns_its_scopes_and_the_routes_they_open(api: AuthApi) -> None:
+    r = await api.client.get("/v1/keys/me", headers={"x-api-key": KEYS[Scope.SPEAK]})
+    assert r.status_code == 200, r.text
+    me = r.json()
+    assert (me["auth"], me["name"]) == (True, "speak-key")
+    assert [s["scope"] for s in me["scopes"]] == ["speak"] and "synthesize" in me["scopes"][0]["allows"]
+    assert "POST /v1/personalities/{name}/speech" in me["routes"] and "GET /v1/keys/me" in me["routes"]
+    assert "PUT /v1/personalities/{name}" not in me["routes"] and "GET /v1/stats" not in me["routes"]
+    assert not any(route.startswith("GET /dashboard") for route in me["routes"])  # public, not the key's doing
+    # What the key may call is exactly what the guard lets through.
+    for route in me["routes"]:
+        method, path = route.split(" ", 1)
+        call = CALLS[(method, path)]
+        assert call.scope in (Scope.SPEAK, ANY_KEY), route
+
+    admin = (await api.client.get("/v1/keys/me", headers={"x-api-key": KEYS[Scope.ADMIN]})).json()
+    documented = api_routes(api.app.openapi())  # FastAPI's own /docs and /openapi.json are not the API
+    assert set(admin["routes"]) == {f"{m} {p}" for m, p in documented if CALLS[(m, p)].scope != PUBLIC}
+
+
+async def test_a_keys_limits_are_shown_with_it(tmp_path: Path) -> None:
+    api = AuthApi(tmp_path)
+    assert api.chorus.keys is not None
+    api.chorus.keys.replace("test", [KeyEntry(name="metered", key=KEYS[Scope.SPEAK], scopes=[Scope.SPEAK, Scope.CLONE],
+                                              rate_limit="60/minute", characters_per_day=5000).api_key()])
+    async with api.client:
+        me = (await api.client.get("/v1/keys/me", headers={"authorization": f"Bearer {KEYS[Scope.SPEAK]}"})).json()
+    assert (me["name"], me["rateLimit"], me["charactersPerDay"], me["charactersPerMonth"]) == \
+        ("metered", "60/minute", 5000, None)
+    assert [s["scope"] for s in me["scopes"]] == ["speak", "clone"]
+    assert "POST /v1/clone" in me["routes"]
+
+
+async def test_without_keys_every_route_is_open_and_said_so(tmp_path: Path) -> None:
+    (tmp_path / "personalities").mkdir()
+    config = IngressConfig(personalities={"directory": tmp_path / "personalities"}, samples={"directory": tmp_path / "s"})
+    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(chorus)), base_url="http://c") as c:
+        me = (await c.get("/v1/keys/me")).json()
+    assert (me["auth"], me["name"]) == (False, None)
+    assert [s["scope"] for s in me["scopes"]] == [s.value for s in Scope]
+    assert "PUT /v1/personalities/{name}" in me["routes"]

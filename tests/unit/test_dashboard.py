@@ -79,3 +79,24 @@ def test_a_wheel_ships_every_dashboard_file() -> None:
     patterns = pyproject["tool"]["setuptools"]["package-data"]["chorus"]
     for path in STATIC.iterdir():
         assert any(fnmatch(f"dashboard/{path.name}", p) for p in patterns), path.name
+
+
+async def test_the_links_are_the_configured_ones_for_any_key(tmp_path: Path) -> None:
+    links = {"rayDashboard": "http://127.0.0.1:8265", "trace": "https://jaeger.example/trace/{trace_id}"}
+    (tmp_path / "personalities").mkdir()
+    config = IngressConfig(personalities={"directory": tmp_path / "personalities"},
+                           samples={"directory": tmp_path / "samples"}, links=links)
+    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(chorus)), base_url="http://c") as c:
+        assert (await c.get("/v1/dashboard/links")).json() == {**links, "engineTraces": None}
+
+
+@pytest.mark.parametrize(("links", "said"), [
+    ({"rayDashboard": "javascript:alert(1)"}, "not an http(s) URL"),
+    ({"trace": "https://jaeger.example/trace/"}, "must contain {trace_id}"),
+    ({"engineTraces": "https://jaeger.example/search"}, "must contain {engine}"),
+    ({"grafana": "https://grafana.example"}, "Extra inputs are not permitted"),
+])
+def test_a_link_that_could_not_work_is_refused_at_start(tmp_path: Path, links: dict[str, str], said: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(said)):
+        IngressConfig(personalities={"directory": tmp_path}, links=links)

@@ -472,3 +472,54 @@ async def test_providers_show_each_engines_circuit(api: Api) -> None:
     assert providers["piper"]["retry_at"] is not None
     r = await api.client.post("/v1/personalities/joe/speech", json=speech())
     assert r.headers["x-chorus-fallback"] == 'piper;outcome=skipped;reason="circuit open"'
+
+
+# --- checking a recording without storing it -------------------------------------------------
+
+
+async def test_a_check_answers_the_upload_table_and_stores_nothing(recording_api: Api, tmp_path: Path) -> None:
+    api, c = recording_api, recording_api.client
+    r = await c.post("/v1/personalities/joe/samples/check", files=clean_recording())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] is True and body["problems"] == [] and body["duplicate_of"] is None
+    names = [check["name"] for check in body["report"]["checks"]]
+    assert {"snr", "speaker_consistency"} <= set(names), names
+    assert api.chorus.samples.store.list("joe") == []
+    assert not (tmp_path / "samples" / "joe").exists() or not any((tmp_path / "samples" / "joe").iterdir())
+
+    # The same recording uploaded is what the check said: stored, with the same figures.
+    r = await c.post("/v1/personalities/joe/samples", files=clean_recording(), data={"id": "first"})
+    assert r.status_code == 201, r.text
+    assert r.json()["report"]["checks"] == body["report"]["checks"]
+    again = (await c.post("/v1/personalities/joe/samples/check", files=clean_recording())).json()
+    assert again["accepted"] is False and again["duplicate_of"] == "first"
+    assert again["problems"] == ["identical audio is already stored as sample 'first'"]
+
+
+async def test_a_check_of_a_noisy_recording_names_what_fails(recording_api: Api) -> None:
+    speech = rec.recordings().clean()
+    noisy = {"file": ("noisy.wav", rec.encode(rec.with_white_noise(speech, snr_db=3), speech.rate))}
+    r = await recording_api.client.post("/v1/personalities/joe/samples/check", files=noisy)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    failed = [check for check in body["report"]["checks"] if not check["passed"] and check["severity"] == "hard"]
+    assert body["accepted"] is False and failed
+    assert body["problems"] == [check["message"] for check in failed]
+    # The table is whole: the speaker was compared even though quality failed.
+    assert body["report"]["checks"][-1]["name"] == "speaker_consistency"
+    assert recording_api.chorus.samples.store.list("joe") == []
+
+
+async def test_a_check_says_when_the_personality_is_full(recording_api: Api) -> None:
+    recording_api.chorus.samples.config = recording_api.chorus.samples.config.model_copy(update={"max_samples": 1})
+    store_directly(recording_api, 1)
+    body = (await recording_api.client.post("/v1/personalities/joe/samples/check", files=clean_recording())).json()
+    assert body["accepted"] is False
+    assert any("already has 1 voice samples" in problem for problem in body["problems"]), body["problems"]
+
+
+async def test_a_check_of_bytes_that_are_no_recording_is_a_422(recording_api: Api) -> None:
+    r = await recording_api.client.post("/v1/personalities/joe/samples/check", files={"file": ("x.wav", b"not audio" * 100)})
+    assert r.status_code in (415, 422), r.text
+    assert r.json()["detail"]

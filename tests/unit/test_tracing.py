@@ -179,6 +179,8 @@ async def test_an_incoming_traceparent_is_continued(traced: Traced) -> None:
     assert f"{http.context.trace_id:032x}" == TRACE_ID
     assert http.parent is not None and f"{http.parent.span_id:016x}" == PARENT_ID
     assert {s.context.trace_id for s in traced.exported.get_finished_spans()} == {http.context.trace_id}
+    # The answer names its trace and the server span, so a caller can link to it.
+    assert r.headers["traceresponse"] == f"00-{TRACE_ID}-{http.context.span_id:016x}-01"
 
 
 async def test_what_the_sampler_drops_is_recorded_for_processors_but_not_exported(tmp_path: Path) -> None:
@@ -187,6 +189,7 @@ async def test_what_the_sampler_drops_is_recorded_for_processors_but_not_exporte
         r = await t.client.post("/v1/personalities/ann/speech", json={"text": "Hello."})
     assert r.status_code == 200
     assert t.exported.get_finished_spans() == ()
+    assert int(r.headers["traceresponse"].rsplit("-", 1)[1], 16) & 1 == 0  # not sampled: no viewer has it
     names = sorted(s.name for s in t.everything.ended)
     assert names == sorted([f"POST {ROUTE}", spans.SPEECH, spans.ATTEMPT, spans.ATTEMPT, spans.ATTEMPT])
     # The engines are told the trace is not sampled, so they drop it too.

@@ -7,6 +7,7 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
   engines.<id>.minReplicas/maxReplicas   -> that deployment's autoscaling_config.min_replicas/max_replicas
   ingress.minReplicas/maxReplicas        -> the Ingress deployment's autoscaling_config
   auth.existingSecret                    -> args.auth.keysFile: the key file mounted from that Secret
+  dashboard.rayDashboard/trace/engineTraces -> args.links (the web dashboard's links; empty ones left out)
 */}}
 {{- define "chorus.serveConfig" -}}
 {{- $cfg := .Files.Get "files/serve-cluster.yaml" | fromYaml -}}
@@ -47,6 +48,13 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
 {{- $_ := set $app "deployments" $deployments -}}
 {{- with include "chorus.auth.args" . -}}
   {{- $_ := set $app.args "auth" (fromJson .) -}}
+{{- end -}}
+{{- $links := dict -}}
+{{- range $field, $url := .Values.dashboard | default dict -}}
+  {{- if $url -}}{{- $_ := set $links $field $url -}}{{- end -}}
+{{- end -}}
+{{- if $links -}}
+  {{- $_ := set $app.args "links" $links -}}
 {{- end -}}
 {{- toYaml $cfg -}}
 {{- end }}
