@@ -8,10 +8,12 @@ from typing import Any
 
 
 class Scope(StrEnum):
-    SPEAK = "speak"  # synthesis; reading personalities and providers
-    CLONE = "clone"  # /v1/clone and reading sample audio
-    SAMPLES = "samples"  # uploading and deleting samples
-    ADMIN = "admin"  # personality writes, stats, quotas and every other route
+    """What each opens: `ALLOWS`."""
+
+    SPEAK = "speak"
+    CLONE = "clone"
+    SAMPLES = "samples"
+    ADMIN = "admin"
 
 
 PUBLIC = "public"

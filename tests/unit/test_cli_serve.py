@@ -46,7 +46,7 @@ def fake_ray(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
                                                {"NodeID": "this", "MetricsExportPort": 43210}])
     monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "this"))
     monkeypatch.setattr(serve, "shutdown", lambda: None)
-    monkeypatch.setattr(chorus.deploy, "deploy", lambda config, **kwargs: None)
+    monkeypatch.setattr(chorus.deploy, "deploy", lambda config, **kwargs: seen.update(config=config))
     monkeypatch.setattr(chorus_cli.threading, "Event", Stopped)
     monkeypatch.setattr(chorus_cli.signal, "signal", lambda *args: None)
     monkeypatch.delenv("CHORUS_API_KEYS_FILE", raising=False)
@@ -69,6 +69,8 @@ def test_serve_starts_the_dashboard_on_loopback_and_prints_both_addresses(tmp_pa
     assert "Ray dashboard: http://127.0.0.1:8265" in out
     assert "http://127.0.0.1:43210/metrics" in out, "this node's port, not another's"
     assert fake_ray["shutdown"] == 1
+    # The web dashboard's Engines view links to it.
+    assert fake_ray["config"].applications[0].args["links"] == {"rayDashboard": "http://127.0.0.1:8265"}
 
 
 def test_serve_has_no_dashboard_unless_asked(tmp_path: Path, fake_ray: dict[str, Any]) -> None:
@@ -76,6 +78,7 @@ def test_serve_has_no_dashboard_unless_asked(tmp_path: Path, fake_ray: dict[str,
     out = run(tmp_path)
     assert fake_ray["init"]["include_dashboard"] is False
     assert "Ray dashboard" not in out
+    assert "links" not in fake_ray["config"].applications[0].args
     assert "http://127.0.0.1:43210/metrics" in out, "the metrics agent runs without the dashboard"
 
 

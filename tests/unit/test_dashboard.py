@@ -100,3 +100,10 @@ async def test_the_links_are_the_configured_ones_for_any_key(tmp_path: Path) -> 
 def test_a_link_that_could_not_work_is_refused_at_start(tmp_path: Path, links: dict[str, str], said: str) -> None:
     with pytest.raises(ValueError, match=re.escape(said)):
         IngressConfig(personalities={"directory": tmp_path}, links=links)
+
+
+def test_the_engines_view_links_to_the_application_chorus_deploys() -> None:
+    """Each engine's replicas page in the Ray dashboard is under the Serve application's name."""
+    from chorus.deploy import APP_NAME
+
+    assert f'const APP = "{APP_NAME}";' in (STATIC / "engines.js").read_text()
