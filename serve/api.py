@@ -12,6 +12,7 @@ from chorus.auth.keys import KeyLimits
 from chorus.auth.scopes import Scope
 from chorus.breaker import CircuitOut
 from chorus.personalities import LanguageCode, PersonalitySpec
+from chorus.replicas import ReplicaCount
 from chorus.router import AttemptOut
 from chorus.samples.report import QualityReport
 from chorus.samples.storage import StoredSample
@@ -75,6 +76,9 @@ class ProviderOut(EngineStatus):
         None, description="When this replica last asked the engine (statuses are cached for status_refresh_s)."
     )
     circuit: CircuitOut = Field(description="This ingress replica's circuit breaker for the engine.")
+    replicas: ReplicaCount | None = Field(
+        None, description="The engine's replicas as Serve's controller counts them (null outside Ray Serve).",
+    )
     quota_exhausted: list[str] = Field(
         default_factory=list, description="Voice classes whose monthly cloud allowance is used up (GET /v1/quotas)."
     )

@@ -236,7 +236,7 @@ def providers(
     url: Annotated[str, typer.Option(help="Chorus base URL.")] = DEFAULT_URL,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """List the engines of a running Chorus with their health and languages."""
+    """List the engines of a running Chorus: health, languages, voices, circuit."""
     try:
         with _client(url, api_key) as client:
             response = client.get("/v1/providers")
@@ -255,6 +255,9 @@ def providers(
             f"  cloning: {caps['cloning']}  streaming: {caps['streaming']}  max characters: {caps['max_characters']}"
             f"  sample rate: {caps['sample_rate']}  timeout: {p['timeout_s']} s"
         )
+        circuit = p["circuit"]
+        retry = f", one probe from {circuit['retry_at']}" if circuit.get("retry_at") else ""
+        typer.echo(f"  circuit: {circuit['state']} ({circuit['failures']} failures in a row{retry})")
 
 
 samples_cli = typer.Typer(help="Voice samples: check a recording, add it to a personality.", no_args_is_help=True)
@@ -278,9 +281,17 @@ def _check_table(checks: list[dict]) -> str:
 @samples_cli.command("check")
 def samples_check(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Audio file (WAV, FLAC, OGG/Opus, MP3).")],
-    engines: Annotated[str, typer.Option(help="Cloning engines to judge the duration for.")] = "xtts_v2,styletts2",
+    personality: Annotated[Optional[str], typer.Option(
+        help="Ask a running Chorus as an upload to this personality would be judged (its cloning engines, "
+             "duplicates, the speaker of its samples, its sample limit); default: check here, alone.")] = None,
+    engines: Annotated[str, typer.Option(help="Cloning engines to judge the duration for (local check).")] = "xtts_v2,styletts2",
+    url: Annotated[str, typer.Option(help="Chorus base URL (with --personality).")] = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Run the quality checks on a recording locally; stores nothing."""
+    """Run the quality checks on a recording; stores nothing. Exit 1 when it would be refused."""
+    if personality is not None:
+        _check_remotely(file, personality, url, api_key)
+        return
     from chorus.samples.audio import decode_audio
     from chorus.samples.models import SampleModels
     from chorus.samples.quality import SampleChecker
@@ -297,6 +308,27 @@ def samples_check(
     typer.echo(f"{verdict}: quality score {report.quality_score:.2f}, {report.duration_s:.1f} s, "
                f"fit for {', '.join(report.fit_for) or 'no cloning engine'}")
     raise typer.Exit(0 if report.accepted else 1)
+
+
+def _check_remotely(file: Path, personality: str, url: str, api_key: str | None) -> None:
+    """POST .../samples/check: the table an upload would get, nothing stored."""
+    try:
+        with _client(url, api_key) as client, file.open("rb") as f:
+            response = client.post(f"/v1/personalities/{personality}/samples/check", files={"file": (file.name, f)})
+    except httpx.ConnectError:
+        typer.echo(f"no Chorus at {url}: start it with `chorus serve`", err=True)
+        raise typer.Exit(2) from None
+    if response.status_code != 200:
+        _fail(response)
+    body = response.json()
+    report = body["report"]
+    typer.echo(_check_table(report["checks"]))
+    if body["accepted"]:
+        typer.echo(f"would be stored: quality score {report['quality_score']:.2f}, {report['duration_s']:.1f} s, "
+                   f"fit for {', '.join(report['fit_for']) or 'no cloning engine'}")
+        return
+    typer.echo("would be refused: " + "; ".join(body["problems"]))
+    raise typer.Exit(1)
 
 
 @samples_cli.command("add")

@@ -21,6 +21,7 @@ from chorus.request_id import id_header, request_id
 from chorus.router import AllEnginesFailed, Attempt
 from chorus.safe_text import scrubbed
 from chorus.samples.report import SampleRejected, SpeakerMismatch
+from chorus.samples.service import ChecksBusy
 from chorus.samples.storage import (
     DuplicateSample,
     SampleIdConflict,
@@ -166,7 +167,10 @@ def install(app: FastAPI) -> None:
             extra["id"] = err.sample_id
         if isinstance(err, SampleLimitReached):
             extra["limit"] = err.limit
-        return error_response(request, err.status_code, err.reason, extra=extra)
+        response = error_response(request, err.status_code, err.reason, extra=extra)
+        if isinstance(err, ChecksBusy):
+            response.headers["Retry-After"] = str(err.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:

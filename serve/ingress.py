@@ -7,6 +7,7 @@ handles the app builder passed in.
 """
 
 import asyncio
+from collections.abc import Mapping
 
 from fastapi import FastAPI
 from ray import serve
@@ -20,6 +21,7 @@ from chorus.auth.sources import KeySources
 from chorus.body_limit import BodyLimitMiddleware
 from chorus.http_tracing import ServerSpans
 from chorus.quota_guard import QuotaMiddleware
+from chorus.replicas import ReplicaCount, ReplicaSource, Replicas
 from chorus.replica_retry import RetryingHandle
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
@@ -67,6 +69,22 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
     return app
 
 
+def serve_replica_counts(engines: Mapping[EngineId, DeploymentHandle]) -> ReplicaSource:
+    """Reads each engine deployment's replicas from Serve's controller (`serve.status()`)."""
+    names = {engine: (handle.app_name, handle.deployment_name) for engine, handle in engines.items()}
+
+    def read() -> dict[EngineId, ReplicaCount]:
+        applications = serve.status().applications
+        counts = {}
+        for engine, (app, deployment) in names.items():
+            status = applications.get(app)
+            if status is not None and deployment in status.deployments:
+                counts[engine] = ReplicaCount.from_states(status.deployments[deployment].replica_states)
+        return counts
+
+    return read
+
+
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 @serve.ingress()
 class Ingress:
@@ -75,7 +93,8 @@ class Ingress:
         # A call whose replica dies is sent once more (to a live replica) before the router
         # counts the engine as failed.
         handles = {engine: RetryingHandle(handle) for engine, handle in engines.items()}
-        self.chorus = Chorus(config, EngineBoard(handles, refresh_s=config.status_refresh_s))
+        replicas = Replicas(serve_replica_counts(engines), refresh_s=config.status_refresh_s)
+        self.chorus = Chorus(config, EngineBoard(handles, refresh_s=config.status_refresh_s), replicas=replicas)
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._watchers = [loop.create_task(self.chorus.store.watch(self._stop)),

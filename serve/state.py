@@ -22,6 +22,7 @@ from chorus.deadline import Deadlines
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import Personality
 from chorus.quotas import Quotas, QuotasConfig
+from chorus.replicas import Replicas
 from chorus.ray_metrics import RayMetrics
 from chorus.router import EngineBoard, Router
 from chorus.samples.service import SamplesConfig, SampleService
@@ -106,7 +107,8 @@ class IngressConfig(IngressArgs):
 
 
 class Chorus:
-    def __init__(self, config: IngressConfig, board: EngineBoard, tracing: Tracing | None = None) -> None:
+    def __init__(self, config: IngressConfig, board: EngineBoard, tracing: Tracing | None = None,
+                 replicas: Replicas | None = None) -> None:
         self.config = config
         # This replica's own tracer provider (default: from the OTEL_* variables of this
         # process); every span of its requests is made through it, none through a global.
@@ -114,6 +116,7 @@ class Chorus:
         self.store = open_store(config.personalities)
         self.samples = SampleService(config.samples, self.store)
         self.board = board
+        self.replicas = replicas or Replicas()
         self.cache = AudioCache.open(config.cache, config.redis_url)
         self.meter = CloudMeter.open(config.cloud_quotas, config.redis_url, config.samples.directory,
                                      config.default_voices)

@@ -24,6 +24,7 @@ class Try:
     audio_seconds: float | None = None
     rtf: float | None = None
     error_type: str | None = None
+    cache: str | None = None  # the router's lookup: hit, partial or miss
 
 
 @dataclass
@@ -67,7 +68,7 @@ class SpanMaker:
             a: dict[str, Any] = {spans.ENGINE: tried.engine, spans.OUTCOME: tried.outcome,
                                  spans.FALLBACK_POSITION: position, spans.CHARACTERS: tried.characters}
             for name, value in ((spans.AUDIO_SECONDS, tried.audio_seconds), (spans.REAL_TIME_FACTOR, tried.rtf),
-                                (spans.ERROR_TYPE, tried.error_type)):
+                                (spans.ERROR_TYPE, tried.error_type), (spans.CACHE, tried.cache)):
                 if value is not None:
                     a[name] = value
             attempt = self.tracer.start_span(spans.ATTEMPT, context=context, start_time=t, attributes=a)
@@ -85,6 +86,6 @@ SCRIPT = [
                            Try("google_tts", "timeout", 1000, 7, error_type="EngineTimeoutError")],
          ms=1010, characters=7, error_type="EnginesFailed"),
     Said("joe", "bad_input", [Try("piper", "failed", 2, 400, error_type="TextTooLongError")], characters=400),
-    Said("ann", "ok", [Try("piper", "ok", 50, 5, 1.0, 0.1)], ms=60, characters=5, engine="piper",
+    Said("ann", "ok", [Try("piper", "ok", 50, 5, 1.0, 0.1, cache="hit")], ms=60, characters=5, engine="piper",
          ttfa_ms=40, cache="hit"),
 ]

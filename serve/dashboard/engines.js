@@ -1,4 +1,4 @@
-// Engines: GET /v1/providers (health with its reason, capabilities, circuit), with links to
+// Engines: GET /v1/providers (health with its reason, capabilities, replicas, circuit), with links to
 // each engine's replicas in the Ray dashboard and its traces, where those are configured
 // (GET /v1/dashboard/links).
 import { json, links } from "./api.js";
@@ -24,6 +24,13 @@ function linkCell(p, to) {
   return el("td", { "data-col": "links" }, found.length ? found.flatMap((a, i) => (i ? [" · ", a] : [a])) : "—");
 }
 
+/** "2 running, 1 starting" from Serve's counts; "—" outside Ray Serve. */
+function replicas(count) {
+  if (!count) return "—";
+  const more = [["starting", count.starting], ["stopping", count.stopping]].filter(([, n]) => n).map(([state, n]) => `, ${n} ${state}`);
+  return `${count.running} running${more.join("")}`;
+}
+
 function row(p, to) {
   const caps = p.capabilities;
   const health = p.health.healthy ? "healthy" : "unhealthy";
@@ -37,6 +44,7 @@ function row(p, to) {
     el("td", { "data-col": "variants" }, list(caps.variants)),
     el("td", { "data-col": "cloning" }, caps.cloning ? "yes" : "no"),
     el("td", { "data-col": "streaming" }, caps.streaming ? "yes" : "no"),
+    el("td", { "data-col": "replicas" }, replicas(p.replicas)),
     el("td", { "data-col": "circuit" }, p.circuit.state, p.circuit.failures ? ` (${p.circuit.failures} failures)` : ""),
     el("td", { "data-col": "timeout" }, p.timeout_s ?? "—"),
     linkCell(p, to));

@@ -4,6 +4,7 @@ stored."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Literal, get_args
 
@@ -66,33 +67,38 @@ def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: obj
     }}}}},
 )
 async def clone(request: Request, chorus: ChorusState, spend: SpendDep) -> Response:
-    fields, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
-    text = str(_field(fields, "text", TypeAdapter(str)))
-    check_text(chorus, text)  # now, before the reference's checks spend seconds on it
-    language = str(_field(fields, "language", TypeAdapter(LanguageCode), "en"))
-    engine = str(_field(fields, "provider", TypeAdapter(CloningEngine), "xtts_v2"))
-    variant = fields.get("variant") or None
-    if variant is not None:
-        _field(fields, "variant", TypeAdapter(VoiceId))
-    fmt = AudioFormat(str(_field(fields, "format", TypeAdapter(AudioFormat), AudioFormat.wav)))
-    try:
-        spec = parse_spec({
-            "activeProvider": engine,
-            "languages": {"primary": language},
-            "providers": {engine: {"variant": variant} if variant else {}},
-        }, prefix="")
-    except PersonalityError as err:
-        raise ChorusHTTPError(422, err.reason) from None
-    # Counted before the reference's checks spend seconds on it (a one-off voice has no
-    # personality rate); given back if the reference is refused or no engine speaks.
-    async with spend.synthesis(None, len(text)):
-        # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
-        reference = await chorus.samples.checked(chorus.samples.ingest.reference, data, engine, language)
-        one_off = Personality(name="one-off-clone", spec=spec)
-        log.info("clone with %s: %d-byte reference, %d characters [request %s, key %s]", engine, len(data), len(text),
-                 request_id(request), caller_name(request))
-        # A one-off voice is not kept: its entries would only push out audio that is asked again.
-        return await speak(request, chorus, checked_utterance(
-            chorus, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
-            cache=False,
-        ))
+    with contextlib.ExitStack() as reading:
+        # A place among the recordings this replica reads and checks, from before the body is
+        # read until the reference is checked (503 while the replica is full of uploads).
+        reading.enter_context(chorus.samples.admitted())
+        fields, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
+        text = str(_field(fields, "text", TypeAdapter(str)))
+        check_text(chorus, text)  # now, before the reference's checks spend seconds on it
+        language = str(_field(fields, "language", TypeAdapter(LanguageCode), "en"))
+        engine = str(_field(fields, "provider", TypeAdapter(CloningEngine), "xtts_v2"))
+        variant = fields.get("variant") or None
+        if variant is not None:
+            _field(fields, "variant", TypeAdapter(VoiceId))
+        fmt = AudioFormat(str(_field(fields, "format", TypeAdapter(AudioFormat), AudioFormat.wav)))
+        try:
+            spec = parse_spec({
+                "activeProvider": engine,
+                "languages": {"primary": language},
+                "providers": {engine: {"variant": variant} if variant else {}},
+            }, prefix="")
+        except PersonalityError as err:
+            raise ChorusHTTPError(422, err.reason) from None
+        # Counted before the reference's checks spend seconds on it (a one-off voice has no
+        # personality rate); given back if the reference is refused or no engine speaks.
+        async with spend.synthesis(None, len(text)):
+            # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
+            reference = await chorus.samples.checked(chorus.samples.ingest.reference, data, engine, language)
+            reading.close()
+            one_off = Personality(name="one-off-clone", spec=spec)
+            log.info("clone with %s: %d-byte reference, %d characters [request %s, key %s]", engine, len(data), len(text),
+                     request_id(request), caller_name(request))
+            # A one-off voice is not kept: its entries would only push out audio that is asked again.
+            return await speak(request, chorus, checked_utterance(
+                chorus, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
+                cache=False,
+            ))

@@ -19,10 +19,11 @@ async def providers(chorus: ChorusState, admin: AdminCaller) -> ProvidersOut:
     # The board's cached view: a flood of these asks the engines nothing more.
     statuses = await chorus.board.statuses()
     quota = await chorus.meter.for_plan()
+    replicas = await chorus.replicas.counts()
     return ProvidersOut(providers=[
         ProviderOut(**shown_status(statuses[e], admin).model_dump(), timeout_s=chorus.config.timeouts.get(e),
                     circuit=chorus.router.breakers[e].shown(), checked_at=chorus.board.checked_at,
-                    quota_exhausted=quota.exhausted_classes(e) if quota else [])
+                    quota_exhausted=quota.exhausted_classes(e) if quota else [], replicas=replicas.get(e))
         for e in ENGINE_IDS if e in statuses
     ])
 

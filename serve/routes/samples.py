@@ -25,6 +25,7 @@ router = APIRouter(prefix="/v1/personalities/{name}/samples", tags=["samples"])
 
 LanguageCodeCheck = TypeAdapter(LanguageCode)
 ForceCheck = TypeAdapter(bool)
+BUSY = "The replica is reading or checking as many recordings as it takes at once (Retry-After)."
 
 
 @router.post(
@@ -33,7 +34,7 @@ ForceCheck = TypeAdapter(bool)
     response_model=UploadOut,
     responses={403: {"model": ErrorOut, "description": "force=true from a key without admin."},
                404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 413: {"model": ErrorOut},
-               415: {"model": ErrorOut}, 422: {"model": RejectedOut | ErrorOut,
+               415: {"model": ErrorOut}, 503: {"model": ErrorOut, "description": BUSY}, 422: {"model": RejectedOut | ErrorOut,
                                                        "description": "A bad field, or a recording its checks refused."}},
     summary="Upload a reference recording (multipart: file, language, notes?, id?, force?)",
     openapi_extra=needs(Scope.SAMPLES) | {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -46,22 +47,23 @@ ForceCheck = TypeAdapter(bool)
     }}}}},
 )
 async def upload_sample(personality: PersonalityDep, request: Request, chorus: ChorusState) -> JSONResponse:
-    form, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
-    language = str(form.get("language") or personality.spec.languages.primary)
-    try:
-        LanguageCodeCheck.validate_python(language)
-    except Exception:
-        raise ChorusHTTPError(422, f"language {language!r} is not a language code like 'en' or 'en-US'") from None
-    force = _force(form.get("force"))
-    if force and not is_admin(request, chorus):
-        raise ChorusHTTPError(403, f"force=true needs the {Scope.ADMIN.value!r} scope, which the key "
-                                   f"{caller_name(request)!r} lacks", extra={"code": "insufficient_scope"})
-    notes = form.get("notes")
-    sample_id = form.get("id")
-    result = await chorus.samples.checked(
-        chorus.samples.upload, personality, data, language=language,
-        notes=str(notes) if notes else None, sample_id=str(sample_id) if sample_id else None, force=force,
-    )
+    with chorus.samples.admitted():  # before the body is read: 503 while the replica is full of uploads
+        form, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
+        language = str(form.get("language") or personality.spec.languages.primary)
+        try:
+            LanguageCodeCheck.validate_python(language)
+        except Exception:
+            raise ChorusHTTPError(422, f"language {language!r} is not a language code like 'en' or 'en-US'") from None
+        force = _force(form.get("force"))
+        if force and not is_admin(request, chorus):
+            raise ChorusHTTPError(403, f"force=true needs the {Scope.ADMIN.value!r} scope, which the key "
+                                       f"{caller_name(request)!r} lacks", extra={"code": "insufficient_scope"})
+        notes = form.get("notes")
+        sample_id = form.get("id")
+        result = await chorus.samples.checked(
+            chorus.samples.upload, personality, data, language=language,
+            notes=str(notes) if notes else None, sample_id=str(sample_id) if sample_id else None, force=force,
+        )
     log.info("uploaded sample %r to %r: %d bytes, %.1f s%s [request %s, key %s]", result.sample.id, personality.name,
              len(data), result.sample.duration, " (forced)" if force else "", request_id(request), caller_name(request))
     return JSONResponse(UploadOut(sample=result.sample, report=result.report).model_dump(mode="json"), status_code=201)
@@ -72,7 +74,8 @@ async def upload_sample(personality: PersonalityDep, request: Request, chorus: C
     response_model=SampleCheckOut,
     responses={403: {"model": ErrorOut, "description": "force=true from a key without admin."},
                404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 415: {"model": ErrorOut},
-               422: {"model": RejectedOut | ErrorOut, "description": "A bad field, or bytes that are no recording."}},
+               422: {"model": RejectedOut | ErrorOut, "description": "A bad field, or bytes that are no recording."},
+               503: {"model": ErrorOut, "description": BUSY}},
     summary="Check a recording as an upload would, storing nothing (multipart: file, force?)",
     openapi_extra=needs(Scope.SAMPLES) | {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],
@@ -84,9 +87,10 @@ async def upload_sample(personality: PersonalityDep, request: Request, chorus: C
 async def check_sample(personality: PersonalityDep, request: Request, chorus: ChorusState) -> SampleCheckOut:
     """The whole check table (speaker consistency too) and whether an upload would be stored:
     a refused recording is a 200 here, with its `problems`."""
-    form, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
-    force = _force(form.get("force"))
-    result = await chorus.samples.checked(chorus.samples.check, personality, data, force=force)
+    with chorus.samples.admitted():
+        form, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
+        force = _force(form.get("force"))
+        result = await chorus.samples.checked(chorus.samples.check, personality, data, force=force)
     return SampleCheckOut(accepted=not result.problems, problems=result.problems,
                           duplicate_of=result.duplicate_of, report=result.report)
 

@@ -9,10 +9,11 @@ Checks and storage block (CPU, disk, network), so callers run these methods in a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar, Literal, ParamSpec, Protocol, TypeVar
 
@@ -65,6 +66,17 @@ class SamplesConfig(BaseModel):
     max_concurrent_checks: int = Field(
         2, ge=1, description="uploads decoded and checked at once per replica; the others wait their turn",
     )
+    max_queued_checks: int = Field(
+        8, ge=0, description="uploads (and clone references) a replica lets wait for a check beyond those being "
+        "checked; more get 503 with Retry-After before their body is read (each waiting one holds its body)",
+    )
+
+
+class ChecksBusy(SampleStoreError):
+    """As many recordings as this replica lets in are being read or checked; 503, retry soon."""
+
+    status_code: ClassVar[int] = 503
+    retry_after_s: ClassVar[int] = 2
 
 
 class PersonalityGone(SampleStoreError):
@@ -106,7 +118,24 @@ class SampleService:
         # burst of uploads must queue, not multiply a replica's memory. Waiting requests
         # hold no worker thread (an asyncio semaphore, taken before the thread is).
         self._checks = asyncio.Semaphore(config.max_concurrent_checks)
+        self._admitted = 0
         self._listings: dict[str, tuple[float, list[StoredSample]]] = {}
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """A place among the recordings this replica reads and checks, taken before a body
+        is read: at most `max_concurrent_checks + max_queued_checks` uploads hold theirs at
+        once, so a burst cannot multiply a replica's memory by its request limit; the rest
+        are refused (ChecksBusy) at once."""
+        limit = self.config.max_concurrent_checks + self.config.max_queued_checks
+        if self._admitted >= limit:
+            raise ChecksBusy(f"{limit} recordings are being read or checked on this replica, the most it takes "
+                             f"at once; try again in a few seconds")
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
 
     async def checked(self, work: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run `work` (an upload, a one-off reference: anything that decodes and checks a

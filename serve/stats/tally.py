@@ -108,6 +108,11 @@ def utterance(speech: ReadableSpan, attempts: Sequence[ReadableSpan]) -> Tally:
     outcome a failure by outcome and `error.type`. An attempt that did not speak followed by
     another is a fallback from its engine to the next one. Time to first audio and cache
     hits go to the personality and to the engine that spoke.
+
+    An attempt answered wholly from the audio cache (`chorus.cache` = hit) counts for its
+    engine as a request, a success, its characters and a cache hit, but not in the engine's
+    latency, first audio, audio seconds or real-time factor: the engine did no work, and
+    near-zero samples would hide how fast it really is.
     """
     t = Tally()
     attrs = speech.attributes or {}
@@ -131,7 +136,7 @@ def utterance(speech: ReadableSpan, attempts: Sequence[ReadableSpan]) -> Tally:
     ttfa = _num(attrs, spans.TIME_TO_FIRST_AUDIO_MS)
     hit = _str(attrs, spans.CACHE) == "hit"
     for kind, subject in [*askers, *([(ENGINE, spoke)] if spoke else [])]:
-        if ttfa is not None:
+        if ttfa is not None and not (hit and kind == ENGINE):
             t.sample(kind, subject, "ttfa", ttfa)
         if hit:
             t.add(kind, subject, "cache_hits")
@@ -145,10 +150,12 @@ def utterance(speech: ReadableSpan, attempts: Sequence[ReadableSpan]) -> Tally:
             t.add(ENGINE, engine, "requests")
             t.add(ENGINE, engine, "successes")
             t.add(ENGINE, engine, "chars", _num(a, spans.CHARACTERS) or 0)
-            t.sample(ENGINE, engine, "lat", _ms(attempt))
             audio = _num(a, spans.AUDIO_SECONDS) or 0
             synthesis = audio * (_num(a, spans.REAL_TIME_FACTOR) or 0)
-            for kind, subject in ((ENGINE, engine), (PERSONALITY, name)):
+            cached = _str(a, spans.CACHE) == "hit"
+            if not cached:
+                t.sample(ENGINE, engine, "lat", _ms(attempt))
+            for kind, subject in ((PERSONALITY, name), *(() if cached else ((ENGINE, engine),))):
                 t.add(kind, subject, "audio_s", audio)
                 t.add(kind, subject, "synth_s", synthesis)
             continue

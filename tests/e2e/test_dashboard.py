@@ -90,8 +90,10 @@ def until(browser: WebDriver, check: Callable[[WebDriver], T], timeout: float = 
 
 
 def cell(browser: WebDriver, table: str, row: str, col: str) -> str:
-    found = browser.find_elements(By.CSS_SELECTOR, f'#{table} tr[data-key="{row}"] [data-col="{col}"]')
-    return found[0].text if found else ""
+    # Read in one script: a live view may replace its rows between a find and a read.
+    return browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : ''",
+        f'#{table} tr[data-key="{row}"] [data-col="{col}"]')
 
 
 def speak(app: ChorusApp, times: int) -> None:
@@ -146,6 +148,11 @@ def test_engines_show_health_and_capabilities(app: ChorusApp, browser: WebDriver
     assert "en" in cell(browser, "engine-list", "piper", "languages")
     assert "en_US-joe-medium" in cell(browser, "engine-list", "piper", "voices")
     assert cell(browser, "engine-list", "piper", "circuit") == "closed"
+    # Serve's own count: the tests deploy one Piper replica.
+    with app.client() as c:
+        (piper,) = [p for p in c.get("/v1/providers").json()["providers"] if p["engine"] == "piper"]
+    assert piper["replicas"] == {"running": 1, "starting": 0, "stopping": 0}
+    assert cell(browser, "engine-list", "piper", "replicas") == "1 running"
     replicas, traces = browser.find_elements(By.CSS_SELECTOR, '#engine-list tr[data-key="piper"] [data-col="links"] a')
     assert replicas.get_attribute("href") == "http://127.0.0.1:8265/#/serve/applications/chorus/piper"
     assert traces.get_attribute("href") == "http://traces.example/search?engine=piper"

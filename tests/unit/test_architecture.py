@@ -46,7 +46,7 @@ def test_the_copy_the_violations_are_made_in_is_clean(tree: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
-DOMAIN = "Samples, stores, statistics and the audio cache never reach the HTTP layer"
+DOMAIN = "Samples, stores, statistics, the audio cache and replica counts never reach"
 
 
 def add_import(tree: Path, module: str, imported: str) -> None:
@@ -67,11 +67,12 @@ def add_import(tree: Path, module: str, imported: str) -> None:
         ("chorus.stores", "ray.serve", DOMAIN),
         ("chorus.stats.service", "chorus.state", DOMAIN),
         ("chorus.cache.store", "chorus.router", DOMAIN),
+        ("chorus.replicas", "ray.serve", DOMAIN),
         ("chorus.auth.guard", "chorus.errors", "Access control sits below the HTTP layer"),
         ("chorus.personalities", "chorus.stores", "No import cycles"),
     ],
     ids=["engine-imports-ingress", "contract-imports-ours", "operator-imports-ray",
-         "operator-imports-engine", "samples-import-router", "stores-import-ray", "stats-import-state", "cache-imports-router", "auth-imports-errors", "cycle"],
+         "operator-imports-engine", "samples-import-router", "stores-import-ray", "stats-import-state", "cache-imports-router", "replicas-import-ray", "auth-imports-errors", "cycle"],
 )
 def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imported: str, contract: str) -> None:
     add_import(tree, module, imported)

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import math
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -523,3 +524,59 @@ async def test_a_check_of_bytes_that_are_no_recording_is_a_422(recording_api: Ap
     r = await recording_api.client.post("/v1/personalities/joe/samples/check", files={"file": ("x.wav", b"not audio" * 100)})
     assert r.status_code in (415, 422), r.text
     assert r.json()["detail"]
+
+
+async def test_uploads_beyond_what_a_replica_takes_are_refused_before_their_body(
+        recording_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`max_concurrent_checks` (2) are checked and `max_queued_checks` (set to 1) wait, each
+    holding its body; the next upload, check or clone gets 503 with Retry-After at once,
+    and the places are given back when those are done."""
+    api, c = recording_api, recording_api.client
+    api.chorus.samples.config = api.chorus.samples.config.model_copy(update={"max_queued_checks": 1})
+    checking, release = threading.Semaphore(0), threading.Event()
+    check_sample = api.chorus.samples.ingest.checker.check_sample
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        checking.release()
+        release.wait(30)
+        return check_sample(*args, **kwargs)
+
+    monkeypatch.setattr(api.chorus.samples.ingest.checker, "check_sample", held)
+    recordings = [clean_recording(), clean_recording(other_text=True), clean_recording()]
+    busy = [asyncio.create_task(c.post("/v1/personalities/joe/samples/check", files=f)) for f in recordings]
+    for _ in range(2):  # two in the checks, the third waiting for one
+        assert await asyncio.to_thread(checking.acquire, True, 30)
+    for path, form in (("/v1/personalities/joe/samples", {}), ("/v1/personalities/joe/samples/check", {}),
+                       ("/v1/clone", {"data": {"text": "Hello."}})):
+        r = await c.post(path, files=clean_recording(), **form)
+        assert r.status_code == 503, (path, r.text)
+        assert r.headers["retry-after"] == "2" and "3 recordings are being read or checked" in r.json()["detail"]
+    release.set()
+    assert [(await task).status_code for task in busy] == [200, 200, 200]
+    assert api.chorus.samples._admitted == 0
+    assert (await c.post("/v1/personalities/joe/samples", files=clean_recording())).status_code == 201
+
+
+def test_the_cli_checks_a_recording_through_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`chorus samples check FILE --personality joe`: the API's table and verdict, nothing stored."""
+    from starlette.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from chorus import cli as chorus_cli
+
+    api = Api(tmp_path, max_upload=MAX_SAMPLE_BYTES)
+    app = create_app(api.chorus)
+    monkeypatch.setattr(chorus_cli.httpx, "Client", lambda base_url, timeout, headers: TestClient(app, base_url=base_url))
+    speech = rec.recordings().clean()
+    clean, noisy = tmp_path / "clean.wav", tmp_path / "noisy.wav"
+    clean.write_bytes(rec.encode(speech.samples, speech.rate))
+    noisy.write_bytes(rec.encode(rec.with_white_noise(speech, snr_db=3), speech.rate))
+
+    ok = CliRunner().invoke(chorus_cli.cli, ["samples", "check", str(clean), "--personality", "joe"])
+    assert ok.exit_code == 0, ok.output
+    assert "speaker_consistency" in ok.output and "would be stored: quality score" in ok.output
+    refused = CliRunner().invoke(chorus_cli.cli, ["samples", "check", str(noisy), "--personality", "joe"])
+    assert refused.exit_code == 1 and "would be refused: signal-to-noise ratio" in refused.output
+    missing = CliRunner().invoke(chorus_cli.cli, ["samples", "check", str(clean), "--personality", "nobody"])
+    assert missing.exit_code == 1 and "error 404" in missing.output
+    assert api.chorus.samples.store.list("joe") == []

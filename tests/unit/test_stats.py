@@ -60,9 +60,10 @@ def check_script_figures(out: StatsOut) -> None:
     assert piper.error_types == {"EngineUnavailableError": 1, "TextTooLongError": 1}
     assert piper.fallbacks_to == {"google_tts": 2}  # unavailable, then skipped: both moved on to Google
     assert (piper.characters, piper.cache_hits) == (15, 1)
-    assert piper.audio_seconds == pytest.approx(3.0) and piper.rtf == pytest.approx(1.1 / 3)
-    assert piper.latency_ms.avg == pytest.approx(75) and piper.latency_ms.ema == pytest.approx(95)
-    assert piper.time_to_first_audio_ms.avg == pytest.approx(40)
+    # ann's utterance came from the cache: it counts for piper, but not in how fast piper is.
+    assert piper.audio_seconds == pytest.approx(2.0) and piper.rtf == pytest.approx(0.5)
+    assert piper.latency_ms.avg == pytest.approx(100) and piper.latency_ms.ema == pytest.approx(100)
+    assert piper.time_to_first_audio_ms.avg is None
     assert (google.requests, google.successes, google.skipped) == (2, 1, 0)
     assert google.failures == {"timeout": 1} and google.error_types == {"EngineTimeoutError": 1}
     assert google.fallbacks_to == {} and google.characters == 12 and google.rtf == pytest.approx(0.2)
@@ -102,6 +103,24 @@ async def test_each_key_counts_the_utterances_it_asked_for() -> None:
     assert (app.requests, app.successes, app.characters, app.time_to_first_audio_ms.p50 is not None) == (2, 2, 12, True)
     assert (ops.requests, ops.successes, ops.failures, ops.error_types) == (1, 0, {"failed": 1}, {"AllEnginesFailed": 1})
     assert set(out.keys) == {"app", "ops"}  # the keyless utterance counts for no key
+
+
+async def test_a_cache_hit_counts_for_the_engine_but_not_in_its_speed() -> None:
+    """The engine did no work for a hit: its latency, first audio and real-time factor are
+    those of what it synthesized; the personality got the audio either way."""
+    stats, maker = memory_stats()
+    maker.say(Said("joe", "ok", [Try("piper", "ok", 100, 10, 2.0, 0.5, cache="miss")], ms=110, characters=10,
+                   engine="piper", ttfa_ms=90, cache="miss"), NOW - 9)
+    maker.say(Said("joe", "ok", [Try("piper", "ok", 2, 10, 2.0, 0.0, cache="hit")], ms=3, characters=10,
+                   engine="piper", ttfa_ms=2, cache="hit"), NOW - 8)
+    out = await stats.window(StatsWindow.FIVE_MINUTES)
+    piper, joe = out.engines["piper"], out.personalities["joe"]
+    assert (piper.requests, piper.successes, piper.characters, piper.cache_hits) == (2, 2, 20, 1)
+    assert piper.latency_ms.avg == pytest.approx(100) and piper.latency_ms.ema == pytest.approx(100)
+    assert piper.time_to_first_audio_ms.avg == pytest.approx(90)
+    assert piper.audio_seconds == pytest.approx(2.0) and piper.rtf == pytest.approx(0.5)
+    assert (joe.requests, joe.cache_hits, joe.audio_seconds) == (2, 1, pytest.approx(4.0))
+    assert joe.latency_ms.avg == pytest.approx(56.5) and joe.time_to_first_audio_ms.avg == pytest.approx(46)
 
 
 async def test_attempts_wait_for_their_utterance_and_count_once() -> None:
