@@ -99,6 +99,8 @@ class Ingress:
         loop = asyncio.get_running_loop()
         self._watchers = [loop.create_task(self.chorus.store.watch(self._stop)),
                           loop.create_task(self.chorus.stats.run(self._stop))]
+        if self.chorus.cache is not None:  # drops made through other replicas reach this one's memory
+            self._watchers.append(loop.create_task(self.chorus.cache.follow_drops(self._stop)))
         if config.auth is not None and self.chorus.keys is not None:
             # Loaded before the first request; kept current while the replica lives.
             sources = KeySources(config.auth, self.chorus.keys)

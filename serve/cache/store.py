@@ -9,11 +9,12 @@ memory tier is written before it leaves (so this replica hits at once)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 
 from chorus.cache.config import CacheConfig
-from chorus.cache.tiers import DiskTier, MemoryTier, RedisTier, Tier
+from chorus.cache.tiers import DiskTier, MemoryTier, RedisTier, SharedTier, Tier
 from deployments.base import AudioResult
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,10 @@ class CacheUnavailable(Exception):
 
 
 class AudioCache:
-    def __init__(self, memory: MemoryTier | None, shared: Tier | None) -> None:
+    def __init__(self, memory: MemoryTier | None, shared: SharedTier | None, follow_s: float = 1.0) -> None:
         self.memory = memory
         self.shared = shared
+        self.follow_s = follow_s
         self._writing: set[asyncio.Task[None]] = set()  # referenced until done, or the loop drops them
 
     @classmethod
@@ -58,7 +60,7 @@ class AudioCache:
         if not config.enabled:
             return None
         memory = MemoryTier(config.memory_bytes) if config.memory_bytes > 0 else None
-        shared: Tier | None = None
+        shared: SharedTier | None = None
         if redis_url is not None:
             shared = RedisTier(redis_url, config.redis_ttl_s)
         elif config.disk_dir is not None:
@@ -100,17 +102,40 @@ class AudioCache:
             await asyncio.gather(*self._writing)
 
     async def drop_personality(self, personality: str | None) -> dict[str, int]:
-        """Drops `personality`'s entries (None: all) from every tier this replica reaches:
-        how many each tier dropped. Other replicas' memory keeps its copies until they age
-        out (a changed personality never reaches them anyway: its keys changed). A tier that
-        fails raises `CacheUnavailable`: an admin must know the entries may still be there."""
+        """Drops `personality`'s entries (None: all) from every tier this replica reaches,
+        and tells the other replicas through the shared tier (`follow_drops`): how many each
+        tier here dropped. A tier that fails raises `CacheUnavailable`: an admin must know
+        the entries may still be there."""
         dropped: dict[str, int] = {}
         for tier in self.tiers:
             try:
                 dropped[tier.name] = await tier.drop_personality(personality)
             except Exception as err:
                 raise CacheUnavailable(tier.name, f"{type(err).__name__}: {err}") from err
+        if self.shared is not None:
+            try:
+                await self.shared.announce_drop(personality)
+            except Exception as err:
+                raise CacheUnavailable(self.shared.name, f"{type(err).__name__}: {err}") from err
         return dropped
+
+    async def follow_drops(self, stop: asyncio.Event) -> None:
+        """Until `stop`: every `follow_s`, drops from this replica's memory what any replica
+        dropped (the shared tier's notices), so `DELETE /v1/cache` reaches every replica's
+        copies within about that long. The ingress runs one per replica."""
+        if self.memory is None or self.shared is None:
+            return
+        seen: int | None = None
+        while not stop.is_set():
+            try:
+                last, drops = await self.shared.drops_after(seen)
+                for personality in drops:
+                    await self.memory.drop_personality(personality)
+                seen = last
+            except Exception as err:  # noqa: BLE001 - tried again next round
+                log.warning("audio cache: reading drop notices failed: %s: %s", type(err).__name__, err)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.follow_s)
 
 
 async def _written(tier: Tier, key: str, blob: bytes, personality: str) -> None:

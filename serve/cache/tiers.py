@@ -2,11 +2,14 @@
 
 A tier keeps opaque blobs (`chorus.cache.store` encodes the audio) under cache keys, with an
 index of which keys each personality made, so an admin can drop one personality's entries.
+A shared tier (disk, Redis) also keeps the drops made through any replica as numbered
+notices, so every replica can drop the same entries from its own memory (`SharedTier`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +18,9 @@ import diskcache
 import redis.asyncio
 
 NAMESPACE = "chorus:audio"
+# Outside the entries' namespace: dropping every entry leaves the notices (and their count).
+_DROPS = "chorus:audio-drops"
+_DROPS_LAST = f"{_DROPS}:last"
 
 
 class Tier(Protocol):
@@ -27,6 +33,31 @@ class Tier(Protocol):
     async def drop_personality(self, personality: str | None) -> int:
         """Drops the entries `personality` made (None: every entry); how many were dropped."""
         ...
+
+
+class SharedTier(Tier, Protocol):
+    async def announce_drop(self, personality: str | None) -> None:
+        """Tells every replica that `personality`'s entries (None: all) were dropped."""
+        ...
+
+    async def drops_after(self, seen: int | None) -> tuple[int, list[str | None]]:
+        """The drops announced after notice `seen` (None: none, only where the notices stand
+        now) and the number of the last; the oldest are forgotten after `KEPT_DROPS`."""
+        ...
+
+
+# Notices kept: a replica that fell further behind than this drops everything to be safe.
+KEPT_DROPS = 1000
+_ALL = "*"  # a drop of every entry, in the notices (personality names never hold "*")
+
+
+def _notices(seen: int | None, last: int, read: Callable[[int], str | None]) -> list[str | None]:
+    if seen is None or seen >= last:
+        return []
+    if last - seen > KEPT_DROPS:
+        return [None]
+    said = [read(n) for n in range(seen + 1, last + 1)]
+    return [None if p in (None, _ALL) else p for p in said]
 
 
 class MemoryTier:
@@ -75,6 +106,8 @@ class DiskTier:
         self._cache = diskcache.Cache(
             str(directory), size_limit=max_bytes, eviction_policy="least-recently-used", tag_index=True
         )
+        # Apart from the entries, so no eviction of audio ever takes a notice with it.
+        self._drops = diskcache.Cache(str(directory / "drops"), eviction_policy="none")
 
     async def get(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self._cache.get, key)
@@ -87,8 +120,25 @@ class DiskTier:
             return await asyncio.to_thread(self._cache.clear)
         return await asyncio.to_thread(self._cache.evict, personality)
 
+    async def announce_drop(self, personality: str | None) -> None:
+        await asyncio.to_thread(self._announce, personality or _ALL)
+
+    def _announce(self, said: str) -> None:
+        with self._drops.transact():  # numbered without a gap, also across processes
+            n = self._drops.incr("last")
+            self._drops.set(n, said)
+            self._drops.delete(n - KEPT_DROPS)
+
+    async def drops_after(self, seen: int | None) -> tuple[int, list[str | None]]:
+        def read() -> tuple[int, list[str | None]]:
+            last = int(self._drops.get("last", 0))
+            return last, _notices(seen, last, self._drops.get)
+
+        return await asyncio.to_thread(read)
+
     def close(self) -> None:
         self._cache.close()
+        self._drops.close()
 
 
 class RedisTier:
@@ -134,6 +184,21 @@ class RedisTier:
             if name.startswith(f"{NAMESPACE}:entry:".encode()):  # indexes are not entries
                 dropped += removed
         return dropped
+
+    async def announce_drop(self, personality: str | None) -> None:
+        n = await self._redis.incr(_DROPS_LAST)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(f"{_DROPS}:{n}", personality or _ALL, ex=self._ttl_s)
+        pipe.delete(f"{_DROPS}:{n - KEPT_DROPS}")
+        await pipe.execute()
+
+    async def drops_after(self, seen: int | None) -> tuple[int, list[str | None]]:
+        last = int(await self._redis.get(_DROPS_LAST) or 0)
+        if seen is None or seen >= last or last - seen > KEPT_DROPS:
+            return last, _notices(seen, last, lambda n: None)
+        said = await self._redis.mget([f"{_DROPS}:{n}" for n in range(seen + 1, last + 1)])
+        # A notice not yet written (INCR came first) or expired reads as a drop of everything.
+        return last, [None if s in (None, _ALL.encode()) else s.decode() for s in said]
 
     async def close(self) -> None:
         await self._redis.aclose()

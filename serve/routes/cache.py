@@ -20,8 +20,8 @@ class DroppedOut(BaseModel):
     personality: str | None = Field(description="Whose entries were dropped; null: every entry.")
     dropped: dict[str, int] = Field(
         description="Entries dropped per tier this replica reaches (memory, redis or disk); a tier holding "
-        "a copy of an entry another holds counts it too. Other ingress replicas' memory keeps its copies "
-        "until they age out."
+        "a copy of an entry another holds counts it too. The other ingress replicas drop their memory's copies "
+        "within about a second (they follow the shared tier's drop notices)."
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from chorus.cache.key import cache_key
 from chorus.cache.lookup import resolve
 from chorus.cache.replay import Replay
 from chorus.cache.store import AudioCache, CacheUnavailable, encode
+from chorus.cache import tiers
 from chorus.cache.tiers import DiskTier, MemoryTier, RedisTier
 from deployments.base import AudioResult, Capabilities, SynthesisRequest, VoiceInfo, VoiceSampleRef
 from deployments.settings import PiperSettings, XTTSSettings
@@ -148,6 +151,62 @@ async def test_redis_down_is_a_miss_and_puts_are_dropped(caplog: pytest.LogCaptu
     assert "writing the redis tier failed" in caplog.text and "reading the redis tier failed" in caplog.text
     with pytest.raises(CacheUnavailable, match="redis tier"):
         await cache.drop_personality("joe")
+
+
+@pytest.mark.parametrize("shared", ["disk", "redis"])
+async def test_a_drop_through_one_replica_reaches_the_others_memory(tmp_path: Path, shared: str) -> None:
+    """Two replicas, each with its own memory, one shared tier: what one drops, the other
+    drops from its memory on its next round of following the drop notices."""
+    with contextlib.ExitStack() as stack:
+        def tier() -> Any:
+            if shared == "disk":
+                return DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
+            return RedisTier(url, ttl_s=60)
+
+        url = stack.enter_context(redis_server(tmp_path)) if shared == "redis" else ""
+        a, b = (AudioCache(MemoryTier(1 << 20), tier(), follow_s=0.05) for _ in range(2))
+        stop = asyncio.Event()
+        following = asyncio.gather(a.follow_drops(stop), b.follow_drops(stop))
+        await a.put("joe-1", AUDIO, "joe")
+        await a.put("ann-1", AUDIO, "ann")
+        await a.settled()
+        assert await b.get("joe-1", "joe") == AUDIO and await b.get("ann-1", "ann") == AUDIO  # now in b's memory
+
+        assert (await a.drop_personality("joe"))[shared] == 1
+        await until(lambda: b.memory.get("joe-1"), None)  # type: ignore[union-attr]
+        assert await b.get("joe-1", "joe") is None
+        assert await b.memory.get("ann-1") is not None  # type: ignore[union-attr]  # only joe's
+
+        await b.put("joe-2", AUDIO, "joe")  # made after the drop: kept
+        await asyncio.sleep(0.2)
+        assert await b.memory.get("joe-2") is not None  # type: ignore[union-attr]
+        await a.drop_personality(None)
+        await until(lambda: b.memory.get("ann-1"), None)  # type: ignore[union-attr]
+        assert b.memory.size == 0  # type: ignore[union-attr]
+        stop.set()
+        await following
+
+
+async def test_a_replica_too_far_behind_the_notices_drops_everything(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tiers, "KEPT_DROPS", 3)
+    disk = DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
+    seen, _ = await disk.drops_after(None)
+    await disk.announce_drop("joe")
+    await disk.announce_drop(None)
+    assert await disk.drops_after(seen) == (seen + 2, ["joe", None])
+    for _ in range(4):
+        await disk.announce_drop("ann")
+    assert await disk.drops_after(seen) == (seen + 6, [None])  # the oldest notices are gone: all of it
+    assert await disk.drops_after(seen + 5) == (seen + 6, ["ann"])
+    assert len(disk._drops) == 1 + 3  # the count and the notices kept
+
+
+async def until(read: Callable[[], Any], expected: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await read() != expected:
+        assert asyncio.get_running_loop().time() < deadline, "the replica never followed the drop"
+        await asyncio.sleep(0.02)
 
 
 def test_open_picks_the_tiers(tmp_path: Path) -> None:
