@@ -131,12 +131,13 @@ class ScopeOut(BaseModel):
     allows: str
 
 
-class KeyOut(KeyLimits):
+class KeyOut(BaseModel):
     """`GET /v1/keys/me`: the key the request came with, and what it may do."""
 
     auth: bool = Field(description="False when the server runs without keys: every route is open to whoever reaches it.")
     name: str | None = Field(description="The key's name (never the key); null without keys.")
     scopes: list[ScopeOut]
+    limits: KeyLimits = Field(description="What the key may spend (absent: unlimited).")
     routes: list[str] = Field(description="Every 'METHOD /path' of the API this key may call.")
 
 

@@ -21,8 +21,8 @@ from chorus.auth.sources import KeySources
 from chorus.body_limit import BodyLimitMiddleware
 from chorus.http_tracing import ServerSpans
 from chorus.quota_guard import QuotaMiddleware
-from chorus.replicas import ReplicaCount, ReplicaSource, Replicas
 from chorus.replica_retry import RetryingHandle
+from chorus.replicas import ReplicaCount, Replicas, ReplicaSource
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
 from chorus.routes import cache, clone, dashboard, keys, personalities, providers, samples, speech, stats

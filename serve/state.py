@@ -22,8 +22,8 @@ from chorus.deadline import Deadlines
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import Personality
 from chorus.quotas import Quotas, QuotasConfig
-from chorus.replicas import Replicas
 from chorus.ray_metrics import RayMetrics
+from chorus.replicas import Replicas
 from chorus.router import EngineBoard, Router
 from chorus.samples.service import SamplesConfig, SampleService
 from chorus.shared_store import RedisUrl

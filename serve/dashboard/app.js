@@ -68,8 +68,12 @@ function showKey(mine) {
   const said = document.getElementById("key-said");
   document.getElementById("key-state").hidden = false;
   document.getElementById("key-forget").hidden = !mine.auth;
+  const { rateLimit, charactersPerDay, charactersPerMonth } = mine.limits;
+  const limits = [rateLimit && `${rateLimit} requests`, charactersPerDay && `${charactersPerDay.toLocaleString()} characters a day`,
+    charactersPerMonth && `${charactersPerMonth.toLocaleString()} characters a month`].filter(Boolean);
   said.replaceChildren(...(mine.auth
-    ? [`Key ${mine.name} may:`, el("ul", { id: "key-scopes" }, mine.scopes.map((s) => el("li", { "data-scope": s.scope }, el("strong", {}, s.scope), ` — ${s.allows}`)))]
+    ? [`Key ${mine.name} may:`, el("ul", { id: "key-scopes" }, mine.scopes.map((s) => el("li", { "data-scope": s.scope }, el("strong", {}, s.scope), ` — ${s.allows}`))),
+      el("p", { id: "key-limits" }, limits.length ? `Limits: ${limits.join(", ")}.` : "No rate limit or character budget.")]
     : ["This server runs without API keys: every route is open."]));
   for (const link of document.querySelectorAll("nav a")) {
     const needed = lacking(document.getElementById(link.hash.slice(1)), mine);

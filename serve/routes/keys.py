@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from chorus.api import KeyOut, ScopeOut
-from chorus.auth.keys import caller
+from chorus.auth.keys import KeyLimits, caller
 from chorus.auth.scopes import ALLOWS, ANY_KEY, OPENAPI_KEY, PUBLIC, Scope, needs
 from chorus.state import ChorusState
 
@@ -18,11 +18,10 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 async def me(request: Request, chorus: ChorusState) -> KeyOut:
     key = caller(request)
     if chorus.keys is None or key is None:  # keys off: whoever reaches the server may do everything
-        scopes, name, spend = set(Scope), None, {}
+        scopes, name, limits = set(Scope), None, KeyLimits()
     else:
         scopes, name = set(key.scopes), key.name
-        spend = {"rate_limit": key.rate_limit, "characters_per_day": key.characters_per_day,
-                 "characters_per_month": key.characters_per_month}
+        limits = KeyLimits.model_validate(key.model_dump(include=set(KeyLimits.model_fields)))
     may = set(Scope) if Scope.ADMIN in scopes else scopes
     # The API document names each operation's scope, as the guard reads it from the route.
     routes = [
@@ -32,5 +31,5 @@ async def me(request: Request, chorus: ChorusState) -> KeyOut:
         if (needed := operation.get(OPENAPI_KEY, Scope.ADMIN.value)) != PUBLIC
         and (needed == ANY_KEY or Scope(needed) in may)
     ]
-    return KeyOut(auth=chorus.keys is not None, name=name, routes=routes,
-                  scopes=[ScopeOut(scope=s, allows=ALLOWS[s]) for s in Scope if s in scopes], **spend)
+    return KeyOut(auth=chorus.keys is not None, name=name, limits=limits, routes=routes,
+                  scopes=[ScopeOut(scope=s, allows=ALLOWS[s]) for s in Scope if s in scopes])

@@ -399,7 +399,8 @@ def test_with_keys_on_nothing_loads_before_a_key(chorus: ChorusApp, app: ChorusA
                                                   shots: Path, tmp_path: Path) -> None:
     keys = tmp_path / "keys.yaml"
     keys.write_text(yaml.safe_dump({"keys": [
-        {"name": f"{s.value}-key", "sha256": digest(KEYS[s]), "scopes": [s.value]} for s in (Scope.SPEAK, Scope.ADMIN)
+        {"name": f"{s.value}-key", "sha256": digest(KEYS[s]), "scopes": [s.value], "charactersPerDay": 5000}
+        for s in (Scope.SPEAK, Scope.ADMIN)
     ]}))
     chorus.deploy(auth={"keysFile": str(keys)})
     chorus.write("joe", JOE)
@@ -428,6 +429,7 @@ def test_with_keys_on_nothing_loads_before_a_key(chorus: ChorusApp, app: ChorusA
     assert "Key speak-key may:" in browser.find_element(By.ID, "key-said").text and "synthesize" in scopes[0].text
     locked = {a.get_attribute("hash") for a in browser.find_elements(By.CSS_SELECTOR, "nav a.locked")}
     assert locked == {"#performance", "#quotas", "#editor", "#samples"}
+    assert browser.find_element(By.ID, "key-limits").text == "Limits: 5,000 characters a day."
     browser.save_screenshot(str(shots / "dashboard-key-scopes.png"))
     browser.get(f"{chorus.url}/dashboard#engines")  # same tab: the key is remembered
     until(browser, lambda b: cell(b, "engine-list", "piper", "health").startswith("healthy"))
