@@ -187,19 +187,24 @@ async def test_a_drop_through_one_replica_reaches_the_others_memory(tmp_path: Pa
         await following
 
 
-async def test_a_replica_too_far_behind_the_notices_drops_everything(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tiers, "KEPT_DROPS", 3)
-    disk = DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
-    seen, _ = await disk.drops_after(None)
-    await disk.announce_drop("joe")
-    await disk.announce_drop(None)
-    assert await disk.drops_after(seen) == (seen + 2, ["joe", None])
-    for _ in range(4):
-        await disk.announce_drop("ann")
-    assert await disk.drops_after(seen) == (seen + 6, [None])  # the oldest notices are gone: all of it
-    assert await disk.drops_after(seen + 5) == (seen + 6, ["ann"])
-    assert len(disk._drops) == 1 + 3  # the count and the notices kept
+@pytest.mark.parametrize("shared", ["disk", "redis"])
+async def test_a_replica_too_far_behind_the_notices_drops_everything(tmp_path: Path, shared: str) -> None:
+    with contextlib.ExitStack() as stack:
+        if shared == "disk":
+            tier: Any = DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
+        else:
+            tier = RedisTier(stack.enter_context(redis_server(tmp_path)), ttl_s=60)
+        seen, _ = await tier.drops_after(None)
+        await tier.announce_drop("joe")
+        await tier.announce_drop(None)
+        assert await tier.drops_after(seen) == (seen + 2, ["joe", None])
+        for _ in range(tiers.KEPT_DROPS):
+            await tier.announce_drop("ann")
+        last = seen + 2 + tiers.KEPT_DROPS
+        assert await tier.drops_after(seen) == (last, [None])  # the oldest notices are gone: all of it
+        assert await tier.drops_after(last - 1) == (last, ["ann"])
+        if shared == "disk":
+            assert len(tier._drops) == 1 + tiers.KEPT_DROPS  # the count and the notices kept
 
 
 async def until(read: Callable[[], Any], expected: Any, timeout: float = 5.0) -> None:

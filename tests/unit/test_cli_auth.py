@@ -195,20 +195,6 @@ def test_client_commands_send_the_key(server: list[httpx.Request]) -> None:
     assert "--api-key or $CHORUS_API_KEY" in refused.stderr
 
 
-def test_providers_shows_each_engines_health_and_circuit(monkeypatch: pytest.MonkeyPatch) -> None:
-    piper = {"engine": "piper", "health": {"healthy": False, "reason": "voice files missing"}, "timeout_s": 30,
-             "capabilities": {"languages": ["en"], "voices": [{"id": "en_US-joe-medium"}], "cloning": False,
-                              "streaming": True, "max_characters": 5000, "sample_rate": 22050},
-             "circuit": {"state": "open", "failures": 5, "retry_at": "2026-11-30T12:00:30Z"}}
-    real = httpx.Client
-    answer = httpx.MockTransport(lambda request: httpx.Response(200, json={"providers": [piper]}))
-    monkeypatch.setattr(chorus_cli.httpx, "Client", lambda **kwargs: real(transport=answer, **kwargs))
-    out = invoke("providers")
-    assert out.exit_code == 0, out.output
-    assert "piper       UNAVAILABLE: voice files missing" in out.output
-    assert "circuit: open (5 failures in a row, one probe from 2026-11-30T12:00:30Z)" in out.output
-
-
 def test_say_and_samples_add_send_the_key(server: list[httpx.Request], tmp_path: Path) -> None:
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"RIFF")
