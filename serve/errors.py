@@ -21,7 +21,6 @@ from chorus.request_id import id_header, request_id
 from chorus.router import AllEnginesFailed, Attempt
 from chorus.safe_text import scrubbed
 from chorus.samples.report import SampleRejected, SpeakerMismatch
-from chorus.samples.service import ChecksBusy
 from chorus.samples.storage import (
     DuplicateSample,
     SampleIdConflict,
@@ -168,7 +167,7 @@ def install(app: FastAPI) -> None:
         if isinstance(err, SampleLimitReached):
             extra["limit"] = err.limit
         response = error_response(request, err.status_code, err.reason, extra=extra)
-        if isinstance(err, ChecksBusy):
+        if err.retry_after_s is not None:
             response.headers["Retry-After"] = str(err.retry_after_s)
         return response
 

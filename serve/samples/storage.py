@@ -114,6 +114,7 @@ class SampleStoreError(Exception):
     """Base class; `reason` is shown to clients. Pickles via `args`."""
 
     status_code: ClassVar[int] = 500
+    retry_after_s: ClassVar[int | None] = None  # set for refusals worth retrying soon (`Retry-After`)
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

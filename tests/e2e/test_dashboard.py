@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import uvicorn
 import yaml
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -33,8 +31,8 @@ from chorus.stores.kubernetes import KubernetesStore
 from tests import recordings as rec
 from tests.access_calls import KEYS
 from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.conftest import free_port
 from tests.engine_handles import LocalHandle, ScriptedEngine
+from tests.servers import running
 from tests.unit.test_kubernetes_store import configmap
 
 pytestmark = pytest.mark.ray
@@ -291,17 +289,8 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert isinstance(chorus.store, KubernetesStore)
     chorus.store.replace_all([configmap("ann", spec=ANN)])
     chorus.store.synced.set()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(chorus), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(create_app(chorus)) as url:
+        yield url
 
 
 def test_cluster_mode_shows_the_yaml_to_apply_instead_of_saving(cluster_url: str, browser: WebDriver,

@@ -34,6 +34,7 @@ from deployments.base import (
 from tests import recordings as rec
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
+from tests.servers import running
 
 MAX_TEXT = 200
 MAX_UPLOAD = 4096
@@ -557,50 +558,42 @@ async def test_uploads_beyond_what_a_replica_takes_are_refused_before_their_body
     assert (await c.post("/v1/personalities/joe/samples", files=clean_recording())).status_code == 201
 
 
-def cli_against(monkeypatch: pytest.MonkeyPatch, api: Api) -> Any:
-    """The `chorus` CLI, its HTTP client talking to `api`'s app in process; returns the module."""
-    from starlette.testclient import TestClient
-
-    from chorus import cli as chorus_cli
-
-    app = create_app(api.chorus)
-    monkeypatch.setattr(chorus_cli.httpx, "Client", lambda base_url, timeout, headers: TestClient(app, base_url=base_url))
-    return chorus_cli
-
-
-def test_the_cli_lists_the_engines_with_their_circuits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from starlette.testclient import TestClient
+def chorus_cli(*args: str) -> Any:
+    """The `chorus` command, run in process (its HTTP client talks to a real server)."""
     from typer.testing import CliRunner
 
+    from chorus import cli
+
+    return CliRunner().invoke(cli.cli, list(args))
+
+
+def test_the_cli_lists_the_engines_with_their_circuits(tmp_path: Path) -> None:
     api = Api(tmp_path)
-    chorus_cli = cli_against(monkeypatch, api)
     api.piper.error = EngineFailedError("down", "piper")
-    with TestClient(create_app(api.chorus), base_url="http://chorus") as c:  # the same replica state
+    with running(create_app(api.chorus)) as url:
         for _ in range(5):  # the default: 5 failures in a row open it
-            assert c.post("/v1/personalities/joe/speech", json=speech()).status_code == 200
-    out = CliRunner().invoke(chorus_cli.cli, ["providers"])
+            assert httpx.post(f"{url}/v1/personalities/joe/speech", json=speech()).status_code == 200
+        out = chorus_cli("providers", "--url", url)
     assert out.exit_code == 0, out.output
     assert "piper       healthy" in out.output and "google_tts  healthy" in out.output
     assert "circuit: open (5 failures in a row, one probe from 20" in out.output
     assert "circuit: closed (0 failures in a row)" in out.output
 
 
-def test_the_cli_checks_a_recording_through_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_checks_a_recording_through_the_api(tmp_path: Path) -> None:
     """`chorus samples check FILE --personality joe`: the API's table and verdict, nothing stored."""
-    from typer.testing import CliRunner
-
     api = Api(tmp_path, max_upload=MAX_SAMPLE_BYTES)
-    chorus_cli = cli_against(monkeypatch, api)
     speech = rec.recordings().clean()
     clean, noisy = tmp_path / "clean.wav", tmp_path / "noisy.wav"
     clean.write_bytes(rec.encode(speech.samples, speech.rate))
     noisy.write_bytes(rec.encode(rec.with_white_noise(speech, snr_db=3), speech.rate))
 
-    ok = CliRunner().invoke(chorus_cli.cli, ["samples", "check", str(clean), "--personality", "joe"])
+    with running(create_app(api.chorus)) as url:
+        ok = chorus_cli("samples", "check", str(clean), "--personality", "joe", "--url", url)
+        refused = chorus_cli("samples", "check", str(noisy), "--personality", "joe", "--url", url)
+        missing = chorus_cli("samples", "check", str(clean), "--personality", "nobody", "--url", url)
     assert ok.exit_code == 0, ok.output
     assert "speaker_consistency" in ok.output and "would be stored: quality score" in ok.output
-    refused = CliRunner().invoke(chorus_cli.cli, ["samples", "check", str(noisy), "--personality", "joe"])
     assert refused.exit_code == 1 and "would be refused: signal-to-noise ratio" in refused.output
-    missing = CliRunner().invoke(chorus_cli.cli, ["samples", "check", str(clean), "--personality", "nobody"])
     assert missing.exit_code == 1 and "error 404" in missing.output
     assert api.chorus.samples.store.list("joe") == []
