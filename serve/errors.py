@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from chorus.auth.keys import caller_name
+from chorus.auth.guard import caller_name
 from chorus.auth.scopes import Scope
 from chorus.cloud_quota_store import CountsUnavailable
 from chorus.quotas import QuotaExceeded, QuotasUnavailable

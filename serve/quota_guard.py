@@ -12,16 +12,34 @@ headers name whichever window is tightest when the answer starts.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
+from fastapi import Depends
 from starlette.datastructures import MutableHeaders
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chorus.quotas import QuotaExceeded, Quotas, QuotasUnavailable, start_spend
+from chorus.auth.guard import caller
+from chorus.quotas import QuotaExceeded, Quotas, QuotasUnavailable, Spend
 
 Refusal = Callable[[Request, QuotaExceeded | QuotasUnavailable], Response]
 """Builds the 429 or 503 (`chorus.errors.quota_refusal`)."""
+
+
+def start_spend(quotas: Quotas, conn: HTTPConnection) -> Spend:
+    """This request's spend, kept in its state for the routes (`SpendDep`)."""
+    spend = Spend(quotas, caller(conn))
+    conn.scope.setdefault("state", {})["spend"] = spend
+    return spend
+
+
+def _spend(conn: HTTPConnection) -> Spend:
+    return conn.scope["state"]["spend"]
+
+
+SpendDep = Annotated[Spend, Depends(_spend)]
+"""The request's `Spend`, for the speech routes."""
 
 
 class QuotaMiddleware:

@@ -22,18 +22,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import limits
-from fastapi import Depends
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-from starlette.requests import HTTPConnection
 
-from chorus.auth.keys import ApiKey, RateLimit, caller
+from chorus.auth.keys import ApiKey, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -277,17 +275,3 @@ class Spend:
         """The window closest to refusing (the least share left), for `X-RateLimit-*`."""
         return min(self.windows, key=lambda w: (w.share_left(), w.reset_at), default=None)
 
-
-def start_spend(quotas: Quotas, conn: HTTPConnection) -> Spend:
-    """This request's spend, kept in its state (`chorus.quota_guard` starts it)."""
-    spend = Spend(quotas, caller(conn))
-    conn.scope.setdefault("state", {})["spend"] = spend
-    return spend
-
-
-def _spend(conn: HTTPConnection) -> Spend:
-    return conn.scope["state"]["spend"]
-
-
-SpendDep = Annotated[Spend, Depends(_spend)]
-"""The request's `Spend`, for the speech routes."""

@@ -9,10 +9,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from fastapi import Request
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from chorus.auth.keys import caller
 from chorus.cache.lookup import CacheOutcome
 from chorus.router import AllEnginesFailed
 from chorus.utterance import Utterance
@@ -20,7 +18,8 @@ from deployments import spans
 from deployments.base import BadInputError, EngineId
 
 
-def start(tracer: Tracer, request: Request, utterance: Utterance) -> Span:
+def start(tracer: Tracer, utterance: Utterance, key: str | None = None) -> Span:
+    """`key`: the name of the API key that asked (None when keys are off)."""
     attributes: dict[str, str | int | bool] = {
         spans.PERSONALITY: utterance.personality.name,
         spans.LANGUAGE: utterance.language,
@@ -28,9 +27,8 @@ def start(tracer: Tracer, request: Request, utterance: Utterance) -> Span:
         spans.FORMAT: utterance.format.value,
         spans.STREAM: utterance.stream,
     }
-    key = caller(request)
     if key is not None:
-        attributes[spans.KEY] = key.name
+        attributes[spans.KEY] = key
     return tracer.start_span(spans.SPEECH, attributes=attributes)
 
 

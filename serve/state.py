@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chorus.api import DashboardLinks
 from chorus.auth.config import AuthConfig
-from chorus.auth.keys import caller
+from chorus.auth.guard import caller
 from chorus.auth.ring import KeyRing
 from chorus.auth.scopes import Scope
 from chorus.breaker import BreakerConfig, Breakers

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from chorus.auth.keys import ApiKey
 from chorus.auth.ring import KeyRing
 from chorus.auth.scopes import ANY_KEY, OPENAPI_KEY, PUBLIC
 from chorus.auth.scopes import Scope as KeyScope
@@ -23,6 +24,18 @@ from chorus.auth.scopes import Scope as KeyScope
 Refusal = Callable[..., Response]
 """Builds the error answer: `(request, status, detail, code=...)`, `chorus.errors.error_response`
 (passed in, so error shapes stay the HTTP layer's and this module stays below it)."""
+
+
+def caller(conn: HTTPConnection) -> ApiKey | None:
+    """The key a request authenticated with (written by `AuthMiddleware`); None when keys
+    are off or the route is public."""
+    return conn.scope.get("state", {}).get("caller")
+
+
+def caller_name(conn: HTTPConnection) -> str:
+    """What logs call the caller: its key's name, never the key."""
+    key = caller(conn)
+    return key.name if key else "-"
 
 
 def presented_key(conn: HTTPConnection) -> str | None:

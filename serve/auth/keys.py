@@ -12,7 +12,6 @@ from typing import Annotated, Self
 import limits
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel
-from starlette.requests import HTTPConnection
 
 from chorus.auth.scopes import Scope
 
@@ -89,14 +88,3 @@ class ApiKey(KeyLimits):
     def matches(self, presented_sha256: str) -> bool:
         return hmac.compare_digest(self.sha256, presented_sha256)
 
-
-def caller(conn: HTTPConnection) -> ApiKey | None:
-    """The key a request authenticated with (`chorus.auth.guard`); None when keys are off
-    or the route is public."""
-    return conn.scope.get("state", {}).get("caller")
-
-
-def caller_name(conn: HTTPConnection) -> str:
-    """What logs call the caller: its key's name, never the key."""
-    key = caller(conn)
-    return key.name if key else "-"

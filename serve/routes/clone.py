@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
 from chorus.api import ErrorOut, RejectedOut
-from chorus.auth.keys import caller_name
+from chorus.auth.guard import caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import (
@@ -22,7 +22,7 @@ from chorus.personalities import (
     VoiceId,
     parse_spec,
 )
-from chorus.quotas import SpendDep
+from chorus.quota_guard import SpendDep
 from chorus.request_id import request_id
 from chorus.routes.speech import SPEECH_RESPONSES, check_text, checked_utterance, speak
 from chorus.state import ChorusState

@@ -6,7 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from chorus.api import KeyOut, ScopeOut
-from chorus.auth.keys import KeyLimits, caller
+from chorus.auth.guard import caller
+from chorus.auth.keys import KeyLimits
 from chorus.auth.scopes import ALLOWS, ANY_KEY, OPENAPI_KEY, PUBLIC, Scope, needs
 from chorus.state import ChorusState
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from chorus import documents
 from chorus.api import ErrorOut, PersonalityList, PersonalityOut
-from chorus.auth.keys import caller_name
+from chorus.auth.guard import caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import JSON_TYPES, TOO_DEEP, ChorusHTTPError
 from chorus.personalities import (

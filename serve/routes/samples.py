@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
 from chorus.api import ErrorOut, RejectedOut, SampleCheckOut, UploadOut
-from chorus.auth.keys import caller_name
+from chorus.auth.guard import caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError
 from chorus.personalities import LanguageCode

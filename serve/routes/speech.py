@@ -13,11 +13,11 @@ from opentelemetry import trace
 
 from chorus import encoding, speech_span
 from chorus.api import AllFailedOut, ErrorOut, OpenAIErrorOut, OpenAISpeechRequest, SpeechRequest
-from chorus.auth.keys import caller_name
+from chorus.auth.guard import caller, caller_name
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError, require_json
 from chorus.personalities import Personality
-from chorus.quotas import SpendDep
+from chorus.quota_guard import SpendDep
 from chorus.request_id import request_id
 from chorus.router import Attempt, Routed
 from chorus.safe_text import header_value
@@ -139,7 +139,8 @@ def checked_utterance(
 async def speak(request: Request, chorus: Chorus, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
     """Route the utterance and answer with its audio (resampled to `sample_rate` if given),
     all under one `chorus.speech` span (`chorus.speech_span`)."""
-    span = speech_span.start(chorus.tracing.tracer, request, utterance)
+    key = caller(request)
+    span = speech_span.start(chorus.tracing.tracer, utterance, key.name if key else None)
     try:
         # Current while routing, so the router's attempt spans are its children.
         with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):

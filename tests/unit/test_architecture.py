@@ -70,9 +70,12 @@ def add_import(tree: Path, module: str, imported: str) -> None:
         ("chorus.replicas", "ray.serve", DOMAIN),
         ("chorus.auth.guard", "chorus.errors", "Access control sits below the HTTP layer"),
         ("chorus.personalities", "chorus.stores", "No import cycles"),
+        ("chorus.quotas", "fastapi", "Only the HTTP layer speaks HTTP"),
+        ("chorus.auth.keys", "starlette.requests", "Only the HTTP layer speaks HTTP"),
     ],
     ids=["engine-imports-ingress", "contract-imports-ours", "operator-imports-ray",
-         "operator-imports-engine", "samples-import-router", "stores-import-ray", "stats-import-state", "cache-imports-router", "replicas-import-ray", "auth-imports-errors", "cycle"],
+         "operator-imports-engine", "samples-import-router", "stores-import-ray", "stats-import-state", "cache-imports-router", "replicas-import-ray", "auth-imports-errors", "cycle",
+         "quotas-import-fastapi", "keys-import-starlette"],
 )
 def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imported: str, contract: str) -> None:
     add_import(tree, module, imported)
