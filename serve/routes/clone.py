@@ -24,7 +24,7 @@ from chorus.personalities import (
 )
 from chorus.quota_guard import SpendDep
 from chorus.request_id import request_id
-from chorus.routes.speech import SPEECH_RESPONSES, check_text, checked_utterance, speak
+from chorus.speaking import SPEECH_RESPONSES, check_text, checked_utterance, speak
 from chorus.state import ChorusState
 from chorus.uploads import read_multipart
 from deployments.base import AudioFormat

@@ -72,10 +72,11 @@ def add_import(tree: Path, module: str, imported: str) -> None:
         ("chorus.personalities", "chorus.stores", "No import cycles"),
         ("chorus.quotas", "fastapi", "Only the HTTP layer speaks HTTP"),
         ("chorus.auth.keys", "starlette.requests", "Only the HTTP layer speaks HTTP"),
+        ("chorus.routes.clone", "chorus.routes.speech", "Routes never import each other"),
     ],
     ids=["engine-imports-ingress", "contract-imports-ours", "operator-imports-ray",
          "operator-imports-engine", "samples-import-router", "stores-import-ray", "stats-import-state", "cache-imports-router", "replicas-import-ray", "auth-imports-errors", "cycle",
-         "quotas-import-fastapi", "keys-import-starlette"],
+         "quotas-import-fastapi", "keys-import-starlette", "route-imports-route"],
 )
 def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imported: str, contract: str) -> None:
     add_import(tree, module, imported)
