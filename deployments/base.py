@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import hashlib
 import io
-import os
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from enum import StrEnum
@@ -67,20 +66,6 @@ class VoiceSampleRef(BaseModel):
         if (self.path is None) == (self.audio is None):
             raise ValueError("a voice sample needs exactly one of path or audio")
         return self
-
-    def read(self) -> bytes:
-        """The WAV bytes: inline, from the shared volume, or from an S3-compatible bucket
-        (boto3's usual credential chain; AWS_ENDPOINT_URL for non-AWS stores)."""
-        if self.audio is not None:
-            return self.audio
-        assert self.path is not None
-        if self.path.startswith("s3://"):
-            import boto3
-
-            bucket, _, key = self.path.removeprefix("s3://").partition("/")
-            return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-        with open(self.path, "rb") as f:
-            return f.read()
 
 
 # --- settings -----------------------------------------------------------------------
@@ -356,12 +341,9 @@ class EngineError(Exception):
 class BadInputError(EngineError):
     """The request itself is wrong: never retried on another engine."""
 
-    status_code: ClassVar[int] = 422
 
 
 class TextTooLongError(BadInputError):
-    status_code: ClassVar[int] = 413
-
     def __init__(self, reason: str, engine: str = "", limit: int = 0) -> None:
         Exception.__init__(self, reason, engine, limit)
         self.reason = reason
@@ -380,45 +362,6 @@ class EngineFailedError(EngineError):
 
 class EngineTimeoutError(EngineError):
     """No answer within the per-engine timeout."""
-
-
-# --- where an engine's replicas run ---------------------------------------------------
-
-
-class EngineEnvironment:
-    """An engine whose libraries cannot share the main environment (XTTS, StyleTTS2) runs
-    its replicas under its own interpreter: Ray's runtime_env `py_executable`
-    (docs/engines.md). Decided where the application is built:
-
-    `$<env_var>` if set (empty or `default`: the node's own Python, as in a cluster image
-    made for the engine); else `~/.cache/chorus/venv-<name>` (`scripts/engine-env.sh
-    <name>`) if it exists here; else none: the replica starts in the main environment and
-    reports itself unhealthy for lack of its libraries. A path that does not exist is never
-    used: Ray would retry the worker start forever."""
-
-    def __init__(self, name: str, env_var: str) -> None:
-        self.name = name
-        self.env_var = env_var
-
-    def python(self) -> str | None:
-        value = os.environ.get(self.env_var)
-        if value is not None:
-            return None if value.strip() in ("", "default") else value.strip()
-        path = os.path.expanduser(f"~/.cache/chorus/venv-{self.name}/bin/python")
-        return path if os.path.exists(path) else None
-
-    def runtime_env(self) -> dict[str, Any]:
-        python = self.python()
-        return {"py_executable": python} if python else {}
-
-    def actor_options(self, num_cpus: float = 1.0, **extra: Any) -> dict[str, Any]:
-        """`ray_actor_options` that keep the environment. A Serve config file that sets
-        `ray_actor_options` replaces the whole dict, so it must repeat the runtime_env."""
-        options: dict[str, Any] = {"num_cpus": num_cpus, **extra}
-        env = self.runtime_env()
-        if env:
-            options["runtime_env"] = {**env, **options.get("runtime_env", {})}
-        return options
 
 
 # --- the contract -------------------------------------------------------------------

@@ -16,6 +16,7 @@ import abc
 import asyncio
 import contextlib
 import io
+import os
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -29,7 +30,6 @@ from ray.serve import Deployment
 from deployments import spans
 from deployments.base import (
     Capabilities,
-    EngineEnvironment,
     EngineSettings,
     EngineUnavailableError,
     SynthesisRequest,
@@ -97,13 +97,65 @@ def pcm16(wav: Any) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
+class EngineEnvironment:
+    """An engine whose libraries cannot share the main environment (XTTS, StyleTTS2) runs
+    its replicas under its own interpreter: Ray's runtime_env `py_executable`
+    (docs/engines.md). Decided where the application is built:
+
+    `$<env_var>` if set (empty or `default`: the node's own Python, as in a cluster image
+    made for the engine); else `~/.cache/chorus/venv-<name>` (`scripts/engine-env.sh
+    <name>`) if it exists here; else none: the replica starts in the main environment and
+    reports itself unhealthy for lack of its libraries. A path that does not exist is never
+    used: Ray would retry the worker start forever."""
+
+    def __init__(self, name: str, env_var: str) -> None:
+        self.name = name
+        self.env_var = env_var
+
+    def python(self) -> str | None:
+        value = os.environ.get(self.env_var)
+        if value is not None:
+            return None if value.strip() in ("", "default") else value.strip()
+        path = os.path.expanduser(f"~/.cache/chorus/venv-{self.name}/bin/python")
+        return path if os.path.exists(path) else None
+
+    def runtime_env(self) -> dict[str, Any]:
+        python = self.python()
+        return {"py_executable": python} if python else {}
+
+    def actor_options(self, num_cpus: float = 1.0, **extra: Any) -> dict[str, Any]:
+        """`ray_actor_options` that keep the environment. A Serve config file that sets
+        `ray_actor_options` replaces the whole dict, so it must repeat the runtime_env."""
+        options: dict[str, Any] = {"num_cpus": num_cpus, **extra}
+        env = self.runtime_env()
+        if env:
+            options["runtime_env"] = {**env, **options.get("runtime_env", {})}
+        return options
+
+
+def sample_bytes(ref: VoiceSampleRef) -> bytes:
+    """A reference sample's WAV bytes: inline, from the shared volume, or from an
+    S3-compatible bucket (boto3's usual credential chain; AWS_ENDPOINT_URL for non-AWS
+    stores)."""
+    if ref.audio is not None:
+        return ref.audio
+    assert ref.path is not None
+    if ref.path.startswith("s3://"):
+        import boto3
+
+        bucket, _, key = ref.path.removeprefix("s3://").partition("/")
+        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with open(ref.path, "rb") as f:
+        return f.read()
+
+
 def read_sample(ref: VoiceSampleRef, engine: str) -> tuple[Any, int]:
     """A reference sample as (float32 mono numpy array, rate), decoded with libsndfile (no
     torchaudio file IO). One that cannot be read makes the engine unavailable for it."""
     import soundfile as sf
 
     try:
-        audio, rate = sf.read(io.BytesIO(ref.read()), dtype="float32", always_2d=True)
+        audio, rate = sf.read(io.BytesIO(sample_bytes(ref)), dtype="float32", always_2d=True)
     except Exception as err:
         raise EngineUnavailableError(
             f"reference sample {ref.id!r} unreadable: {type(err).__name__}: {err}", engine

@@ -56,7 +56,6 @@ from deployments.base import (
     AudioResult,
     BadInputError,
     Capabilities,
-    EngineEnvironment,
     EngineError,
     EngineFailedError,
     EngineUnavailableError,
@@ -88,7 +87,7 @@ MIN_SAMPLE_S = 1.0
 
 # --- where the replicas run -----------------------------------------------------------
 
-ENVIRONMENT = EngineEnvironment("styletts2", "CHORUS_STYLETTS2_PYTHON")
+ENVIRONMENT = local_model.EngineEnvironment("styletts2", "CHORUS_STYLETTS2_PYTHON")
 actor_options = ENVIRONMENT.actor_options
 
 

@@ -36,7 +36,6 @@ from deployments.base import (
     AudioChunk,
     AudioResult,
     Capabilities,
-    EngineEnvironment,
     EngineFailedError,
     EngineUnavailableError,
     Health,
@@ -56,7 +55,7 @@ REQUIRED_FILES = ("config.json", "model.pth")
 
 # --- where the replicas run -----------------------------------------------------------
 
-ENVIRONMENT = EngineEnvironment("xtts", "CHORUS_XTTS_PYTHON")
+ENVIRONMENT = local_model.EngineEnvironment("xtts", "CHORUS_XTTS_PYTHON")
 actor_options = ENVIRONMENT.actor_options
 
 

@@ -119,8 +119,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(BadInputError)
     async def _bad_input(request: Request, err: BadInputError) -> JSONResponse:
-        extra = {"limit": err.limit} if isinstance(err, TextTooLongError) else None
-        return error_response(request, err.status_code, bad_input_detail(err), extra=extra, logged=str(err))
+        # Text over an engine's own limit is 413 like text over ours; any other input an
+        # engine refuses is 422.
+        if isinstance(err, TextTooLongError):
+            return error_response(request, 413, bad_input_detail(err), extra={"limit": err.limit}, logged=str(err))
+        return error_response(request, 422, bad_input_detail(err), logged=str(err))
 
     @app.exception_handler(QuotaExceeded)
     @app.exception_handler(QuotasUnavailable)

@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 
 from deployments import styletts2, xtts
-from deployments.base import EngineEnvironment, SynthesisRequest, VoiceSampleRef
+from deployments.base import SynthesisRequest, VoiceSampleRef
+from deployments.local_model import EngineEnvironment
 from deployments.settings import PiperSettings
 from tests import tiny_styletts2, tiny_xtts
 from tests.servers import PiperSpeaker
