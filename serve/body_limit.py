@@ -10,10 +10,16 @@ no more than the cap is ever held.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chorus.errors import BodyTooLarge, error_response
+Refusal = Callable[..., Response]
+"""Builds the 413: `(request, status, detail, extra=...)`, `chorus.errors.error_response`
+(passed in, like the key guard's, so error shapes stay with the error handlers)."""
 
 DOCUMENT_TYPES = frozenset({
     "", "application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
@@ -21,9 +27,19 @@ DOCUMENT_TYPES = frozenset({
 })
 
 
+class BodyTooLarge(HTTPException):
+    """A request body over its cap. An HTTPException because it is raised while FastAPI
+    reads the body, which passes only those on to the handlers (`chorus.errors`)."""
+
+    def __init__(self, limit: int, declared: int | None = None) -> None:
+        said = f"is {declared} bytes" if declared is not None else "grew past the limit"
+        super().__init__(413, f"the request body {said}; the limit is {limit} bytes")
+        self.limit = limit
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, limit: int, multipart_limit: int) -> None:
-        self.app, self.limit, self.multipart_limit = app, limit, multipart_limit
+    def __init__(self, app: ASGIApp, *, limit: int, multipart_limit: int, refuse: Refusal) -> None:
+        self.app, self.limit, self.multipart_limit, self.refuse = app, limit, multipart_limit, refuse
 
     def _limit_for(self, conn: HTTPConnection) -> int:
         ctype = conn.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -41,7 +57,7 @@ class BodyLimitMiddleware:
         declared = conn.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             err = BodyTooLarge(limit, declared=int(declared))
-            response = error_response(Request(scope), 413, err.detail, extra={"limit": limit})
+            response = self.refuse(Request(scope), 413, err.detail, extra={"limit": limit})
             await response(scope, receive, send)
             return
         seen = 0

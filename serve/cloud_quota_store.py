@@ -38,6 +38,8 @@ class CountsUnavailable(Exception):
     """The counts cannot be read (Redis unreachable, the SQLite file locked or unreadable);
     `cause` is for the log."""
 
+    retry_after_s = 5
+
     def __init__(self, cause: BaseException) -> None:
         super().__init__("cloud quotas cannot be read right now (their store is unreachable); try again shortly")
         self.cause = f"{type(cause).__name__}: {cause}"

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from chorus.auth.guard import caller_name
 from chorus.auth.scopes import Scope
+from chorus.body_limit import BodyTooLarge
 from chorus.cloud_quota_store import CountsUnavailable
 from chorus.quotas import QuotaExceeded, QuotasUnavailable
 from chorus.request_id import id_header, request_id
@@ -43,25 +44,17 @@ class ChorusHTTPError(Exception):
         self.status, self.detail, self.param, self.extra = status, detail, param, extra or {}
 
 
-class BodyTooLarge(HTTPException):
-    """A request body over its cap (`chorus.body_limit`). An HTTPException because it is
-    raised while FastAPI reads the body, which passes only those on to the handlers."""
-
-    def __init__(self, limit: int, declared: int | None = None) -> None:
-        said = f"is {declared} bytes" if declared is not None else "grew past the limit"
-        super().__init__(413, f"the request body {said}; the limit is {limit} bytes")
-        self.limit = limit
-
-
 def _is_openai(request: Request) -> bool:
     return request.url.path.startswith("/v1/audio/")
 
 
 def error_response(request: Request, status: int, detail: str, param: str | None = None,
                    extra: dict[str, Any] | None = None, code: str | None = None,
-                   logged: str | None = None) -> JSONResponse:
+                   logged: str | None = None, retry_after_s: int | None = None) -> JSONResponse:
     """`code` is a machine-readable reason (OpenAI's `error.code`, e.g. `invalid_api_key`);
-    `logged` the whole story when the client is told less (`detail`)."""
+    `logged` the whole story when the client is told less (`detail`); `retry_after_s` the
+    `Retry-After` of a refusal worth retrying (every error that invites one carries it as
+    its `retry_after_s` attribute)."""
     if _is_openai(request):
         kind = "invalid_request_error" if status < 500 else "server_error"
         body: dict[str, Any] = {"error": {"message": detail, "type": kind, "param": param, "code": code}}
@@ -69,18 +62,19 @@ def error_response(request: Request, status: int, detail: str, param: str | None
         body = {"detail": detail} | ({"code": code} if code else {})
     body.update(extra or {})
     _log(request, status, logged or detail)
-    return JSONResponse(body, status_code=status)
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def quota_refusal(request: Request, err: QuotaExceeded | QuotasUnavailable) -> JSONResponse:
     """429 naming the limit (which, its value, when it resets), `Retry-After` in seconds;
     503 when the limits cannot be counted."""
     if isinstance(err, QuotasUnavailable):
-        response = error_response(request, 503, err.detail, code="rate_limits_unavailable", logged=err.cause)
-        response.headers["Retry-After"] = str(err.RETRY_AFTER_S)
-        return response
-    response = error_response(request, 429, err.detail, code="rate_limit_exceeded", extra={"limit": err.window.describe()})
-    response.headers.update({"Retry-After": str(err.window.resets_in()), **err.window.headers()})
+        return error_response(request, 503, err.detail, code="rate_limits_unavailable", logged=err.cause,
+                              retry_after_s=err.retry_after_s)
+    response = error_response(request, 429, err.detail, code="rate_limit_exceeded", extra={"limit": err.window.describe()},
+                              retry_after_s=err.retry_after_s)
+    response.headers.update(err.window.headers())
     return response
 
 
@@ -135,9 +129,7 @@ def install(app: FastAPI) -> None:
     async def _store_unavailable(request: Request, err: StatsUnavailable | CountsUnavailable) -> JSONResponse:
         # A shared store (Redis) a route reads is unreachable: the caller may retry shortly.
         code = "stats_unavailable" if isinstance(err, StatsUnavailable) else "quotas_unavailable"
-        response = error_response(request, 503, str(err), code=code, logged=err.cause)
-        response.headers["Retry-After"] = "5"
-        return response
+        return error_response(request, 503, str(err), code=code, logged=err.cause, retry_after_s=err.retry_after_s)
 
     @app.exception_handler(AllEnginesFailed)
     async def _all_failed(request: Request, err: AllEnginesFailed) -> JSONResponse:
@@ -169,10 +161,7 @@ def install(app: FastAPI) -> None:
             extra["id"] = err.sample_id
         if isinstance(err, SampleLimitReached):
             extra["limit"] = err.limit
-        response = error_response(request, err.status_code, err.reason, extra=extra)
-        if err.retry_after_s is not None:
-            response.headers["Retry-After"] = str(err.retry_after_s)
-        return response
+        return error_response(request, err.status_code, err.reason, extra=extra, retry_after_s=err.retry_after_s)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:

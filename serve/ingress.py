@@ -55,6 +55,7 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
         BodyLimitMiddleware,
         limit=chorus.config.max_body_bytes,
         multipart_limit=chorus.config.samples.max_upload_bytes + FORM_OVERHEAD,
+        refuse=errors.error_response,
     )
     app.add_middleware(QuotaMiddleware, quotas=chorus.quotas, refuse=errors.quota_refusal)
     # The routes as declared (FastAPI keeps included routers nested), then its own

@@ -113,6 +113,10 @@ class QuotaExceeded(Exception):
         self.window = window
 
     @property
+    def retry_after_s(self) -> int:
+        return self.window.resets_in()
+
+    @property
     def detail(self) -> str:
         return str(self)
 
@@ -121,7 +125,7 @@ class QuotasUnavailable(Exception):
     """The shared counters cannot be reached (Redis down): 503. Closed, not open: a limit
     that cannot be counted would let one key spend the whole cloud quota."""
 
-    RETRY_AFTER_S = 5
+    retry_after_s = 5
 
     def __init__(self, err: StorageError) -> None:
         super().__init__("rate limits cannot be counted right now (their store is unreachable); try again shortly")

@@ -24,6 +24,8 @@ NAMESPACE = "chorus:stats"
 class StatsUnavailable(Exception):
     """The shared store cannot be reached (Redis down); `cause` is for the log."""
 
+    retry_after_s = 5
+
     def __init__(self, cause: BaseException) -> None:
         super().__init__("statistics cannot be read right now (their store is unreachable); try again shortly")
         self.cause = f"{type(cause).__name__}: {cause}"
