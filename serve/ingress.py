@@ -1,6 +1,6 @@
 """The ingress deployment: the only one with HTTP routes.
 
-Each replica builds its state (`chorus.state.Chorus`: personality store, sample service,
+Each replica builds its state (`chorus.state.Replica`: personality store, sample service,
 engine board, router) and then its FastAPI app around it (`create_app`), which Ray Serve
 asks for through `__serve_build_asgi_app__`. Engines are reached through the deployment
 handles the app builder passed in.
@@ -26,7 +26,7 @@ from chorus.replicas import ReplicaCount, Replicas, ReplicaSource
 from chorus.request_id import RequestIdMiddleware
 from chorus.router import EngineBoard
 from chorus.routes import cache, clone, dashboard, keys, personalities, providers, samples, speech, stats
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from chorus.uploads import FORM_OVERHEAD
 from deployments.base import EngineId
 
@@ -38,10 +38,10 @@ DESCRIPTION = (
 )
 
 
-def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
+def create_app(replica: Replica, *, behind_serve_proxy: bool = False) -> FastAPI:
     """The app; `behind_serve_proxy` when Ray Serve's proxy answers with `X-Request-Id`."""
     app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION)
-    app.state.chorus = chorus
+    app.state.replica = replica
     errors.install(app)
     routers = [module.router for module in (speech, clone, personalities, samples, providers, stats, cache, keys, dashboard)]
     for router in routers:
@@ -53,20 +53,20 @@ def create_app(chorus: Chorus, *, behind_serve_proxy: bool = False) -> FastAPI:
     # byte of the body.
     app.add_middleware(
         BodyLimitMiddleware,
-        limit=chorus.config.max_body_bytes,
-        multipart_limit=chorus.config.samples.max_upload_bytes + FORM_OVERHEAD,
+        limit=replica.config.max_body_bytes,
+        multipart_limit=replica.config.samples.max_upload_bytes + FORM_OVERHEAD,
         refuse=errors.error_response,
     )
-    app.add_middleware(QuotaMiddleware, quotas=chorus.quotas, refuse=errors.quota_refusal)
+    app.add_middleware(QuotaMiddleware, quotas=replica.quotas, refuse=errors.quota_refusal)
     # The routes as declared (FastAPI keeps included routers nested), then its own
     # (/docs, /openapi.json), which need admin.
     declared = [route for router in routers for route in router.routes]
     own = [route for route in app.routes if isinstance(route, Route)]
-    if chorus.keys is not None:
-        app.add_middleware(AuthMiddleware, routes=declared + own, ring=chorus.keys, refuse=errors.error_response)
+    if replica.keys is not None:
+        app.add_middleware(AuthMiddleware, routes=declared + own, ring=replica.keys, refuse=errors.error_response)
     app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)
     # Outermost: every request has its server span, refusals included.
-    app.add_middleware(ServerSpans, tracer_provider=chorus.tracing.provider, routes=declared + own)
+    app.add_middleware(ServerSpans, tracer_provider=replica.tracing.provider, routes=declared + own)
     return app
 
 
@@ -95,22 +95,22 @@ class Ingress:
         # counts the engine as failed.
         handles = {engine: RetryingHandle(handle) for engine, handle in engines.items()}
         replicas = Replicas(serve_replica_counts(engines), refresh_s=config.status_refresh_s)
-        self.chorus = Chorus(config, EngineBoard(handles, refresh_s=config.status_refresh_s), replicas=replicas)
+        self.replica = Replica(config, EngineBoard(handles, refresh_s=config.status_refresh_s), replicas=replicas)
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        self._watchers = [loop.create_task(self.chorus.store.watch(self._stop)),
-                          loop.create_task(self.chorus.stats.run(self._stop))]
-        if self.chorus.cache is not None:  # drops made through other replicas reach this one's memory
-            self._watchers.append(loop.create_task(self.chorus.cache.follow_drops(self._stop)))
-        if config.auth is not None and self.chorus.keys is not None:
+        self._watchers = [loop.create_task(self.replica.store.watch(self._stop)),
+                          loop.create_task(self.replica.stats.run(self._stop))]
+        if self.replica.cache is not None:  # drops made through other replicas reach this one's memory
+            self._watchers.append(loop.create_task(self.replica.cache.follow_drops(self._stop)))
+        if config.auth is not None and self.replica.keys is not None:
             # Loaded before the first request; kept current while the replica lives.
-            sources = KeySources(config.auth, self.chorus.keys)
+            sources = KeySources(config.auth, self.replica.keys)
             sources.load()
             self._watchers.append(loop.create_task(sources.watch(self._stop)))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.chorus, behind_serve_proxy=True)
+        return create_app(self.replica, behind_serve_proxy=True)
 
     def __del__(self) -> None:
         self._stop.set()
-        self.chorus.tracing.shutdown()  # sends what is still batched
+        self.replica.tracing.shutdown()  # sends what is still batched

@@ -224,7 +224,7 @@ class Router:
         self.sample_refs = sample_refs
         # cloud engines' monthly characters: consulted by the plan, told of each piece spoken
         self.meter = meter
-        # The replica's own (`chorus.state.Chorus.tracing`); none: no spans.
+        # The replica's own (`chorus.state.Replica.tracing`); none: no spans.
         self.tracer = tracer or NoOpTracer()
         # Audio already made (`chorus.cache`); none: every piece goes to an engine.
         self.cache = cache

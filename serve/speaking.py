@@ -20,7 +20,7 @@ from chorus.personalities import Personality
 from chorus.request_id import request_id
 from chorus.router import Attempt, Routed
 from chorus.safe_text import header_value
-from chorus.state import Chorus
+from chorus.state import Replica
 from chorus.utterance import Utterance
 from deployments.base import AudioChunk, AudioFormat, EngineId, VoiceSampleRef, language_matches
 
@@ -67,10 +67,10 @@ def log_fallback(request: Request, routed: Routed) -> None:
                  request_id(request), caller_name(request))
 
 
-def check_text(chorus: Chorus, text: str, param: str = "text") -> None:
+def check_text(replica: Replica, text: str, param: str = "text") -> None:
     if not text.strip():
         raise ChorusHTTPError(422, "text is empty", param=param)
-    limit = chorus.config.max_text_characters
+    limit = replica.config.max_text_characters
     if len(text) > limit:
         raise ChorusHTTPError(413, f"text has {len(text)} characters; the limit is {limit}", extra={"limit": limit})
 
@@ -103,12 +103,12 @@ def no_store(request: Request) -> bool:
 
 
 def checked_utterance(
-    chorus: Chorus, personality: Personality, text: str, *, language: str | None = None,
+    replica: Replica, personality: Personality, text: str, *, language: str | None = None,
     provider: EngineId | None = None, fmt: AudioFormat = AudioFormat.wav, stream: bool = False,
     speed: float = 1.0, samples: list[VoiceSampleRef] | None = None, text_param: str = "text", cache: bool = True,
 ) -> Utterance:
     """A speech request checked against its personality and the ingress's limits."""
-    check_text(chorus, text, param=text_param)
+    check_text(replica, text, param=text_param)
     language = check_language(personality, language)
     check_provider(personality, provider)
     if stream and fmt not in encoding.STREAMABLE:
@@ -117,15 +117,15 @@ def checked_utterance(
                      samples=samples, format=fmt, stream=stream, cache=cache)
 
 
-async def speak(request: Request, chorus: Chorus, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
+async def speak(request: Request, replica: Replica, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
     """Route the utterance and answer with its audio (resampled to `sample_rate` if given),
     all under one `chorus.speech` span (`chorus.speech_span`)."""
     key = caller(request)
-    span = speech_span.start(chorus.tracing.tracer, utterance, key.name if key else None)
+    span = speech_span.start(replica.tracing.tracer, utterance, key.name if key else None)
     try:
         # Current while routing, so the router's attempt spans are its children.
         with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            response = await _speak(request, chorus, utterance, span, sample_rate)
+            response = await _speak(request, replica, utterance, span, sample_rate)
     except BaseException as err:
         speech_span.end(span, err)
         raise
@@ -134,12 +134,12 @@ async def speak(request: Request, chorus: Chorus, utterance: Utterance, *, sampl
     return response
 
 
-async def _speak(request: Request, chorus: Chorus, utterance: Utterance, span: trace.Span,
+async def _speak(request: Request, replica: Replica, utterance: Utterance, span: trace.Span,
                  sample_rate: int | None) -> Response:
     started = time.perf_counter()
     fmt = utterance.format
     if utterance.stream:
-        routed = await chorus.router.stream(utterance)
+        routed = await replica.router.stream(utterance)
         speech_span.spoke(span, routed.engine, routed.cache, started)
         log_fallback(request, routed)
         return StreamingResponse(
@@ -147,7 +147,7 @@ async def _speak(request: Request, chorus: Chorus, utterance: Utterance, span: t
             media_type=encoding.media_type(fmt, routed.sample_rate),
             headers=chorus_headers(routed, started),
         )
-    routed_audio = await chorus.router.synthesize(utterance)
+    routed_audio = await replica.router.synthesize(utterance)
     speech_span.spoke(span, routed_audio.engine, routed_audio.cache)
     log_fallback(request, routed_audio)
     audio = routed_audio.audio

@@ -106,7 +106,7 @@ class IngressConfig(IngressArgs):
     )
 
 
-class Chorus:
+class Replica:
     def __init__(self, config: IngressConfig, board: EngineBoard, tracing: Tracing | None = None,
                  replicas: Replicas | None = None) -> None:
         self.config = config
@@ -140,41 +140,41 @@ class Chorus:
         self.tracing.add_span_processor(processor)
 
 
-def chorus(request: Request) -> Chorus:
-    return request.app.state.chorus
+def replica(request: Request) -> Replica:
+    return request.app.state.replica
 
 
-ChorusState = Annotated[Chorus, Depends(chorus)]
+ReplicaDep = Annotated[Replica, Depends(replica)]
 
 
-def personality_or_404(chorus: Chorus, name: str) -> Personality:
-    personality = chorus.store.get(name)
+def personality_or_404(replica: Replica, name: str) -> Personality:
+    personality = replica.store.get(name)
     if personality is None:
         # `voice` is the field that names a personality in OpenAI's request shape.
         raise ChorusHTTPError(404, f"personality {name!r} not found", param="voice")
     return personality
 
 
-async def _path_personality(name: str, chorus: ChorusState) -> Personality:
-    return personality_or_404(chorus, name)
+async def _path_personality(name: str, replica: ReplicaDep) -> Personality:
+    return personality_or_404(replica, name)
 
 
 PersonalityDep = Annotated[Personality, Depends(_path_personality)]
 """The personality named by the path's `{name}` (404 when there is none)."""
 
 
-def is_admin(request: Request, chorus: Chorus) -> bool:
+def is_admin(request: Request, replica: Replica) -> bool:
     """Whether the caller may see details (file paths, engines' own reasons) and override
     checks: its key has `admin`, or keys are off (then the ingress is loopback only,
     and whoever reaches it runs it). A public route's caller has no key: not an admin."""
-    if chorus.keys is None:
+    if replica.keys is None:
         return True
     key = caller(request)
     return key is not None and key.allows(Scope.ADMIN)
 
 
-async def _admin(request: Request, chorus: ChorusState) -> bool:
-    return is_admin(request, chorus)
+async def _admin(request: Request, replica: ReplicaDep) -> bool:
+    return is_admin(request, replica)
 
 
 AdminCaller = Annotated[bool, Depends(_admin)]

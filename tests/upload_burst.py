@@ -27,7 +27,7 @@ from chorus.ingress import create_app
 from chorus.router import EngineBoard
 from chorus.samples.audio import DecodedAudio
 from chorus.samples.report import SampleRejected
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
@@ -62,10 +62,10 @@ async def main(root: Path, kind: str) -> None:
         # All 16 let in (none refused for a full queue): what is measured is the decode bound.
         samples={"directory": root / "samples", "max_upload_bytes": MAX_SAMPLE_BYTES, "max_queued_checks": 16},
     )
-    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper", languages=("en",)))}))
-    chorus.samples.ingest.checker.check_sample = refuse  # type: ignore[method-assign]
+    replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper", languages=("en",)))}))
+    replica.samples.ingest.checker.check_sample = refuse  # type: ignore[method-assign]
     body = silent_flac(60, 192_000, 1) if kind == "bomb" else silent_flac(60, 48_000, 2)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(chorus)), base_url="http://chorus",
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://chorus",
                                  timeout=120) as client:
         before = kib("VmRSS")
         responses = await asyncio.gather(*(

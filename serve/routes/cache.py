@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from chorus.auth.scopes import Scope, needs
 from chorus.cache.store import CacheUnavailable
 from chorus.errors import ChorusHTTPError
-from chorus.state import ChorusState
+from chorus.state import ReplicaDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["cache"])
@@ -27,11 +27,11 @@ class DroppedOut(BaseModel):
 
 @router.delete("/v1/cache", response_model=DroppedOut, summary="Drop a personality's cached audio, or all of it",
                openapi_extra=needs(Scope.ADMIN))
-async def drop(chorus: ChorusState, personality: str | None = None) -> DroppedOut:
-    if chorus.cache is None:
+async def drop(replica: ReplicaDep, personality: str | None = None) -> DroppedOut:
+    if replica.cache is None:
         return DroppedOut(personality=personality, dropped={})
     try:
-        dropped = await chorus.cache.drop_personality(personality)
+        dropped = await replica.cache.drop_personality(personality)
     except CacheUnavailable as err:
         log.warning("dropping cached audio failed: %s (%s)", err, err.reason)
         raise ChorusHTTPError(503, str(err)) from err

@@ -25,7 +25,7 @@ from chorus.personalities import (
 from chorus.quota_guard import SpendDep
 from chorus.request_id import request_id
 from chorus.speaking import SPEECH_RESPONSES, check_text, checked_utterance, speak
-from chorus.state import ChorusState
+from chorus.state import ReplicaDep
 from chorus.uploads import read_multipart
 from deployments.base import AudioFormat
 from deployments.settings import cloning_windows
@@ -66,14 +66,14 @@ def _field(fields: dict[str, str], name: str, adapter: TypeAdapter, default: obj
         },
     }}}}},
 )
-async def clone(request: Request, chorus: ChorusState, spend: SpendDep) -> Response:
+async def clone(request: Request, replica: ReplicaDep, spend: SpendDep) -> Response:
     with contextlib.ExitStack() as reading:
         # A place among the recordings this replica reads and checks, from before the body is
         # read until the reference is checked (503 while the replica is full of uploads).
-        reading.enter_context(chorus.samples.admitted())
-        fields, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
+        reading.enter_context(replica.samples.admitted())
+        fields, data = await read_multipart(request, replica.config.samples.max_upload_bytes)
         text = str(_field(fields, "text", TypeAdapter(str)))
-        check_text(chorus, text)  # now, before the reference's checks spend seconds on it
+        check_text(replica, text)  # now, before the reference's checks spend seconds on it
         language = str(_field(fields, "language", TypeAdapter(LanguageCode), "en"))
         engine = str(_field(fields, "provider", TypeAdapter(CloningEngine), "xtts_v2"))
         variant = fields.get("variant") or None
@@ -92,13 +92,13 @@ async def clone(request: Request, chorus: ChorusState, spend: SpendDep) -> Respo
         # personality rate); given back if the reference is refused or no engine speaks.
         async with spend.synthesis(None, len(text)):
             # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
-            reference = await chorus.samples.checked(chorus.samples.ingest.reference, data, engine, language)
+            reference = await replica.samples.checked(replica.samples.ingest.reference, data, engine, language)
             reading.close()
             one_off = Personality(name="one-off-clone", spec=spec)
             log.info("clone with %s: %d-byte reference, %d characters [request %s, key %s]", engine, len(data), len(text),
                      request_id(request), caller_name(request))
             # A one-off voice is not kept: its entries would only push out audio that is asked again.
-            return await speak(request, chorus, checked_utterance(
-                chorus, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
+            return await speak(request, replica, checked_utterance(
+                replica, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
                 cache=False,
             ))

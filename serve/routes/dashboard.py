@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 from chorus.api import DashboardLinks
 from chorus.auth.scopes import ANY_KEY, PUBLIC, needs
 from chorus.errors import ChorusHTTPError
-from chorus.state import ChorusState
+from chorus.state import ReplicaDep
 
 router = APIRouter(tags=["dashboard"])
 
@@ -53,5 +53,5 @@ async def asset(name: str) -> FileResponse:
 
 @router.get("/v1/dashboard/links", response_model=DashboardLinks, summary="Where the dashboard links to",
             openapi_extra=needs(ANY_KEY))
-async def links(chorus: ChorusState) -> DashboardLinks:
-    return chorus.config.links
+async def links(replica: ReplicaDep) -> DashboardLinks:
+    return replica.config.links

@@ -9,16 +9,16 @@ from chorus.api import KeyOut, ScopeOut
 from chorus.auth.guard import caller
 from chorus.auth.keys import KeyLimits
 from chorus.auth.scopes import ALLOWS, ANY_KEY, OPENAPI_KEY, PUBLIC, Scope, needs
-from chorus.state import ChorusState
+from chorus.state import ReplicaDep
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
 @router.get("/me", response_model=KeyOut, summary="The key this request was sent with, and what it may do",
             openapi_extra=needs(ANY_KEY))
-async def me(request: Request, chorus: ChorusState) -> KeyOut:
+async def me(request: Request, replica: ReplicaDep) -> KeyOut:
     key = caller(request)
-    if chorus.keys is None or key is None:  # keys off: whoever reaches the server may do everything
+    if replica.keys is None or key is None:  # keys off: whoever reaches the server may do everything
         scopes, name, limits = set(Scope), None, KeyLimits()
     else:
         scopes, name = set(key.scopes), key.name
@@ -32,5 +32,5 @@ async def me(request: Request, chorus: ChorusState) -> KeyOut:
         if (needed := operation.get(OPENAPI_KEY, Scope.ADMIN.value)) != PUBLIC
         and (needed == ANY_KEY or Scope(needed) in may)
     ]
-    return KeyOut(auth=chorus.keys is not None, name=name, limits=limits, routes=routes,
+    return KeyOut(auth=replica.keys is not None, name=name, limits=limits, routes=routes,
                   scopes=[ScopeOut(scope=s, allows=ALLOWS[s]) for s in Scope if s in scopes])

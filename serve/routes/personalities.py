@@ -26,7 +26,7 @@ from chorus.personalities import (
 )
 from chorus.request_id import request_id
 from chorus.safe_text import public_source, scrubbed
-from chorus.state import AdminCaller, Chorus, ChorusState, PersonalityDep
+from chorus.state import AdminCaller, PersonalityDep, Replica, ReplicaDep
 from chorus.stores.base import FileProblem, ReadOnlyStoreError
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,12 @@ router = APIRouter(prefix="/v1/personalities", tags=["personalities"])
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
-def personality_out(chorus: Chorus, personality: Personality, admin: bool) -> PersonalityOut:
+def personality_out(replica: Replica, personality: Personality, admin: bool) -> PersonalityOut:
     """A personality as the caller may see it: without `admin`, no absolute paths (where
     the file lives says how the host is laid out) and no samples named by other URLs than
     http(s) (a `file://` URL is a path, an `s3://` one names a bucket; nothing fetches
     them, the operator fetches http(s) only)."""
-    status = chorus.store.status(personality.name)
+    status = replica.store.status(personality.name)
     assert status is not None
     if admin:
         return PersonalityOut(**personality.to_resource(), status=status)
@@ -52,8 +52,8 @@ def personality_out(chorus: Chorus, personality: Personality, admin: bool) -> Pe
     return PersonalityOut(**shown.to_resource(), status=status)
 
 
-def shown_problems(chorus: Chorus, admin: bool) -> list[FileProblem]:
-    problems = chorus.store.problems()
+def shown_problems(replica: Replica, admin: bool) -> list[FileProblem]:
+    problems = replica.store.problems()
     if admin:
         return problems
     return [FileProblem(source=public_source(p.source), error=scrubbed(p.error)) for p in problems]
@@ -83,15 +83,15 @@ async def parse_body(raw: bytes, content_type: str) -> Any:
 
 
 @router.get("", response_model=PersonalityList, response_model_exclude_none=True, openapi_extra=needs(Scope.SPEAK))
-async def list_personalities(chorus: ChorusState, admin: AdminCaller) -> PersonalityList:
-    items = [personality_out(chorus, p, admin) for n in chorus.store.names() if (p := chorus.store.get(n))]
-    return PersonalityList(items=items, problems=shown_problems(chorus, admin))
+async def list_personalities(replica: ReplicaDep, admin: AdminCaller) -> PersonalityList:
+    items = [personality_out(replica, p, admin) for n in replica.store.names() if (p := replica.store.get(n))]
+    return PersonalityList(items=items, problems=shown_problems(replica, admin))
 
 
 @router.get("/{name}", response_model=PersonalityOut, response_model_exclude_none=True,
             responses={404: {"model": ErrorOut}}, openapi_extra=needs(Scope.SPEAK))
-async def get_personality(personality: PersonalityDep, chorus: ChorusState, admin: AdminCaller) -> PersonalityOut:
-    return personality_out(chorus, personality, admin)
+async def get_personality(personality: PersonalityDep, replica: ReplicaDep, admin: AdminCaller) -> PersonalityOut:
+    return personality_out(replica, personality, admin)
 
 
 @router.put(
@@ -104,7 +104,7 @@ async def get_personality(personality: PersonalityDep, chorus: ChorusState, admi
         "application/yaml": {"schema": {"$ref": "#/components/schemas/PersonalitySpec"}},
     }}},
 )
-async def put_personality(name: str, request: Request, chorus: ChorusState) -> JSONResponse:
+async def put_personality(name: str, request: Request, replica: ReplicaDep) -> JSONResponse:
     # fullmatch: re.match's `$` also matches before a trailing newline ("alice\n").
     if not re.fullmatch(NAME_PATTERN, name) or len(name) > 63:
         raise ChorusHTTPError(422, f"name {name!r}: lowercase letters, digits and '-', at most 63 characters")
@@ -119,20 +119,20 @@ async def put_personality(name: str, request: Request, chorus: ChorusState) -> J
     except PersonalityError as err:
         raise ChorusHTTPError(422, err.reason) from None
     try:
-        created = await asyncio.to_thread(chorus.store.put, personality)
+        created = await asyncio.to_thread(replica.store.put, personality)
     except ReadOnlyStoreError as err:
         raise ChorusHTTPError(405, err.reason) from None
     return JSONResponse(  # writing needs `admin`, so the writer sees everything
-        personality_out(chorus, personality, admin=True).model_dump(mode="json", by_alias=True, exclude_none=True),
+        personality_out(replica, personality, admin=True).model_dump(mode="json", by_alias=True, exclude_none=True),
         status_code=201 if created else 200,
     )
 
 
 @router.delete("/{name}", status_code=204, responses={404: {"model": ErrorOut}, 405: {"model": ErrorOut}},
                 openapi_extra=needs(Scope.ADMIN))
-async def delete_personality(name: str, request: Request, chorus: ChorusState) -> Response:
+async def delete_personality(name: str, request: Request, replica: ReplicaDep) -> Response:
     try:
-        deleted = await asyncio.to_thread(chorus.samples.delete_personality, name)
+        deleted = await asyncio.to_thread(replica.samples.delete_personality, name)
     except ReadOnlyStoreError as err:
         raise ChorusHTTPError(405, err.reason) from None
     if not deleted:

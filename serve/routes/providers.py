@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from chorus.api import ProviderOut, ProvidersOut, QuotaOut, QuotasOut
 from chorus.auth.scopes import PUBLIC, Scope, needs
-from chorus.state import AdminCaller, ChorusState
+from chorus.state import AdminCaller, ReplicaDep
 from deployments.base import ENGINE_IDS, EngineStatus, Health
 
 router = APIRouter()
@@ -15,14 +15,14 @@ router = APIRouter()
 
 @router.get("/v1/providers", response_model=ProvidersOut, tags=["engines"], summary="Engines: capabilities and health",
             openapi_extra=needs(Scope.SPEAK))
-async def providers(chorus: ChorusState, admin: AdminCaller) -> ProvidersOut:
+async def providers(replica: ReplicaDep, admin: AdminCaller) -> ProvidersOut:
     # The board's cached view: a flood of these asks the engines nothing more.
-    statuses = await chorus.board.statuses()
-    quota = await chorus.meter.for_plan()
-    replicas = await chorus.replicas.counts()
+    statuses = await replica.board.statuses()
+    quota = await replica.meter.for_plan()
+    replicas = await replica.replicas.counts()
     return ProvidersOut(providers=[
-        ProviderOut(**shown_status(statuses[e], admin).model_dump(), timeout_s=chorus.config.timeouts.get(e),
-                    circuit=chorus.router.breakers[e].shown(), checked_at=chorus.board.checked_at,
+        ProviderOut(**shown_status(statuses[e], admin).model_dump(), timeout_s=replica.config.timeouts.get(e),
+                    circuit=replica.router.breakers[e].shown(), checked_at=replica.board.checked_at,
                     quota_exhausted=quota.exhausted_classes(e) if quota else [], replicas=replicas.get(e))
         for e in ENGINE_IDS if e in statuses
     ])
@@ -31,8 +31,8 @@ async def providers(chorus: ChorusState, admin: AdminCaller) -> ProvidersOut:
 @router.get("/v1/quotas", response_model=QuotasOut, tags=["engines"],
             summary="Cloud engines' characters this UTC month against their free-tier allowances",
             openapi_extra=needs(Scope.ADMIN))
-async def quotas(chorus: ChorusState) -> QuotasOut:
-    snapshot = await chorus.meter.snapshot()
+async def quotas(replica: ReplicaDep) -> QuotasOut:
+    snapshot = await replica.meter.snapshot()
     return QuotasOut(quotas=[
         QuotaOut(engine=u.engine, voice_class=u.voice_class, used=u.used, allowed=u.allowed, remaining=u.remaining,
                  resets_at=u.resets_at, policy=u.policy, exhausted=u.exhausted)
@@ -60,15 +60,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["probes"], summary="Ready when the personalities are loaded and at least one engine is healthy",
             openapi_extra=needs(PUBLIC))
-async def readyz(chorus: ChorusState, admin: AdminCaller) -> JSONResponse:
-    statuses = await chorus.board.statuses()
+async def readyz(replica: ReplicaDep, admin: AdminCaller) -> JSONResponse:
+    statuses = await replica.board.statuses()
     healthy = [e for e, s in statuses.items() if s.health.healthy]
     # Not ready before the personalities are listed: a new replica would answer 404.
-    ready = bool(healthy) and chorus.store.loaded
+    ready = bool(healthy) and replica.store.loaded
     body = {
         "ready": ready,
-        "personalitiesLoaded": chorus.store.loaded,
+        "personalitiesLoaded": replica.store.loaded,
         "engines": {e: shown_health(s.health, admin).model_dump() for e, s in statuses.items()},
-        "personalities": len(chorus.store.names()),
+        "personalities": len(replica.store.names()),
     }
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -17,7 +17,7 @@ from chorus.errors import ChorusHTTPError
 from chorus.personalities import LanguageCode
 from chorus.request_id import request_id
 from chorus.samples.storage import StoredSample
-from chorus.state import ChorusState, PersonalityDep, is_admin
+from chorus.state import PersonalityDep, ReplicaDep, is_admin
 from chorus.uploads import read_multipart
 
 log = logging.getLogger(__name__)
@@ -46,22 +46,22 @@ BUSY = "The replica is reading or checking as many recordings as it takes at onc
                                                 "(needs the admin scope)"}},
     }}}}},
 )
-async def upload_sample(personality: PersonalityDep, request: Request, chorus: ChorusState) -> JSONResponse:
-    with chorus.samples.admitted():  # before the body is read: 503 while the replica is full of uploads
-        form, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
+async def upload_sample(personality: PersonalityDep, request: Request, replica: ReplicaDep) -> JSONResponse:
+    with replica.samples.admitted():  # before the body is read: 503 while the replica is full of uploads
+        form, data = await read_multipart(request, replica.config.samples.max_upload_bytes)
         language = str(form.get("language") or personality.spec.languages.primary)
         try:
             LanguageCodeCheck.validate_python(language)
         except Exception:
             raise ChorusHTTPError(422, f"language {language!r} is not a language code like 'en' or 'en-US'") from None
         force = _force(form.get("force"))
-        if force and not is_admin(request, chorus):
+        if force and not is_admin(request, replica):
             raise ChorusHTTPError(403, f"force=true needs the {Scope.ADMIN.value!r} scope, which the key "
                                        f"{caller_name(request)!r} lacks", extra={"code": "insufficient_scope"})
         notes = form.get("notes")
         sample_id = form.get("id")
-        result = await chorus.samples.checked(
-            chorus.samples.upload, personality, data, language=language,
+        result = await replica.samples.checked(
+            replica.samples.upload, personality, data, language=language,
             notes=str(notes) if notes else None, sample_id=str(sample_id) if sample_id else None, force=force,
         )
     log.info("uploaded sample %r to %r: %d bytes, %.1f s%s [request %s, key %s]", result.sample.id, personality.name,
@@ -84,13 +84,13 @@ async def upload_sample(personality: PersonalityDep, request: Request, chorus: C
                                  "description": "judge a different speaker as a warning, as a forced upload would"}},
     }}}}},
 )
-async def check_sample(personality: PersonalityDep, request: Request, chorus: ChorusState) -> SampleCheckOut:
+async def check_sample(personality: PersonalityDep, request: Request, replica: ReplicaDep) -> SampleCheckOut:
     """The whole check table (speaker consistency too) and whether an upload would be stored:
     a refused recording is a 200 here, with its `problems`."""
-    with chorus.samples.admitted():
-        form, data = await read_multipart(request, chorus.config.samples.max_upload_bytes)
+    with replica.samples.admitted():
+        form, data = await read_multipart(request, replica.config.samples.max_upload_bytes)
         force = _force(form.get("force"))
-        result = await chorus.samples.checked(chorus.samples.check, personality, data, force=force)
+        result = await replica.samples.checked(replica.samples.check, personality, data, force=force)
     return SampleCheckOut(accepted=not result.problems, problems=result.problems,
                           duplicate_of=result.duplicate_of, report=result.report)
 
@@ -104,14 +104,14 @@ def _force(value: str | None) -> bool:
 
 @router.get("", response_model=list[StoredSample], responses={404: {"model": ErrorOut}},
             openapi_extra=needs(Scope.SAMPLES))
-async def list_samples(personality: PersonalityDep, chorus: ChorusState) -> list[StoredSample]:
-    return await asyncio.to_thread(chorus.samples.store.list, chorus.samples.key(personality.name))
+async def list_samples(personality: PersonalityDep, replica: ReplicaDep) -> list[StoredSample]:
+    return await asyncio.to_thread(replica.samples.store.list, replica.samples.key(personality.name))
 
 
 @router.get("/{sample_id}", response_model=StoredSample, responses={404: {"model": ErrorOut}},
             summary="A sample's metadata", openapi_extra=needs(Scope.SAMPLES))
-async def get_sample(personality: PersonalityDep, sample_id: str, chorus: ChorusState) -> StoredSample:
-    return await asyncio.to_thread(chorus.samples.store.get, chorus.samples.key(personality.name), sample_id)
+async def get_sample(personality: PersonalityDep, sample_id: str, replica: ReplicaDep) -> StoredSample:
+    return await asyncio.to_thread(replica.samples.store.get, replica.samples.key(personality.name), sample_id)
 
 
 @router.get(
@@ -121,15 +121,15 @@ async def get_sample(personality: PersonalityDep, sample_id: str, chorus: Chorus
     # A voice recording is what cloning needs, so reading one needs what cloning needs.
     summary="A sample's stored audio (24 kHz 16-bit WAV)", openapi_extra=needs(Scope.CLONE),
 )
-async def sample_audio(personality: PersonalityDep, sample_id: str, chorus: ChorusState) -> Response:
-    data = await asyncio.to_thread(chorus.samples.store.audio, chorus.samples.key(personality.name), sample_id)
+async def sample_audio(personality: PersonalityDep, sample_id: str, replica: ReplicaDep) -> Response:
+    data = await asyncio.to_thread(replica.samples.store.audio, replica.samples.key(personality.name), sample_id)
     return Response(data, media_type="audio/wav")
 
 
 @router.delete("/{sample_id}", status_code=204, responses={404: {"model": ErrorOut}},
                openapi_extra=needs(Scope.SAMPLES))
-async def delete_sample(personality: PersonalityDep, sample_id: str, request: Request, chorus: ChorusState) -> Response:
-    await asyncio.to_thread(chorus.samples.delete, personality, sample_id)
+async def delete_sample(personality: PersonalityDep, sample_id: str, request: Request, replica: ReplicaDep) -> Response:
+    await asyncio.to_thread(replica.samples.delete, personality, sample_id)
     log.info("deleted sample %r of %r [request %s, key %s]", sample_id, personality.name, request_id(request),
              caller_name(request))
     return Response(status_code=204)

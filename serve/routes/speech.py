@@ -9,7 +9,7 @@ from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError, require_json
 from chorus.quota_guard import SpendDep
 from chorus.speaking import SPEECH_RESPONSES, checked_utterance, no_store, speak
-from chorus.state import ChorusState, PersonalityDep, personality_or_404
+from chorus.state import PersonalityDep, ReplicaDep, personality_or_404
 from deployments.base import ENGINE_IDS, AudioFormat, EngineId
 
 router = APIRouter(tags=["speech"])
@@ -33,11 +33,11 @@ OPENAI_RESPONSES = {
     openapi_extra=needs(Scope.SPEAK),
 )
 async def personality_speech(request: Request, personality: PersonalityDep, body: SpeechRequest,
-                             chorus: ChorusState, spend: SpendDep) -> Response:
-    said = checked_utterance(chorus, personality, body.text, language=body.language, provider=body.provider,
+                             replica: ReplicaDep, spend: SpendDep) -> Response:
+    said = checked_utterance(replica, personality, body.text, language=body.language, provider=body.provider,
                              fmt=body.format, stream=body.stream, cache=not no_store(request))
     async with spend.synthesis(personality.name, len(said.text)):
-        return await speak(request, chorus, said)
+        return await speak(request, replica, said)
 
 
 @router.post(
@@ -48,7 +48,7 @@ async def personality_speech(request: Request, personality: PersonalityDep, body
     summary="OpenAI-compatible speech (voice = personality name)",
     openapi_extra=needs(Scope.SPEAK),
 )
-async def openai_speech(request: Request, body: OpenAISpeechRequest, chorus: ChorusState, spend: SpendDep) -> Response:
+async def openai_speech(request: Request, body: OpenAISpeechRequest, replica: ReplicaDep, spend: SpendDep) -> Response:
     if body.model in ENGINE_IDS:
         provider: EngineId | None = body.model  # type: ignore[assignment]
     elif body.model in OPENAI_MODELS:
@@ -58,9 +58,9 @@ async def openai_speech(request: Request, body: OpenAISpeechRequest, chorus: Cho
             422, f"unknown model {body.model!r}: use one of {sorted(OPENAI_MODELS)} or an engine id {list(ENGINE_IDS)}",
             param="model",
         )
-    personality = personality_or_404(chorus, body.voice)
-    said = checked_utterance(chorus, personality, body.input, provider=provider, fmt=body.response_format, speed=body.speed,
+    personality = personality_or_404(replica, body.voice)
+    said = checked_utterance(replica, personality, body.input, provider=provider, fmt=body.response_format, speed=body.speed,
                              text_param="input", cache=not no_store(request))
     async with spend.synthesis(personality.name, len(said.text)):
         # OpenAI's pcm is 24 kHz; clients assume that rate.
-        return await speak(request, chorus, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)
+        return await speak(request, replica, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)

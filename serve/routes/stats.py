@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from chorus.auth.scopes import Scope, needs
 from chorus.errors import ChorusHTTPError
-from chorus.state import ChorusState
+from chorus.state import ReplicaDep
 from chorus.stats.models import SeriesOut, StatsOut
 from chorus.stats.windows import BadStep, SeriesStep, StatsWindow
 
@@ -16,16 +16,16 @@ router = APIRouter()
 @router.get("/v1/stats", response_model=StatsOut, tags=["statistics"],
             summary="Requests, outcomes, latency, characters and fallbacks per engine and personality",
             openapi_extra=needs(Scope.ADMIN))
-async def stats(chorus: ChorusState, window: StatsWindow = StatsWindow.HOUR) -> StatsOut:
-    return await chorus.stats.window(window)
+async def stats(replica: ReplicaDep, window: StatsWindow = StatsWindow.HOUR) -> StatsOut:
+    return await replica.stats.window(window)
 
 
 @router.get("/v1/stats/series", response_model=SeriesOut, tags=["statistics"],
             summary="Per-engine request counts and latency percentiles per step, for charts",
             openapi_extra=needs(Scope.ADMIN))
-async def series(chorus: ChorusState, window: StatsWindow = StatsWindow.HOUR,
+async def series(replica: ReplicaDep, window: StatsWindow = StatsWindow.HOUR,
                  step: SeriesStep = SeriesStep.MINUTE) -> SeriesOut:
     try:
-        return await chorus.stats.series(window, step)
+        return await replica.stats.series(window, step)
     except BadStep as err:
         raise ChorusHTTPError(422, str(err), param="step") from None

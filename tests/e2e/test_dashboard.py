@@ -26,7 +26,7 @@ from chorus.auth.scopes import Scope
 from chorus.ingress import create_app
 from chorus.personalities import parse_spec
 from chorus.router import EngineBoard
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from chorus.stores.kubernetes import KubernetesStore
 from tests import recordings as rec
 from tests.access_calls import KEYS
@@ -285,11 +285,11 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("cluster")
     config = IngressConfig(personalities={"kubernetes": {"namespace": "voices"}},
                            samples={"directory": root / "samples"}, timeouts={"piper": 5})
-    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
-    assert isinstance(chorus.store, KubernetesStore)
-    chorus.store.replace_all([configmap("ann", spec=ANN)])
-    chorus.store.synced.set()
-    with running(create_app(chorus)) as url:
+    replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
+    assert isinstance(replica.store, KubernetesStore)
+    replica.store.replace_all([configmap("ann", spec=ANN)])
+    replica.store.synced.set()
+    with running(create_app(replica)) as url:
         yield url
 
 

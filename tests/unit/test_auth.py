@@ -21,7 +21,7 @@ from chorus.ingress import create_app
 from chorus.router import EngineBoard
 from chorus.samples.audio import canonical_wav, decode_audio
 from chorus.samples.storage import SampleMeta
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from tests.access_calls import CALLS, KEYS, LACKING, WRONG_KEY, api_routes, recording
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
@@ -42,15 +42,15 @@ class AuthApi:
             timeouts={"piper": 5, "xtts_v2": 5}, auth={},
         )
         engines = {"piper": ScriptedEngine("piper"), "xtts_v2": ScriptedEngine("xtts_v2")}
-        self.chorus = Chorus(config, EngineBoard({e: LocalHandle(engine) for e, engine in engines.items()}))
-        assert self.chorus.keys is not None
-        self.chorus.keys.replace("test", [
+        self.replica = Replica(config, EngineBoard({e: LocalHandle(engine) for e, engine in engines.items()}))
+        assert self.replica.keys is not None
+        self.replica.keys.replace("test", [
             KeyEntry(name=f"{scope.value}-key", key=key, scopes=[scope]).api_key() for scope, key in KEYS.items()
         ])
         # The speaker of the upload the samples route is called with: a different one is refused.
         clean = canonical_wav(decode_audio(recording()["file"][1]))
-        self.chorus.samples.store.put("joe", clean, SampleMeta(id="s0", duration=7.6, quality_score=1.0))
-        self.app = create_app(self.chorus)
+        self.replica.samples.store.put("joe", clean, SampleMeta(id="s0", duration=7.6, quality_score=1.0))
+        self.app = create_app(self.replica)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://chorus")
 
 
@@ -143,8 +143,8 @@ async def test_a_body_without_a_key_is_refused_before_it_is_read(api: AuthApi) -
 async def test_a_removed_key_stops_working_at_once(api: AuthApi) -> None:
     key = {"x-api-key": KEYS[Scope.SPEAK]}
     assert (await api.client.get("/v1/providers", headers=key)).status_code == 200
-    assert api.chorus.keys is not None
-    api.chorus.keys.replace("test", [])
+    assert api.replica.keys is not None
+    api.replica.keys.replace("test", [])
     assert (await api.client.get("/v1/providers", headers=key)).status_code == 401
 
 
@@ -180,8 +180,8 @@ async def test_a_key_learns_its_scopes_and_the_routes_they_open(api: AuthApi) ->
 
 async def test_a_keys_limits_are_shown_with_it(tmp_path: Path) -> None:
     api = AuthApi(tmp_path)
-    assert api.chorus.keys is not None
-    api.chorus.keys.replace("test", [KeyEntry(name="metered", key=KEYS[Scope.SPEAK], scopes=[Scope.SPEAK, Scope.CLONE],
+    assert api.replica.keys is not None
+    api.replica.keys.replace("test", [KeyEntry(name="metered", key=KEYS[Scope.SPEAK], scopes=[Scope.SPEAK, Scope.CLONE],
                                               rate_limit="60/minute", characters_per_day=5000).api_key()])
     async with api.client:
         me = (await api.client.get("/v1/keys/me", headers={"authorization": f"Bearer {KEYS[Scope.SPEAK]}"})).json()
@@ -194,8 +194,8 @@ async def test_a_keys_limits_are_shown_with_it(tmp_path: Path) -> None:
 async def test_without_keys_every_route_is_open_and_said_so(tmp_path: Path) -> None:
     (tmp_path / "personalities").mkdir()
     config = IngressConfig(personalities={"directory": tmp_path / "personalities"}, samples={"directory": tmp_path / "s"})
-    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(chorus)), base_url="http://c") as c:
+    replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://c") as c:
         me = (await c.get("/v1/keys/me")).json()
     assert (me["auth"], me["name"]) == (False, None)
     assert me["limits"] == {"rateLimit": None, "charactersPerDay": None, "charactersPerMonth": None}

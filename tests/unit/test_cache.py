@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from chorus.cache import tiers
 from chorus.cache.config import CacheConfig
 from chorus.cache.key import cache_key
 from chorus.cache.lookup import resolve
 from chorus.cache.replay import Replay
 from chorus.cache.store import AudioCache, CacheUnavailable, encode
-from chorus.cache import tiers
 from chorus.cache.tiers import DiskTier, MemoryTier, RedisTier
 from deployments.base import AudioResult, Capabilities, SynthesisRequest, VoiceInfo, VoiceSampleRef
 from deployments.settings import PiperSettings, XTTSSettings

@@ -129,7 +129,7 @@ async def test_a_changed_personality_never_hits_old_entries(api: Api) -> None:
 async def test_cloud_characters_are_not_billed_for_cached_pieces(api: Api) -> None:
     for _ in range(3):
         await api.client.post(SPEECH, json={"text": "Hello there.", "provider": "google_tts"})
-    used = await api.chorus.meter.used()
+    used = await api.replica.meter.used()
     assert sum(used.values()) == len("Hello there.") and len(api.google.requests) == 1
 
 
@@ -148,6 +148,6 @@ async def test_delete_drops_a_personality_or_everything(api: Api) -> None:
 async def test_hits_count_in_the_statistics(api: Api) -> None:
     for _ in range(3):
         await api.client.post(SPEECH, json={"text": "Hello there."})
-    await api.chorus.stats.flush()
+    await api.replica.stats.flush()
     stats = (await api.client.get("/v1/stats", params={"window": "5m"})).json()
     assert (stats["personalities"]["joe"]["cacheHits"], stats["engines"]["piper"]["cacheHits"]) == (2, 2)

@@ -18,7 +18,7 @@ from chorus.app import build_app
 from chorus.cloud_quota import voice_class
 from chorus.ingress import create_app
 from chorus.router import EngineBoard
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from deployments.base import EngineFailedError
 from deployments.google_tts import GoogleTTSConfig
 from tests.chorus_app import personality
@@ -45,7 +45,7 @@ PERSONALITIES = {
 }
 
 
-class Replica:
+class CloudReplica:
     """One ingress replica over `root`: scripted Piper and the three cloud engines."""
 
     def __init__(self, root: Path, redis_url: str | None = None, **cloud_quotas: Any) -> None:
@@ -63,10 +63,10 @@ class Replica:
             timeouts={e: 5 for e in engines}, redis_url=redis_url, cloud_quotas=cloud_quotas,
             cache={"enabled": False},  # every request reaches an engine and is billed (cached ones are not)
         )
-        self.chorus = Chorus(config, EngineBoard({e: LocalHandle(x) for e, x in engines.items()}))
+        self.replica = Replica(config, EngineBoard({e: LocalHandle(x) for e, x in engines.items()}))
         self.now = NOVEMBER
-        self.chorus.meter.clock = lambda: self.now
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.chorus)),
+        self.replica.meter.clock = lambda: self.now
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
                                         base_url="http://chorus")
 
     async def speak(self, name: str, text: str = TEXT, **body: Any) -> httpx.Response:
@@ -89,10 +89,10 @@ class Replica:
 
 @pytest.fixture
 async def replicas(tmp_path: Path) -> AsyncIterator[Any]:
-    made: list[Replica] = []
+    made: list[CloudReplica] = []
 
-    def make(root: Path = tmp_path, redis_url: str | None = None, **cloud_quotas: Any) -> Replica:
-        made.append(Replica(root, redis_url, **cloud_quotas))
+    def make(root: Path = tmp_path, redis_url: str | None = None, **cloud_quotas: Any) -> CloudReplica:
+        made.append(CloudReplica(root, redis_url, **cloud_quotas))
         return made[-1]
 
     yield make
@@ -114,7 +114,7 @@ async def test_each_piece_sent_and_answered_counts_in_its_engine_and_voice_class
     await api.speak("az")
     await api.speak("ibm", "Hi.")
     assert [r.text for r in api.google.requests[:2]] == PIECES  # packed into two calls
-    counted = api.chorus.meter.last_used()  # the metrics gauge's view: what this replica counted
+    counted = api.replica.meter.last_used()  # the metrics gauge's view: what this replica counted
     used = await api.used()
     assert used == {("google_tts", "standard"): len(PIECES[0]) + len(PIECES[1]), ("google_tts", "neural"): 10,
                     ("azure_tts", "neural"): sent(api.azure), ("ibm_watson", "standard"): 3}
@@ -153,7 +153,7 @@ async def test_a_personality_without_a_voice_counts_in_its_engines_default_voice
                        "engines": {"piper": {}, "google_tts": {"config": {"default_voice": STANDARD}}}})
     assert built._bound_deployment.init_args[1].default_voices == {"google_tts": STANDARD}
     # Unknown default (a replica built by hand): the dearest class, the safe side.
-    plain = Replica(tmp_path)
+    plain = CloudReplica(tmp_path)
     await plain.speak("plain", "Short one.")
     assert (await plain.used())[("google_tts", "neural")] == 10
     await plain.client.aclose()

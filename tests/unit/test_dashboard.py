@@ -15,7 +15,7 @@ import pytest
 from chorus.ingress import create_app
 from chorus.router import EngineBoard
 from chorus.routes.dashboard import STATIC
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
 
@@ -24,8 +24,8 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     (tmp_path / "personalities").mkdir()
     config = IngressConfig(personalities={"directory": tmp_path / "personalities"},
                            samples={"directory": tmp_path / "samples"}, timeouts={"piper": 5}, auth={})
-    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(chorus)), base_url="http://chorus") as c:
+    replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://chorus") as c:
         yield c
 
 
@@ -86,8 +86,8 @@ async def test_the_links_are_the_configured_ones_for_any_key(tmp_path: Path) -> 
     (tmp_path / "personalities").mkdir()
     config = IngressConfig(personalities={"directory": tmp_path / "personalities"},
                            samples={"directory": tmp_path / "samples"}, links=links)
-    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(chorus)), base_url="http://c") as c:
+    replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://c") as c:
         assert (await c.get("/v1/dashboard/links")).json() == {**links, "engineTraces": None}
 
 

@@ -19,7 +19,7 @@ from chorus.ingress import create_app
 from chorus.personalities import LanguageCode, PersonalityName
 from chorus.router import EngineBoard
 from chorus.samples.storage import InvalidSampleRequest, SampleId, check_personality_name, check_sample_id
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
@@ -50,8 +50,8 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         samples={"directory": tmp_path / "samples", "max_upload_bytes": MAX_UPLOAD},
         timeouts={"piper": 5},
     )
-    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper", languages=("en",)))}))
-    app = create_app(chorus)
+    replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper", languages=("en",)))}))
+    app = create_app(replica)
     app.add_api_route("/test/late-validation", late_validation)
     app.add_api_route("/test/crash", crash)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -123,7 +123,7 @@ async def test_uploads_keep_their_own_larger_limit(client: httpx.AsyncClient) ->
 
 async def test_the_cap_is_configurable(tmp_path: Path) -> None:
     config = IngressConfig(personalities={"directory": tmp_path}, max_body_bytes=2048)
-    app = create_app(Chorus(config, EngineBoard({})))
+    app = create_app(Replica(config, EngineBoard({})))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://chorus") as client:
         r = await client.post("/v1/personalities/joe/speech", json={"text": "a" * 3000})
     assert_names_limit(r, 2048)
@@ -233,7 +233,7 @@ async def test_behind_the_serve_proxy_the_app_logs_its_id_and_leaves_the_header_
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = IngressConfig(personalities={"directory": tmp_path})
-    app = create_app(Chorus(config, EngineBoard({})), behind_serve_proxy=True)
+    app = create_app(Replica(config, EngineBoard({})), behind_serve_proxy=True)
     app.add_api_route("/test/crash", crash)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://chorus") as client:

@@ -1,4 +1,4 @@
-"""The HTTP layer without Ray: the ingress's FastAPI app (`create_app`) over a `Chorus`
+"""The HTTP layer without Ray: the ingress's FastAPI app (`create_app`) over a `Replica`
 whose engines run in process (tests/engine_handles.py) and whose personalities are
 files in a temporary directory, driven through httpx's ASGI transport."""
 
@@ -23,7 +23,7 @@ from chorus.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
 from chorus.ingress import create_app
 from chorus.router import FAILED, UNAVAILABLE, EngineBoard
 from chorus.samples.storage import SampleMeta
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from deployments.base import (
     BadInputError,
     EngineFailedError,
@@ -62,8 +62,8 @@ class Api:
             max_text_characters=MAX_TEXT,
         )
         board = EngineBoard({"piper": LocalHandle(self.piper), "google_tts": LocalHandle(self.google)})
-        self.chorus = Chorus(config, board)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.chorus)),
+        self.replica = Replica(config, board)
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
                                         base_url="http://chorus")
 
 
@@ -309,7 +309,7 @@ def clean_recording(other_text: bool = False) -> dict[str, Any]:
 def store_directly(api: Api, count: int, start: int = 0) -> None:
     """Stored samples of `joe` without the checks (storage needs bytes, not speech)."""
     for i in range(start, start + count):
-        api.chorus.samples.store.put("joe", rec.minimal_wav(0.5, seed=i), SampleMeta(id=f"s{i}", duration=0.5, quality_score=1.0))
+        api.replica.samples.store.put("joe", rec.minimal_wav(0.5, seed=i), SampleMeta(id=f"s{i}", duration=0.5, quality_score=1.0))
 
 
 async def test_deleting_a_personality_deletes_its_samples(recording_api: Api) -> None:
@@ -321,7 +321,7 @@ async def test_deleting_a_personality_deletes_its_samples(recording_api: Api) ->
     assert [s["id"] for s in (await c.get("/v1/personalities/ava/samples")).json()] == ["studio-1"]
 
     assert (await c.delete("/v1/personalities/ava")).status_code == 204
-    assert api.chorus.samples.store.list("ava") == []
+    assert api.replica.samples.store.list("ava") == []
     assert (await c.put("/v1/personalities/ava", json=ava)).status_code == 201
     assert (await c.get("/v1/personalities/ava/samples")).json() == []
     assert (await c.get("/v1/personalities/ava")).json()["spec"].get("voiceSamples", []) == []
@@ -335,10 +335,10 @@ async def test_a_crash_between_samples_and_personality_leaves_no_samples(api: Ap
     def crash(name: str) -> bool:
         raise RuntimeError("killed mid-delete")
 
-    monkeypatch.setattr(api.chorus.store, "delete", crash)
+    monkeypatch.setattr(api.replica.store, "delete", crash)
     with pytest.raises(RuntimeError, match="killed mid-delete"):
         await api.client.delete("/v1/personalities/joe")
-    assert api.chorus.samples.store.list("joe") == []
+    assert api.replica.samples.store.list("joe") == []
     monkeypatch.undo()
     assert (await api.client.delete("/v1/personalities/joe")).status_code == 204
     assert (await api.client.get("/v1/personalities/joe")).status_code == 404
@@ -348,21 +348,21 @@ async def test_a_sample_whose_personality_is_deleted_during_its_checks_is_not_st
     recording_api: Api, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     api = recording_api
-    check_sample = api.chorus.samples.ingest.checker.check_sample
+    check_sample = api.replica.samples.ingest.checker.check_sample
 
     def deleted_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        assert api.chorus.samples.delete_personality("joe")
+        assert api.replica.samples.delete_personality("joe")
         return check_sample(*args, **kwargs)
 
-    monkeypatch.setattr(api.chorus.samples.ingest.checker, "check_sample", deleted_meanwhile)
+    monkeypatch.setattr(api.replica.samples.ingest.checker, "check_sample", deleted_meanwhile)
     r = await api.client.post("/v1/personalities/joe/samples", files=clean_recording())
     assert r.status_code == 404 and "deleted while the sample was being checked" in r.json()["detail"], r.text
-    assert api.chorus.samples.store.list("joe") == []
+    assert api.replica.samples.store.list("joe") == []
 
 
 async def test_the_sample_over_the_limit_is_refused_and_stores_nothing(recording_api: Api, tmp_path: Path) -> None:
     api, c = recording_api, recording_api.client
-    assert api.chorus.config.samples.max_samples == MAX_VOICE_SAMPLES == 32  # the schema's voiceSamples limit
+    assert api.replica.config.samples.max_samples == MAX_VOICE_SAMPLES == 32  # the schema's voiceSamples limit
     store_directly(api, MAX_VOICE_SAMPLES + 1)
     # Deleting one mirrors the rest into voiceSamples: the personality is full.
     assert (await c.delete("/v1/personalities/joe/samples/s0")).status_code == 204
@@ -376,14 +376,14 @@ async def test_the_sample_over_the_limit_is_refused_and_stores_nothing(recording
     assert r.json()["limit"] == MAX_VOICE_SAMPLES and f"already has {MAX_VOICE_SAMPLES} voice samples" in r.json()["detail"]
     assert sorted((tmp_path / "samples" / "joe").iterdir()) == sample_files
     assert personality_file.read_bytes() == before
-    api.chorus.store.rescan()
+    api.replica.store.rescan()
     body = (await c.get("/v1/personalities/joe")).json()
     assert "error" not in body["status"] and len(body["spec"]["voiceSamples"]) == MAX_VOICE_SAMPLES
 
 
 async def test_the_limit_is_configurable(tmp_path: Path) -> None:
     api = Api(tmp_path, max_upload=MAX_SAMPLE_BYTES)
-    api.chorus.samples.config = api.chorus.samples.config.model_copy(update={"max_samples": 1})
+    api.replica.samples.config = api.replica.samples.config.model_copy(update={"max_samples": 1})
     async with api.client:
         r = await api.client.post("/v1/personalities/joe/samples", files=clean_recording())
         assert r.status_code == 201, r.text
@@ -404,7 +404,7 @@ async def test_a_sample_the_personality_has_no_room_for_is_refused_before_storin
     r = await c.post("/v1/personalities/joe/samples", files=clean_recording())
     assert r.status_code == 422, r.text
     assert "would make the personality invalid" in r.json()["detail"] and "voiceSamples" in r.json()["detail"]
-    assert api.chorus.samples.store.list("joe") == []
+    assert api.replica.samples.store.list("joe") == []
     assert not any(p.name.endswith((".wav", ".json")) for p in (tmp_path / "samples").rglob("*"))
     assert (tmp_path / "personalities" / "joe.yaml").read_bytes() == before
 
@@ -443,7 +443,7 @@ async def test_providers_and_readiness(api: Api) -> None:
 async def test_providers_flooded_ask_the_engines_at_most_once_per_interval(api: Api) -> None:
     await asyncio.gather(*(api.client.get("/v1/providers") for _ in range(100)))
     assert (api.piper.status_calls, api.google.status_calls) == (1, 1)  # the board's cached view
-    api.chorus.board.refresh_s = 0.05
+    api.replica.board.refresh_s = 0.05
     began = time.monotonic()
     while time.monotonic() - began < 0.3:
         answers = await asyncio.gather(*(api.client.get("/v1/providers") for _ in range(20)))
@@ -454,7 +454,7 @@ async def test_providers_flooded_ask_the_engines_at_most_once_per_interval(api: 
 
 async def test_synthesis_never_waits_for_a_status_refresh(api: Api) -> None:
     await api.client.get("/v1/providers")
-    api.chorus.board.refresh_s = 0  # every read finds the statuses stale
+    api.replica.board.refresh_s = 0  # every read finds the statuses stale
     api.piper.status_gate = asyncio.Event()  # and the refresh hangs on piper
     said = await asyncio.wait_for(api.client.post("/v1/personalities/joe/speech", json=speech()), timeout=2)
     assert said.status_code == 200 and said.headers["x-chorus-provider"] == "piper"
@@ -487,7 +487,7 @@ async def test_a_check_answers_the_upload_table_and_stores_nothing(recording_api
     assert body["accepted"] is True and body["problems"] == [] and body["duplicate_of"] is None
     names = [check["name"] for check in body["report"]["checks"]]
     assert {"snr", "speaker_consistency"} <= set(names), names
-    assert api.chorus.samples.store.list("joe") == []
+    assert api.replica.samples.store.list("joe") == []
     assert not (tmp_path / "samples" / "joe").exists() or not any((tmp_path / "samples" / "joe").iterdir())
 
     # The same recording uploaded is what the check said: stored, with the same figures.
@@ -510,11 +510,11 @@ async def test_a_check_of_a_noisy_recording_names_what_fails(recording_api: Api)
     assert body["problems"] == [check["message"] for check in failed]
     # The table is whole: the speaker was compared even though quality failed.
     assert body["report"]["checks"][-1]["name"] == "speaker_consistency"
-    assert recording_api.chorus.samples.store.list("joe") == []
+    assert recording_api.replica.samples.store.list("joe") == []
 
 
 async def test_a_check_says_when_the_personality_is_full(recording_api: Api) -> None:
-    recording_api.chorus.samples.config = recording_api.chorus.samples.config.model_copy(update={"max_samples": 1})
+    recording_api.replica.samples.config = recording_api.replica.samples.config.model_copy(update={"max_samples": 1})
     store_directly(recording_api, 1)
     body = (await recording_api.client.post("/v1/personalities/joe/samples/check", files=clean_recording())).json()
     assert body["accepted"] is False
@@ -533,16 +533,16 @@ async def test_uploads_beyond_what_a_replica_takes_are_refused_before_their_body
     holding its body; the next upload, check or clone gets 503 with Retry-After at once,
     and the places are given back when those are done."""
     api, c = recording_api, recording_api.client
-    api.chorus.samples.config = api.chorus.samples.config.model_copy(update={"max_queued_checks": 1})
+    api.replica.samples.config = api.replica.samples.config.model_copy(update={"max_queued_checks": 1})
     checking, release = threading.Semaphore(0), threading.Event()
-    check_sample = api.chorus.samples.ingest.checker.check_sample
+    check_sample = api.replica.samples.ingest.checker.check_sample
 
     def held(*args: Any, **kwargs: Any) -> Any:
         checking.release()
         release.wait(30)
         return check_sample(*args, **kwargs)
 
-    monkeypatch.setattr(api.chorus.samples.ingest.checker, "check_sample", held)
+    monkeypatch.setattr(api.replica.samples.ingest.checker, "check_sample", held)
     recordings = [clean_recording(), clean_recording(other_text=True), clean_recording()]
     busy = [asyncio.create_task(c.post("/v1/personalities/joe/samples/check", files=f)) for f in recordings]
     for _ in range(2):  # two in the checks, the third waiting for one
@@ -554,7 +554,7 @@ async def test_uploads_beyond_what_a_replica_takes_are_refused_before_their_body
         assert r.headers["retry-after"] == "2" and "3 recordings are being read or checked" in r.json()["detail"]
     release.set()
     assert [(await task).status_code for task in busy] == [200, 200, 200]
-    assert api.chorus.samples._admitted == 0
+    assert api.replica.samples._admitted == 0
     assert (await c.post("/v1/personalities/joe/samples", files=clean_recording())).status_code == 201
 
 
@@ -570,7 +570,7 @@ def chorus_cli(*args: str) -> Any:
 def test_the_cli_lists_the_engines_with_their_circuits(tmp_path: Path) -> None:
     api = Api(tmp_path)
     api.piper.error = EngineFailedError("down", "piper")
-    with running(create_app(api.chorus)) as url:
+    with running(create_app(api.replica)) as url:
         for _ in range(5):  # the default: 5 failures in a row open it
             assert httpx.post(f"{url}/v1/personalities/joe/speech", json=speech()).status_code == 200
         out = chorus_cli("providers", "--url", url)
@@ -588,7 +588,7 @@ def test_the_cli_checks_a_recording_through_the_api(tmp_path: Path) -> None:
     clean.write_bytes(rec.encode(speech.samples, speech.rate))
     noisy.write_bytes(rec.encode(rec.with_white_noise(speech, snr_db=3), speech.rate))
 
-    with running(create_app(api.chorus)) as url:
+    with running(create_app(api.replica)) as url:
         ok = chorus_cli("samples", "check", str(clean), "--personality", "joe", "--url", url)
         refused = chorus_cli("samples", "check", str(noisy), "--personality", "joe", "--url", url)
         missing = chorus_cli("samples", "check", str(clean), "--personality", "nobody", "--url", url)
@@ -596,4 +596,4 @@ def test_the_cli_checks_a_recording_through_the_api(tmp_path: Path) -> None:
     assert "speaker_consistency" in ok.output and "would be stored: quality score" in ok.output
     assert refused.exit_code == 1 and "would be refused: signal-to-noise ratio" in refused.output
     assert missing.exit_code == 1 and "error 404" in missing.output
-    assert api.chorus.samples.store.list("joe") == []
+    assert api.replica.samples.store.list("joe") == []

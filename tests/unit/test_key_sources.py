@@ -283,20 +283,20 @@ async def test_an_ingress_replica_has_its_keys_before_serving_and_follows_the_fi
                            samples={"directory": str(tmp_path / "s")}, auth={"keysFile": str(path)})
     # The class under Serve's ASGI wrapper, constructed as a replica's would be, without Ray.
     replica_class = Ingress.func_or_class.__mro__[1]
-    replica = replica_class({}, config)
+    ingress = replica_class({}, config)
     try:
-        assert name_of(replica.chorus.keys, first) == "first"
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica.chorus)),
+        assert name_of(ingress.replica.keys, first) == "first"
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ingress.replica)),
                                    base_url="http://test")
         async with client:
             assert (await client.get("/v1/personalities", headers={"x-api-key": first})).status_code == 200
             write_atomically(path, document(("rotated", rotated, ["speak"])))
-            await eventually(lambda: name_of(replica.chorus.keys, rotated) == "rotated")
+            await eventually(lambda: name_of(ingress.replica.keys, rotated) == "rotated")
             assert (await client.get("/v1/personalities", headers={"x-api-key": first})).status_code == 401
             assert (await client.get("/v1/personalities", headers={"x-api-key": rotated})).status_code == 200
     finally:
-        replica._stop.set()
-        await asyncio.wait_for(asyncio.gather(*replica._watchers), 5)
+        ingress._stop.set()
+        await asyncio.wait_for(asyncio.gather(*ingress._watchers), 5)
 
 
 def test_secrets_manager_without_boto3_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from chorus.auth.keys import KeyEntry
 from chorus.ingress import create_app
 from chorus.quotas import LimitName
 from chorus.router import EngineBoard
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from deployments.base import EngineFailedError
 from tests import recordings as rec
 from tests.chorus_app import personality
@@ -68,13 +68,13 @@ class Quota:
             timeouts={"piper": 5}, auth={} if key_limits is not None else None,
             redis_url=storage, quotas=quotas, cache={"enabled": False},  # counting, not caching
         )
-        self.chorus = Chorus(config, EngineBoard({"piper": LocalHandle(self.piper)}))
+        self.replica = Replica(config, EngineBoard({"piper": LocalHandle(self.piper)}))
         if key_limits is not None:
             # The key sources fill the ring in a replica; here the test does.
-            assert self.chorus.keys is not None
-            self.chorus.keys.replace("test", [KeyEntry(name="alice", key=KEY, scopes=["speak", "clone"],
+            assert self.replica.keys is not None
+            self.replica.keys.replace("test", [KeyEntry(name="alice", key=KEY, scopes=["speak", "clone"],
                                                        **key_limits).api_key()])
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.chorus)),
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
                                         base_url="http://chorus", headers={"x-api-key": KEY})
 
     async def speak(self, text: str = TEN) -> httpx.Response:

@@ -67,7 +67,7 @@ def tags(**kv: str) -> Tags:
 
 
 class Replica:
-    """One ingress replica's tracer provider with the processor, as `Chorus` will own it."""
+    """One ingress replica's tracer provider with the processor, as `Replica` will own it."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.metrics = RayMetrics(metrics=RECORDING, **kwargs)

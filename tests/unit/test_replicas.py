@@ -14,7 +14,7 @@ import pytest
 from chorus.ingress import create_app
 from chorus.replicas import ReplicaCount, Replicas
 from chorus.router import EngineBoard
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
 
@@ -69,7 +69,7 @@ async def test_providers_show_each_engines_replicas(tmp_path: Path, source: Cont
     (tmp_path / "personalities").mkdir()
     config = IngressConfig(personalities={"directory": tmp_path / "personalities"}, samples={"directory": tmp_path / "s"},
                            timeouts={"piper": 5})
-    chorus = Chorus(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}), replicas=Replicas(source))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(chorus)), base_url="http://c") as c:
+    replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}), replicas=Replicas(source))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://c") as c:
         (piper,) = (await c.get("/v1/providers")).json()["providers"]
     assert piper["replicas"] == (None if source is None else {"running": 2, "starting": 1, "stopping": 0})

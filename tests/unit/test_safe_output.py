@@ -21,7 +21,7 @@ from chorus.ingress import create_app
 from chorus.router import FAILED, UNAVAILABLE, EngineBoard
 from chorus.safe_text import header_value, public_source, scrubbed
 from chorus.samples.speaker import SAME_SPEAKER_MIN_SIMILARITY
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from deployments.base import EngineFailedError, EngineUnavailableError, Health
 from tests import recordings as rec
 from tests.chorus_app import personality
@@ -66,12 +66,12 @@ class Api:
             auth={"keysEnv": None} if keys else None,
         )
         board = EngineBoard({"piper": LocalHandle(self.piper), "google_tts": LocalHandle(self.google)})
-        self.chorus = Chorus(config, board)
-        if self.chorus.keys is not None:
-            self.chorus.keys.replace("test", [
+        self.replica = Replica(config, board)
+        if self.replica.keys is not None:
+            self.replica.keys.replace("test", [
                 KeyEntry(name=name, key=secret(name), scopes=scopes).api_key() for name, scopes in KEYS.items()
             ])
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.chorus)),
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
                                         base_url="http://chorus")
 
     def as_(self, name: str) -> dict[str, str]:
@@ -178,7 +178,7 @@ async def test_provider_health_details_are_for_admins(api: Api) -> None:
 async def test_listings_show_no_paths_without_admin(api: Api) -> None:
     (api.root / "personalities" / "broken.yaml").write_text("spec: [")
     (api.root / "personalities" / "zz-joe.yaml").write_text(yaml.safe_dump(personality("joe", JOE)))
-    api.chorus.store.rescan()
+    api.replica.store.rescan()
     root = str(api.root)
 
     listing = await api.client.get("/v1/personalities", headers=api.as_("speaker"))
@@ -236,7 +236,7 @@ async def test_a_different_speaker_is_refused_with_the_score_unless_an_admin_for
     assert "first (similarity" in body["detail"] and "force=true" in body["detail"]
     check = next(c for c in body["checks"] if c["name"] == "speaker_consistency")
     assert check["severity"] == "hard" and not check["passed"] and check["value"] == body["similarity"]
-    assert [s.id for s in api.chorus.samples.store.list("joe")] == ["first"]  # nothing stored
+    assert [s.id for s in api.replica.samples.store.list("joe")] == ["first"]  # nothing stored
 
     # The same speaker needs no force.
     r = await c.post("/v1/personalities/joe/samples", files=recording("same"), data={"id": "same"}, headers=speaker)

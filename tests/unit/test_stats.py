@@ -261,7 +261,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 async def test_stats_over_http_in_the_documented_shape(api: Api) -> None:
     import time
 
-    play(SpanMaker(api.chorus.stats.processor), SCRIPT, time.time() - 1)
+    play(SpanMaker(api.replica.stats.processor), SCRIPT, time.time() - 1)
     r = await api.client.get("/v1/stats", params={"window": "5m"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -305,12 +305,12 @@ async def test_an_unreachable_store_is_503_and_the_figures_wait(api: Api) -> Non
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         dead = RedisStore(f"redis://127.0.0.1:{s.getsockname()[1]}")
-    memory, api.chorus.stats.store = api.chorus.stats.store, dead
-    play(SpanMaker(api.chorus.stats.processor), SCRIPT, time.time() - 1)
+    memory, api.replica.stats.store = api.replica.stats.store, dead
+    play(SpanMaker(api.replica.stats.processor), SCRIPT, time.time() - 1)
     r = await api.client.get("/v1/stats", params={"window": "5m"})
     assert r.status_code == 503, r.text
     assert r.json()["code"] == "stats_unavailable" and r.headers["Retry-After"] == "5"
     assert "127.0.0.1" not in r.text
-    api.chorus.stats.store = memory  # back: nothing was lost meanwhile
+    api.replica.stats.store = memory  # back: nothing was lost meanwhile
     r = await api.client.get("/v1/stats", params={"window": "5m"})
     assert r.json()["engines"]["piper"]["requests"] == 4

@@ -1,4 +1,4 @@
-"""Traces without Ray: the ingress app (`create_app`) over a `Chorus` with its own tracer
+"""Traces without Ray: the ingress app (`create_app`) over a `Replica` with its own tracer
 provider, engines in process (tests/engine_handles.py), spans caught in memory."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from chorus.auth.keys import KeyEntry
 from chorus.auth.scopes import Scope
 from chorus.ingress import create_app
 from chorus.router import EngineBoard
-from chorus.state import Chorus, IngressConfig
+from chorus.state import IngressConfig, Replica
 from deployments import spans, tracing
 from deployments.base import EngineUnavailableError
 from deployments.local_model import ConditioningCache
@@ -68,15 +68,15 @@ class Traced:
                                samples={"directory": root / "samples"}, timeouts={"piper": 5, "google_tts": 5},
                                auth={} if keys else None)
         board = EngineBoard({"piper": LocalHandle(self.piper), "google_tts": LocalHandle(self.google)})
-        self.chorus = Chorus(config, board, tracing=ingress_tracing(environ or {}))
-        if self.chorus.keys is not None:
-            self.chorus.keys.replace("test", [KeyEntry(name="speaker", key=KEYS[Scope.SPEAK], scopes=[Scope.SPEAK]).api_key()])
+        self.replica = Replica(config, board, tracing=ingress_tracing(environ or {}))
+        if self.replica.keys is not None:
+            self.replica.keys.replace("test", [KeyEntry(name="speaker", key=KEYS[Scope.SPEAK], scopes=[Scope.SPEAK]).api_key()])
         self.everything = Everything()
         self.exported = InMemorySpanExporter()
-        self.chorus.add_span_processor(self.everything)
+        self.replica.add_span_processor(self.everything)
         # The SDK's export path: like the OTLP exporter's batch processor, only sampled spans.
-        self.chorus.add_span_processor(SimpleSpanProcessor(self.exported))
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.chorus)),
+        self.replica.add_span_processor(SimpleSpanProcessor(self.exported))
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
                                         base_url="http://chorus")
 
     def named(self, name: str) -> list[ReadableSpan]:

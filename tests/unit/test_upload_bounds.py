@@ -69,7 +69,7 @@ async def test_checks_wait_for_a_free_slot(tmp_path: Path, route: str) -> None:
             running -= 1
         raise SampleRejected("refused after counting")
 
-    api.chorus.samples.ingest.checker.check_sample = check  # type: ignore[method-assign]
+    api.replica.samples.ingest.checker.check_sample = check  # type: ignore[method-assign]
     body = {"file": ("short.wav", rec.minimal_wav(1.0))}
     async with api.client as c:
         if route == "upload":
