@@ -76,9 +76,9 @@ def cache_work_on_a_miss(root: Path, texts: list[str], pcm_bytes: int) -> list[f
     looking the text and its sentences up, then keeping the audio (shared write included)."""
     import asyncio
 
-    from chorus.cache.config import CacheConfig
-    from chorus.cache.lookup import resolve
-    from chorus.cache.store import AudioCache
+    from chorus.speech.cache.config import CacheConfig
+    from chorus.speech.cache.lookup import resolve
+    from chorus.speech.cache.store import AudioCache
     from deployments.base import AudioResult, Capabilities, SynthesisRequest
     from deployments.settings import PiperSettings
 

@@ -74,7 +74,7 @@ def main() -> None:
         f"concurrency {args.concurrency}, speech / streaming / OpenAI route in rotation (`tests/load.py`), "
         "each checked for complete audio. The fault run `ray.kill`s one Piper replica after a quarter of "
         f"its requests; Serve had a replacement running {back - killed:.1f} s later. Requests cut off by the "
-        "death are sent once more to the deployment (`serve/replica_retry.py`).",
+        "death are sent once more to the deployment (`serve/ingress/handles.py`).",
         "",
         "| requests | n | failed | p50 (s) | p95 (s) |",
         "|---|---|---|---|---|",

@@ -20,8 +20,8 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chorus import encoding  # noqa: E402
-from chorus.sentences import pack  # noqa: E402
+from chorus.speech import encoding  # noqa: E402
+from chorus.speech.sentences import pack  # noqa: E402
 from deployments.base import AudioFormat  # noqa: E402
 from deployments.piper import pcm16  # noqa: E402
 

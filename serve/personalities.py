@@ -24,8 +24,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from chorus import documents
-from chorus.constants import API_VERSION, KIND, MAX_VOICE_SAMPLES
+from chorus.common import documents
+from chorus.common.constants import API_VERSION, KIND, MAX_VOICE_SAMPLES
 from deployments.base import EngineId, EngineSettings, SettingsT, VoiceId
 from deployments.settings import (
     AzureTTSSettings,

@@ -1,7 +1,7 @@
 """Engines in the test process, behind the handle surface the router uses.
 
 `LocalHandle` gives an engine object the part of a Ray Serve `DeploymentHandle` that
-`chorus.router.EngineHandle` names: `.remote()` starts the call at once and returns an
+`chorus.speech.router.EngineHandle` names: `.remote()` starts the call at once and returns an
 awaitable (or, on `.options(stream=True)`, an async iterator), both with `cancel()`, and
 an engine's error arrives wrapped as Ray wraps it (a `RayTaskError` that is also an
 instance of the original). `ScriptedEngine` is a `TTSEngine` whose answers, failures and

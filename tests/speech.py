@@ -9,7 +9,7 @@ import re
 import av
 import numpy as np
 
-from chorus.encoding import resample
+from chorus.speech.encoding import resample
 
 # Sentences the bundled Piper voice says and pocketsphinx hears reliably (WER 0 with
 # pinned noise in this environment); others ("sea shells", "weather's") trip the ear.

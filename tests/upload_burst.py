@@ -22,12 +22,12 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from chorus.constants import MAX_SAMPLE_BYTES
-from chorus.ingress import create_app
-from chorus.router import EngineBoard
+from chorus.common.constants import MAX_SAMPLE_BYTES
+from chorus.ingress.deployment import create_app
+from chorus.ingress.replica import IngressConfig, Replica
 from chorus.samples.audio import DecodedAudio
 from chorus.samples.report import SampleRejected
-from chorus.state import IngressConfig, Replica
+from chorus.speech.router import EngineBoard
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
 

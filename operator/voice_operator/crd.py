@@ -20,7 +20,7 @@ from typing import Any, get_args
 
 import yaml
 
-from chorus.constants import GROUP, KIND, PLURAL, VERSION
+from chorus.common.constants import GROUP, KIND, PLURAL, VERSION
 from chorus.personalities import NAME_PATTERN, PersonalitySpec
 from deployments.base import EngineId
 from voice_operator.conditions import ConditionType

@@ -21,8 +21,8 @@ import kopf
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from chorus import kube_config
-from chorus.constants import GROUP, PLURAL, VERSION
+from chorus.common import kube_config
+from chorus.common.constants import GROUP, PLURAL, VERSION
 from chorus.personalities import Personality, PersonalityError, parse_spec
 from chorus.stores import configmaps
 from voice_operator.conditions import Condition, merge, ready

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chorus.constants import MAX_SAMPLE_BYTES
+from chorus.common.constants import MAX_SAMPLE_BYTES
 from voice_operator.safe_fetch import FetchPolicy
 
 ENV_PREFIX = "CHORUS_OPERATOR_"

@@ -1,2 +1,3 @@
-"""Access control: API keys (`keys`), where they come from (`sources`), the ring that
-holds them (`ring`), their scopes (`scopes`) and the check on every request (`guard`)."""
+"""Access control: API keys (`keys`), where they come from (`sources`, `config`), the ring
+that holds them (`ring`) and their scopes (`scopes`). The check on every request is HTTP and
+lives in the ingress (`chorus.ingress.middleware.auth`)."""

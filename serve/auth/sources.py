@@ -24,10 +24,10 @@ import watchfiles
 import yaml
 from pydantic import ValidationError
 
-from chorus import documents
 from chorus.auth.config import AuthConfig
 from chorus.auth.keys import ApiKey, KeyFile
 from chorus.auth.ring import KeyRing
+from chorus.common import documents
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from chorus.constants import MAX_SAMPLE_BYTES
+from chorus.common.constants import MAX_SAMPLE_BYTES
 from chorus.samples.report import CheckResult, ProblemCode, SampleRejected
 
 # --- formats ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import ClassVar, Literal, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from chorus.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
+from chorus.common.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
 from chorus.personalities import (
     Personality,
     PersonalitySpec,

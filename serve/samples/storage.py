@@ -46,7 +46,7 @@ from pydantic import (
     ValidationError,
 )
 
-from chorus.atomic_write import TMP_SUFFIX, fsync_dir, write_atomic
+from chorus.common.atomic_write import TMP_SUFFIX, fsync_dir, write_atomic
 from chorus.personalities import LanguageCode, PersonalityName
 from chorus.samples.audio import CANONICAL_RATE
 from chorus.samples.report import CheckResult, QualityReport

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chorus.constants import GENERATION_ANNOTATION, PERSONALITY_LABEL
+from chorus.common.constants import GENERATION_ANNOTATION, PERSONALITY_LABEL
 from chorus.personalities import Personality, dump_yaml, parse_text
 
 DATA_KEY = "personality.yaml"

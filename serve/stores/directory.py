@@ -15,7 +15,7 @@ from pathlib import Path
 
 import watchfiles
 
-from chorus.atomic_write import fsync_dir, write_atomic
+from chorus.common.atomic_write import fsync_dir, write_atomic
 from chorus.personalities import Personality, PersonalityError, dump_yaml, parse_text
 from chorus.stores.base import IndexedStore
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from kubernetes_asyncio import client, watch
 
-from chorus import kube_config
-from chorus.constants import GROUP, KIND
+from chorus.common import kube_config
+from chorus.common.constants import GROUP, KIND
 from chorus.personalities import Personality
 from chorus.stores import configmaps
 from chorus.stores.base import IndexedStore, ReadOnlyStoreError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chorus.constants import PERSONALITY_LABEL
+from chorus.common.constants import PERSONALITY_LABEL
 
 
 class KubernetesSource(BaseModel):

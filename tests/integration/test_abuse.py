@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from chorus.auth.keys import digest
-from chorus.constants import MAX_VOICE_SAMPLES
+from chorus.common.constants import MAX_VOICE_SAMPLES
 from chorus.samples.storage import DirectorySampleStore, SampleMeta
 from tests import recordings as rec
 from tests.chorus_app import STEADY_PIPER, ChorusApp, personality

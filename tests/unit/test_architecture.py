@@ -46,7 +46,14 @@ def test_the_copy_the_violations_are_made_in_is_clean(tree: Path) -> None:
     assert result.returncode == 0, result.stdout
 
 
-DOMAIN = "Samples, stores, statistics, the audio cache and replica counts never reach"
+ENGINES = "Engines never import the ingress or the operator"
+CONTRACT = "The engine contract (deployments.base) imports nothing of ours"
+OPERATOR = "The operator never reaches Ray, the ingress, the speech wing nor an engine's"
+WINGS = "The wings of chorus: each uses only the ones below it"
+HTTP = "Only the ingress speaks HTTP"
+RAY = "Ray stays at the edges"
+ROUTES = "Routes never import each other"
+ACYCLIC = "No import cycles"
 
 
 def add_import(tree: Path, module: str, imported: str) -> None:
@@ -59,24 +66,27 @@ def add_import(tree: Path, module: str, imported: str) -> None:
 @pytest.mark.parametrize(
     "module,imported,contract",
     [
-        ("deployments.piper", "chorus.router", "Engines never import the ingress or the operator"),
-        ("deployments.base", "deployments.settings", "The engine contract (deployments.base) imports nothing of ours"),
-        ("voice_operator.handlers", "ray", "The operator never reaches Ray nor an engine's deployment"),
-        ("voice_operator.crd", "deployments.piper", "The operator never reaches Ray nor an engine's deployment"),
-        ("chorus.samples", "chorus.router", DOMAIN),
-        ("chorus.stores", "ray.serve", DOMAIN),
-        ("chorus.stats.service", "chorus.state", DOMAIN),
-        ("chorus.cache.store", "chorus.router", DOMAIN),
-        ("chorus.replicas", "ray.serve", DOMAIN),
-        ("chorus.auth.guard", "chorus.errors", "Access control sits below the HTTP layer"),
-        ("chorus.personalities", "chorus.stores", "No import cycles"),
-        ("chorus.quotas", "fastapi", "Only the HTTP layer speaks HTTP"),
-        ("chorus.auth.keys", "starlette.requests", "Only the HTTP layer speaks HTTP"),
-        ("chorus.routes.clone", "chorus.routes.speech", "Routes never import each other"),
+        ("deployments.piper", "chorus.speech.router", ENGINES),
+        ("deployments.base", "deployments.settings", CONTRACT),
+        ("voice_operator.handlers", "ray", OPERATOR),
+        ("voice_operator.crd", "deployments.piper", OPERATOR),
+        ("voice_operator.handlers", "chorus.ingress.api", OPERATOR),
+        ("voice_operator.sample_volumes", "chorus.speech.cache.key", OPERATOR),
+        ("chorus.samples.service", "chorus.ingress.replica", WINGS),
+        ("chorus.common.constants", "chorus.personalities", WINGS),
+        ("chorus.telemetry.stats.service", "chorus.quotas.callers", WINGS),
+        ("chorus.speech.router", "fastapi", HTTP),
+        ("chorus.quotas.callers", "starlette.requests", HTTP),
+        ("chorus.auth.keys", "starlette.requests", HTTP),
+        ("chorus.speech.router", "ray", RAY),
+        ("chorus.common.constants", "ray.serve", RAY),
+        ("chorus.ingress.routes.clone", "chorus.ingress.routes.speech", ROUTES),
+        ("chorus.speech.cache.key", "chorus.speech.router", ACYCLIC),
     ],
-    ids=["engine-imports-ingress", "contract-imports-ours", "operator-imports-ray",
-         "operator-imports-engine", "samples-import-router", "stores-import-ray", "stats-import-state", "cache-imports-router", "replicas-import-ray", "auth-imports-errors", "cycle",
-         "quotas-import-fastapi", "keys-import-starlette", "route-imports-route"],
+    ids=["engine-imports-speech", "contract-imports-ours", "operator-imports-ray", "operator-imports-engine",
+         "operator-imports-ingress", "operator-imports-speech", "samples-import-ingress", "common-imports-up",
+         "telemetry-imports-quotas", "speech-imports-fastapi", "quotas-import-starlette", "keys-import-starlette",
+         "speech-imports-ray", "common-imports-ray", "route-imports-route", "cache-imports-router"],
 )
 def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imported: str, contract: str) -> None:
     add_import(tree, module, imported)
@@ -84,3 +94,11 @@ def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imp
     assert result.returncode != 0
     broken = result.stdout.split("Broken contracts")[-1]
     assert contract in broken, result.stdout
+
+
+def test_the_top_of_chorus_is_its_public_face_and_wings() -> None:
+    """Modules loose at the top of `serve/` are the public face (app, cli), deploy and the
+    personality schema; every other concern lives in a wing."""
+    loose = sorted(p.name for p in (ROOT / "serve").glob("*.py"))
+    assert len(loose) <= 6, loose
+    assert {"__init__.py", "app.py", "cli.py", "deploy.py", "personalities.py"} <= set(loose)

@@ -1,4 +1,4 @@
-"""The audio cache (chorus.cache) on its own: keys, each tier, the layering."""
+"""The audio cache (chorus.speech.cache) on its own: keys, each tier, the layering."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from chorus.cache import tiers
-from chorus.cache.config import CacheConfig
-from chorus.cache.key import cache_key
-from chorus.cache.lookup import resolve
-from chorus.cache.replay import Replay
-from chorus.cache.store import AudioCache, CacheUnavailable, encode
-from chorus.cache.tiers import DiskTier, MemoryTier, RedisTier
+from chorus.speech.cache import tiers
+from chorus.speech.cache.config import CacheConfig
+from chorus.speech.cache.key import cache_key
+from chorus.speech.cache.lookup import resolve
+from chorus.speech.cache.replay import Replay
+from chorus.speech.cache.store import AudioCache, CacheUnavailable, encode
+from chorus.speech.cache.tiers import DiskTier, MemoryTier, RedisTier
 from deployments.base import AudioResult, Capabilities, SynthesisRequest, VoiceInfo, VoiceSampleRef
 from deployments.settings import PiperSettings, XTTSSettings
 from tests.redis_server import _free_port, redis_server

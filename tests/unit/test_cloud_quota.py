@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from chorus.app import build_app
-from chorus.cloud_quota import voice_class
-from chorus.ingress import create_app
-from chorus.router import EngineBoard
-from chorus.state import IngressConfig, Replica
+from chorus.ingress.deployment import create_app
+from chorus.ingress.replica import IngressConfig, Replica
+from chorus.quotas.providers import voice_class
+from chorus.speech.router import EngineBoard
 from deployments.base import EngineFailedError
 from deployments.google_tts import GoogleTTSConfig
 from tests.chorus_app import personality

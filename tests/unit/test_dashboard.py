@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chorus.ingress import create_app
-from chorus.router import EngineBoard
-from chorus.routes.dashboard import STATIC
-from chorus.state import IngressConfig, Replica
+from chorus.ingress.deployment import create_app
+from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.routes.dashboard import STATIC
+from chorus.speech.router import EngineBoard
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
 

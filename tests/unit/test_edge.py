@@ -15,11 +15,11 @@ import pytest
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from chorus.ingress import create_app
+from chorus.ingress.deployment import create_app
+from chorus.ingress.replica import IngressConfig, Replica
 from chorus.personalities import LanguageCode, PersonalityName
-from chorus.router import EngineBoard
 from chorus.samples.storage import InvalidSampleRequest, SampleId, check_personality_name, check_sample_id
-from chorus.state import IngressConfig, Replica
+from chorus.speech.router import EngineBoard
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
@@ -237,7 +237,7 @@ async def test_behind_the_serve_proxy_the_app_logs_its_id_and_leaves_the_header_
     app.add_api_route("/test/crash", crash)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://chorus") as client:
-        with caplog.at_level(logging.INFO, logger="chorus.errors"):
+        with caplog.at_level(logging.INFO, logger="chorus.ingress.errors"):
             missing = await client.get("/v1/personalities/nobody", headers={"x-request-id": "from-proxy"})
             crashed = await client.get("/test/crash", headers={"x-request-id": "from-proxy-2"})
     # The proxy appends the header itself; a second one would read "id, id".
@@ -247,7 +247,7 @@ async def test_behind_the_serve_proxy_the_app_logs_its_id_and_leaves_the_header_
 
 
 async def test_errors_are_logged_with_the_request_id(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="chorus.errors"):
+    with caplog.at_level(logging.INFO, logger="chorus.ingress.errors"):
         r = await client.get("/v1/personalities/nobody", headers={"x-request-id": "req-1"})
     assert r.headers["x-request-id"] == "req-1"
     assert any("req-1" in m and "'nobody' not found" in m for m in caplog.messages)
@@ -256,7 +256,7 @@ async def test_errors_are_logged_with_the_request_id(client: httpx.AsyncClient, 
 async def test_an_unexpected_error_is_500_with_the_id_and_no_details(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="chorus.errors"):
+    with caplog.at_level(logging.INFO, logger="chorus.ingress.errors"):
         r = await client.get("/test/crash", headers={"x-request-id": "req-2"})
     assert r.status_code == 500
     assert r.headers["x-request-id"] == "req-2"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from chorus import encoding
+from chorus.speech import encoding
 from deployments.base import AudioFormat
 
 

@@ -19,11 +19,11 @@ import pytest
 import soundfile as sf
 import yaml
 
-from chorus.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
-from chorus.ingress import create_app
-from chorus.router import FAILED, UNAVAILABLE, EngineBoard
+from chorus.common.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
+from chorus.ingress.deployment import create_app
+from chorus.ingress.replica import IngressConfig, Replica
 from chorus.samples.storage import SampleMeta
-from chorus.state import IngressConfig, Replica
+from chorus.speech.router import FAILED, UNAVAILABLE, EngineBoard
 from deployments.base import (
     BadInputError,
     EngineFailedError,

@@ -19,10 +19,10 @@ import yaml
 
 from chorus.app import AppArgs
 from chorus.auth.keys import KeyEntry
-from chorus.ingress import create_app
-from chorus.quotas import LimitName
-from chorus.router import EngineBoard
-from chorus.state import IngressConfig, Replica
+from chorus.ingress.deployment import create_app
+from chorus.ingress.replica import IngressConfig, Replica
+from chorus.quotas.callers import LimitName
+from chorus.speech.router import EngineBoard
 from deployments.base import EngineFailedError
 from tests import recordings as rec
 from tests.chorus_app import personality

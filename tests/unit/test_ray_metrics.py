@@ -19,7 +19,12 @@ import ray.util.metrics
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
-from chorus.ray_metrics import LATENCY_BUCKETS_S, TIME_TO_FIRST_AUDIO_BUCKETS_S, QuotaReading, RayMetrics
+from chorus.telemetry.ray_metrics import (
+    LATENCY_BUCKETS_S,
+    TIME_TO_FIRST_AUDIO_BUCKETS_S,
+    QuotaReading,
+    RayMetrics,
+)
 from deployments import spans
 
 Tags = tuple[tuple[str, str], ...]
@@ -190,7 +195,7 @@ def test_real_ray_metrics_work_outside_a_ray_worker() -> None:
     code = textwrap.dedent("""
         import ray
         from opentelemetry.sdk.trace import TracerProvider
-        from chorus.ray_metrics import RayMetrics
+        from chorus.telemetry.ray_metrics import RayMetrics
         from deployments import spans
 
         assert not ray.is_initialized()

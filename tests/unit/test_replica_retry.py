@@ -1,6 +1,6 @@
 """A replica dying under a call: the call goes once more to the deployment (a live
 replica), a stream resumes without repeating what was heard, a second death and an
-engine's own errors are left to the router (chorus.replica_retry)."""
+engine's own errors are left to the router (chorus.ingress.handles)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from ray.exceptions import ActorDiedError
 
-from chorus.replica_retry import RetryingHandle
+from chorus.ingress.handles import RetryingHandle
 from deployments.base import EngineFailedError
 
 

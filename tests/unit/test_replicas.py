@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chorus.ingress import create_app
-from chorus.replicas import ReplicaCount, Replicas
-from chorus.router import EngineBoard
-from chorus.state import IngressConfig, Replica
+from chorus.ingress.deployment import create_app
+from chorus.ingress.replica import IngressConfig, Replica
+from chorus.speech.replicas import ReplicaCount, Replicas
+from chorus.speech.router import EngineBoard
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
 

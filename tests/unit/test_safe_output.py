@@ -16,12 +16,12 @@ import pytest
 import yaml
 
 from chorus.auth.keys import KeyEntry
-from chorus.constants import MAX_SAMPLE_BYTES
-from chorus.ingress import create_app
-from chorus.router import FAILED, UNAVAILABLE, EngineBoard
-from chorus.safe_text import header_value, public_source, scrubbed
+from chorus.common.constants import MAX_SAMPLE_BYTES
+from chorus.common.safe_text import header_value, public_source, scrubbed
+from chorus.ingress.deployment import create_app
+from chorus.ingress.replica import IngressConfig, Replica
 from chorus.samples.speaker import SAME_SPEAKER_MIN_SIMILARITY
-from chorus.state import IngressConfig, Replica
+from chorus.speech.router import FAILED, UNAVAILABLE, EngineBoard
 from deployments.base import EngineFailedError, EngineUnavailableError, Health
 from tests import recordings as rec
 from tests.chorus_app import personality

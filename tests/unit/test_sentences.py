@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from chorus.sentences import pack
+from chorus.speech.sentences import pack
 from deployments.base import TextTooLongError, split_sentences
 
 

@@ -1,4 +1,4 @@
-"""Statistics from spans (chorus.stats): a span processor fed hand-made spans
+"""Statistics from spans (chorus.telemetry.stats): a span processor fed hand-made spans
 (tests/stat_spans.py), its figures in this process's memory and in a real `redis-server`
 shared by two "replicas", read back by a third (a restart), and the HTTP routes."""
 
@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from chorus.stats import histogram
-from chorus.stats.ema import ALPHA
-from chorus.stats.models import StatsOut
-from chorus.stats.service import Statistics
-from chorus.stats.store import MemoryStore, RedisStore
-from chorus.stats.windows import StatsWindow
+from chorus.telemetry.stats import histogram
+from chorus.telemetry.stats.ema import ALPHA
+from chorus.telemetry.stats.models import StatsOut
+from chorus.telemetry.stats.service import Statistics
+from chorus.telemetry.stats.store import MemoryStore, RedisStore
+from chorus.telemetry.stats.windows import StatsWindow
 from tests.redis_server import command, redis_server
 from tests.stat_spans import SCRIPT, Said, SpanMaker, Try
 from tests.unit.test_http import Api

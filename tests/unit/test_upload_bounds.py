@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chorus.constants import MAX_SAMPLE_BYTES
+from chorus.common.constants import MAX_SAMPLE_BYTES
 from chorus.samples.audio import MAX_CHANNELS, MAX_DURATION_S, MAX_SAMPLE_RATE, DecodedAudio
 from chorus.samples.report import SampleRejected
 from chorus.samples.service import SamplesConfig

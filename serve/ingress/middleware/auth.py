@@ -1,0 +1,95 @@
+"""The check every request passes before anything reads its body: which key sent it, and
+whether that key has the scope its route needs.
+
+A pure ASGI middleware rather than a FastAPI dependency, so it also covers routes FastAPI
+adds itself (`/docs`, `/openapi.json`) and mounts, and so a caller without a key is refused
+before an upload is read. The route is found the way Starlette's router will find it; a
+path no route matches needs only a valid key (its 404 or 405 says nothing to strangers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from chorus.auth.keys import ApiKey
+from chorus.auth.ring import KeyRing
+from chorus.auth.scopes import ANY_KEY, OPENAPI_KEY, PUBLIC
+from chorus.auth.scopes import Scope as KeyScope
+
+Refusal = Callable[..., Response]
+"""Builds the error answer: `(request, status, detail, code=...)`, `chorus.ingress.errors.error_response`
+(passed in, so error shapes stay the HTTP layer's and this module stays below it)."""
+
+
+def caller(conn: HTTPConnection) -> ApiKey | None:
+    """The key a request authenticated with (written by `AuthMiddleware`); None when keys
+    are off or the route is public."""
+    return conn.scope.get("state", {}).get("caller")
+
+
+def caller_name(conn: HTTPConnection) -> str:
+    """What logs call the caller: its key's name, never the key."""
+    key = caller(conn)
+    return key.name if key else "-"
+
+
+def presented_key(conn: HTTPConnection) -> str | None:
+    """The key from `x-api-key`, or `Authorization: Bearer` (what OpenAI's clients send)."""
+    if key := conn.headers.get("x-api-key"):
+        return key
+    scheme, _, credentials = conn.headers.get("authorization", "").partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
+def route_scope(route: BaseRoute) -> str:
+    """What `route` needs: its `x-chorus-scope`, else `admin`."""
+    extra = getattr(route, "openapi_extra", None) or {}
+    return extra.get(OPENAPI_KEY, KeyScope.ADMIN.value)
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], ring: KeyRing, refuse: Refusal) -> None:
+        self.app, self.routes, self.ring, self.refuse = app, routes, ring, refuse
+
+    def _needs(self, scope: Scope) -> str:
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route_scope(route)
+        return ANY_KEY
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        needs = self._needs(scope)
+        if needs == PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        presented = presented_key(request)
+        key = self.ring.lookup(presented) if presented else None
+        if key is None:
+            said = "is not valid" if presented else "is missing"
+            response = self.refuse(
+                request, 401,
+                f"the API key {said}: send it as 'x-api-key: KEY' or 'Authorization: Bearer KEY'",
+                code="invalid_api_key",
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="chorus"'
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = key
+        if needs != ANY_KEY and not key.allows(KeyScope(needs)):
+            response = self.refuse(
+                request, 403, f"the key {key.name!r} lacks the {needs!r} scope this route needs",
+                code="insufficient_scope",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,66 @@
+"""Speech: a personality's own route and OpenAI's `POST /v1/audio/speech`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from chorus.auth.scopes import Scope, needs
+from chorus.ingress.api import OpenAIErrorOut, OpenAISpeechRequest, SpeechRequest
+from chorus.ingress.errors import ChorusHTTPError, require_json
+from chorus.ingress.middleware.spend import SpendDep
+from chorus.ingress.replica import PersonalityDep, ReplicaDep, personality_or_404
+from chorus.ingress.speaking import SPEECH_RESPONSES, checked_utterance, no_store, speak
+from deployments.base import ENGINE_IDS, AudioFormat, EngineId
+
+router = APIRouter(tags=["speech"])
+
+OPENAI_MODELS = frozenset({"tts-1", "tts-1-hd", "gpt-4o-mini-tts"})
+OPENAI_PCM_RATE = 24_000
+
+# The same answers in OpenAI's error shape, for its compatible route.
+OPENAI_RESPONSES = {
+    status: {**answer, "model": OpenAIErrorOut} if "model" in answer else answer
+    for status, answer in SPEECH_RESPONSES.items()
+}
+
+
+@router.post(
+    "/v1/personalities/{name}/speech",
+    responses=SPEECH_RESPONSES,
+    response_class=Response,
+    dependencies=[Depends(require_json)],
+    summary="Speak text in a personality's voice",
+    openapi_extra=needs(Scope.SPEAK),
+)
+async def personality_speech(request: Request, personality: PersonalityDep, body: SpeechRequest,
+                             replica: ReplicaDep, spend: SpendDep) -> Response:
+    said = checked_utterance(replica, personality, body.text, language=body.language, provider=body.provider,
+                             fmt=body.format, stream=body.stream, cache=not no_store(request))
+    async with spend.synthesis(personality.name, len(said.text)):
+        return await speak(request, replica, said)
+
+
+@router.post(
+    "/v1/audio/speech",
+    responses=OPENAI_RESPONSES,
+    response_class=Response,
+    dependencies=[Depends(require_json)],
+    summary="OpenAI-compatible speech (voice = personality name)",
+    openapi_extra=needs(Scope.SPEAK),
+)
+async def openai_speech(request: Request, body: OpenAISpeechRequest, replica: ReplicaDep, spend: SpendDep) -> Response:
+    if body.model in ENGINE_IDS:
+        provider: EngineId | None = body.model  # type: ignore[assignment]
+    elif body.model in OPENAI_MODELS:
+        provider = None
+    else:
+        raise ChorusHTTPError(
+            422, f"unknown model {body.model!r}: use one of {sorted(OPENAI_MODELS)} or an engine id {list(ENGINE_IDS)}",
+            param="model",
+        )
+    personality = personality_or_404(replica, body.voice)
+    said = checked_utterance(replica, personality, body.input, provider=provider, fmt=body.response_format, speed=body.speed,
+                             text_param="input", cache=not no_store(request))
+    async with spend.synthesis(personality.name, len(said.text)):
+        # OpenAI's pcm is 24 kHz; clients assume that rate.
+        return await speak(request, replica, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)

@@ -1,0 +1,164 @@
+"""What the speech routes and `/v1/clone` share: a request checked into an `Utterance`,
+spoken under its `chorus.speech` span, and answered with its audio and `X-Chorus-*` headers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+from opentelemetry import trace
+
+from chorus.common.safe_text import header_value
+from chorus.ingress.api import AllFailedOut, ErrorOut
+from chorus.ingress.errors import ChorusHTTPError
+from chorus.ingress.middleware.auth import caller, caller_name
+from chorus.ingress.middleware.request_id import request_id
+from chorus.ingress.replica import Replica
+from chorus.personalities import Personality
+from chorus.speech import encoding
+from chorus.speech import span as speech_span
+from chorus.speech.router import Attempt, Routed
+from chorus.speech.utterance import Utterance
+from deployments.base import AudioChunk, AudioFormat, EngineId, VoiceSampleRef, language_matches
+
+log = logging.getLogger(__name__)
+
+SPEECH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {t.split(";")[0]: {} for t in encoding.MEDIA_TYPES.values()}, "description": "The audio."},
+    404: {"model": ErrorOut, "description": "Unknown personality."},
+    413: {"model": ErrorOut, "description": "Text over the limit."},
+    415: {"model": ErrorOut, "description": "Body is not JSON."},
+    422: {"model": ErrorOut, "description": "Invalid request."},
+    429: {"model": ErrorOut, "description": "Over a rate limit or character budget; `limit` names it, "
+          "`Retry-After` says when to retry."},
+    503: {"model": AllFailedOut, "description": "Every engine failed; `attempts` says why."},
+}
+def fallback_header(attempts: list[Attempt]) -> str:
+    """RFC 8941 structured-field list: `piper;outcome=failed;reason="..."`, with the
+    reasons clients may see (`Attempt.reason`), in visible ASCII."""
+    items = []
+    for a in attempts:
+        reason = header_value(a.reason).replace("\\", "\\\\").replace('"', '\\"')
+        items.append(f'{header_value(a.engine)};outcome={a.outcome};reason="{reason}"')
+    return ", ".join(items)
+
+
+def chorus_headers(routed: Routed, started: float) -> dict[str, str]:
+    headers = {
+        "X-Chorus-Provider": header_value(routed.engine),
+        "X-Chorus-Cache": routed.cache,
+        "X-Chorus-Latency-Ms": f"{(time.perf_counter() - started) * 1000:.1f}",
+    }
+    if routed.variant:  # the engine's word: a model variant's name
+        headers["X-Chorus-Variant"] = header_value(routed.variant)
+    if routed.attempts:
+        headers["X-Chorus-Fallback"] = fallback_header(routed.attempts)
+    return headers
+
+
+def log_fallback(request: Request, routed: Routed) -> None:
+    """The whole story of the engines passed over, which clients see only in short."""
+    if any(a.outcome != "skipped" for a in routed.attempts):
+        log.info("%s spoke after: %s [request %s, key %s]", routed.engine,
+                 "; ".join(f"{a.engine} {a.outcome} ({a.detail})" for a in routed.attempts),
+                 request_id(request), caller_name(request))
+
+
+def check_text(replica: Replica, text: str, param: str = "text") -> None:
+    if not text.strip():
+        raise ChorusHTTPError(422, "text is empty", param=param)
+    limit = replica.config.max_text_characters
+    if len(text) > limit:
+        raise ChorusHTTPError(413, f"text has {len(text)} characters; the limit is {limit}", extra={"limit": limit})
+
+
+def check_language(personality: Personality, language: str | None) -> str:
+    langs = personality.spec.languages
+    if language is None:
+        return langs.primary
+    if not language_matches(language, langs.all()):
+        raise ChorusHTTPError(
+            422, f"personality {personality.name!r} does not speak {language!r} (supported: {langs.all()})",
+            param="language",
+        )
+    return language
+
+
+def check_provider(personality: Personality, provider: EngineId | None) -> None:
+    if provider is not None and personality.spec.providers.get(provider) is None:
+        raise ChorusHTTPError(
+            422, f"provider {provider!r} is not configured for personality {personality.name!r} "
+            f"(configured: {personality.spec.providers.configured()})", param="provider",
+        )
+
+
+def no_store(request: Request) -> bool:
+    """The caller said `Cache-Control: no-store`: nothing of its request is read from or
+    kept in the audio cache."""
+    directives = request.headers.get("cache-control", "").lower().split(",")
+    return any(d.strip() == "no-store" for d in directives)
+
+
+def checked_utterance(
+    replica: Replica, personality: Personality, text: str, *, language: str | None = None,
+    provider: EngineId | None = None, fmt: AudioFormat = AudioFormat.wav, stream: bool = False,
+    speed: float = 1.0, samples: list[VoiceSampleRef] | None = None, text_param: str = "text", cache: bool = True,
+) -> Utterance:
+    """A speech request checked against its personality and the ingress's limits."""
+    check_text(replica, text, param=text_param)
+    language = check_language(personality, language)
+    check_provider(personality, provider)
+    if stream and fmt not in encoding.STREAMABLE:
+        raise ChorusHTTPError(422, f"streaming sends wav or pcm, not {fmt.value}", param="format")
+    return Utterance(personality=personality, text=text, language=language, provider=provider, speed=speed,
+                     samples=samples, format=fmt, stream=stream, cache=cache)
+
+
+async def speak(request: Request, replica: Replica, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
+    """Route the utterance and answer with its audio (resampled to `sample_rate` if given),
+    all under one `chorus.speech` span (`chorus.speech.span`)."""
+    key = caller(request)
+    span = speech_span.start(replica.tracing.tracer, utterance, key.name if key else None)
+    try:
+        # Current while routing, so the router's attempt spans are its children.
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            response = await _speak(request, replica, utterance, span, sample_rate)
+    except BaseException as err:
+        speech_span.end(span, err)
+        raise
+    if not utterance.stream:  # a stream's span ends with its body
+        speech_span.end(span)
+    return response
+
+
+async def _speak(request: Request, replica: Replica, utterance: Utterance, span: trace.Span,
+                 sample_rate: int | None) -> Response:
+    started = time.perf_counter()
+    fmt = utterance.format
+    if utterance.stream:
+        routed = await replica.router.stream(utterance)
+        speech_span.spoke(span, routed.engine, routed.cache, started)
+        log_fallback(request, routed)
+        return StreamingResponse(
+            speech_span.until_done(span, _stream_body(routed.chunks, fmt, routed.sample_rate), routed.chunks),
+            media_type=encoding.media_type(fmt, routed.sample_rate),
+            headers=chorus_headers(routed, started),
+        )
+    routed_audio = await replica.router.synthesize(utterance)
+    speech_span.spoke(span, routed_audio.engine, routed_audio.cache)
+    log_fallback(request, routed_audio)
+    audio = routed_audio.audio
+    rate = sample_rate or audio.sample_rate
+    body = await encoding.encode_off_loop(audio.pcm, audio.sample_rate, fmt, rate)
+    return Response(body, media_type=encoding.media_type(fmt, rate), headers=chorus_headers(routed_audio, started))
+
+
+async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, sample_rate: int) -> AsyncIterator[bytes]:
+    if fmt is AudioFormat.wav:
+        yield encoding.wav_stream_header(sample_rate)
+    async for chunk in chunks:
+        yield chunk.pcm

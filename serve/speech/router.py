@@ -1,0 +1,591 @@
+"""The personality router: active engine (or the requested one), then the fallback chain.
+
+Engines that are disabled for the personality, not deployed, unhealthy, unable to speak
+the language or out of their enforced cloud quota (`chorus.quotas.providers`) are skipped; an engine that fails, is unavailable or times out hands over
+to the next one; a bad-input error is the caller's and is raised at once, never retried
+elsewhere. Every outcome is recorded as an `Attempt` so callers can say what happened,
+and as a `chorus.engine.attempt` span (skipped engines too) under the caller's current span;
+the attempt's trace context travels in each `SynthesisRequest` to the engine.
+
+Each request has a deadline over all its pieces and fallbacks (`chorus.speech.deadline`); once it
+passes, the engines not yet tried are skipped. A stream whose engine sends no chunk within
+the chunk timeout ends early. A call the router gives up on is cancelled, so the engine
+stops working on it. Each engine has a circuit breaker (`chorus.speech.breaker`): repeated
+failures skip it (`circuit open`) until one request has probed it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple, Protocol
+
+from opentelemetry.trace import NoOpTracer, Span, Tracer
+from pydantic import BaseModel
+
+from chorus.common.safe_text import PublicText
+from chorus.quotas.providers import QUOTA_EXHAUSTED, CloudMeter, QuotaSnapshot
+from chorus.speech.breaker import CIRCUIT_OPEN, Breakers
+from chorus.speech.cache.lookup import CacheOutcome, Lookup, resolve, uncached
+from chorus.speech.cache.replay import Replay
+from chorus.speech.cache.store import AudioCache
+from chorus.speech.deadline import DEADLINE_PASSED, Deadline, DeadlinePassed, Deadlines
+from chorus.speech.sentences import pack
+from chorus.speech.utterance import Utterance
+from deployments import spans
+from deployments.base import (
+    AudioChunk,
+    AudioResult,
+    BadInputError,
+    EngineError,
+    EngineId,
+    EngineStatus,
+    EngineUnavailableError,
+    Health,
+    SynthesisRequest,
+    VoiceSampleRef,
+)
+from deployments.tracing import carrier
+
+log = logging.getLogger(__name__)
+
+
+Outcome = Literal["skipped", "unavailable", "failed", "timeout"]
+
+# What clients are told when the engine said nothing it vouches is safe to show
+# (`EngineError.public`): an engine's own reason may name model files, endpoints, buckets
+# or quote its provider, so it goes to the log only.
+UNAVAILABLE = "the engine cannot serve this now"
+FAILED = "the engine failed"
+UNHEALTHY = "unhealthy"
+
+
+class AttemptOut(BaseModel):
+    """What a client is told about one engine's part in a request (the 503 body,
+    `X-Chorus-Fallback`): the outcome, and a short message picked by its cause."""
+
+    engine: EngineId
+    outcome: Outcome
+    reason: PublicText
+
+
+class Attempt(AttemptOut):
+    """An attempt as the ingress knows it: `detail` is the whole reason, for the log."""
+
+    detail: str
+
+    def shown(self) -> AttemptOut:
+        return AttemptOut(engine=self.engine, outcome=self.outcome, reason=self.reason)
+
+
+class Skip(NamedTuple):
+    """Why the plan passes over an engine: what clients see, and the whole story."""
+
+    reason: str
+    detail: str
+
+    @classmethod
+    def plain(cls, reason: str) -> Skip:
+        """A reason of the router's own words, the same for clients and the log."""
+        return cls(reason, reason)
+
+
+class AllEnginesFailed(Exception):
+    def __init__(self, attempts: list[Attempt]) -> None:
+        super().__init__(attempts)
+        self.attempts = attempts
+
+
+class Routed(BaseModel):
+    engine: EngineId
+    attempts: list[Attempt]
+    variant: str | None = None
+    cache: CacheOutcome = "bypass"
+
+
+class RoutedAudio(Routed):
+    audio: AudioResult
+
+
+class RoutedStream(Routed):
+    """An engine has produced its first chunk; the rest follows from `chunks`."""
+
+    model_config = {"arbitrary_types_allowed": True}
+    sample_rate: int
+    chunks: Any  # AsyncIterator[AudioChunk]
+
+
+class EngineMethod(Protocol):
+    def remote(self, *args: Any) -> Any:
+        """A `DeploymentResponse` (awaitable, `cancel()`) or, on a streaming handle, a
+        `DeploymentResponseGenerator` (async iterator, `cancel()`)."""
+        ...
+
+
+class EngineHandle(Protocol):
+    """What the router uses of a Ray Serve `DeploymentHandle` to an engine deployment
+    (`deployments.base.TTSEngine`): the board and router take any object with this
+    surface, so they can be exercised without Ray."""
+
+    @property
+    def status(self) -> EngineMethod: ...
+    @property
+    def synthesize(self) -> EngineMethod: ...
+    @property
+    def stream(self) -> EngineMethod: ...
+    def options(self, *, stream: bool) -> EngineHandle: ...
+
+
+class EngineBoard:
+    """Handles to the deployed engines and a recent view of their status.
+
+    Every reader (each request's plan, `GET /v1/providers`, `/readyz`) gets the last known
+    statuses at once. Once they are older than `refresh_s`, the first reader to notice
+    starts one refresh in the background and the others join it, so the engines are asked
+    at most once per interval however often the board is read, and no request waits for
+    a slow status call; only the very first readers wait, having nothing to go on."""
+
+    def __init__(self, handles: Mapping[EngineId, EngineHandle], refresh_s: float = 5.0) -> None:
+        self.handles = dict(handles)
+        self.refresh_s = refresh_s
+        self._statuses: dict[EngineId, EngineStatus] = {}
+        self._refreshed_at: float | None = None
+        self._refreshing: asyncio.Task[None] | None = None
+        self.checked_at: datetime | None = None
+        """When the engines were last asked (what `GET /v1/providers` shows is that old)."""
+
+    async def statuses(self) -> dict[EngineId, EngineStatus]:
+        if self._refreshed_at is None:
+            return await self.refresh()
+        if time.monotonic() - self._refreshed_at > self.refresh_s:
+            self._refresh_once()
+        return self._statuses
+
+    async def refresh(self) -> dict[EngineId, EngineStatus]:
+        """Ask the engines now (or join the refresh under way) and return what they said."""
+        # Shielded: a reader that goes away must not cancel the refresh the others wait for.
+        await asyncio.shield(self._refresh_once())
+        return self._statuses
+
+    def _refresh_once(self) -> asyncio.Task[None]:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        return self._refreshing
+
+    async def _refresh(self) -> None:
+        async def one(engine: EngineId, handle: EngineHandle) -> EngineStatus | None:
+            try:
+                return await asyncio.wait_for(_awaitable(handle.status.remote()), timeout=10)
+            except Exception as err:
+                log.warning("status of %s failed: %s", engine, err)
+                previous = self._statuses.get(engine)
+                if previous is None:
+                    return None
+                reason = f"status check failed: {_describe(err)}"
+                return previous.model_copy(update={"health": Health(healthy=False, reason=reason)})
+
+        results = await asyncio.gather(*(one(e, h) for e, h in self.handles.items()))
+        self._statuses = {e: s for e, s in zip(self.handles, results, strict=True) if s is not None}
+        self._refreshed_at = time.monotonic()
+        self.checked_at = datetime.now(UTC)
+
+
+SampleRefs = Callable[[str, EngineId], list[VoiceSampleRef]]
+Statuses = Mapping[EngineId, EngineStatus]
+
+
+class Candidate(NamedTuple):
+    """An engine the plan tries: its requests resolved against the audio cache (the parts
+    it must still synthesize), and its attempt span (open until it is done)."""
+
+    engine: EngineId
+    lookup: Lookup
+    span: Span
+
+
+class Router:
+    def __init__(
+        self, board: EngineBoard, timeouts: Mapping[EngineId, float], sample_refs: SampleRefs | None = None,
+        meter: CloudMeter | None = None,
+        tracer: Tracer | None = None,
+        deadlines: Deadlines | None = None,
+        breakers: Breakers | None = None,
+        cache: AudioCache | None = None,
+    ) -> None:
+        self.board = board
+        self.timeouts = dict(timeouts)
+        self.deadlines = deadlines or Deadlines()
+        # This replica's view of each engine's recent failures.
+        self.breakers = breakers or Breakers()
+        # personality name, engine -> the stored samples that engine clones from
+        self.sample_refs = sample_refs
+        # cloud engines' monthly characters: consulted by the plan, told of each piece spoken
+        self.meter = meter
+        # The replica's own (`chorus.ingress.replica.Replica.tracing`); none: no spans.
+        self.tracer = tracer or NoOpTracer()
+        # Audio already made (`chorus.speech.cache`); none: every piece goes to an engine.
+        self.cache = cache
+
+    def plan(
+        self, utterance: Utterance, statuses: Statuses, quota: QuotaSnapshot | None = None
+    ) -> list[tuple[EngineId, Skip | None]]:
+        """The engines in the order to try them, each with why it is skipped (or None)."""
+        spec = utterance.personality.spec
+        order = spec.chain()
+        if utterance.provider is not None:
+            order = [utterance.provider, *(e for e in order if e != utterance.provider)]
+        plan: list[tuple[EngineId, Skip | None]] = []
+        for engine in order:
+            cfg = spec.providers.get(engine)
+            status = statuses.get(engine)
+            if cfg is None:
+                skip: Skip | None = Skip.plain("not configured for this personality")
+            elif not cfg.enabled:
+                skip = Skip.plain("disabled for this personality")
+            elif engine not in self.board.handles:
+                skip = Skip.plain("not deployed in this application")
+            elif status is None:
+                skip = Skip.plain("status unknown (engine not answering)")
+            elif not status.health.healthy:
+                skip = Skip(UNHEALTHY, f"{UNHEALTHY}: {status.health.reason}")
+            elif not status.capabilities.speaks(utterance.language, cfg.voice):
+                # Both validated identifiers (VoiceId, LanguageCode): safe to show.
+                who = f"voice {cfg.voice!r}" if cfg.voice else "no loaded voice"
+                skip = Skip.plain(f"{who} does not speak {utterance.language!r}")
+            elif quota is not None and self.meter is not None and self.meter.refuses(quota, engine, cfg.voice):
+                skip = Skip.plain(QUOTA_EXHAUSTED)
+            else:
+                skip = None
+            plan.append((engine, skip))
+        return plan
+
+    async def _samples_for(self, utterance: Utterance, engine: EngineId, status: EngineStatus) -> list[VoiceSampleRef]:
+        if not status.capabilities.cloning:
+            return []
+        if utterance.samples is not None:
+            return utterance.samples
+        if self.sample_refs is None:
+            return []
+        return await asyncio.to_thread(self.sample_refs, utterance.personality.name, engine)
+
+    async def _requests(
+        self, utterance: Utterance, engine: EngineId, status: EngineStatus, span: Span
+    ) -> list[SynthesisRequest]:
+        """The utterance for `engine`: its text packed to the engine's limit, one request a
+        piece, each carrying the attempt span's trace context."""
+        cfg = utterance.personality.spec.providers.get(engine)
+        assert cfg is not None
+        caps = status.capabilities
+        pieces = pack(utterance.text, caps.max_characters, engine,
+                      first_clause=utterance.stream and not caps.one_chunk_per_call)
+        samples = await self._samples_for(utterance, engine, status)
+        settings = cfg.settings.with_speed(utterance.speed)
+        return [
+            SynthesisRequest(
+                text=piece,
+                language=utterance.language,
+                voice=cfg.voice,
+                variant=cfg.variant,
+                settings=settings,
+                samples=samples,
+                trace_context=carrier(span),
+            )
+            for piece in pieces
+        ]
+
+    async def _looked_up(self, utterance: Utterance, requests: list[SynthesisRequest], status: EngineStatus) -> Lookup:
+        """The requests resolved against the cache, unless the caller said `no-store`."""
+        if not utterance.cache:
+            return uncached(requests)
+        return await resolve(self.cache, requests, status.capabilities, utterance.personality.name)
+
+    async def _candidates(
+        self, utterance: Utterance, attempts: list[Attempt], deadline: Deadline
+    ) -> AsyncIterator[Candidate]:
+        """Each engine to try, in order, with its requests and its open attempt span; skipped
+        engines are recorded in `attempts` and as ended spans. One status snapshot serves
+        the whole request, so the plan and the requests agree about every engine. The
+        deadline and the circuit are looked at only when an engine's turn comes: an engine
+        tried after a slow one may find the deadline passed, and only an engine really
+        called may take an open circuit's one probe."""
+        statuses = await self.board.statuses()
+        quota = await self.meter.for_plan() if self.meter is not None else None
+        providers = utterance.personality.spec.providers
+        for position, (engine, skip) in enumerate(self.plan(utterance, statuses, quota)):
+            cfg = providers.get(engine)
+            breaker = self.breakers[engine]
+            span = self.tracer.start_span(spans.ATTEMPT, attributes={
+                spans.ENGINE: engine, spans.FALLBACK_POSITION: position, spans.CIRCUIT: breaker.state.value,
+                **({spans.VARIANT: cfg.variant} if cfg is not None and cfg.variant else {}),
+            })
+            if skip is None and deadline.passed:
+                skip = Skip.plain(DEADLINE_PASSED)
+            elif skip is None and not breaker.admit():
+                skip = Skip.plain(CIRCUIT_OPEN)
+            if skip is not None:
+                attempts.append(Attempt(engine=engine, outcome="skipped", reason=skip.reason, detail=skip.detail))
+                span.set_attribute(spans.REASON, skip.reason)
+                _end(span, "skipped")
+                continue
+            # Admitted: from here every way out tells the breaker (`_verdict`).
+            try:
+                requests = await self._requests(utterance, engine, statuses[engine], span)
+                lookup = await self._looked_up(utterance, requests, statuses[engine])
+            except BaseException as err:
+                breaker.abandoned()
+                _end(span, "failed", err)
+                raise
+            span.set_attribute(spans.CHARACTERS, sum(len(r.text) for r in requests))
+            if lookup.outcome != "bypass":
+                span.set_attribute(spans.CACHE, lookup.outcome)
+            yield Candidate(engine, lookup, span)
+
+    async def synthesize(self, utterance: Utterance) -> RoutedAudio:
+        attempts: list[Attempt] = []
+        deadline = Deadline(self.deadlines.request_s)
+        async for engine, lookup, span in self._candidates(utterance, attempts, deadline):
+            handle = self.board.handles[engine]
+            began = time.perf_counter()
+            try:
+                parts = []
+                for index, part in enumerate(lookup.parts):
+                    if part.cached is not None:  # neither made nor billed again
+                        parts.append(part.cached)
+                        continue
+                    made = await self._call(engine, handle.synthesize.remote(part.request), deadline)
+                    await self._billed(engine, part.request)
+                    await lookup.made(index, made)
+                    parts.append(made)
+            except Exception as err:
+                self._give_up(engine, err, span, attempts)
+                continue
+            except BaseException as err:  # cancelled: the caller went away
+                self._verdict(engine, err)
+                _end(span, "failed", err)
+                raise
+            if lookup.outcome == "hit":  # the engine was not asked: nothing learned about it
+                self.breakers[engine].abandoned()
+            else:
+                self._verdict(engine, None)
+            audio = AudioResult.joined(parts)
+            _end(span, "ok", audio_seconds=audio.duration_s, began=began, variant=audio.variant)
+            return RoutedAudio(engine=engine, attempts=attempts, audio=audio, variant=audio.variant,
+                               cache=lookup.outcome)
+        raise AllEnginesFailed(attempts)
+
+    def _verdict(self, engine: EngineId, err: BaseException | None) -> None:
+        """Tell the engine's breaker how a call went: success, a failure of the engine's
+        (unavailable, failed, its own timeout), or nothing about the engine (bad input,
+        the caller gone, the request's deadline cutting the engine's time short)."""
+        breaker = self.breakers[engine]
+        if err is None:
+            breaker.succeeded()
+        elif isinstance(err, Exception) and not isinstance(err, BadInputError | DeadlinePassed):
+            breaker.failed()
+        else:
+            breaker.abandoned()
+
+    async def stream(self, utterance: Utterance) -> RoutedStream:
+        """Fall back until an engine yields its first chunk; after that the utterance
+        stays with that engine (switching voices mid-sentence would be worse than a
+        truncated stream)."""
+        attempts: list[Attempt] = []
+        deadline = Deadline(self.deadlines.request_s)
+        async for engine, lookup, span in self._candidates(utterance, attempts, deadline):
+            handle = self.board.handles[engine].options(stream=True)
+            began = time.perf_counter()
+            opening = lookup.parts[0]
+            if opening.cached is not None:  # from the cache: nothing can fail before the first chunk
+                first_gen: Any = Replay(opening.cached)
+                first = await first_gen.__anext__()
+            else:
+                first_gen = handle.stream.remote(opening.request)
+                try:
+                    first = await self._call(engine, first_gen.__anext__(), deadline, cancel=first_gen.cancel)
+                except Exception as err:
+                    first_gen.cancel()
+                    self._give_up(engine, err, span, attempts)
+                    continue
+                except BaseException as err:  # cancelled: the caller went away
+                    first_gen.cancel()
+                    self._verdict(engine, err)
+                    _end(span, "failed", err)
+                    raise
+                # The first chunk is the engine's answer; what goes wrong later is told too.
+                self._verdict(engine, None)
+                await self._billed(engine, opening.request)
+            # The attempt stays open until its stream ends: its audio is known only then.
+            return RoutedStream(
+                engine=engine,
+                attempts=attempts,
+                variant=first.variant,
+                sample_rate=first.sample_rate,
+                chunks=self._rest(engine, handle, lookup, first, first_gen, span, began, deadline),
+                cache=lookup.outcome,
+            )
+        raise AllEnginesFailed(attempts)
+
+    async def _rest(
+        self, engine: EngineId, handle: EngineHandle, lookup: Lookup, first: AudioChunk, gen: Any,
+        span: Span, began: float, deadline: Deadline,
+    ) -> AsyncIterator[AudioChunk]:
+        """The stream from its first chunk on, part by part (`chorus.speech.cache.lookup`): cached
+        parts replayed, the others streamed by the engine, each next chunk within the chunk
+        timeout and the request's deadline, and each engine part kept in the cache once its
+        stream has ended complete. An engine that stalls ends the stream where it is (the
+        client's body ends early: it already has audio and headers, so there is nothing
+        better to tell it) and its call is cancelled."""
+        seconds = 0.0
+        error: BaseException | None = None
+        outcome: spans.AttemptOutcome = "ok"
+        told = lookup.parts[0].cached is None  # `stream` told the breaker of the first chunk
+        try:
+            for index, part in enumerate(lookup.parts):
+                if index:
+                    gen = Replay(part.cached) if part.cached is not None else handle.stream.remote(part.request)
+                chunks = _after(first, self._in_time(gen, deadline)) if index == 0 else self._in_time(gen, deadline)
+                made: list[AudioChunk] = []
+                async for chunk in chunks:
+                    if part.cached is None and not made and index:
+                        # A piece counts once its first chunk came (chorus.quotas.providers).
+                        await self._billed(engine, part.request)
+                    if part.cached is None and not told:
+                        self._verdict(engine, None)
+                        told = True
+                    made.append(chunk)
+                    seconds += chunk.duration_s
+                    yield chunk
+                if part.cached is None and made:
+                    await lookup.made(index, AudioResult.joined(made))
+        except TimeoutError as err:
+            error, outcome = err, "timeout"
+            self._verdict(engine, err)
+            told = True
+            span.set_attribute(spans.REASON, str(err))
+            log.warning("stream from %s ended early: %s, after %.1f s of audio", engine, err, seconds)
+        except BaseException as err:
+            error = _unwrap(err)
+            # Audio came, so a client leaving mid-stream leaves the outcome "ok" (the error
+            # type says it was cut short); an engine failing mid-stream is "failed".
+            if not isinstance(error, GeneratorExit | asyncio.CancelledError):
+                outcome = "failed"
+                self._verdict(engine, error)
+                told = True
+            raise
+        finally:
+            gen.cancel()
+            if not told:  # the engine was never asked: nothing learned about it
+                self.breakers[engine].abandoned()
+            _end(span, outcome, error, audio_seconds=seconds, began=began, variant=first.variant)
+
+    async def _in_time(self, gen: Any, deadline: Deadline) -> AsyncIterator[AudioChunk]:
+        """A stream's chunks, each within the chunk timeout and the request's deadline;
+        `TimeoutError` (a `DeadlinePassed` when the deadline was the shorter wait) when one
+        does not come in time."""
+        limit = self.deadlines.stream_chunk_s
+        while True:
+            try:
+                chunk = await asyncio.wait_for(_awaitable(gen.__anext__()), timeout=deadline.limit(limit))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if deadline.cuts(limit):
+                    raise DeadlinePassed(deadline.seconds or 0) from None
+                raise TimeoutError(f"no audio for {limit:g} s") from None
+            yield chunk
+
+    async def _billed(self, engine: EngineId, request: SynthesisRequest) -> None:
+        """Tell the meter a piece came back from `engine`: its characters were billed."""
+        if self.meter is not None:
+            await self.meter.record(engine, request.voice, len(request.text))
+
+    def _give_up(self, engine: EngineId, err: Exception, span: Span, attempts: list[Attempt]) -> None:
+        """An attempt ended in `err`: it counts for the engine's circuit and closes its span.
+        Bad input is the caller's and goes up at once; anything else is recorded and the plan
+        moves on to the next engine."""
+        self._verdict(engine, err)
+        if isinstance(err, BadInputError):
+            _end(span, "failed", err)
+            raise err
+        attempt = _attempt(engine, err, self.timeouts.get(engine))
+        attempts.append(attempt)
+        span.set_attribute(spans.REASON, attempt.reason)
+        _end(span, attempt.outcome, err)
+
+    async def _call(self, engine: EngineId, awaitable: Any, deadline: Deadline, cancel: Any = None) -> Any:
+        """One call within the engine's timeout and the request's deadline. A call given up
+        on (late, or its caller gone) is cancelled: Ray cancels the replica's task, and the
+        engine stops working on it."""
+        timeout = self.timeouts.get(engine)
+        cancel = cancel or getattr(awaitable, "cancel", lambda: None)
+        try:
+            return await asyncio.wait_for(_awaitable(awaitable), timeout=deadline.limit(timeout))
+        except TimeoutError:
+            cancel()
+            if deadline.cuts(timeout):
+                raise DeadlinePassed(deadline.seconds or 0) from None
+            raise
+        except asyncio.CancelledError:
+            cancel()
+            raise
+        except Exception as err:
+            raise _unwrap(err) from None
+
+
+def _end(
+    span: Span, outcome: spans.AttemptOutcome, error: BaseException | None = None, *,
+    audio_seconds: float = 0.0, began: float | None = None, variant: str | None = None,
+) -> None:
+    """Close an attempt span with its outcome, the error's type, and on audio its seconds
+    and real-time factor (wall seconds of the attempt per second of audio)."""
+    span.set_attribute(spans.OUTCOME, outcome)
+    if error is not None:
+        span.set_attribute(spans.ERROR_TYPE, type(_unwrap(error)).__name__)
+    if variant:
+        span.set_attribute(spans.VARIANT, variant)
+    if audio_seconds > 0 and began is not None:
+        span.set_attribute(spans.AUDIO_SECONDS, audio_seconds)
+        span.set_attribute(spans.REAL_TIME_FACTOR, (time.perf_counter() - began) / audio_seconds)
+    span.end()
+
+
+async def _after(first: AudioChunk, rest: AsyncIterator[AudioChunk]) -> AsyncIterator[AudioChunk]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+async def _awaitable(x: Any) -> Any:
+    return await x
+
+
+def _unwrap(err: BaseException) -> BaseException:
+    """Ray wraps an engine's exception in RayTaskError; the original is its `cause`."""
+    while isinstance(getattr(err, "cause", None), BaseException):
+        err = err.cause  # type: ignore[attr-defined]
+    return err
+
+
+def _describe(err: BaseException) -> str:
+    err = _unwrap(err)
+    if isinstance(err, EngineError):
+        return err.reason
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _attempt(engine: EngineId, err: BaseException, timeout: float | None) -> Attempt:
+    err = _unwrap(err)
+    if isinstance(err, DeadlinePassed):
+        return Attempt(engine=engine, outcome="timeout", reason=DEADLINE_PASSED, detail=str(err))
+    if isinstance(err, TimeoutError):
+        said = f"no audio within {timeout:g} s"
+        return Attempt(engine=engine, outcome="timeout", reason=said, detail=said)
+    public = err.public if isinstance(err, EngineError) else None
+    if isinstance(err, EngineUnavailableError):
+        return Attempt(engine=engine, outcome="unavailable", reason=public or UNAVAILABLE, detail=err.reason)
+    log.warning("engine %s failed: %r", engine, err)
+    return Attempt(engine=engine, outcome="failed", reason=public or FAILED, detail=_describe(err))
