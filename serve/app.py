@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.serve import Application
 
 from chorus.auth.config import AuthConfig
+from chorus.ingress.config import REDIS_URL_ENV, IngressArgs, IngressConfig
 from chorus.ingress.deployment import Ingress
-from chorus.ingress.replica import IngressArgs, IngressConfig
-from chorus.shared_store import REDIS_URL_ENV
 from deployments.base import EngineId
 
 # engine id -> (deployment, its config model), imported only when the engine is enabled

@@ -23,11 +23,12 @@ import soundfile as sf
 import yaml
 
 from chorus.common.constants import MAX_SAMPLE_BYTES
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
 from chorus.samples.audio import DecodedAudio
 from chorus.samples.report import SampleRejected
-from chorus.speech.router import EngineBoard
+from chorus.speech.board import EngineBoard
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
 

@@ -13,9 +13,9 @@ from chorus.auth.scopes import Scope
 from chorus.personalities import LanguageCode, PersonalitySpec
 from chorus.samples.report import QualityReport
 from chorus.samples.storage import StoredSample
+from chorus.speech.attempts import AttemptOut
 from chorus.speech.breaker import CircuitOut
 from chorus.speech.replicas import ReplicaCount
-from chorus.speech.router import AttemptOut
 from chorus.stores.base import FileProblem, PersonalityStatus
 from deployments.base import AudioFormat, EngineId, EngineStatus
 

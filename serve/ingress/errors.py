@@ -27,7 +27,7 @@ from chorus.samples.storage import (
     SampleLimitReached,
     SampleStoreError,
 )
-from chorus.speech.router import AllEnginesFailed, Attempt
+from chorus.speech.attempts import AllEnginesFailed, Attempt
 from chorus.telemetry.stats.store import StatsUnavailable
 from deployments.base import BadInputError, TextTooLongError
 

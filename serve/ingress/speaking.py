@@ -21,7 +21,7 @@ from chorus.ingress.replica import Replica
 from chorus.personalities import Personality
 from chorus.speech import encoding
 from chorus.speech import span as speech_span
-from chorus.speech.router import Attempt, Routed
+from chorus.speech.attempts import Attempt, Routed
 from chorus.speech.utterance import Utterance
 from deployments.base import AudioChunk, AudioFormat, EngineId, VoiceSampleRef, language_matches
 

@@ -20,16 +20,24 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from opentelemetry.trace import NoOpTracer, Span, Tracer
-from pydantic import BaseModel
 
-from chorus.common.safe_text import PublicText
 from chorus.quotas.providers import QUOTA_EXHAUSTED, CloudMeter, QuotaSnapshot
+from chorus.speech.attempts import (
+    UNHEALTHY,
+    AllEnginesFailed,
+    Attempt,
+    RoutedAudio,
+    RoutedStream,
+    Skip,
+    attempt_after,
+    unwrap,
+)
+from chorus.speech.board import EngineBoard, EngineHandle, as_coroutine
 from chorus.speech.breaker import CIRCUIT_OPEN, Breakers
-from chorus.speech.cache.lookup import CacheOutcome, Lookup, resolve, uncached
+from chorus.speech.cache.lookup import Lookup, resolve, uncached
 from chorus.speech.cache.replay import Replay
 from chorus.speech.cache.store import AudioCache
 from chorus.speech.deadline import DEADLINE_PASSED, Deadline, DeadlinePassed, Deadlines
@@ -40,157 +48,14 @@ from deployments.base import (
     AudioChunk,
     AudioResult,
     BadInputError,
-    EngineError,
     EngineId,
     EngineStatus,
-    EngineUnavailableError,
-    Health,
     SynthesisRequest,
     VoiceSampleRef,
 )
 from deployments.tracing import carrier
 
 log = logging.getLogger(__name__)
-
-
-Outcome = Literal["skipped", "unavailable", "failed", "timeout"]
-
-# What clients are told when the engine said nothing it vouches is safe to show
-# (`EngineError.public`): an engine's own reason may name model files, endpoints, buckets
-# or quote its provider, so it goes to the log only.
-UNAVAILABLE = "the engine cannot serve this now"
-FAILED = "the engine failed"
-UNHEALTHY = "unhealthy"
-
-
-class AttemptOut(BaseModel):
-    """What a client is told about one engine's part in a request (the 503 body,
-    `X-Chorus-Fallback`): the outcome, and a short message picked by its cause."""
-
-    engine: EngineId
-    outcome: Outcome
-    reason: PublicText
-
-
-class Attempt(AttemptOut):
-    """An attempt as the ingress knows it: `detail` is the whole reason, for the log."""
-
-    detail: str
-
-    def shown(self) -> AttemptOut:
-        return AttemptOut(engine=self.engine, outcome=self.outcome, reason=self.reason)
-
-
-class Skip(NamedTuple):
-    """Why the plan passes over an engine: what clients see, and the whole story."""
-
-    reason: str
-    detail: str
-
-    @classmethod
-    def plain(cls, reason: str) -> Skip:
-        """A reason of the router's own words, the same for clients and the log."""
-        return cls(reason, reason)
-
-
-class AllEnginesFailed(Exception):
-    def __init__(self, attempts: list[Attempt]) -> None:
-        super().__init__(attempts)
-        self.attempts = attempts
-
-
-class Routed(BaseModel):
-    engine: EngineId
-    attempts: list[Attempt]
-    variant: str | None = None
-    cache: CacheOutcome = "bypass"
-
-
-class RoutedAudio(Routed):
-    audio: AudioResult
-
-
-class RoutedStream(Routed):
-    """An engine has produced its first chunk; the rest follows from `chunks`."""
-
-    model_config = {"arbitrary_types_allowed": True}
-    sample_rate: int
-    chunks: Any  # AsyncIterator[AudioChunk]
-
-
-class EngineMethod(Protocol):
-    def remote(self, *args: Any) -> Any:
-        """A `DeploymentResponse` (awaitable, `cancel()`) or, on a streaming handle, a
-        `DeploymentResponseGenerator` (async iterator, `cancel()`)."""
-        ...
-
-
-class EngineHandle(Protocol):
-    """What the router uses of a Ray Serve `DeploymentHandle` to an engine deployment
-    (`deployments.base.TTSEngine`): the board and router take any object with this
-    surface, so they can be exercised without Ray."""
-
-    @property
-    def status(self) -> EngineMethod: ...
-    @property
-    def synthesize(self) -> EngineMethod: ...
-    @property
-    def stream(self) -> EngineMethod: ...
-    def options(self, *, stream: bool) -> EngineHandle: ...
-
-
-class EngineBoard:
-    """Handles to the deployed engines and a recent view of their status.
-
-    Every reader (each request's plan, `GET /v1/providers`, `/readyz`) gets the last known
-    statuses at once. Once they are older than `refresh_s`, the first reader to notice
-    starts one refresh in the background and the others join it, so the engines are asked
-    at most once per interval however often the board is read, and no request waits for
-    a slow status call; only the very first readers wait, having nothing to go on."""
-
-    def __init__(self, handles: Mapping[EngineId, EngineHandle], refresh_s: float = 5.0) -> None:
-        self.handles = dict(handles)
-        self.refresh_s = refresh_s
-        self._statuses: dict[EngineId, EngineStatus] = {}
-        self._refreshed_at: float | None = None
-        self._refreshing: asyncio.Task[None] | None = None
-        self.checked_at: datetime | None = None
-        """When the engines were last asked (what `GET /v1/providers` shows is that old)."""
-
-    async def statuses(self) -> dict[EngineId, EngineStatus]:
-        if self._refreshed_at is None:
-            return await self.refresh()
-        if time.monotonic() - self._refreshed_at > self.refresh_s:
-            self._refresh_once()
-        return self._statuses
-
-    async def refresh(self) -> dict[EngineId, EngineStatus]:
-        """Ask the engines now (or join the refresh under way) and return what they said."""
-        # Shielded: a reader that goes away must not cancel the refresh the others wait for.
-        await asyncio.shield(self._refresh_once())
-        return self._statuses
-
-    def _refresh_once(self) -> asyncio.Task[None]:
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
-        return self._refreshing
-
-    async def _refresh(self) -> None:
-        async def one(engine: EngineId, handle: EngineHandle) -> EngineStatus | None:
-            try:
-                return await asyncio.wait_for(_awaitable(handle.status.remote()), timeout=10)
-            except Exception as err:
-                log.warning("status of %s failed: %s", engine, err)
-                previous = self._statuses.get(engine)
-                if previous is None:
-                    return None
-                reason = f"status check failed: {_describe(err)}"
-                return previous.model_copy(update={"health": Health(healthy=False, reason=reason)})
-
-        results = await asyncio.gather(*(one(e, h) for e, h in self.handles.items()))
-        self._statuses = {e: s for e, s in zip(self.handles, results, strict=True) if s is not None}
-        self._refreshed_at = time.monotonic()
-        self.checked_at = datetime.now(UTC)
 
 
 SampleRefs = Callable[[str, EngineId], list[VoiceSampleRef]]
@@ -467,7 +332,7 @@ class Router:
             span.set_attribute(spans.REASON, str(err))
             log.warning("stream from %s ended early: %s, after %.1f s of audio", engine, err, seconds)
         except BaseException as err:
-            error = _unwrap(err)
+            error = unwrap(err)
             # Audio came, so a client leaving mid-stream leaves the outcome "ok" (the error
             # type says it was cut short); an engine failing mid-stream is "failed".
             if not isinstance(error, GeneratorExit | asyncio.CancelledError):
@@ -488,7 +353,7 @@ class Router:
         limit = self.deadlines.stream_chunk_s
         while True:
             try:
-                chunk = await asyncio.wait_for(_awaitable(gen.__anext__()), timeout=deadline.limit(limit))
+                chunk = await asyncio.wait_for(as_coroutine(gen.__anext__()), timeout=deadline.limit(limit))
             except StopAsyncIteration:
                 return
             except TimeoutError:
@@ -510,7 +375,7 @@ class Router:
         if isinstance(err, BadInputError):
             _end(span, "failed", err)
             raise err
-        attempt = _attempt(engine, err, self.timeouts.get(engine))
+        attempt = attempt_after(engine, err, self.timeouts.get(engine))
         attempts.append(attempt)
         span.set_attribute(spans.REASON, attempt.reason)
         _end(span, attempt.outcome, err)
@@ -522,7 +387,7 @@ class Router:
         timeout = self.timeouts.get(engine)
         cancel = cancel or getattr(awaitable, "cancel", lambda: None)
         try:
-            return await asyncio.wait_for(_awaitable(awaitable), timeout=deadline.limit(timeout))
+            return await asyncio.wait_for(as_coroutine(awaitable), timeout=deadline.limit(timeout))
         except TimeoutError:
             cancel()
             if deadline.cuts(timeout):
@@ -532,7 +397,7 @@ class Router:
             cancel()
             raise
         except Exception as err:
-            raise _unwrap(err) from None
+            raise unwrap(err) from None
 
 
 def _end(
@@ -543,7 +408,7 @@ def _end(
     and real-time factor (wall seconds of the attempt per second of audio)."""
     span.set_attribute(spans.OUTCOME, outcome)
     if error is not None:
-        span.set_attribute(spans.ERROR_TYPE, type(_unwrap(error)).__name__)
+        span.set_attribute(spans.ERROR_TYPE, type(unwrap(error)).__name__)
     if variant:
         span.set_attribute(spans.VARIANT, variant)
     if audio_seconds > 0 and began is not None:
@@ -556,36 +421,3 @@ async def _after(first: AudioChunk, rest: AsyncIterator[AudioChunk]) -> AsyncIte
     yield first
     async for chunk in rest:
         yield chunk
-
-
-async def _awaitable(x: Any) -> Any:
-    return await x
-
-
-def _unwrap(err: BaseException) -> BaseException:
-    """Ray wraps an engine's exception in RayTaskError; the original is its `cause`."""
-    while isinstance(getattr(err, "cause", None), BaseException):
-        err = err.cause  # type: ignore[attr-defined]
-    return err
-
-
-def _describe(err: BaseException) -> str:
-    err = _unwrap(err)
-    if isinstance(err, EngineError):
-        return err.reason
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def _attempt(engine: EngineId, err: BaseException, timeout: float | None) -> Attempt:
-    err = _unwrap(err)
-    if isinstance(err, DeadlinePassed):
-        return Attempt(engine=engine, outcome="timeout", reason=DEADLINE_PASSED, detail=str(err))
-    if isinstance(err, TimeoutError):
-        said = f"no audio within {timeout:g} s"
-        return Attempt(engine=engine, outcome="timeout", reason=said, detail=said)
-    public = err.public if isinstance(err, EngineError) else None
-    if isinstance(err, EngineUnavailableError):
-        return Attempt(engine=engine, outcome="unavailable", reason=public or UNAVAILABLE, detail=err.reason)
-    log.warning("engine %s failed: %r", engine, err)
-    return Attempt(engine=engine, outcome="failed", reason=public or FAILED, detail=_describe(err))

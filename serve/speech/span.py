@@ -11,8 +11,8 @@ from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from chorus.speech.attempts import AllEnginesFailed
 from chorus.speech.cache.lookup import CacheOutcome
-from chorus.speech.router import AllEnginesFailed
 from chorus.speech.utterance import Utterance
 from deployments import spans
 from deployments.base import BadInputError, EngineId

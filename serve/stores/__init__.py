@@ -2,22 +2,7 @@
 
 `base` is the surface and the shared bookkeeping, `directory` and `kubernetes` the two
 backends, `sources` their configuration, `configmaps` the ConfigMap format the operator
-writes and the Kubernetes backend reads. `open_store` sits on top and picks the backend.
+writes and the Kubernetes backend reads, `opening.open_store` picks the backend. Import the
+modules themselves: this package re-exports nothing, so importing one part (the operator's
+`configmaps`) never pulls in the others.
 """
-
-from __future__ import annotations
-
-from chorus.stores.base import PersonalityStore
-from chorus.stores.directory import DirectoryStore
-from chorus.stores.sources import PersonalitySource
-
-
-def open_store(source: PersonalitySource) -> PersonalityStore:
-    """The store `source` names (not yet watching: the ingress starts `watch`)."""
-    if source.kubernetes is not None:
-        # Imported here so the embedded default never needs the kubernetes extra.
-        from chorus.stores.kubernetes import KubernetesStore
-
-        return KubernetesStore(source.kubernetes)
-    assert source.directory is not None
-    return DirectoryStore(source.directory)

@@ -1,5 +1,5 @@
 """Where personalities come from, as configured in `AppArgs.personalities`: pure data,
-so validating a config never imports a backend (`chorus.stores.open_store` picks one)."""
+so validating a config never imports a backend (`chorus.stores.opening.open_store` picks one)."""
 
 from __future__ import annotations
 

@@ -23,10 +23,11 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from chorus.auth.keys import digest
 from chorus.auth.scopes import Scope
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
 from chorus.personalities import parse_spec
-from chorus.speech.router import EngineBoard
+from chorus.speech.board import EngineBoard
 from chorus.stores.kubernetes import KubernetesStore
 from tests import recordings as rec
 from tests.access_calls import KEYS

@@ -102,3 +102,15 @@ def test_the_top_of_chorus_is_its_public_face_and_wings() -> None:
     loose = sorted(p.name for p in (ROOT / "serve").glob("*.py"))
     assert len(loose) <= 6, loose
     assert {"__init__.py", "app.py", "cli.py", "deploy.py", "personalities.py"} <= set(loose)
+
+
+def test_the_operator_loads_no_store_backend_and_no_ray() -> None:
+    """Importing the operator's handlers loads the ConfigMap format, not the directory store
+    (watchfiles) or the Kubernetes store's backend, and nothing of Ray: packages re-export
+    nothing (checked in a fresh interpreter, which only this import has touched)."""
+    probe = ("import sys, voice_operator.handlers; "
+             "print(sorted(m for m in ('watchfiles', 'ray', 'chorus.stores.directory', 'chorus.stores.kubernetes', "
+             "'chorus.ingress', 'chorus.speech') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

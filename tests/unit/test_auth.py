@@ -17,11 +17,12 @@ from starlette.routing import Route
 
 from chorus.auth.keys import KeyEntry
 from chorus.auth.scopes import ANY_KEY, PUBLIC, Scope
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
 from chorus.samples.audio import canonical_wav, decode_audio
 from chorus.samples.storage import SampleMeta
-from chorus.speech.router import EngineBoard
+from chorus.speech.board import EngineBoard
 from tests.access_calls import CALLS, KEYS, LACKING, WRONG_KEY, api_routes, recording
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine

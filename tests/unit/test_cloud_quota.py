@@ -15,10 +15,11 @@ import pytest
 import yaml
 
 from chorus.app import build_app
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
 from chorus.quotas.providers import voice_class
-from chorus.speech.router import EngineBoard
+from chorus.speech.board import EngineBoard
 from deployments.base import EngineFailedError
 from deployments.google_tts import GoogleTTSConfig
 from tests.chorus_app import personality

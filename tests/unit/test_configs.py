@@ -9,7 +9,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from chorus.app import build_app
 from chorus.deploy import profile_path, render
-from chorus.ingress.replica import IngressConfig
+from chorus.ingress.config import IngressConfig
 
 CLONING = {"xtts_v2", "styletts2"}
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
 from chorus.ingress.routes.dashboard import STATIC
-from chorus.speech.router import EngineBoard
+from chorus.speech.board import EngineBoard
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
 

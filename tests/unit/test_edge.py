@@ -15,11 +15,12 @@ import pytest
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
 from chorus.personalities import LanguageCode, PersonalityName
 from chorus.samples.storage import InvalidSampleRequest, SampleId, check_personality_name, check_sample_id
-from chorus.speech.router import EngineBoard
+from chorus.speech.board import EngineBoard
 from tests.chorus_app import personality
 from tests.engine_handles import LocalHandle, ScriptedEngine
 

@@ -20,10 +20,12 @@ import soundfile as sf
 import yaml
 
 from chorus.common.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
 from chorus.samples.storage import SampleMeta
-from chorus.speech.router import FAILED, UNAVAILABLE, EngineBoard
+from chorus.speech.attempts import FAILED, UNAVAILABLE
+from chorus.speech.board import EngineBoard
 from deployments.base import (
     BadInputError,
     EngineFailedError,

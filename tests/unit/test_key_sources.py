@@ -273,8 +273,9 @@ async def test_secrets_manager_loads_refreshes_and_keeps_the_last_good_keys(
 
 
 async def test_an_ingress_replica_has_its_keys_before_serving_and_follows_the_file(tmp_path: Path) -> None:
-    from chorus.ingress.deployment import Ingress, create_app
-    from chorus.ingress.replica import IngressConfig
+    from chorus.ingress.asgi import create_app
+    from chorus.ingress.config import IngressConfig
+    from chorus.ingress.deployment import Ingress
 
     first, rotated = new_key(), new_key()
     path = tmp_path / "keys.yaml"

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from chorus.personalities import Personality, parse_spec
-from chorus.stores import configmaps, open_store
+from chorus.stores import configmaps
 from chorus.stores.base import ReadOnlyStoreError
 from chorus.stores.directory import DirectoryStore
 from chorus.stores.kubernetes import KubernetesStore
+from chorus.stores.opening import open_store
 from chorus.stores.sources import KubernetesSource, PersonalitySource
 
 SPEC = {"activeProvider": "piper", "providers": {"piper": {"voice": "en_US-joe-medium"}}}

@@ -19,10 +19,11 @@ import yaml
 
 from chorus.app import AppArgs
 from chorus.auth.keys import KeyEntry
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
 from chorus.quotas.callers import LimitName
-from chorus.speech.router import EngineBoard
+from chorus.speech.board import EngineBoard
 from deployments.base import EngineFailedError
 from tests import recordings as rec
 from tests.chorus_app import personality

@@ -11,10 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
+from chorus.speech.board import EngineBoard
 from chorus.speech.replicas import ReplicaCount, Replicas
-from chorus.speech.router import EngineBoard
 from tests.engine_handles import LocalHandle, ScriptedEngine
 
 

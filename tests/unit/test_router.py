@@ -18,9 +18,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from chorus.personalities import Personality, parse_spec
+from chorus.speech.attempts import FAILED, UNAVAILABLE, AllEnginesFailed
+from chorus.speech.board import EngineBoard
 from chorus.speech.breaker import CIRCUIT_OPEN, BreakerConfig, Breakers, CircuitState
 from chorus.speech.deadline import DEADLINE_PASSED, Deadlines
-from chorus.speech.router import FAILED, UNAVAILABLE, AllEnginesFailed, EngineBoard, Router
+from chorus.speech.router import Router
 from chorus.speech.utterance import Utterance
 from deployments import spans
 from deployments.base import (

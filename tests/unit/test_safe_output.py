@@ -18,10 +18,12 @@ import yaml
 from chorus.auth.keys import KeyEntry
 from chorus.common.constants import MAX_SAMPLE_BYTES
 from chorus.common.safe_text import header_value, public_source, scrubbed
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
 from chorus.samples.speaker import SAME_SPEAKER_MIN_SIMILARITY
-from chorus.speech.router import FAILED, UNAVAILABLE, EngineBoard
+from chorus.speech.attempts import FAILED, UNAVAILABLE
+from chorus.speech.board import EngineBoard
 from deployments.base import EngineFailedError, EngineUnavailableError, Health
 from tests import recordings as rec
 from tests.chorus_app import personality

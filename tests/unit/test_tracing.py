@@ -18,9 +18,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from chorus.auth.keys import KeyEntry
 from chorus.auth.scopes import Scope
-from chorus.ingress.deployment import create_app
-from chorus.ingress.replica import IngressConfig, Replica
-from chorus.speech.router import EngineBoard
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
+from chorus.speech.board import EngineBoard
 from deployments import spans, tracing
 from deployments.base import EngineUnavailableError
 from deployments.local_model import ConditioningCache

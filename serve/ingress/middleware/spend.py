@@ -12,9 +12,7 @@ headers name whichever window is tightest when the answer starts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
 
-from fastapi import Depends
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -28,18 +26,11 @@ Refusal = Callable[[Request, QuotaExceeded | QuotasUnavailable], Response]
 
 
 def start_spend(quotas: Quotas, conn: HTTPConnection) -> Spend:
-    """This request's spend, kept in its state for the routes (`SpendDep`)."""
+    """This request's spend, kept in its state for the routes (`chorus.ingress.deps.SpendDep`)."""
     spend = Spend(quotas, caller(conn))
     conn.scope.setdefault("state", {})["spend"] = spend
     return spend
 
-
-def _spend(conn: HTTPConnection) -> Spend:
-    return conn.scope["state"]["spend"]
-
-
-SpendDep = Annotated[Spend, Depends(_spend)]
-"""The request's `Spend`, for the speech routes."""
 
 
 class QuotaMiddleware:

@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from chorus.auth.scopes import Scope, needs
+from chorus.ingress.deps import ReplicaDep
 from chorus.ingress.errors import ChorusHTTPError
-from chorus.ingress.replica import ReplicaDep
 from chorus.speech.cache.store import CacheUnavailable
 
 log = logging.getLogger(__name__)

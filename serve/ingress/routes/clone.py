@@ -13,11 +13,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from chorus.auth.scopes import Scope, needs
 from chorus.ingress.api import ErrorOut, RejectedOut
+from chorus.ingress.deps import ReplicaDep, SpendDep
 from chorus.ingress.errors import ChorusHTTPError
 from chorus.ingress.middleware.auth import caller_name
 from chorus.ingress.middleware.request_id import request_id
-from chorus.ingress.middleware.spend import SpendDep
-from chorus.ingress.replica import ReplicaDep
 from chorus.ingress.speaking import SPEECH_RESPONSES, check_text, checked_utterance, speak
 from chorus.ingress.uploads import read_multipart
 from chorus.personalities import (

@@ -12,8 +12,8 @@ from fastapi.responses import FileResponse
 
 from chorus.auth.scopes import ANY_KEY, PUBLIC, needs
 from chorus.ingress.api import DashboardLinks
+from chorus.ingress.deps import ReplicaDep
 from chorus.ingress.errors import ChorusHTTPError
-from chorus.ingress.replica import ReplicaDep
 
 router = APIRouter(tags=["dashboard"])
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from chorus.auth.keys import KeyLimits
 from chorus.auth.scopes import ALLOWS, ANY_KEY, OPENAPI_KEY, PUBLIC, Scope, needs
 from chorus.ingress.api import KeyOut, ScopeOut
+from chorus.ingress.deps import ReplicaDep
 from chorus.ingress.middleware.auth import caller
-from chorus.ingress.replica import ReplicaDep
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 

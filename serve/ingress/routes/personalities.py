@@ -16,10 +16,11 @@ from chorus.auth.scopes import Scope, needs
 from chorus.common import documents
 from chorus.common.safe_text import public_source, scrubbed
 from chorus.ingress.api import ErrorOut, PersonalityList, PersonalityOut
+from chorus.ingress.deps import AdminCaller, PersonalityDep, ReplicaDep
 from chorus.ingress.errors import JSON_TYPES, TOO_DEEP, ChorusHTTPError
 from chorus.ingress.middleware.auth import caller_name
 from chorus.ingress.middleware.request_id import request_id
-from chorus.ingress.replica import AdminCaller, PersonalityDep, Replica, ReplicaDep
+from chorus.ingress.replica import Replica
 from chorus.personalities import (
     NAME_PATTERN,
     Personality,

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from chorus.auth.scopes import PUBLIC, Scope, needs
 from chorus.ingress.api import ProviderOut, ProvidersOut, QuotaOut, QuotasOut
-from chorus.ingress.replica import AdminCaller, ReplicaDep
+from chorus.ingress.deps import AdminCaller, ReplicaDep
 from deployments.base import ENGINE_IDS, EngineStatus, Health
 
 router = APIRouter()

@@ -12,10 +12,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from chorus.auth.scopes import Scope, needs
 from chorus.ingress.api import ErrorOut, RejectedOut, SampleCheckOut, UploadOut
+from chorus.ingress.deps import PersonalityDep, ReplicaDep, is_admin
 from chorus.ingress.errors import ChorusHTTPError
 from chorus.ingress.middleware.auth import caller_name
 from chorus.ingress.middleware.request_id import request_id
-from chorus.ingress.replica import PersonalityDep, ReplicaDep, is_admin
 from chorus.ingress.uploads import read_multipart
 from chorus.personalities import LanguageCode
 from chorus.samples.storage import StoredSample

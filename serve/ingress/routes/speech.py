@@ -6,9 +6,8 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from chorus.auth.scopes import Scope, needs
 from chorus.ingress.api import OpenAIErrorOut, OpenAISpeechRequest, SpeechRequest
+from chorus.ingress.deps import PersonalityDep, ReplicaDep, SpendDep, personality_or_404
 from chorus.ingress.errors import ChorusHTTPError, require_json
-from chorus.ingress.middleware.spend import SpendDep
-from chorus.ingress.replica import PersonalityDep, ReplicaDep, personality_or_404
 from chorus.ingress.speaking import SPEECH_RESPONSES, checked_utterance, no_store, speak
 from deployments.base import ENGINE_IDS, AudioFormat, EngineId
 

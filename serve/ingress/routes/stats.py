@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from chorus.auth.scopes import Scope, needs
+from chorus.ingress.deps import ReplicaDep
 from chorus.ingress.errors import ChorusHTTPError
-from chorus.ingress.replica import ReplicaDep
 from chorus.telemetry.stats.models import SeriesOut, StatsOut
 from chorus.telemetry.stats.windows import BadStep, SeriesStep, StatsWindow
 

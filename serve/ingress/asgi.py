@@ -1,0 +1,67 @@
+"""The ingress's FastAPI app around one replica's state: its routers, its error handlers and
+the middleware stack, in the order every request passes it."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.routing import Route
+
+from chorus.ingress import errors
+from chorus.ingress.api import ErrorOut
+from chorus.ingress.middleware.auth import AuthMiddleware
+from chorus.ingress.middleware.body_limit import BodyLimitMiddleware
+from chorus.ingress.middleware.request_id import RequestIdMiddleware
+from chorus.ingress.middleware.server_spans import ServerSpans
+from chorus.ingress.middleware.spend import QuotaMiddleware
+from chorus.ingress.replica import Replica
+from chorus.ingress.routes import (
+    cache,
+    clone,
+    dashboard,
+    keys,
+    personalities,
+    providers,
+    samples,
+    speech,
+    stats,
+)
+from chorus.ingress.uploads import FORM_OVERHEAD
+
+DESCRIPTION = (
+    "Text-to-speech for voice personalities. Every speech answer names the engine that spoke "
+    "(`X-Chorus-Provider`), the engines tried before it (`X-Chorus-Fallback`), whether the audio "
+    "came from the cache (`X-Chorus-Cache`: hit, miss, partial or bypass) and the time it took "
+    "(`X-Chorus-Latency-Ms`)."
+)
+
+
+def create_app(replica: Replica, *, behind_serve_proxy: bool = False) -> FastAPI:
+    """The app; `behind_serve_proxy` when Ray Serve's proxy answers with `X-Request-Id`."""
+    app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION)
+    app.state.replica = replica
+    errors.install(app)
+    routers = [module.router for module in (speech, clone, personalities, samples, providers, stats, cache, keys, dashboard)]
+    for router in routers:
+        # Invalid input is `ErrorOut` (`chorus.ingress.errors`), not FastAPI's default list of errors;
+        # a route documenting its own 422 keeps it.
+        app.include_router(router, responses={422: {"model": ErrorOut, "description": "Invalid request."}})
+    # Added innermost first. The request id wraps everything, so every refusal carries it;
+    # keys are checked, then counted against their rate, before the body limit reads a
+    # byte of the body.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=replica.config.max_body_bytes,
+        multipart_limit=replica.config.samples.max_upload_bytes + FORM_OVERHEAD,
+        refuse=errors.error_response,
+    )
+    app.add_middleware(QuotaMiddleware, quotas=replica.quotas, refuse=errors.quota_refusal)
+    # The routes as declared (FastAPI keeps included routers nested), then its own
+    # (/docs, /openapi.json), which need admin.
+    declared = [route for router in routers for route in router.routes]
+    own = [route for route in app.routes if isinstance(route, Route)]
+    if replica.keys is not None:
+        app.add_middleware(AuthMiddleware, routes=declared + own, ring=replica.keys, refuse=errors.error_response)
+    app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)
+    # Outermost: every request has its server span, refusals included.
+    app.add_middleware(ServerSpans, tracer_provider=replica.tracing.provider, routes=declared + own)
+    return app

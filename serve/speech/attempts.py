@@ -1,0 +1,111 @@
+"""What the router tells of each engine's part in a request: the `Attempt`s (what clients
+are told, `reason`, kept apart from the whole story, `detail`), why the plan skipped an
+engine, the result of a routed request, and how an engine's error becomes an attempt."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal, NamedTuple
+
+from pydantic import BaseModel
+
+from chorus.common.safe_text import PublicText
+from chorus.speech.cache.lookup import CacheOutcome
+from chorus.speech.deadline import DEADLINE_PASSED, DeadlinePassed
+from deployments.base import AudioResult, EngineError, EngineId, EngineUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+Outcome = Literal["skipped", "unavailable", "failed", "timeout"]
+
+# What clients are told when the engine said nothing it vouches is safe to show
+# (`EngineError.public`): an engine's own reason may name model files, endpoints, buckets
+# or quote its provider, so it goes to the log only.
+UNAVAILABLE = "the engine cannot serve this now"
+FAILED = "the engine failed"
+UNHEALTHY = "unhealthy"
+
+
+class AttemptOut(BaseModel):
+    """What a client is told about one engine's part in a request (the 503 body,
+    `X-Chorus-Fallback`): the outcome, and a short message picked by its cause."""
+
+    engine: EngineId
+    outcome: Outcome
+    reason: PublicText
+
+
+class Attempt(AttemptOut):
+    """An attempt as the ingress knows it: `detail` is the whole reason, for the log."""
+
+    detail: str
+
+    def shown(self) -> AttemptOut:
+        return AttemptOut(engine=self.engine, outcome=self.outcome, reason=self.reason)
+
+
+class Skip(NamedTuple):
+    """Why the plan passes over an engine: what clients see, and the whole story."""
+
+    reason: str
+    detail: str
+
+    @classmethod
+    def plain(cls, reason: str) -> Skip:
+        """A reason of the router's own words, the same for clients and the log."""
+        return cls(reason, reason)
+
+
+class AllEnginesFailed(Exception):
+    def __init__(self, attempts: list[Attempt]) -> None:
+        super().__init__(attempts)
+        self.attempts = attempts
+
+
+class Routed(BaseModel):
+    engine: EngineId
+    attempts: list[Attempt]
+    variant: str | None = None
+    cache: CacheOutcome = "bypass"
+
+
+class RoutedAudio(Routed):
+    audio: AudioResult
+
+
+class RoutedStream(Routed):
+    """An engine has produced its first chunk; the rest follows from `chunks`."""
+
+    model_config = {"arbitrary_types_allowed": True}
+    sample_rate: int
+    chunks: Any  # AsyncIterator[AudioChunk]
+
+
+def unwrap(err: BaseException) -> BaseException:
+    """Ray wraps an engine's exception in RayTaskError; the original is its `cause`."""
+    while isinstance(getattr(err, "cause", None), BaseException):
+        err = err.cause  # type: ignore[attr-defined]
+    return err
+
+
+def describe(err: BaseException) -> str:
+    err = unwrap(err)
+    if isinstance(err, EngineError):
+        return err.reason
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def attempt_after(engine: EngineId, err: BaseException, timeout: float | None) -> Attempt:
+    err = unwrap(err)
+    if isinstance(err, DeadlinePassed):
+        return Attempt(engine=engine, outcome="timeout", reason=DEADLINE_PASSED, detail=str(err))
+    if isinstance(err, TimeoutError):
+        said = f"no audio within {timeout:g} s"
+        return Attempt(engine=engine, outcome="timeout", reason=said, detail=said)
+    public = err.public if isinstance(err, EngineError) else None
+    if isinstance(err, EngineUnavailableError):
+        return Attempt(engine=engine, outcome="unavailable", reason=public or UNAVAILABLE, detail=err.reason)
+    log.warning("engine %s failed: %r", engine, err)
+    return Attempt(engine=engine, outcome="failed", reason=public or FAILED, detail=describe(err))
