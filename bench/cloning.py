@@ -47,7 +47,7 @@ def reference_wav(path: Path | None) -> bytes:
 
     if path is not None:
         return canonical_wav(decode_audio(path.read_bytes()))
-    from tests import recordings
+    from tests.support import recordings
 
     speech = recordings.recordings().clean()
     return canonical_wav(decode_audio(recordings.encode(speech.samples, speech.rate)))
@@ -125,7 +125,7 @@ def tiny_models(root: Path) -> dict[str, Path]:
     """Tiny random checkpoints in the real layouts, built by the test helpers."""
     import subprocess
 
-    from tests import tiny_styletts2, tiny_xtts
+    from tests.support import tiny_styletts2, tiny_xtts
 
     def python(name: str) -> str:
         out = subprocess.run([str(ROOT / "scripts/engine-env.sh"), name], check=True, capture_output=True, text=True)

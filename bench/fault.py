@@ -1,7 +1,7 @@
 """Latency with a Piper replica killed mid-run, next to the same run without the fault.
 
 The CPU profile with 2 Piper replicas; a bounded load of `--requests` at `--concurrency`
-(tests/load.py: speech, streams, OpenAI's route in rotation, each checked for complete
+(tests/support/load.py: speech, streams, OpenAI's route in rotation, each checked for complete
 audio). The fault run `ray.kill`s one Piper replica a quarter of the way in; "during the
 fault" is the requests sent from the kill until Serve has a replacement running. Writes
 p50/p95 to bench/RESULTS.md. Not a test: run `~/.cache/chorus/venv/bin/python bench/fault.py`.
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.piper_http import free_port, pct  # noqa: E402
 from bench.results import RESULTS, machine, write_section  # noqa: E402
-from tests.chorus_app import STEADY_PIPER, ChorusApp  # noqa: E402
-from tests.load import LoadRun, completed, run_load  # noqa: E402
-from tests.replica_fault import back_to, kill_replica  # noqa: E402
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp  # noqa: E402
+from tests.support.load import LoadRun, completed, run_load  # noqa: E402
+from tests.support.replica_fault import back_to, kill_replica  # noqa: E402
 
 TWO_PIPERS = {"autoscaling_config": {"min_replicas": 2, "initial_replicas": 2, "max_replicas": 2}}
 
@@ -71,7 +71,7 @@ def main() -> None:
     killed, back = fault["killed"], fault["back"]
     lines = [
         f"Run {machine()}, CPU only. The CPU profile with 2 Piper replicas; {args.requests} requests at "
-        f"concurrency {args.concurrency}, speech / streaming / OpenAI route in rotation (`tests/load.py`), "
+        f"concurrency {args.concurrency}, speech / streaming / OpenAI route in rotation (`tests/support/load.py`), "
         "each checked for complete audio. The fault run `ray.kill`s one Piper replica after a quarter of "
         f"its requests; Serve had a replacement running {back - killed:.1f} s later. Requests cut off by the "
         "death are sent once more to the deployment (`serve/ingress/handles.py`).",

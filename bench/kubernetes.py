@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from bench.results import machine, write_section  # noqa: E402
-from tests.chorus_app import STEADY_PIPER, ChorusApp, personality  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.kube.conftest import CRDS  # noqa: E402
 from tests.kube.control_plane import build_binaries, running_control_plane  # noqa: E402
@@ -36,6 +35,7 @@ from tests.kube.operator_runner import (  # noqa: E402
     render_chart,
     running_operator,
 )
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp, personality  # noqa: E402
 
 NS = "bench"
 SPEC = {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}}

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.piper_http import SENTENCES, free_port, pct  # noqa: E402
 from bench.results import RESULTS, machine, write_section  # noqa: E402
 from bench.variants import bench_personalities, deploy_variants  # noqa: E402
-from tests.otel_collector import Collector, otel_collector  # noqa: E402
+from tests.support.otel_collector import Collector, otel_collector  # noqa: E402
 
 VARIANTS = ("off", "on")
 

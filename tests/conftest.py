@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from tests.chorus_app import ChorusApp  # noqa: E402
+from tests.support.chorus_app import ChorusApp  # noqa: E402
 
 
 def free_port() -> int:
@@ -44,6 +44,6 @@ def chorus(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Choru
 
 @pytest.fixture(scope="session")
 def ear() -> Any:
-    from tests.speech import Ear
+    from tests.support.speech import Ear
 
     return Ear()

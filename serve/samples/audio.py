@@ -51,7 +51,7 @@ MAX_DURATION_S = 60.0
 # from the header, before decoding, because they bound the decoded size and a small file
 # can claim a lot: a silent 60 s 192 kHz FLAC is a few KB on the wire and would decode to
 # hundreds of MB. At the caps (60 s x 48 kHz x 2 channels) one decode peaks near 75 MB
-# (tests/unit/test_upload_bounds.py): the int32 frames and their float32 copy (23 MB each),
+# (tests/unit/ingress/test_upload_bounds.py): the int32 frames and their float32 copy (23 MB each),
 # the mono mix, its resampling and the canonical WAV.
 MAX_CHANNELS = 2
 MAX_SAMPLE_RATE = 48_000

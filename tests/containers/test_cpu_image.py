@@ -10,10 +10,10 @@ import httpx
 import openai
 import pytest
 
-from tests.chorus_app import STEADY_PIPER
 from tests.conftest import free_port
 from tests.containers.podman import Podman, wait_for
-from tests.speech import CLEAR_SENTENCES, word_error_rate
+from tests.support.chorus_app import STEADY_PIPER
+from tests.support.speech import CLEAR_SENTENCES, word_error_rate
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(3600)]
 

@@ -29,12 +29,12 @@ from chorus.ingress.replica import Replica
 from chorus.personalities import parse_spec
 from chorus.speech.board import EngineBoard
 from chorus.stores.kubernetes import KubernetesStore
-from tests import recordings as rec
-from tests.access_calls import KEYS
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.engine_handles import LocalHandle, ScriptedEngine
-from tests.servers import running
-from tests.unit.test_kubernetes_store import configmap
+from tests.support import recordings as rec
+from tests.support.access_calls import KEYS
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.configmaps import configmap
+from tests.support.engine_handles import LocalHandle, ScriptedEngine
+from tests.support.servers import running
 
 pytestmark = pytest.mark.ray
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
-from tests.speech import word_error_rate
+from tests.support.speech import word_error_rate
 
 ROOT = Path(__file__).resolve().parents[2]
 

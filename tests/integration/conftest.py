@@ -18,9 +18,9 @@ from deployments import styletts2, xtts
 from deployments.base import SynthesisRequest, VoiceSampleRef
 from deployments.local_model import EngineEnvironment
 from deployments.settings import PiperSettings
-from tests import tiny_styletts2, tiny_xtts
-from tests.servers import PiperSpeaker
-from tests.servers.google_tts import GoogleTTSServer
+from tests.support import tiny_styletts2, tiny_xtts
+from tests.support.servers import PiperSpeaker
+from tests.support.servers.google_tts import GoogleTTSServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

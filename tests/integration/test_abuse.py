@@ -14,9 +14,9 @@ import yaml
 from chorus.auth.keys import digest
 from chorus.common.constants import MAX_VOICE_SAMPLES
 from chorus.samples.storage import DirectorySampleStore, SampleMeta
-from tests import recordings as rec
-from tests.chorus_app import STEADY_PIPER, ChorusApp, personality
-from tests.servers.google_tts import GoogleTTSServer
+from tests.support import recordings as rec
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp, personality
+from tests.support.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
 

@@ -15,8 +15,8 @@ import yaml
 from chorus.auth.keys import digest
 from chorus.auth.scopes import ANY_KEY, PUBLIC, Scope
 from deployments import xtts
-from tests.access_calls import CALLS, KEYS, LACKING, SPEC, WRONG_KEY, Call, api_routes, recording
-from tests.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.access_calls import CALLS, KEYS, LACKING, SPEC, WRONG_KEY, Call, api_routes, recording
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
 
 pytestmark = pytest.mark.ray
 

@@ -10,8 +10,8 @@ import openai
 import pytest
 import yaml
 
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.speech import decode, word_error_rate
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.speech import decode, word_error_rate
 
 pytestmark = pytest.mark.ray
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.speech import CLEAR_SENTENCES, word_error_rate
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.speech import CLEAR_SENTENCES, word_error_rate
 
 pytestmark = pytest.mark.ray
 

@@ -14,9 +14,9 @@ import pytest
 import soundfile as sf
 
 from deployments import styletts2, xtts
-from tests import recordings as rec
-from tests import tiny_xtts
-from tests.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support import recordings as rec
+from tests.support import tiny_xtts
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
 
 pytestmark = pytest.mark.ray
 

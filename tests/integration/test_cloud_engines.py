@@ -29,10 +29,10 @@ from deployments.cloud import CloudTTSEngine
 from deployments.google_tts import GoogleTTSEngine
 from deployments.ibm_watson import IBMWatsonEngine
 from deployments.settings import AzureTTSSettings, GoogleTTSSettings, IBMWatsonSettings, PiperSettings
-from tests.servers import PiperSpeaker, ServiceServer
-from tests.servers import azure_tts as azure_server
-from tests.servers import google_tts as google_server
-from tests.servers import ibm_watson as ibm_server
+from tests.support.servers import PiperSpeaker, ServiceServer
+from tests.support.servers import azure_tts as azure_server
+from tests.support.servers import google_tts as google_server
+from tests.support.servers import ibm_watson as ibm_server
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 SSML_NS = "{http://www.w3.org/2001/10/synthesis}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.servers.google_tts import GoogleTTSServer
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
 

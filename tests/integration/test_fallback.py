@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.servers.google_tts import GoogleTTSServer
-from tests.speech import word_error_rate
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.servers.google_tts import GoogleTTSServer
+from tests.support.speech import word_error_rate
 
 pytestmark = pytest.mark.ray
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from chorus.auth.keys import digest
-from tests.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
 
 pytestmark = pytest.mark.ray
 
@@ -60,7 +60,7 @@ def test_no_5xx_and_every_answer_matches_the_document(api_schema: schemathesis.B
 
 
 def test_the_fuzzer_reaches_every_route(api_schema: schemathesis.BaseSchema) -> None:
-    from tests.access_calls import CALLS
+    from tests.support.access_calls import CALLS
 
     operations = {(op.method.upper(), op.path) for op in (r.ok() for r in api_schema.get_all_operations())}
     assert operations == {route for route in CALLS if not route[1].startswith(("/docs", "/openapi", "/redoc"))}

@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.load import TEXTS, WAV_HEADER_BYTES
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.load import TEXTS, WAV_HEADER_BYTES
 
 pytestmark = pytest.mark.ray
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.load import LoadRun, completed, run_load, summary
-from tests.replica_fault import back_to, kill_replica, replica_names
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.load import LoadRun, completed, run_load, summary
+from tests.support.replica_fault import back_to, kill_replica, replica_names
 
 pytestmark = pytest.mark.ray
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from chorus.deploy import APP_NAME
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.redis_server import redis_server
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.redis_server import redis_server
 
 pytestmark = pytest.mark.ray
 

@@ -12,8 +12,8 @@ import urllib.request
 import httpx
 import pytest
 
-from tests.chorus_app import ChorusApp
-from tests.servers.google_tts import GoogleTTSServer
+from tests.support.chorus_app import ChorusApp
+from tests.support.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
 

@@ -38,9 +38,9 @@ from chorus.samples.storage import (
     SampleStore,
 )
 from chorus.samples.storage_s3 import S3SampleStore
-from tests import recordings as rec
-from tests.moto_server import moto_server
-from tests.recordings import PIPER_RATE
+from tests.support import recordings as rec
+from tests.support.moto_server import moto_server
+from tests.support.recordings import PIPER_RATE
 
 REPO = Path(__file__).resolve().parents[2]
 P = "shop-assistant"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests import recordings as rec
-from tests.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support import recordings as rec
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
 
 pytestmark = pytest.mark.ray
 

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.speech import CLEAR_SENTENCES, decode, word_error_rate, words
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.speech import CLEAR_SENTENCES, decode, word_error_rate, words
 
 pytestmark = pytest.mark.ray
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.chorus_app import STEADY_PIPER, ChorusApp
-from tests.redis_server import redis_server
-from tests.servers.google_tts import GoogleTTSServer
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.redis_server import redis_server
+from tests.support.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
 

@@ -40,7 +40,7 @@ from deployments.styletts2 import (
     StyleTTS2Engine,
     actor_options,
 )
-from tests import tiny_styletts2
+from tests.support import tiny_styletts2
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = StyleTTS2Settings(diffusion_steps=3)  # fewer sampler steps: this machine has 2 shared cores

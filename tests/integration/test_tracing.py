@@ -13,9 +13,9 @@ import pytest
 
 from deployments import spans
 from deployments.tracing import ingress_tracing
-from tests.chorus_app import ChorusApp
-from tests.otel_collector import Collector, ReceivedSpan, otel_collector
-from tests.servers.google_tts import GoogleTTSServer
+from tests.support.chorus_app import ChorusApp
+from tests.support.otel_collector import Collector, ReceivedSpan, otel_collector
+from tests.support.servers.google_tts import GoogleTTSServer
 
 pytestmark = pytest.mark.ray
 

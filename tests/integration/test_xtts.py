@@ -33,7 +33,7 @@ from deployments.base import (
 )
 from deployments.settings import XTTSSettings
 from deployments.xtts import XTTS, XTTSConfig, XTTSEngine, actor_options
-from tests import tiny_xtts
+from tests.support import tiny_xtts
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = "Hello there, how can I help you today?"

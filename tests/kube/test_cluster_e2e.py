@@ -13,7 +13,6 @@ import httpx
 import pytest
 import yaml
 
-from tests.chorus_app import STEADY_PIPER, ChorusApp, personality
 from tests.kube.control_plane import ControlPlane
 from tests.kube.operator_runner import (
     eventually,
@@ -22,8 +21,9 @@ from tests.kube.operator_runner import (
     running_operator,
 )
 from tests.kube.sample_site import SampleServer
-from tests.recordings import encode, recordings
-from tests.speech import word_error_rate
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp, personality
+from tests.support.recordings import encode, recordings
+from tests.support.speech import word_error_rate
 
 NS = "e2e"
 SENTENCE = "Please call Stella and ask her to bring these things with her from the store."

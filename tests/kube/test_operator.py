@@ -26,7 +26,7 @@ from tests.kube.operator_runner import (
     running_operator,
 )
 from tests.kube.sample_site import SampleServer
-from tests.recordings import encode, recordings
+from tests.support.recordings import encode, recordings
 
 NS = "voices"
 

@@ -16,7 +16,7 @@ import yaml
 from tests.kube.control_plane import ControlPlane
 from tests.kube.operator_runner import eventually, operator_identity, running_operator
 from tests.kube.sample_site import SampleServer
-from tests.recordings import encode, recordings
+from tests.support.recordings import encode, recordings
 from voice_operator import crd
 
 NS = "volumes"

@@ -1,0 +1,204 @@
+"""API keys and scopes at the HTTP layer, without Ray: every route of the app, generated
+from the app's own route table, refuses a missing or wrong key (401) and a key without
+the route's scope (403), and serves the right one."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import soundfile as sf
+import yaml
+from starlette.routing import Route
+
+from chorus.auth.keys import KeyEntry
+from chorus.auth.scopes import ANY_KEY, PUBLIC, Scope
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
+from chorus.samples.audio import canonical_wav, decode_audio
+from chorus.samples.storage import SampleMeta
+from chorus.speech.board import EngineBoard
+from tests.support.access_calls import CALLS, KEYS, LACKING, WRONG_KEY, api_routes, recording
+from tests.support.chorus_app import personality
+from tests.support.engine_handles import LocalHandle, ScriptedEngine
+
+JOE = {"activeProvider": "piper", "fallbackChain": ["xtts_v2"], "languages": {"primary": "en"},
+       "providers": {"piper": {"voice": "en_US-joe-medium"}, "xtts_v2": {}}}
+
+
+class AuthApi:
+    """An app with keys on: Piper and a cloning engine scripted, the personality `joe`
+    with one stored sample `s0`, one key per scope."""
+
+    def __init__(self, root: Path) -> None:
+        (root / "personalities").mkdir()
+        (root / "personalities" / "joe.yaml").write_text(yaml.safe_dump(personality("joe", JOE)))
+        config = IngressConfig(
+            personalities={"directory": root / "personalities"}, samples={"directory": root / "samples"},
+            timeouts={"piper": 5, "xtts_v2": 5}, auth={},
+        )
+        engines = {"piper": ScriptedEngine("piper"), "xtts_v2": ScriptedEngine("xtts_v2")}
+        self.replica = Replica(config, EngineBoard({e: LocalHandle(engine) for e, engine in engines.items()}))
+        assert self.replica.keys is not None
+        self.replica.keys.replace("test", [
+            KeyEntry(name=f"{scope.value}-key", key=key, scopes=[scope]).api_key() for scope, key in KEYS.items()
+        ])
+        # The speaker of the upload the samples route is called with: a different one is refused.
+        clean = canonical_wav(decode_audio(recording()["file"][1]))
+        self.replica.samples.store.put("joe", clean, SampleMeta(id="s0", duration=7.6, quality_score=1.0))
+        self.app = create_app(self.replica)
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://chorus")
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[AuthApi]:
+    api = AuthApi(tmp_path)
+    async with api.client:
+        yield api
+
+
+def app_routes(app: Any) -> set[tuple[str, str]]:
+    """The app's API (its OpenAPI paths) and FastAPI's own routes (/docs, /openapi.json)."""
+    api = api_routes(app.openapi())
+    own = {(method, route.path) for route in app.routes if isinstance(route, Route) for method in route.methods}
+    return api | own - {(m, p) for m, p in own if m == "HEAD"}
+
+
+def test_every_route_of_the_app_has_a_rule(tmp_path: Path) -> None:
+    """The table above is the app's route table: a new route must say who may call it."""
+    assert app_routes(AuthApi(tmp_path).app) == set(CALLS)
+
+
+@pytest.mark.parametrize("route", list(CALLS), ids=lambda r: f"{r[0]} {r[1]}")
+async def test_each_route_needs_a_key_with_its_scope(api: AuthApi, route: tuple[str, str]) -> None:
+    method, call = route[0], CALLS[route]
+
+    async def send(headers: dict[str, str]) -> httpx.Response:
+        return await api.client.request(method, call.path, headers=headers, **call.kwargs())
+
+    if call.scope == PUBLIC:
+        assert (await send({})).status_code == call.status
+        return
+    for headers, said in (({}, "is missing"), ({"x-api-key": WRONG_KEY}, "is not valid"),
+                          ({"authorization": f"Bearer {WRONG_KEY}"}, "is not valid")):
+        r = await send(headers)
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"] == 'Bearer realm="chorus"'
+        assert said in r.text
+    if call.scope == ANY_KEY:  # no scope to lack: every key may
+        for key in KEYS.values():
+            assert (await send({"x-api-key": key})).status_code == call.status
+        return
+    scope = Scope(call.scope)
+    r = await send({"x-api-key": KEYS[LACKING[scope]]})
+    assert r.status_code == 403, r.text
+    assert f"lacks the '{scope.value}' scope" in r.text
+    r = await send({"x-api-key": KEYS[scope]})
+    assert r.status_code == call.status, r.text
+
+
+async def test_admin_may_call_every_route(api: AuthApi) -> None:
+    r = await api.client.post("/v1/personalities/joe/speech", json={"text": "Hi."},
+                              headers={"authorization": f"Bearer {KEYS[Scope.ADMIN]}"})
+    assert r.status_code == 200
+    assert sf.info(io.BytesIO(r.content)).samplerate == 16_000
+
+
+async def test_openai_routes_refuse_in_openais_shape(api: AuthApi) -> None:
+    r = await api.client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "joe", "input": "Hi."},
+                              headers={"authorization": "Bearer "})
+    assert r.status_code == 401
+    error = r.json()["error"]
+    assert error["code"] == "invalid_api_key" and error["type"] == "invalid_request_error"
+    assert "API key is missing" in error["message"]
+
+
+async def test_a_caller_without_a_key_learns_nothing_about_paths(api: AuthApi) -> None:
+    assert (await api.client.get("/v1/nothing-here")).status_code == 401
+    assert (await api.client.patch("/v1/personalities/joe")).status_code == 401
+    key = {"x-api-key": KEYS[Scope.SPEAK]}
+    assert (await api.client.get("/v1/nothing-here", headers=key)).status_code == 404
+    assert (await api.client.patch("/v1/personalities/joe", headers=key)).status_code == 405
+
+
+async def test_a_body_without_a_key_is_refused_before_it_is_read(api: AuthApi) -> None:
+    read = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal read
+        for _ in range(64):
+            read += 1
+            yield b"x" * 65536
+
+    r = await api.client.post("/v1/personalities/joe/samples", content=body(),
+                              headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 401
+    assert read <= 1  # the transport may pull the first chunk; the app never asks for more
+
+
+async def test_a_removed_key_stops_working_at_once(api: AuthApi) -> None:
+    key = {"x-api-key": KEYS[Scope.SPEAK]}
+    assert (await api.client.get("/v1/providers", headers=key)).status_code == 200
+    assert api.replica.keys is not None
+    api.replica.keys.replace("test", [])
+    assert (await api.client.get("/v1/providers", headers=key)).status_code == 401
+
+
+def test_the_api_docs_name_each_routes_scope(tmp_path: Path) -> None:
+    schema = AuthApi(tmp_path).app.openapi()
+    assert schema["paths"]["/v1/clone"]["post"]["x-chorus-scope"] == "clone"
+    assert schema["paths"]["/healthz"]["get"]["x-chorus-scope"] == "public"
+    assert schema["paths"]["/v1/personalities/{name}"]["put"]["x-chorus-scope"] == "admin"
+
+
+# --- what a key may do -----------------------------------------------------------------------
+
+
+async def test_a_key_learns_its_scopes_and_the_routes_they_open(api: AuthApi) -> None:
+    r = await api.client.get("/v1/keys/me", headers={"x-api-key": KEYS[Scope.SPEAK]})
+    assert r.status_code == 200, r.text
+    me = r.json()
+    assert (me["auth"], me["name"]) == (True, "speak-key")
+    assert [s["scope"] for s in me["scopes"]] == ["speak"] and "synthesize" in me["scopes"][0]["allows"]
+    assert "POST /v1/personalities/{name}/speech" in me["routes"] and "GET /v1/keys/me" in me["routes"]
+    assert "PUT /v1/personalities/{name}" not in me["routes"] and "GET /v1/stats" not in me["routes"]
+    assert not any(route.startswith("GET /dashboard") for route in me["routes"])  # public, not the key's doing
+    # What the key may call is exactly what the guard lets through.
+    for route in me["routes"]:
+        method, path = route.split(" ", 1)
+        call = CALLS[(method, path)]
+        assert call.scope in (Scope.SPEAK, ANY_KEY), route
+
+    admin = (await api.client.get("/v1/keys/me", headers={"x-api-key": KEYS[Scope.ADMIN]})).json()
+    documented = api_routes(api.app.openapi())  # FastAPI's own /docs and /openapi.json are not the API
+    assert set(admin["routes"]) == {f"{m} {p}" for m, p in documented if CALLS[(m, p)].scope != PUBLIC}
+
+
+async def test_a_keys_limits_are_shown_with_it(tmp_path: Path) -> None:
+    api = AuthApi(tmp_path)
+    assert api.replica.keys is not None
+    api.replica.keys.replace("test", [KeyEntry(name="metered", key=KEYS[Scope.SPEAK], scopes=[Scope.SPEAK, Scope.CLONE],
+                                              rate_limit="60/minute", characters_per_day=5000).api_key()])
+    async with api.client:
+        me = (await api.client.get("/v1/keys/me", headers={"authorization": f"Bearer {KEYS[Scope.SPEAK]}"})).json()
+    assert me["name"] == "metered"
+    assert me["limits"] == {"rateLimit": "60/minute", "charactersPerDay": 5000, "charactersPerMonth": None}
+    assert [s["scope"] for s in me["scopes"]] == ["speak", "clone"]
+    assert "POST /v1/clone" in me["routes"]
+
+
+async def test_without_keys_every_route_is_open_and_said_so(tmp_path: Path) -> None:
+    (tmp_path / "personalities").mkdir()
+    config = IngressConfig(personalities={"directory": tmp_path / "personalities"}, samples={"directory": tmp_path / "s"})
+    replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://c") as c:
+        me = (await c.get("/v1/keys/me")).json()
+    assert (me["auth"], me["name"]) == (False, None)
+    assert me["limits"] == {"rateLimit": None, "charactersPerDay": None, "charactersPerMonth": None}
+    assert [s["scope"] for s in me["scopes"]] == [s.value for s in Scope]
+    assert "PUT /v1/personalities/{name}" in me["routes"]

@@ -1,0 +1,239 @@
+"""Rate limits and character budgets at the HTTP layer, without Ray: `create_app` over
+in-process engines (as in tests/unit/ingress/test_http.py), counting in this process's memory and
+in a real `redis-server` started here. Concurrent requests must be admitted exactly up to
+the limit, the rest refused with 429, `Retry-After` and the limit named."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from chorus.app import AppArgs
+from chorus.auth.keys import KeyEntry
+from chorus.ingress.asgi import create_app
+from chorus.ingress.config import IngressConfig
+from chorus.ingress.replica import Replica
+from chorus.quotas.callers import LimitName
+from chorus.speech.board import EngineBoard
+from deployments.base import EngineFailedError
+from tests.support import recordings as rec
+from tests.support.chorus_app import personality
+from tests.support.engine_handles import LocalHandle, ScriptedEngine
+from tests.support.redis_server import command, redis_server
+
+KEY = "chorus_test-key-0123456789abcdef"
+JOE = {"activeProvider": "piper", "languages": {"primary": "en"}, "providers": {"piper": {}}}
+TEN = "Ten chars."  # every speech request below says exactly this
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest) -> str | None:
+    """Where the app counts: None (its memory) or a Redis URL, emptied for each test."""
+    if request.param == "memory":
+        return None
+    url = request.getfixturevalue("redis_url")
+    command(redis_port(url), "FLUSHALL")
+    return url
+
+
+def redis_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+class Quota:
+    """An app with the personality `joe` (scripted Piper) and, given `key_limits`, keys on
+    with one `speak` key carrying them."""
+
+    def __init__(self, root: Path, storage: str | None, key_limits: dict[str, Any] | None = None,
+                 **quotas: Any) -> None:
+        (root / "personalities").mkdir()
+        (root / "personalities" / "joe.yaml").write_text(yaml.safe_dump(personality("joe", JOE)))
+        self.piper = ScriptedEngine("piper", languages=("en",))
+        config = IngressConfig(
+            personalities={"directory": root / "personalities"}, samples={"directory": root / "samples"},
+            timeouts={"piper": 5}, auth={} if key_limits is not None else None,
+            redis_url=storage, quotas=quotas, cache={"enabled": False},  # counting, not caching
+        )
+        self.replica = Replica(config, EngineBoard({"piper": LocalHandle(self.piper)}))
+        if key_limits is not None:
+            # The key sources fill the ring in a replica; here the test does.
+            assert self.replica.keys is not None
+            self.replica.keys.replace("test", [KeyEntry(name="alice", key=KEY, scopes=["speak", "clone"],
+                                                       **key_limits).api_key()])
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
+                                        base_url="http://chorus", headers={"x-api-key": KEY})
+
+    async def speak(self, text: str = TEN) -> httpx.Response:
+        return await self.client.post("/v1/personalities/joe/speech", json={"text": text})
+
+    async def at_once(self, n: int, send: Any = None) -> list[httpx.Response]:
+        return list(await asyncio.gather(*(send() if send else self.speak() for _ in range(n))))
+
+
+@pytest.fixture
+async def make(tmp_path: Path, storage: str | None) -> AsyncIterator[Any]:
+    made: list[Quota] = []
+
+    def factory(key_limits: dict[str, Any] | None = None, **quotas: Any) -> Quota:
+        root = tmp_path / f"app-{len(made)}"
+        root.mkdir()
+        made.append(Quota(root, storage, key_limits, **quotas))
+        return made[-1]
+
+    yield factory
+    for quota in made:
+        await quota.client.aclose()
+
+
+def refused(responses: list[httpx.Response], limit: LimitName) -> list[httpx.Response]:
+    """The 429s, each checked: `Retry-After` in whole seconds, the limit named in the body."""
+    out = [r for r in responses if r.status_code == 429]
+    for r in out:
+        assert int(r.headers["Retry-After"]) >= 1
+        body = r.json()
+        assert body["limit"]["name"] == limit.value, body
+        assert body["limit"]["resets_in"] == int(r.headers["Retry-After"])
+        assert r.headers["X-RateLimit-Remaining"] == str(body["limit"]["remaining"])
+    return out
+
+
+def ok(responses: list[httpx.Response]) -> list[httpx.Response]:
+    return [r for r in responses if r.status_code == 200]
+
+
+async def test_a_keys_rate_admits_exactly_its_limit_under_concurrency(make: Any, storage: str | None) -> None:
+    api = make({"rate_limit": "5/minute"})
+    responses = await api.at_once(9)
+    assert len(ok(responses)) == 5, [(r.status_code, r.text[:300]) for r in responses]
+    out = refused(responses, LimitName.KEY_RATE)
+    assert len(out) == 4 and all(r.json()["limit"]["remaining"] == 0 for r in out)
+    assert "API key 'alice'" in out[0].json()["detail"] and "5 requests per 1 minute" in out[0].json()["detail"]
+    assert 55 <= int(out[0].headers["Retry-After"]) <= 60
+    assert len(api.piper.requests) == 5  # the refused never reached an engine
+    if storage is not None:  # counted in Redis, not in this process
+        assert command(redis_port(storage), "DBSIZE") != b":0\r\n"
+
+
+async def test_every_authenticated_route_counts_against_the_keys_rate(make: Any) -> None:
+    api = make({"rate_limit": "3/minute"})
+    statuses = [(await api.client.get(path)).status_code
+                for path in ("/v1/personalities", "/v1/providers", "/v1/personalities/joe", "/v1/providers")]
+    assert statuses == [200, 200, 200, 429]
+    # Probes need no key, so no key's rate.
+    assert (await api.client.get("/healthz")).status_code == 200
+
+
+async def test_success_carries_the_tightest_limits_headers(make: Any) -> None:
+    api = make({"rate_limit": "100/minute", "characters_per_day": 30})
+    first = await api.speak()
+    assert first.status_code == 200
+    # Characters: 20 of 30 left is tighter than 99 of 100 requests.
+    assert (first.headers["X-RateLimit-Limit"], first.headers["X-RateLimit-Remaining"]) == ("30", "20")
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    assert abs(int(first.headers["X-RateLimit-Reset"]) - (midnight.timestamp() - time.time())) <= 2
+    # A route without characters: the key's rate alone.
+    listed = await api.client.get("/v1/personalities")
+    assert (listed.headers["X-RateLimit-Limit"], listed.headers["X-RateLimit-Remaining"]) == ("100", "98")
+    assert 1 <= int(listed.headers["X-RateLimit-Reset"]) <= 60
+
+
+async def test_a_personalitys_rate_applies_with_keys_off_and_in_openais_shape(make: Any) -> None:
+    api = make(personalityRateLimit="3/minute", personalityRateLimits={"bob": "1/minute"})
+    responses = await api.at_once(5, lambda: api.client.post(
+        "/v1/audio/speech", json={"model": "tts-1", "voice": "joe", "input": TEN}))
+    assert len(ok(responses)) == 3
+    out = refused(responses, LimitName.PERSONALITY_RATE)
+    assert len(out) == 2
+    error = out[0].json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and "personality 'joe'" in error["message"]
+    assert out[0].json()["limit"]["limit"] == 3
+
+
+async def test_a_daily_budget_is_exact_under_concurrency(make: Any) -> None:
+    api = make({"characters_per_day": 100})
+    responses = await api.at_once(13)
+    assert len(ok(responses)) == 10
+    out = refused(responses, LimitName.CHARACTERS_PER_DAY)
+    assert len(out) == 3
+    assert "10 asked, 0 left" in out[0].json()["detail"]
+    assert out[0].json()["limit"]["resets_at"].startswith(
+        (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00"))
+    assert sum(len(r.text) for r in api.piper.requests) == 100
+    # A refused request took nothing: one character still does not fit, none left over.
+    assert (await api.speak("A")).status_code == 429
+
+
+async def test_characters_not_synthesized_are_given_back(make: Any) -> None:
+    api = make({"characters_per_day": 30})
+    api.piper.error = EngineFailedError("piper", "down")
+    assert (await api.speak()).status_code == 503
+    api.piper.error = None
+    statuses = [(await api.speak()).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+async def test_a_monthly_budget_refuses_and_gives_the_days_reservation_back(make: Any) -> None:
+    api = make({"characters_per_day": 30, "characters_per_month": 25})
+    statuses = [(await api.speak()).status_code for _ in range(2)]
+    third = await api.speak()  # fits the day (30 of 30), not the month (30 of 25)
+    assert statuses == [200, 200]
+    refused([third], LimitName.CHARACTERS_PER_MONTH)
+    assert "10 asked, 5 left" in third.json()["detail"] and third.headers["X-RateLimit-Remaining"] == "5"
+    assert third.json()["limit"]["resets_at"].endswith("-01T00:00:00+00:00")
+    # The day's 10 were taken back: 20 + 5 fits both.
+    last = await api.speak("abcde")
+    assert last.status_code == 200, last.json()
+
+
+async def test_a_refused_clone_reference_gives_its_characters_back(make: Any) -> None:
+    api = make({"characters_per_day": 15})
+    clone = await api.client.post("/v1/clone", data={"text": TEN, "provider": "xtts_v2"},
+                                  files={"file": ("ref.wav", rec.minimal_wav(0.2), "audio/wav")})
+    assert clone.status_code == 422, clone.text  # too short to clone from
+    assert (await api.speak()).status_code == 200
+
+
+def test_the_redis_url_comes_from_the_environment_unless_given() -> None:
+    args = AppArgs.model_validate({"personalities": {"directory": "/tmp/p"}})
+    env = {"CHORUS_REDIS_URL": "redis://cache:6379/2"}
+    assert args.with_environment(env).ingress_config().redis_url == "redis://cache:6379/2"
+    assert args.with_environment({}).redis_url is None
+    given = AppArgs.model_validate({"personalities": {"directory": "/tmp/p"}, "redis_url": "redis://mine:1"})
+    assert given.with_environment(env).redis_url == "redis://mine:1"
+    with pytest.raises(ValueError, match="redis://"):
+        args.with_environment({"CHORUS_REDIS_URL": "cache:6379"})
+
+
+async def test_an_unreachable_limits_store_fails_closed_with_503(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}"
+    for name in ("limited", "unlimited"):
+        (tmp_path / name).mkdir()
+    limited = Quota(tmp_path / "limited", dead, {"rate_limit": "5/minute"})
+    async with limited.client:
+        r = await limited.speak()
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "rate_limits_unavailable" and r.headers["Retry-After"] == "5"
+        assert "unreachable" in r.json()["detail"] and "127.0.0.1" not in r.text
+        assert limited.piper.requests == []  # nothing spoken that could not be counted
+        assert (await limited.client.get("/healthz")).status_code == 200
+    # A key with nothing to count is not held up by the store.
+    unlimited = Quota(tmp_path / "unlimited", dead, {})
+    async with unlimited.client:
+        assert (await unlimited.speak()).status_code == 200

@@ -1,0 +1,267 @@
+"""The audio cache (chorus.speech.cache) on its own: keys, each tier, the layering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chorus.speech.cache import tiers
+from chorus.speech.cache.config import CacheConfig
+from chorus.speech.cache.key import cache_key
+from chorus.speech.cache.lookup import resolve
+from chorus.speech.cache.replay import Replay
+from chorus.speech.cache.store import AudioCache, CacheUnavailable, encode
+from chorus.speech.cache.tiers import DiskTier, MemoryTier, RedisTier
+from deployments.base import AudioResult, Capabilities, SynthesisRequest, VoiceInfo, VoiceSampleRef
+from deployments.settings import PiperSettings, XTTSSettings
+from tests.support.redis_server import _free_port, redis_server
+
+AUDIO = AudioResult(pcm=b"\x01\x02" * 800, sample_rate=16_000, variant="british")
+
+
+def request(**change: Any) -> SynthesisRequest:
+    base: dict[str, Any] = {"text": "Hello there.", "language": "en", "voice": "v1", "variant": None,
+                            "settings": PiperSettings(speed=1.0), "samples": []}
+    return SynthesisRequest(**(base | change))
+
+
+SAMPLE = VoiceSampleRef(id="s0", language="en", sha256="a" * 64, path="/x.wav")
+
+# --- the key -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changed", [
+    lambda: (request(text="Hello there!"), "piper", "m1", 22050),
+    lambda: (request(text="Hello there. "), "piper", "m1", 22050),
+    lambda: (request(language="en-GB"), "piper", "m1", 22050),
+    lambda: (request(voice="v2"), "piper", "m1", 22050),
+    lambda: (request(variant="british"), "piper", "m1", 22050),
+    lambda: (request(settings=PiperSettings(speed=1.1)), "piper", "m1", 22050),
+    lambda: (request(settings=XTTSSettings()), "piper", "m1", 22050),
+    lambda: (request(samples=[SAMPLE]), "piper", "m1", 22050),
+    lambda: (request(samples=[SAMPLE.model_copy(update={"sha256": "b" * 64})]), "piper", "m1", 22050),
+    lambda: (request(), "google_tts", "m1", 22050),
+    lambda: (request(), "piper", "m2", 22050),
+    lambda: (request(), "piper", "m1", 24000),
+], ids=["text", "whitespace", "language", "voice", "variant", "settings", "settings-model", "samples",
+        "sample-audio", "engine", "model", "rate"])
+def test_every_field_that_changes_the_audio_changes_the_key(changed: Callable[[], tuple[Any, ...]]) -> None:
+    same = cache_key(request(), "piper", "m1", 22050)
+    assert cache_key(request(), "piper", "m1", 22050) == same and len(same) == 64
+    assert cache_key(*changed()) != same
+
+
+def test_what_does_not_change_the_audio_does_not_change_the_key() -> None:
+    same = cache_key(request(), "piper", "m1", 22050)
+    assert cache_key(request(trace_context={"traceparent": "00-1-2-01"}, output_format="mp3"),
+                     "piper", "m1", 22050) == same
+
+
+# --- tiers ---------------------------------------------------------------------------------
+
+
+async def test_memory_is_bounded_in_bytes_least_recently_used_first() -> None:
+    memory = MemoryTier(3000)
+    for key in "abc":
+        await memory.put(key, bytes(1000), "joe")
+    await memory.get("a")  # now the most recently used
+    await memory.put("d", bytes(1000), "joe")
+    assert [await memory.get(k) is not None for k in "abcd"] == [True, False, True, True]
+    assert memory.size == 3000
+    await memory.put("huge", bytes(3001), "joe")  # never pushes everything out
+    assert await memory.get("huge") is None and memory.size == 3000
+
+
+async def test_memory_drops_one_personality_or_all() -> None:
+    memory = MemoryTier(10_000)
+    await memory.put("a", b"1", "joe")
+    await memory.put("b", b"2", "ann")
+    assert await memory.drop_personality("joe") == 1
+    assert await memory.get("a") is None and await memory.get("b") == b"2"
+    assert await memory.drop_personality(None) == 1 and await memory.get("b") is None
+
+
+async def test_disk_survives_a_reopen_and_drops_by_personality(tmp_path: Path) -> None:
+    disk = DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
+    await disk.put("a", b"audio-a" * 10_000, "joe")  # large: a file of its own
+    await disk.put("b", b"audio-b", "ann")
+    disk.close()
+    again = DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
+    assert await again.get("a") == b"audio-a" * 10_000 and await again.get("b") == b"audio-b"
+    assert await again.drop_personality("joe") == 1
+    assert await again.get("a") is None and await again.get("b") == b"audio-b"
+    assert await again.drop_personality(None) == 1 and await again.get("b") is None
+
+
+async def test_disk_is_bounded(tmp_path: Path) -> None:
+    disk = DiskTier(tmp_path / "cache", 1024 * 1024)
+    for i in range(40):
+        await disk.put(f"k{i}", bytes(100_000), "joe")
+    assert disk._cache.volume() <= 2 * 1024 * 1024  # diskcache culls past the limit (its own pages aside)
+    assert await disk.get("k0") is None and await disk.get("k39") is not None
+
+
+async def test_redis_keeps_entries_with_a_ttl_and_drops_by_personality(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as url:
+        redis = RedisTier(url, ttl_s=60)
+        await redis.put("a", b"A", "joe")
+        await redis.put("b", b"B", "ann")
+        assert await redis.get("a") == b"A"
+        assert 0 < await redis._redis.ttl("chorus:audio:entry:a") <= 60
+        assert await redis.drop_personality("joe") == 1
+        assert (await redis.get("a"), await redis.get("b")) == (None, b"B")
+        assert await redis.drop_personality(None) == 1
+        assert await redis._redis.keys("chorus:audio:*") == []
+        await redis.close()
+
+
+# --- the layers ----------------------------------------------------------------------
+
+
+async def test_shared_writes_happen_in_the_background(tmp_path: Path) -> None:
+    shared = DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
+    cache = AudioCache(MemoryTier(1 << 20), shared)
+    await cache.put("k", AUDIO, "joe")
+    assert await cache.memory.get("k") is not None  # type: ignore[union-attr]
+    await cache.settled()
+    assert await shared.get("k") == encode(AUDIO)
+
+
+async def test_a_shared_hit_fills_memory(tmp_path: Path) -> None:
+    shared = DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
+    cache = AudioCache(MemoryTier(1 << 20), shared)
+    await shared.put("k", encode(AUDIO), "joe")
+    assert await cache.memory.get("k") is None  # type: ignore[union-attr]
+    assert await cache.get("k", "joe") == AUDIO
+    assert await cache.memory.get("k") is not None  # type: ignore[union-attr]
+    assert await cache.drop_personality("joe") == {"memory": 1, "disk": 1}
+
+
+async def test_redis_down_is_a_miss_and_puts_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    cache = AudioCache(MemoryTier(1 << 20), RedisTier(f"redis://127.0.0.1:{_free_port()}/0", ttl_s=60))
+    await cache.put("k", AUDIO, "joe")  # memory keeps it; Redis's failure is only logged
+    await cache.settled()
+    assert await cache.get("k", "joe") == AUDIO
+    assert await cache.get("other", "joe") is None
+    assert "writing the redis tier failed" in caplog.text and "reading the redis tier failed" in caplog.text
+    with pytest.raises(CacheUnavailable, match="redis tier"):
+        await cache.drop_personality("joe")
+
+
+@pytest.mark.parametrize("shared", ["disk", "redis"])
+async def test_a_drop_through_one_replica_reaches_the_others_memory(tmp_path: Path, shared: str) -> None:
+    """Two replicas, each with its own memory, one shared tier: what one drops, the other
+    drops from its memory on its next round of following the drop notices."""
+    with contextlib.ExitStack() as stack:
+        def tier() -> Any:
+            if shared == "disk":
+                return DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
+            return RedisTier(url, ttl_s=60)
+
+        url = stack.enter_context(redis_server(tmp_path)) if shared == "redis" else ""
+        a, b = (AudioCache(MemoryTier(1 << 20), tier(), follow_s=0.05) for _ in range(2))
+        stop = asyncio.Event()
+        following = asyncio.gather(a.follow_drops(stop), b.follow_drops(stop))
+        await a.put("joe-1", AUDIO, "joe")
+        await a.put("ann-1", AUDIO, "ann")
+        await a.settled()
+        assert await b.get("joe-1", "joe") == AUDIO and await b.get("ann-1", "ann") == AUDIO  # now in b's memory
+
+        assert (await a.drop_personality("joe"))[shared] == 1
+        await until(lambda: b.memory.get("joe-1"), None)  # type: ignore[union-attr]
+        assert await b.get("joe-1", "joe") is None
+        assert await b.memory.get("ann-1") is not None  # type: ignore[union-attr]  # only joe's
+
+        await b.put("joe-2", AUDIO, "joe")  # made after the drop: kept
+        await asyncio.sleep(0.2)
+        assert await b.memory.get("joe-2") is not None  # type: ignore[union-attr]
+        await a.drop_personality(None)
+        await until(lambda: b.memory.get("ann-1"), None)  # type: ignore[union-attr]
+        assert b.memory.size == 0  # type: ignore[union-attr]
+        stop.set()
+        await following
+
+
+@pytest.mark.parametrize("shared", ["disk", "redis"])
+async def test_a_replica_too_far_behind_the_notices_drops_everything(tmp_path: Path, shared: str) -> None:
+    with contextlib.ExitStack() as stack:
+        if shared == "disk":
+            tier: Any = DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
+        else:
+            tier = RedisTier(stack.enter_context(redis_server(tmp_path)), ttl_s=60)
+        seen, _ = await tier.drops_after(None)
+        await tier.announce_drop("joe")
+        await tier.announce_drop(None)
+        assert await tier.drops_after(seen) == (seen + 2, ["joe", None])
+        for _ in range(tiers.KEPT_DROPS):
+            await tier.announce_drop("ann")
+        last = seen + 2 + tiers.KEPT_DROPS
+        assert await tier.drops_after(seen) == (last, [None])  # the oldest notices are gone: all of it
+        assert await tier.drops_after(last - 1) == (last, ["ann"])
+        if shared == "disk":
+            assert len(tier._drops) == 1 + tiers.KEPT_DROPS  # the count and the notices kept
+
+
+async def until(read: Callable[[], Any], expected: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await read() != expected:
+        assert asyncio.get_running_loop().time() < deadline, "the replica never followed the drop"
+        await asyncio.sleep(0.02)
+
+
+def test_open_picks_the_tiers(tmp_path: Path) -> None:
+    assert AudioCache.open(CacheConfig(enabled=False), None) is None
+    memory_only = AudioCache.open(CacheConfig(), None)
+    assert memory_only is not None and [t.name for t in memory_only.tiers] == ["memory"]
+    disk = AudioCache.open(CacheConfig.model_validate({"diskDir": str(tmp_path), "memoryBytes": 0}), None)
+    assert disk is not None and [t.name for t in disk.tiers] == ["disk"]
+    redis = AudioCache.open(CacheConfig(disk_dir=tmp_path), "redis://127.0.0.1:1/0")
+    assert redis is not None and [t.name for t in redis.tiers] == ["memory", "redis"]  # Redis wins over disk
+    with pytest.raises(ValueError, match="extra"):
+        CacheConfig.model_validate({"memoryMegabytes": 1})
+
+
+# --- lookups ------------------------------------------------------------------------------
+
+
+CAPS = Capabilities(engine="piper", languages=["en"], voices=[VoiceInfo(id="v1", languages=["en"], sample_rate=22050)],
+                    max_characters=1000, sample_rate=16000, model_identity="m1")
+
+
+async def test_only_the_sentences_not_cached_are_left_to_the_engine() -> None:
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    for text in ("One.", "Three."):
+        await cache.put(cache_key(request(text=text), "piper", "m1", 22050), _pcm(text), "joe")
+    lookup = await resolve(cache, [request(text="One. Two. Three. Four five.")], CAPS, "joe")
+    assert [(p.request.text, p.cached is not None) for p in lookup.parts] == [
+        ("One.", True), ("Two.", False), ("Three.", True), ("Four five.", False)]
+    assert lookup.outcome == "partial"
+    await lookup.made(1, _pcm("Two."))
+    await lookup.made(3, _pcm("Four five."))
+    # Each run is kept alone, and the whole piece too once all its parts are known.
+    whole = await resolve(cache, [request(text="One. Two. Three. Four five.")], CAPS, "joe")
+    assert whole.outcome == "hit" and len(whole.parts) == 1
+    assert whole.parts[0].cached == _pcm("One.Two.Three.Four five.")  # type: ignore[union-attr]
+    assert (await resolve(cache, [request(text="Four five.")], CAPS, "joe")).outcome == "hit"
+
+
+async def test_a_piece_with_no_cached_sentence_goes_whole() -> None:
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    lookup = await resolve(cache, [request(text="One. Two.")], CAPS, "joe")
+    assert [p.request.text for p in lookup.parts] == ["One. Two."] and lookup.outcome == "miss"
+
+
+async def test_a_replay_streams_the_cached_pcm_in_chunks() -> None:
+    audio = AudioResult(pcm=bytes(range(256)) * 250, sample_rate=16_000)  # 2 s at 16 kHz
+    chunks = [c async for c in Replay(audio)]
+    assert len(chunks) == 4 and b"".join(c.pcm for c in chunks) == audio.pcm  # half a second each
+    assert [c.index for c in chunks] == [0, 1, 2, 3]
+
+
+def _pcm(text: str) -> AudioResult:
+    return AudioResult(pcm=text.encode(), sample_rate=22050)

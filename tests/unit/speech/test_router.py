@@ -1,0 +1,525 @@
+"""The router without Ray: in-process engines behind the handle surface it uses
+(tests/support/engine_handles.py), so fallback order, skips, timeouts and streams are checked
+in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import soundfile as sf
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from chorus.personalities import Personality, parse_spec
+from chorus.speech.attempts import FAILED, UNAVAILABLE, AllEnginesFailed
+from chorus.speech.board import EngineBoard
+from chorus.speech.breaker import CIRCUIT_OPEN, BreakerConfig, Breakers, CircuitState
+from chorus.speech.deadline import DEADLINE_PASSED, Deadlines
+from chorus.speech.router import Router
+from chorus.speech.utterance import Utterance
+from deployments import spans
+from deployments.base import (
+    BadInputError,
+    EngineFailedError,
+    EngineId,
+    EngineUnavailableError,
+    Health,
+    TextTooLongError,
+    VoiceInfo,
+    VoiceSampleRef,
+)
+from deployments.cloud import CloudEngineConfig, CloudTTSEngine
+from deployments.settings import GoogleTTSSettings, IBMWatsonSettings, PiperSettings
+from tests.support.engine_handles import LocalHandle, ScriptedEngine
+
+ENGINES: tuple[EngineId, ...] = ("piper", "google_tts", "azure_tts")
+
+
+def personality(**spec: Any) -> Personality:
+    spec.setdefault("activeProvider", "piper")
+    spec.setdefault("fallbackChain", ["google_tts", "azure_tts"])
+    spec.setdefault("providers", {e: {} for e in ["piper", "google_tts", "azure_tts"]})
+    return Personality(name="ava", spec=parse_spec(spec, prefix=""))
+
+
+def say(text: str = "Hello there.", who: Personality | None = None, **fields: Any) -> Utterance:
+    who = who or personality()
+    return Utterance(personality=who, text=text, language=fields.pop("language", who.spec.languages.primary), **fields)
+
+
+class Setup:
+    """Scripted engines behind local handles, a board and a router over them."""
+
+    def __init__(self, *engines: Any, timeouts: dict[str, float] | None = None,
+                 sample_refs: Any = None, deadlines: Deadlines | None = None, breaker: BreakerConfig | None = None) -> None:
+        engines = engines or tuple(ScriptedEngine(e) for e in ENGINES)
+        self.engines = {e.engine_id: e for e in engines}
+        self.handles = {e.engine_id: LocalHandle(e) for e in engines}
+        self.board = EngineBoard(self.handles, refresh_s=60)
+        self.spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.router = Router(self.board, timeouts or {}, sample_refs=sample_refs, tracer=provider.get_tracer("test"),
+                             deadlines=deadlines, breakers=Breakers(breaker) if breaker else None)
+
+    def __getitem__(self, engine: str) -> ScriptedEngine:
+        return self.engines[engine]  # type: ignore[index]
+
+    def attempts(self, routed_or_err: Any) -> list[tuple[str, str]]:
+        return [(a.engine, a.outcome) for a in routed_or_err.attempts]
+
+    def attempt_spans(self) -> list[dict[str, Any]]:
+        """The ended attempt spans' attributes, oldest first."""
+        return [dict(sp.attributes or {}) for sp in self.spans.get_finished_spans() if sp.name == spans.ATTEMPT]
+
+
+# --- order and fallback -----------------------------------------------------------------
+
+
+async def test_the_active_engine_speaks_first() -> None:
+    s = Setup()
+    routed = await s.router.synthesize(say())
+    assert routed.engine == "piper" and routed.attempts == []
+    assert routed.audio.pcm == s["piper"].pcm("Hello there.") and routed.audio.sample_rate == 16_000
+    assert [len(s[e].requests) for e in ENGINES] == [1, 0, 0]
+
+
+async def test_failures_hand_over_along_the_chain_and_are_recorded() -> None:
+    s = Setup()
+    s["piper"].error = EngineUnavailableError("voice 'x' is not loaded", "piper")
+    s["google_tts"].error = EngineFailedError("HTTP 500 from Google", "google_tts")
+    routed = await s.router.synthesize(say())
+    assert routed.engine == "azure_tts"
+    # Clients see a message picked by the outcome; the engines' own words are the detail, for the log.
+    assert [a.model_dump() for a in routed.attempts] == [
+        {"engine": "piper", "outcome": "unavailable", "reason": UNAVAILABLE, "detail": "voice 'x' is not loaded"},
+        {"engine": "google_tts", "outcome": "failed", "reason": FAILED, "detail": "HTTP 500 from Google"},
+    ]
+
+
+async def test_an_engine_may_vouch_for_a_public_reason() -> None:
+    s = Setup()
+    s["piper"].error = EngineUnavailableError("model /models/joe.onnx missing", "piper", public="voice not loaded")
+    routed = await s.router.synthesize(say())
+    assert (routed.attempts[0].reason, routed.attempts[0].detail) == ("voice not loaded", "model /models/joe.onnx missing")
+
+
+async def test_an_unexpected_error_is_a_failure_named_by_its_type() -> None:
+    s = Setup()
+    s["piper"].error = RuntimeError("out of memory\nmore lines")
+    routed = await s.router.synthesize(say())
+    assert routed.engine == "google_tts"
+    assert (routed.attempts[0].reason, routed.attempts[0].detail) == (FAILED, "RuntimeError: out of memory")
+
+
+async def test_a_requested_provider_goes_first_then_the_chain_without_it() -> None:
+    s = Setup()
+    for e in ENGINES:
+        s[e].error = EngineFailedError("down", e)
+    with pytest.raises(AllEnginesFailed) as err:
+        await s.router.synthesize(say(provider="google_tts"))
+    assert s.attempts(err.value) == [("google_tts", "failed"), ("piper", "failed"), ("azure_tts", "failed")]
+
+
+# --- skips ----------------------------------------------------------------------------------
+
+
+async def test_skipped_engines_say_why_and_are_never_called() -> None:
+    piper = ScriptedEngine("piper")
+    piper.healthy = Health(healthy=False, reason="voice file missing")
+    google = ScriptedEngine("google_tts", languages=("de",))
+    azure = ScriptedEngine("azure_tts", voices=("en-GB-Ryan",), languages=("en",))
+    s = Setup(piper, google, azure)
+    who = personality(
+        fallbackChain=["google_tts", "azure_tts", "ibm_watson"],
+        providers={"piper": {}, "google_tts": {}, "azure_tts": {"voice": "en-GB-Ryan"}, "ibm_watson": {}},
+    )
+    routed = await s.router.synthesize(say(who=who))
+    assert routed.engine == "azure_tts"
+    assert [(a.engine, a.outcome, a.reason, a.detail) for a in routed.attempts] == [
+        ("piper", "skipped", "unhealthy", "unhealthy: voice file missing"),
+        ("google_tts", "skipped", "no loaded voice does not speak 'en'", "no loaded voice does not speak 'en'"),
+    ]
+    assert piper.requests == [] and google.requests == []
+
+    with pytest.raises(AllEnginesFailed) as err:
+        await s.router.synthesize(say(who=who, language="fr"))
+    assert [a.reason for a in err.value.attempts] == [
+        "unhealthy",
+        "no loaded voice does not speak 'fr'",
+        "voice 'en-GB-Ryan' does not speak 'fr'",
+        "not deployed in this application",
+    ]
+
+
+async def test_disabled_and_silent_engines_are_skipped() -> None:
+    google = ScriptedEngine("google_tts")
+    google.status_error = TimeoutError("no answer")  # never answered: status unknown
+    s = Setup(ScriptedEngine("piper"), google, ScriptedEngine("azure_tts"))
+    who = personality(providers={"piper": {"enabled": False}, "google_tts": {}, "azure_tts": {}})
+    routed = await s.router.synthesize(say(who=who))
+    assert routed.engine == "azure_tts"
+    assert [(a.engine, a.reason) for a in routed.attempts] == [
+        ("piper", "disabled for this personality"),
+        ("google_tts", "status unknown (engine not answering)"),
+    ]
+
+
+async def test_a_failing_status_check_marks_a_known_engine_unhealthy() -> None:
+    s = Setup()
+    await s.board.statuses()
+    s["piper"].status_error = ConnectionError("replica gone")
+    statuses = await s.board.refresh()
+    assert statuses["piper"].health == Health(healthy=False, reason="status check failed: ConnectionError: replica gone")
+    assert statuses["piper"].capabilities.engine == "piper"  # the last known capabilities stay
+
+
+async def test_one_status_snapshot_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Setup(ScriptedEngine("xtts_v2"), ScriptedEngine("piper"), sample_refs=lambda name, engine: [])
+    s["xtts_v2"].error = EngineFailedError("down", "xtts_v2")  # a cloning engine tried, then the next
+    who = personality(activeProvider="xtts_v2", fallbackChain=["piper"], providers={"xtts_v2": {}, "piper": {}})
+    reads = 0
+    statuses = s.board.statuses
+
+    async def counted(**kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await statuses(**kwargs)
+
+    monkeypatch.setattr(s.board, "statuses", counted)
+    await s.router.synthesize(say(who=who))
+    assert reads == 1
+    await (await s.router.stream(say(who=who))).chunks.aclose()
+    assert reads == 2
+
+
+# --- timeouts -------------------------------------------------------------------------------
+
+
+async def test_each_engine_has_its_own_timeout_and_a_late_call_is_cancelled() -> None:
+    s = Setup(timeouts={"piper": 0.05, "google_tts": 5})
+    s["piper"].delay_s = 2
+    s["google_tts"].delay_s = 0.1  # later than piper's limit, within its own
+    routed = await s.router.synthesize(say())
+    assert routed.engine == "google_tts"
+    assert [a.model_dump() for a in routed.attempts] == [
+        {"engine": "piper", "outcome": "timeout", "reason": "no audio within 0.05 s", "detail": "no audio within 0.05 s"},
+    ]
+    assert s.handles["piper"].cancelled == ["synthesize"] and s.handles["google_tts"].cancelled == []
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+async def test_bad_input_is_raised_at_once_and_never_retried() -> None:
+    s = Setup()
+    s["piper"].error = BadInputError("nothing speakable in '.....'", "piper")
+    with pytest.raises(BadInputError, match="nothing speakable") as err:
+        await s.router.synthesize(say("....."))
+    assert type(err.value) is BadInputError  # unwrapped from Ray's RayTaskError
+    with pytest.raises(BadInputError, match="nothing speakable"):
+        await s.router.stream(say("....."))
+    assert s["google_tts"].requests == [] and s["azure_tts"].requests == []
+
+
+async def test_text_is_packed_to_the_engines_limit() -> None:
+    s = Setup(ScriptedEngine("piper", max_characters=30), *(ScriptedEngine(e) for e in ENGINES[1:]))
+    text = "The train leaves at noon. Please open the door. Thank you."
+    routed = await s.router.synthesize(say(text))
+    assert [r.text for r in s["piper"].requests] == ["The train leaves at noon.", "Please open the door.", "Thank you."]
+    assert routed.audio.pcm == b"".join(s["piper"].pcm(r.text) for r in s["piper"].requests)
+    with pytest.raises(TextTooLongError) as err:
+        await s.router.synthesize(say("This one sentence is longer than thirty characters."))
+    assert err.value.limit == 30 and s["google_tts"].requests == []
+
+
+# --- what each engine is asked ------------------------------------------------------------------
+
+
+async def test_speed_multiplies_each_engines_speed_setting() -> None:
+    s = Setup(*(ScriptedEngine(e) for e in ("piper", "google_tts", "ibm_watson")))
+    who = personality(fallbackChain=["google_tts", "ibm_watson"], providers={
+        "piper": {"voice": "en_US-joe-medium", "settings": {"speed": 1.5, "noiseScale": 0.0}},
+        "google_tts": {"settings": {"speakingRate": 1.2}},
+        "ibm_watson": {"settings": {"ratePercentage": 10}},
+    })
+    s["piper"].error = EngineFailedError("down", "piper")
+    s["google_tts"].error = EngineFailedError("down", "google_tts")
+    assert (await s.router.synthesize(say(who=who, speed=2.0))).engine == "ibm_watson"
+    piper, google, ibm = (s[e].requests[0] for e in ("piper", "google_tts", "ibm_watson"))
+    assert piper.voice == "en_US-joe-medium"
+    assert piper.settings == PiperSettings(speed=3.0, noise_scale=0.0)
+    assert google.settings.speaking_rate == pytest.approx(2.4)
+    assert ibm.settings == IBMWatsonSettings(rate_percentage=10)  # no speed setting: unchanged
+
+    with pytest.raises(BadInputError, match=r"speed 4.0 makes piper's speed 6"):
+        await s.router.synthesize(say(who=who, speed=4.0))
+
+
+async def test_cloning_engines_get_the_stored_samples_or_the_given_ones() -> None:
+    stored = VoiceSampleRef(id="studio-1", language="en", sha256="a" * 64, path="/samples/ava/studio-1.wav")
+    given = VoiceSampleRef(id="reference", language="en", sha256="b" * 64, audio=b"RIFF")
+    asked: list[tuple[str, str]] = []
+
+    def sample_refs(name: str, engine: str) -> list[VoiceSampleRef]:
+        asked.append((name, engine))
+        return [stored]
+
+    s = Setup(ScriptedEngine("xtts_v2"), ScriptedEngine("piper"), sample_refs=sample_refs)
+    who = personality(activeProvider="xtts_v2", fallbackChain=["piper"],
+                      providers={"xtts_v2": {"variant": "british"}, "piper": {}})
+    s["xtts_v2"].error = EngineUnavailableError("no reference samples to clone from", "xtts_v2")
+    await s.router.synthesize(say(who=who))
+    await s.router.synthesize(say(who=who, samples=[given]))
+    assert [r.samples for r in s["xtts_v2"].requests] == [[stored], [given]]
+    assert s["xtts_v2"].requests[0].variant == "british"
+    assert [r.samples for r in s["piper"].requests] == [[], []]  # not a cloning engine
+    assert asked == [("ava", "xtts_v2")]
+
+
+# --- streams --------------------------------------------------------------------------------
+
+
+async def chunks(routed: Any) -> list[Any]:
+    return [c async for c in routed.chunks]
+
+
+async def test_a_stream_falls_back_until_the_first_chunk() -> None:
+    s = Setup(timeouts={"google_tts": 0.05})
+    s["piper"].error = EngineUnavailableError("voice missing", "piper")
+    s["google_tts"].delay_s = 2
+    routed = await s.router.stream(say("One. Two. Three."))
+    assert routed.engine == "azure_tts" and s.attempts(routed) == [("piper", "unavailable"), ("google_tts", "timeout")]
+    assert "stream" in s.handles["piper"].cancelled and "stream" in s.handles["google_tts"].cancelled
+    got = await chunks(routed)
+    assert [c.index for c in got] == [0, 1, 2]
+    assert [c.pcm for c in got] == [s["azure_tts"].pcm(t) for t in ("One.", "Two.", "Three.")]
+
+
+async def test_a_stream_stays_with_the_engine_that_sent_its_first_chunk() -> None:
+    s = Setup()
+    s["piper"].error = EngineFailedError("decoder crashed", "piper")
+    s["piper"].fail_at = 1  # the first sentence comes out, the second fails
+    routed = await s.router.stream(say("One. Two. Three."))
+    assert routed.engine == "piper" and routed.attempts == []
+    first = await anext(routed.chunks)
+    assert first.index == 0
+    with pytest.raises(EngineFailedError, match="decoder crashed"):
+        await anext(routed.chunks)
+    assert s["google_tts"].requests == [] and s["azure_tts"].requests == []
+    assert s.handles["piper"].cancelled == ["stream"]  # the engine's generator is let go
+
+
+async def test_a_long_stream_runs_piece_after_piece_on_one_engine() -> None:
+    s = Setup(ScriptedEngine("piper", max_characters=10), *(ScriptedEngine(e) for e in ENGINES[1:]))
+    routed = await s.router.stream(say("One. Two. Three. Four."))
+    got = await chunks(routed)
+    assert [r.text for r in s["piper"].requests] == ["One. Two.", "Three.", "Four."]
+    assert b"".join(c.pcm for c in got) == b"".join(s["piper"].pcm(t) for t in ("One.", "Two.", "Three.", "Four."))
+
+
+async def test_every_engine_failing_before_a_first_chunk_fails_the_stream() -> None:
+    s = Setup()
+    for e in ENGINES:
+        s[e].error = EngineFailedError(f"{e} is down", e)
+    with pytest.raises(AllEnginesFailed) as err:
+        await s.router.stream(say())
+    assert [a.detail for a in err.value.attempts] == [f"{e} is down" for e in ENGINES]
+
+
+# --- deadlines ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deadlines", [Deadlines(stream_chunk_s=0.1), Deadlines(request_s=0.3)],
+                         ids=["chunk timeout", "request deadline"])
+async def test_a_stalled_stream_ends_at_its_deadline_and_its_call_is_cancelled(deadlines: Deadlines) -> None:
+    s = Setup(deadlines=deadlines)
+    s["piper"].stall_at = 1  # the first sentence comes, then nothing
+    routed = await s.router.stream(say("One. Two. Three."))
+    began = time.monotonic()
+    got = await asyncio.wait_for(chunks(routed), timeout=5)  # today's bug: waits forever
+    assert time.monotonic() - began < 1
+    assert [c.index for c in got] == [0]  # the body ends early, cleanly
+    assert s.handles["piper"].cancelled == ["stream"]
+    assert s["google_tts"].requests == []  # after the first chunk the utterance stays with its engine
+    [attempt] = s.attempt_spans()
+    assert attempt[spans.OUTCOME] == "timeout" and attempt[spans.AUDIO_SECONDS] > 0
+    assert attempt[spans.ERROR_TYPE] == ("TimeoutError" if deadlines.stream_chunk_s else "DeadlinePassed")
+
+
+async def test_the_request_deadline_covers_every_piece_and_fallback() -> None:
+    s = Setup(ScriptedEngine("piper", max_characters=10), *(ScriptedEngine(e) for e in ENGINES[1:]),
+              timeouts={"piper": 0.15, "google_tts": 5, "azure_tts": 5}, deadlines=Deadlines(request_s=0.4))
+    s["piper"].delay_s = 0.1  # each piece within piper's own timeout, the pieces together not
+    s["google_tts"].delay_s = 2
+    began = time.monotonic()
+    with pytest.raises(AllEnginesFailed) as err:
+        await s.router.synthesize(say("One. Two. Three. Four. Five."))
+    assert time.monotonic() - began < 1
+    assert [(a.engine, a.outcome, a.reason) for a in err.value.attempts] == [
+        ("piper", "timeout", DEADLINE_PASSED),  # its third piece ran into the deadline
+        ("google_tts", "skipped", DEADLINE_PASSED),
+        ("azure_tts", "skipped", DEADLINE_PASSED),
+    ]
+    assert s.handles["piper"].cancelled == ["synthesize"] and s["google_tts"].requests == []
+    assert [(a[spans.OUTCOME], a[spans.REASON]) for a in s.attempt_spans()] == [
+        ("timeout", DEADLINE_PASSED), ("skipped", DEADLINE_PASSED), ("skipped", DEADLINE_PASSED)]
+    # The deadline, not the engine, cut the call short: the engine's breaker holds nothing against it.
+    assert s.router.breakers["piper"].shown().failures == 0
+
+
+async def test_a_caller_going_away_cancels_the_engine_call() -> None:
+    s = Setup()
+    s["piper"].delay_s = 5
+    task = asyncio.ensure_future(s.router.synthesize(say()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert s.handles["piper"].cancelled == ["synthesize"]
+
+
+# --- circuit breaker ------------------------------------------------------------------------
+
+
+async def test_the_breaker_opens_after_consecutive_failures_and_skips_the_engine() -> None:
+    s = Setup(breaker=BreakerConfig(failures=3, cool_down_s=60))
+    s["piper"].error = EngineFailedError("down", "piper")
+    for _ in range(2):
+        assert (await s.router.synthesize(say())).engine == "google_tts"
+    s["piper"].error = BadInputError("odd text", "piper")  # the caller's fault: not counted
+    with pytest.raises(BadInputError):
+        await s.router.synthesize(say())
+    assert s.router.breakers["piper"].shown().failures == 2
+    s["piper"].error = EngineUnavailableError("gone", "piper")
+    await s.router.synthesize(say())
+    circuit = s.router.breakers["piper"].shown()
+    assert (circuit.state, circuit.failures) == (CircuitState.open, 3) and circuit.retry_at is not None
+    called = len(s["piper"].requests)
+    routed = await s.router.synthesize(say())
+    assert [(a.engine, a.outcome, a.reason) for a in routed.attempts] == [("piper", "skipped", CIRCUIT_OPEN)]
+    assert len(s["piper"].requests) == called  # never called while open
+    last = s.attempt_spans()[-2:]
+    assert [(a[spans.ENGINE], a[spans.CIRCUIT], a[spans.OUTCOME]) for a in last] == [
+        ("piper", "open", "skipped"), ("google_tts", "closed", "ok")]
+    assert last[0][spans.REASON] == CIRCUIT_OPEN
+
+
+async def test_the_breaker_half_opens_with_exactly_one_probe_then_closes() -> None:
+    s = Setup(breaker=BreakerConfig(failures=1, cool_down_s=0.05))
+    s["piper"].error = EngineFailedError("down", "piper")
+    await s.router.synthesize(say())
+    await asyncio.sleep(0.06)  # cooled down
+    s["piper"].error = None
+    s["piper"].delay_s = 0.1  # the probe is out while the others arrive
+    called = len(s["piper"].requests)
+    routed = await asyncio.gather(*(s.router.synthesize(say()) for _ in range(8)))
+    assert len(s["piper"].requests) == called + 1
+    assert sorted(r.engine for r in routed) == ["google_tts"] * 7 + ["piper"]
+    assert all(r.attempts[0].reason == CIRCUIT_OPEN for r in routed if r.engine == "google_tts")
+    probe = [a for a in s.attempt_spans() if a[spans.ENGINE] == "piper" and a[spans.OUTCOME] == "ok"]
+    assert [a[spans.CIRCUIT] for a in probe] == ["half_open"]
+    assert s.router.breakers["piper"].state is CircuitState.closed
+    s["piper"].delay_s = 0
+    assert (await s.router.synthesize(say())).engine == "piper"
+
+
+async def test_a_failed_probe_reopens_the_circuit() -> None:
+    s = Setup(breaker=BreakerConfig(failures=2, cool_down_s=0.05))
+    s["piper"].error = EngineFailedError("down", "piper")
+    for _ in range(2):
+        await s.router.synthesize(say())
+    await asyncio.sleep(0.06)
+    assert s.router.breakers["piper"].state is CircuitState.half_open
+    await s.router.synthesize(say())  # the probe: one failure is enough to open again
+    assert s.router.breakers["piper"].state is CircuitState.open
+    assert [a.reason for a in (await s.router.synthesize(say())).attempts] == [CIRCUIT_OPEN]
+
+
+async def test_a_stream_stalling_counts_against_its_engine() -> None:
+    s = Setup(deadlines=Deadlines(stream_chunk_s=0.05), breaker=BreakerConfig(failures=1, cool_down_s=60))
+    s["piper"].stall_at = 1
+    await chunks(await s.router.stream(say("One. Two.")))
+    assert s.router.breakers["piper"].state is CircuitState.open
+
+
+# --- cloud engines never fan out ------------------------------------------------------------
+
+
+class CountedCloud(CloudTTSEngine):
+    """The cloud engines' shared code (deployments.cloud) over a service that counts its calls."""
+
+    engine_id = "google_tts"
+    service = "Counted TTS"
+    protocol = "counted.v1"
+    config_model = CloudEngineConfig
+    settings_model = GoogleTTSSettings
+    timeout_errors: ClassVar[tuple[type[BaseException], ...]] = (TimeoutError,)
+
+    def __init__(self) -> None:
+        super().__init__({"default_voice": "en-US-Test", "max_characters": 5000})
+        self.calls: list[str] = []
+
+    def _setup(self) -> str | None:
+        return None
+
+    async def _list_voices(self, timeout: float) -> list[VoiceInfo]:
+        return [VoiceInfo(id="en-US-Test", languages=["en-US", "en"], sample_rate=24_000)]
+
+    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: Any) -> bytes:
+        self.calls.append(text)
+        out = io.BytesIO()
+        sf.write(out, np.zeros(240, dtype=np.int16), 24_000, format="WAV", subtype="PCM_16")
+        return out.getvalue()
+
+    def _map_error(self, err: Exception, doing: str, voice: str | None) -> None:
+        return None
+
+    def _where(self) -> str:
+        return "memory"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_five_thousand_one_word_sentences_make_few_cloud_calls(stream: bool) -> None:
+    cloud = CountedCloud()
+    s = Setup(cloud, ScriptedEngine("piper"))
+    who = personality(activeProvider="google_tts", fallbackChain=["piper"], providers={"google_tts": {}, "piper": {}})
+    text = " ".join(["a."] * 5000)
+    if stream:
+        routed = await s.router.stream(say(text, who=who))
+        await chunks(routed)
+    else:
+        routed = await s.router.synthesize(say(text, who=who))
+    assert routed.engine == "google_tts"
+    assert 0 < len(cloud.calls) <= math.ceil(len(text) / 5000)
+    assert " ".join(cloud.calls) == text  # every sentence, once
+
+
+CLAUSED = "When the store opens at nine in the morning, I would like a cup of coffee by the window. Thank you."
+
+
+async def test_a_stream_sends_its_first_clause_alone_and_a_whole_answer_does_not() -> None:
+    s = Setup()
+    got = await chunks(await s.router.stream(say(CLAUSED, stream=True)))
+    assert [r.text for r in s["piper"].requests] == [
+        "When the store opens at nine in the morning,", "I would like a cup of coffee by the window. Thank you.",
+    ]
+    assert got[0].pcm == s["piper"].pcm("When the store opens at nine in the morning,")  # the clause's audio first
+    s["piper"].requests.clear()
+    await s.router.synthesize(say(CLAUSED))
+    assert [r.text for r in s["piper"].requests] == [CLAUSED]
+
+
+async def test_a_cloud_stream_keeps_its_first_clause_in_the_one_call() -> None:
+    cloud = CountedCloud()
+    s = Setup(cloud, ScriptedEngine("piper"))
+    who = personality(activeProvider="google_tts", fallbackChain=["piper"], providers={"google_tts": {}, "piper": {}})
+    await chunks(await s.router.stream(say(CLAUSED, who=who, stream=True)))
+    assert cloud.calls == [CLAUSED]
