@@ -93,7 +93,7 @@ def cache_work_on_a_miss(root: Path, texts: list[str], pcm_bytes: int) -> list[f
         for text in texts:
             request = SynthesisRequest(text=text, language="en", voice="en_US-joe-medium", settings=PiperSettings())
             t = time.perf_counter()
-            lookup = await resolve(cache, [request], caps, "bench")
+            lookup = await resolve(cache, [request], caps, "bench", "personality:bench")
             await lookup.made(0, audio)
             await cache.settled()
             took.append(time.perf_counter() - t)

@@ -171,24 +171,35 @@ class SynthesisRequest(BaseModel):
         return self.settings
 
 
+class Sentence(BaseModel):
+    """One sentence an engine spoke: the exact text it was given for it and the samples its
+    audio took."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    samples: int = Field(ge=0)
+
+
 class AudioResult(BaseModel):
     """Mono signed 16-bit little-endian PCM at the engine's native rate."""
 
     pcm: bytes
     sample_rate: int
     variant: str | None = Field(None, description="the model variant that spoke, for engines that have variants")
-    sentence_samples: list[int] = Field(
-        default_factory=list, description="the samples each sentence of the text took, in order, from an engine "
-        "that speaks sentence by sentence (Piper); empty: not known. The audio cache keeps each sentence from it.",
+    sentences: list[Sentence] = Field(
+        default_factory=list, description="each sentence of the audio, in order, with the text it says, from an "
+        "engine that speaks `split_sentences`' sentences one by one (Piper); empty: not known. The audio cache "
+        "keeps a sentence on its own only where this text is exactly the sentence it looked up.",
     )
 
     @classmethod
     def joined(cls, parts: Sequence[AudioResult]) -> AudioResult:
         """`parts` one after another (one PCM copy, none for a single part); their sentences
         are known if every part knows its own."""
-        sentences = [n for p in parts for n in p.sentence_samples] if all(p.sentence_samples for p in parts) else []
+        sentences = [s for p in parts for s in p.sentences] if all(p.sentences for p in parts) else []
         return cls(pcm=b"".join(p.pcm for p in parts), sample_rate=parts[0].sample_rate, variant=parts[0].variant,
-                   sentence_samples=sentences)
+                   sentences=sentences)
 
     @property
     def duration_s(self) -> float:

@@ -31,11 +31,13 @@ from deployments.base import (
     EngineFailedError,
     EngineUnavailableError,
     Health,
+    Sentence,
     SynthesisRequest,
     TTSEngine,
     VoiceInfo,
     checked_text,
     files_digest,
+    split_sentences,
 )
 from deployments.settings import PiperSettings
 from deployments.tracing import traced_engine
@@ -179,16 +181,17 @@ class Piper(TTSEngine):
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         voice, syn = self._prepare(request)
         # Made bytes in the worker thread too, so the loop only hands them on.
-        chunks = (samples.tobytes() for samples in self._sentences(voice, request.text, syn))
+        chunks = ((text, samples.tobytes()) for text, samples in self._sentences(voice, request.text, syn))
         index = 0
         while True:
             # One sentence per step, off the event loop, so other requests keep flowing; a
             # cancelled stream asks for no next sentence, so its work ends with this one.
-            chunk = await asyncio.to_thread(next, chunks, None)
-            if chunk is None:
+            made = await asyncio.to_thread(next, chunks, None)
+            if made is None:
                 break
+            text, chunk = made
             yield AudioChunk(pcm=chunk, sample_rate=voice.info.sample_rate, index=index,
-                             sentence_samples=[len(chunk) // 2])  # a chunk is a sentence
+                             sentences=[Sentence(text=text, samples=len(chunk) // 2)])  # a chunk is a sentence
             index += 1
         if index == 0:
             raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
@@ -219,27 +222,35 @@ class Piper(TTSEngine):
         return voice, syn
 
     @staticmethod
-    def _sentences(voice: _LoadedVoice, text: str, syn: SynthesisConfig) -> Iterator[np.ndarray]:
-        """Each sentence's samples as int16, as Piper synthesizes them."""
+    def _sentences(voice: _LoadedVoice, text: str, syn: SynthesisConfig) -> Iterator[tuple[str, np.ndarray]]:
+        """Each sentence of `split_sentences(text)` with its samples as int16.
+
+        Sentence by sentence as `split_sentences` cuts the text, not as espeak-ng would:
+        the two disagree (`...` and `…` end a sentence for one, a blank line or `。` with no
+        space after it for the other), and each sentence's audio must say exactly the text it
+        is reported with, since the audio cache keeps it under that text. Where espeak-ng cuts
+        one of these sentences further, its pieces are joined."""
         try:
-            for chunk in voice.voice.synthesize(text, syn_config=syn):
-                yield pcm16(chunk.audio_float_array)
+            for sentence in split_sentences(text):
+                chunks = [pcm16(c.audio_float_array) for c in voice.voice.synthesize(sentence, syn_config=syn)]
+                if chunks:
+                    yield sentence, np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
         except Exception as err:
             raise EngineFailedError(f"synthesis failed: {type(err).__name__}: {err}", "piper") from err
 
     def _synthesize_all(
         self, voice: _LoadedVoice, text: str, syn: SynthesisConfig, cancelled: threading.Event
     ) -> AudioResult:
-        parts = []
-        for samples in self._sentences(voice, text, syn):  # Piper synthesizes a sentence per step
+        parts: list[tuple[str, np.ndarray]] = []
+        for made in self._sentences(voice, text, syn):  # a sentence per step
             if cancelled.is_set():
                 return AudioResult(pcm=b"", sample_rate=voice.info.sample_rate)  # nobody waits for it any more
-            parts.append(samples)
-        if not any(p.any() for p in parts):
+            parts.append(made)
+        if not any(samples.any() for _, samples in parts):
             raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
-        # The arrays joined: one copy. Each sentence's length lets the cache keep it alone.
-        return AudioResult(pcm=b"".join(parts), sample_rate=voice.info.sample_rate,
-                           sentence_samples=[len(p) for p in parts])
+        # The arrays joined: one copy. Each sentence with its text lets the cache keep it alone.
+        return AudioResult(pcm=b"".join(samples for _, samples in parts), sample_rate=voice.info.sample_rate,
+                           sentences=[Sentence(text=t, samples=len(samples)) for t, samples in parts])
 
 
 def pcm16(audio: np.ndarray) -> np.ndarray:

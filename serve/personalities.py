@@ -132,6 +132,15 @@ class VoiceSample(_Camel):
         return self
 
 
+class CacheSettings(_Camel):
+    scope: Literal["personality", "key", "off"] = Field(
+        "personality",
+        description="Whom audio kept for this personality may answer: any caller of this personality "
+        "(personality), only the API key that asked for it (key: no key learns from the cache, or from how fast "
+        "it answers, what another key had this voice say), or nobody (off: its audio is never kept).",
+    )
+
+
 class PersonalitySpec(_Camel):
     display_name: str | None = Field(None, max_length=256)
     active_provider: EngineId
@@ -139,6 +148,7 @@ class PersonalitySpec(_Camel):
     languages: Languages = Languages()
     providers: Providers
     voice_samples: list[VoiceSample] = Field(default_factory=list, max_length=MAX_VOICE_SAMPLES)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def _chain_is_configured(self) -> PersonalitySpec:

@@ -12,10 +12,12 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from opentelemetry import trace
 
+from chorus.auth.keys import ApiKey
 from chorus.common.safe_text import header_value
 from chorus.ingress.api import AllFailedOut, ErrorOut
+from chorus.ingress.deps import is_admin
 from chorus.ingress.errors import ChorusHTTPError
-from chorus.ingress.middleware.auth import caller, caller_name
+from chorus.ingress.middleware.auth import caller_name
 from chorus.ingress.middleware.request_id import request_id
 from chorus.ingress.replica import Replica
 from chorus.personalities import Personality
@@ -47,12 +49,15 @@ def fallback_header(attempts: list[Attempt]) -> str:
     return ", ".join(items)
 
 
-def chorus_headers(routed: Routed, started: float) -> dict[str, str]:
+def chorus_headers(routed: Routed, started: float, admin: bool) -> dict[str, str]:
+    """`X-Chorus-Cache` goes to admins only: to anyone else it would say whether some other
+    caller had this voice say this text before."""
     headers = {
         "X-Chorus-Provider": header_value(routed.engine),
-        "X-Chorus-Cache": routed.cache,
         "X-Chorus-Latency-Ms": f"{(time.perf_counter() - started) * 1000:.1f}",
     }
+    if admin:
+        headers["X-Chorus-Cache"] = routed.cache
     if routed.variant:  # the engine's word: a model variant's name
         headers["X-Chorus-Variant"] = header_value(routed.variant)
     if routed.attempts:
@@ -107,22 +112,24 @@ def checked_utterance(
     replica: Replica, personality: Personality, text: str, *, language: str | None = None,
     provider: EngineId | None = None, fmt: AudioFormat = AudioFormat.wav, stream: bool = False,
     speed: float = 1.0, samples: list[VoiceSampleRef] | None = None, text_param: str = "text", cache: bool = True,
+    caller: ApiKey | None = None,
 ) -> Utterance:
-    """A speech request checked against its personality and the ingress's limits."""
+    """A speech request checked against its personality and the ingress's limits; `caller`
+    is the key that asked (`chorus.ingress.middleware.auth.caller`)."""
     check_text(replica, text, param=text_param)
     language = check_language(personality, language)
     check_provider(personality, provider)
     if stream and fmt not in encoding.STREAMABLE:
         raise ChorusHTTPError(422, f"streaming sends wav or pcm, not {fmt.value}", param="format")
     return Utterance(personality=personality, text=text, language=language, provider=provider, speed=speed,
-                     samples=samples, format=fmt, stream=stream, cache=cache)
+                     samples=samples, format=fmt, stream=stream, cache=cache,
+                     caller=caller.name if caller is not None else None)
 
 
 async def speak(request: Request, replica: Replica, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
     """Route the utterance and answer with its audio (resampled to `sample_rate` if given),
     all under one `chorus.speech` span (`chorus.speech.span`)."""
-    key = caller(request)
-    span = speech_span.start(replica.tracing.tracer, utterance, key.name if key else None)
+    span = speech_span.start(replica.tracing.tracer, utterance)
     try:
         # Current while routing, so the router's attempt spans are its children.
         with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
@@ -146,7 +153,7 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
         return StreamingResponse(
             speech_span.until_done(span, _stream_body(routed.chunks, fmt, routed.sample_rate), routed.chunks),
             media_type=encoding.media_type(fmt, routed.sample_rate),
-            headers=chorus_headers(routed, started),
+            headers=chorus_headers(routed, started, is_admin(request, replica)),
         )
     routed_audio = await replica.router.synthesize(utterance)
     speech_span.spoke(span, routed_audio.engine, routed_audio.cache)
@@ -154,7 +161,8 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
     audio = routed_audio.audio
     rate = sample_rate or audio.sample_rate
     body = await encoding.encode_off_loop(audio.pcm, audio.sample_rate, fmt, rate)
-    return Response(body, media_type=encoding.media_type(fmt, rate), headers=chorus_headers(routed_audio, started))
+    return Response(body, media_type=encoding.media_type(fmt, rate),
+                    headers=chorus_headers(routed_audio, started, is_admin(request, replica)))
 
 
 async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, sample_rate: int) -> AsyncIterator[bytes]:

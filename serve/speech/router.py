@@ -162,10 +162,11 @@ class Router:
         ]
 
     async def _looked_up(self, utterance: Utterance, requests: list[SynthesisRequest], status: EngineStatus) -> Lookup:
-        """The requests resolved against the cache, unless the caller said `no-store`."""
-        if not utterance.cache:
+        """The requests resolved against the cache in the utterance's scope, unless it has none."""
+        scope = utterance.cache_scope()
+        if scope is None:
             return uncached(requests)
-        return await resolve(self.cache, requests, status.capabilities, utterance.personality.name)
+        return await resolve(self.cache, requests, status.capabilities, utterance.personality.name, scope)
 
     async def _candidates(
         self, utterance: Utterance, attempts: list[Attempt], deadline: Deadline

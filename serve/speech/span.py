@@ -18,8 +18,7 @@ from deployments import spans
 from deployments.base import BadInputError, EngineId
 
 
-def start(tracer: Tracer, utterance: Utterance, key: str | None = None) -> Span:
-    """`key`: the name of the API key that asked (None when keys are off)."""
+def start(tracer: Tracer, utterance: Utterance) -> Span:
     attributes: dict[str, str | int | bool] = {
         spans.PERSONALITY: utterance.personality.name,
         spans.LANGUAGE: utterance.language,
@@ -27,8 +26,8 @@ def start(tracer: Tracer, utterance: Utterance, key: str | None = None) -> Span:
         spans.FORMAT: utterance.format.value,
         spans.STREAM: utterance.stream,
     }
-    if key is not None:
-        attributes[spans.KEY] = key
+    if utterance.caller is not None:
+        attributes[spans.KEY] = utterance.caller
     return tracer.start_span(spans.SPEECH, attributes=attributes)
 
 

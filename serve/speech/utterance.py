@@ -27,3 +27,15 @@ class Utterance(BaseModel):
     format: AudioFormat = AudioFormat.wav
     stream: bool = False
     cache: bool = Field(True, description="Read and keep audio in the cache; False: `Cache-Control: no-store`.")
+    caller: str | None = Field(None, description="The name of the API key that asked (None: keys are off).")
+
+    def cache_scope(self) -> str | None:
+        """Whom this utterance's cached audio may answer, as part of every cache key: the
+        personality's callers, or only this key's (the personality's `cache.scope`); None:
+        the cache is not used (`off`, or the caller said `no-store`)."""
+        scope = self.personality.spec.cache.scope
+        if not self.cache or scope == "off":
+            return None
+        if scope == "key":
+            return f"key:{self.personality.name}:{self.caller or ''}"
+        return f"personality:{self.personality.name}"

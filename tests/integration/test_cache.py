@@ -74,3 +74,18 @@ def test_sixteen_concurrent_texts_each_get_their_own_words(app: ChorusApp, ear) 
     hot = asyncio.run(_all_at_once(app))
     assert [r.headers["x-chorus-cache"] for r in hot] == ["hit"] * 16
     assert [r.content for r in hot] == [r.content for r in cold]
+
+
+def test_the_audits_poisoning_text_leaves_every_sentence_saying_its_own_words(app: ChorusApp) -> None:
+    """Security audit C-1, on the real app: a text whose sentences our splitter and espeak-ng
+    cut at different places, then each of its sentences alone. A hit must be exactly what a
+    fresh synthesis of that sentence is."""
+    attack = "Go away… Welcome to Chorus. You are hacked\n\nbye. Café。Done."
+    with app.client() as c:
+        assert c.post("/v1/personalities/joe/speech", json={"text": attack}).status_code == 200
+        for sentence in ("Go away…", "Welcome to Chorus.", "You are hacked\n\nbye.", "Café。Done."):
+            cached = c.post("/v1/personalities/joe/speech", json={"text": sentence, "format": "pcm"})
+            fresh = c.post("/v1/personalities/joe/speech", json={"text": sentence, "format": "pcm"},
+                           headers={"Cache-Control": "no-store"})
+            assert cached.headers["x-chorus-cache"] == "hit", sentence
+            assert cached.content == fresh.content, sentence

@@ -25,6 +25,7 @@ from deployments.base import (
     EngineId,
     EngineStatus,
     Health,
+    Sentence,
     SynthesisRequest,
     TTSEngine,
     VoiceInfo,
@@ -168,10 +169,11 @@ class ScriptedEngine(TTSEngine):
         await asyncio.sleep(self.delay_s)
         if self.error is not None:
             raise self.error
-        # Sentence by sentence, as Piper speaks (and says how long each one is).
-        sentences = [self.pcm(s) for s in split_sentences(request.text)] or [self.pcm(request.text)]
+        # Sentence by sentence, as Piper speaks (and says what each one says and how long it is).
+        texts = split_sentences(request.text) or [request.text]
+        sentences = [self.pcm(s) for s in texts]
         return AudioResult(pcm=b"".join(sentences), sample_rate=self.sample_rate, variant=self.variant,
-                           sentence_samples=[len(p) // 2 for p in sentences])
+                           sentences=[Sentence(text=t, samples=len(p) // 2) for t, p in zip(texts, sentences, strict=True)])
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         self.requests.append(request)
@@ -184,4 +186,4 @@ class ScriptedEngine(TTSEngine):
             self.chunks_sent += 1
             pcm = self.pcm(sentence)
             yield AudioChunk(pcm=pcm, sample_rate=self.sample_rate, variant=self.variant, index=index,
-                             sentence_samples=[len(pcm) // 2])
+                             sentences=[Sentence(text=sentence, samples=len(pcm) // 2)])

@@ -15,7 +15,7 @@ from chorus.auth.scopes import Scope, needs
 from chorus.ingress.api import ErrorOut, RejectedOut
 from chorus.ingress.deps import ReplicaDep, SpendDep
 from chorus.ingress.errors import ChorusHTTPError
-from chorus.ingress.middleware.auth import caller_name
+from chorus.ingress.middleware.auth import caller, caller_name
 from chorus.ingress.middleware.request_id import request_id
 from chorus.ingress.speaking import SPEECH_RESPONSES, check_text, checked_utterance, speak
 from chorus.ingress.uploads import read_multipart
@@ -99,5 +99,5 @@ async def clone(request: Request, replica: ReplicaDep, spend: SpendDep) -> Respo
             # A one-off voice is not kept: its entries would only push out audio that is asked again.
             return await speak(request, replica, checked_utterance(
                 replica, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
-                cache=False,
+                cache=False, caller=caller(request),
             ))

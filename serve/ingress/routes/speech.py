@@ -8,6 +8,7 @@ from chorus.auth.scopes import Scope, needs
 from chorus.ingress.api import OpenAIErrorOut, OpenAISpeechRequest, SpeechRequest
 from chorus.ingress.deps import PersonalityDep, ReplicaDep, SpendDep, personality_or_404
 from chorus.ingress.errors import ChorusHTTPError, require_json
+from chorus.ingress.middleware.auth import caller
 from chorus.ingress.speaking import SPEECH_RESPONSES, checked_utterance, no_store, speak
 from deployments.base import ENGINE_IDS, AudioFormat, EngineId
 
@@ -34,7 +35,7 @@ OPENAI_RESPONSES = {
 async def personality_speech(request: Request, personality: PersonalityDep, body: SpeechRequest,
                              replica: ReplicaDep, spend: SpendDep) -> Response:
     said = checked_utterance(replica, personality, body.text, language=body.language, provider=body.provider,
-                             fmt=body.format, stream=body.stream, cache=not no_store(request))
+                             fmt=body.format, stream=body.stream, cache=not no_store(request), caller=caller(request))
     async with spend.synthesis(personality.name, len(said.text)):
         return await speak(request, replica, said)
 
@@ -59,7 +60,7 @@ async def openai_speech(request: Request, body: OpenAISpeechRequest, replica: Re
         )
     personality = personality_or_404(replica, body.voice)
     said = checked_utterance(replica, personality, body.input, provider=provider, fmt=body.response_format, speed=body.speed,
-                             text_param="input", cache=not no_store(request))
+                             text_param="input", cache=not no_store(request), caller=caller(request))
     async with spend.synthesis(personality.name, len(said.text)):
         # OpenAI's pcm is 24 kHz; clients assume that rate.
         return await speak(request, replica, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)

@@ -17,12 +17,14 @@ def samples_digest(samples: list[VoiceSampleRef]) -> str:
     return hashlib.sha256(json.dumps([[s.id, s.sha256] for s in samples]).encode()).hexdigest()
 
 
-def cache_key(request: SynthesisRequest, engine: EngineId, model_identity: str, sample_rate: int) -> str:
-    """sha256 hex over the engine, its model identity (`Capabilities.model_identity`), the
-    request's variant, voice, validated settings, sample set, language and exact text, and
-    the rate the audio comes at."""
+def cache_key(request: SynthesisRequest, engine: EngineId, model_identity: str, sample_rate: int, scope: str) -> str:
+    """sha256 hex over the scope (who may be answered with it: a personality, or a
+    personality and an API key), the engine, its model identity
+    (`Capabilities.model_identity`), the request's variant, voice, validated settings,
+    sample set, language and exact text, and the rate the audio comes at."""
     settings = request.settings.model_dump(mode="json") if request.settings is not None else None
     fields = {
+        "scope": scope,
         "engine": engine,
         "model": model_identity,
         "variant": request.variant,

@@ -1,16 +1,22 @@
 """One engine's requests for an utterance, resolved against the cache: which parts the
 cache answers and which the engine must still synthesize.
 
-A piece (one engine request, `chorus.speech.sentences.pack`) is looked up whole first. On a miss
-its sentences are looked up one by one: if some are cached, only the runs of sentences that
-are not go to the engine, each as one request, and each run is stored under its own key
-once made (a run of one sentence is that sentence's entry); once every part of the piece
-is known, the whole piece is stored too. A piece none of whose sentences is cached goes to
-the engine whole, as it would without a cache.
+A piece (one engine request, `chorus.speech.sentences.pack`) is looked up whole first. On a
+miss, an engine that speaks sentence by sentence (not `one_chunk_per_call`: a cloud engine
+pays per call, so its pieces are never split) has the piece's sentences looked up too: the
+cached sentences at its start and at its end are answered from the cache, and everything
+between goes to the engine as one request. A piece is so never more than three parts, and
+never more than one engine call, however its sentences are cached. Once every part is known
+the whole piece is stored too.
 
-An engine that says how long each sentence of its answer is (`AudioResult.sentence_samples`:
-Piper speaks sentence by sentence) has each sentence of a part kept on its own as well, so a
-later text sharing sentences with this one finds them even though it was a miss.
+An engine that reports each sentence it spoke with its text (`AudioResult.sentences`) has
+each sentence of a part kept on its own as well, so a later text sharing sentences with this
+one finds them. Only where the engine's texts are exactly the sentences looked up: audio is
+never stored under words it does not say.
+
+Every key carries the utterance's cache scope (the personality, or the personality and the
+API key: `cache.scope` of the personality), so one personality's or one key's entries never
+answer another's requests.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ class Part(NamedTuple):
     request: SynthesisRequest
     cached: AudioResult | None  # from the cache: the engine is not asked
     key: str | None  # where the engine's audio for it is kept once complete; None: nowhere
-    sentence_keys: tuple[str, ...] = ()  # where each of its sentences is kept, if it has several
+    sentences: tuple[tuple[str, str], ...] = ()  # (text, key) of each of its sentences, if it has several
 
 
 class _Whole(NamedTuple):
@@ -70,7 +76,7 @@ class Lookup:
         part = self.parts[index]
         if part.key is not None:
             await self._cache.put(part.key, audio, self._personality)
-        for key, sentence in _each_sentence(part.sentence_keys, audio):
+        for key, sentence in each_sentence(part.sentences, audio):
             await self._cache.put(key, sentence, self._personality)
         for whole in self._wholes:
             if index in whole.parts and all(self._audio[i] is not None for i in whole.parts):
@@ -84,15 +90,17 @@ def uncached(requests: list[SynthesisRequest]) -> Lookup:
 
 
 async def resolve(
-    cache: AudioCache | None, requests: list[SynthesisRequest], capabilities: Capabilities, personality: str
+    cache: AudioCache | None, requests: list[SynthesisRequest], capabilities: Capabilities, personality: str,
+    scope: str,
 ) -> Lookup:
-    """`requests` (one engine's pieces of an utterance) resolved against `cache`."""
+    """`requests` (one engine's pieces of an utterance) resolved against `cache`, every key
+    in `scope` (`chorus.speech.cache.key.cache_key`)."""
     if cache is None:
         return uncached(requests)
     rate = next((v.sample_rate for v in capabilities.voices if v.id == requests[0].voice), capabilities.sample_rate)
 
     def key(request: SynthesisRequest) -> str:
-        return cache_key(request, capabilities.engine, capabilities.model_identity, rate)
+        return cache_key(request, capabilities.engine, capabilities.model_identity, rate, scope)
 
     parts: list[Part] = []
     wholes: list[_Whole] = []
@@ -102,47 +110,55 @@ async def resolve(
             parts.append(Part(request, audio, None))
             continue
         sentences = [request.model_copy(update={"text": s}) for s in split_sentences(request.text)]
+        if capabilities.one_chunk_per_call or len(sentences) < 2:
+            parts.append(Part(request, None, whole, _keyed(sentences, key)))
+            continue
         # Side by side: on a disk or Redis tier each lookup is a round trip of its own.
-        found = await asyncio.gather(*(cache.get(key(s), personality) for s in sentences)) if len(sentences) > 1 else []
-        if not any(a is not None for a in found):
-            parts.append(Part(request, None, whole, _keys(sentences, key)))
+        found = await asyncio.gather(*(cache.get(key(s), personality) for s in sentences))
+        head = _cached_run(found)
+        tail = _cached_run(found[head:][::-1])
+        if not head and not tail:
+            parts.append(Part(request, None, whole, _keyed(sentences, key)))
             continue
         first = len(parts)
-        run: list[SynthesisRequest] = []
-        for sentence, audio in zip(sentences, found, strict=True):
-            if audio is None:
-                run.append(sentence)
-                continue
-            if run:
-                parts.append(_run(run, key))
-                run = []
-            parts.append(Part(sentence, audio, None))
-        if run:
-            parts.append(_run(run, key))
+        if head:
+            parts.append(Part(_joined(sentences[:head]), AudioResult.joined(found[:head]), None))  # type: ignore[arg-type]
+        middle = sentences[head:len(sentences) - tail]
+        if middle:
+            run = _joined(middle)
+            parts.append(Part(run, None, key(run), _keyed(middle, key)))
+        if tail:
+            parts.append(Part(_joined(sentences[-tail:]), AudioResult.joined(found[-tail:]), None))  # type: ignore[arg-type]
         wholes.append(_Whole(whole, range(first, len(parts))))
     return Lookup(parts, wholes, cache, personality)
 
 
-def _run(sentences: list[SynthesisRequest], key: Callable[[SynthesisRequest], str]) -> Part:
-    """Consecutive sentences the cache lacks: one request to the engine, one entry."""
-    request = sentences[0].model_copy(update={"text": " ".join(s.text for s in sentences)})
-    return Part(request, None, key(request), _keys(sentences, key))
+def _cached_run(found: list[AudioResult | None]) -> int:
+    """How many entries at the start of `found` the cache had."""
+    return next((i for i, audio in enumerate(found) if audio is None), len(found))
 
 
-def _keys(sentences: list[SynthesisRequest], key: Callable[[SynthesisRequest], str]) -> tuple[str, ...]:
-    return tuple(key(s) for s in sentences) if len(sentences) > 1 else ()
+def _joined(sentences: list[SynthesisRequest]) -> SynthesisRequest:
+    """Consecutive sentences as one request: what the engine is sent, and its entry's text."""
+    return sentences[0].model_copy(update={"text": " ".join(s.text for s in sentences)})
 
 
-def _each_sentence(keys: tuple[str, ...], audio: AudioResult) -> Iterator[tuple[str, AudioResult]]:
-    """Each sentence's audio with its key, cut where the engine says each sentence ended.
-    Only when the engine counted the sentences as `split_sentences` does (one that splits
-    elsewhere, say after "Dr.", gives no sentence entries rather than misplaced ones)."""
-    lengths = audio.sentence_samples
-    if not keys or len(lengths) != len(keys) or 2 * sum(lengths) != len(audio.pcm):
+def _keyed(sentences: list[SynthesisRequest], key: Callable[[SynthesisRequest], str]) -> tuple[tuple[str, str], ...]:
+    return tuple((s.text, key(s)) for s in sentences) if len(sentences) > 1 else ()
+
+
+def each_sentence(keyed: tuple[tuple[str, str], ...], audio: AudioResult) -> Iterator[tuple[str, AudioResult]]:
+    """Each sentence's audio with its key, cut where the engine says each sentence ended,
+    only when the engine's sentences say exactly the texts looked up (`keyed`), in order,
+    and account for all of the audio. Otherwise nothing: a sentence kept under another
+    sentence's text would answer every later caller of that text with the wrong words."""
+    said = audio.sentences
+    if (not keyed or [s.text for s in said] != [text for text, _ in keyed]
+            or 2 * sum(s.samples for s in said) != len(audio.pcm)):
         return
     start = 0
-    for key, samples in zip(keys, lengths, strict=True):
-        end = start + 2 * samples
+    for (_, key), sentence in zip(keyed, said, strict=True):
+        end = start + 2 * sentence.samples
         yield key, AudioResult(pcm=audio.pcm[start:end], sample_rate=audio.sample_rate, variant=audio.variant,
-                               sentence_samples=[samples])
+                               sentences=[sentence])
         start = end

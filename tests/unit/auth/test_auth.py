@@ -202,3 +202,32 @@ async def test_without_keys_every_route_is_open_and_said_so(tmp_path: Path) -> N
     assert me["limits"] == {"rateLimit": None, "charactersPerDay": None, "charactersPerMonth": None}
     assert [s["scope"] for s in me["scopes"]] == [s.value for s in Scope]
     assert "PUT /v1/personalities/{name}" in me["routes"]
+
+
+async def test_only_admins_hear_whether_an_answer_came_from_the_cache(api: AuthApi) -> None:
+    """`X-Chorus-Cache` would tell any key whether another key had this voice say a text."""
+    body = {"text": "Your code is 4821."}
+    admin = await api.client.post("/v1/personalities/joe/speech", json=body, headers={"x-api-key": KEYS[Scope.ADMIN]})
+    speaker = await api.client.post("/v1/personalities/joe/speech", json=body, headers={"x-api-key": KEYS[Scope.SPEAK]})
+    assert admin.status_code == speaker.status_code == 200
+    assert admin.headers["x-chorus-cache"] == "miss" and "x-chorus-cache" not in speaker.headers
+
+
+async def test_a_personality_cached_per_key_never_answers_one_key_with_anothers_audio(api: AuthApi) -> None:
+    admin = {"x-api-key": KEYS[Scope.ADMIN]}
+    put = await api.client.put("/v1/personalities/joe", json={**JOE, "cache": {"scope": "key"}}, headers=admin)
+    assert put.status_code == 200, put.text
+    body = {"text": "Your code is 4821."}
+    await api.client.post("/v1/personalities/joe/speech", json=body, headers={"x-api-key": KEYS[Scope.SPEAK]})
+    again = await api.client.post("/v1/personalities/joe/speech", json=body, headers=admin)
+    twice = await api.client.post("/v1/personalities/joe/speech", json=body, headers=admin)
+    assert (again.headers["x-chorus-cache"], twice.headers["x-chorus-cache"]) == ("miss", "hit")
+
+
+async def test_a_personality_with_its_cache_off_keeps_nothing(api: AuthApi) -> None:
+    admin = {"x-api-key": KEYS[Scope.ADMIN]}
+    put = await api.client.put("/v1/personalities/joe", json={**JOE, "cache": {"scope": "off"}}, headers=admin)
+    assert put.status_code == 200, put.text
+    for _ in range(2):
+        r = await api.client.post("/v1/personalities/joe/speech", json={"text": "Hello."}, headers=admin)
+        assert r.headers["x-chorus-cache"] == "bypass"

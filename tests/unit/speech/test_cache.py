@@ -17,7 +17,7 @@ from chorus.speech.cache.lookup import resolve
 from chorus.speech.cache.replay import Replay
 from chorus.speech.cache.store import AudioCache, CacheUnavailable, encode
 from chorus.speech.cache.tiers import DiskTier, MemoryTier, RedisTier
-from deployments.base import AudioResult, Capabilities, SynthesisRequest, VoiceInfo, VoiceSampleRef
+from deployments.base import AudioResult, Capabilities, Sentence, SynthesisRequest, VoiceInfo, VoiceSampleRef
 from deployments.settings import PiperSettings, XTTSSettings
 from tests.support.redis_server import _free_port, redis_server
 
@@ -30,36 +30,39 @@ def request(**change: Any) -> SynthesisRequest:
     return SynthesisRequest(**(base | change))
 
 
+SCOPE = "personality:joe"
 SAMPLE = VoiceSampleRef(id="s0", language="en", sha256="a" * 64, path="/x.wav")
 
 # --- the key -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("changed", [
-    lambda: (request(text="Hello there!"), "piper", "m1", 22050),
-    lambda: (request(text="Hello there. "), "piper", "m1", 22050),
-    lambda: (request(language="en-GB"), "piper", "m1", 22050),
-    lambda: (request(voice="v2"), "piper", "m1", 22050),
-    lambda: (request(variant="british"), "piper", "m1", 22050),
-    lambda: (request(settings=PiperSettings(speed=1.1)), "piper", "m1", 22050),
-    lambda: (request(settings=XTTSSettings()), "piper", "m1", 22050),
-    lambda: (request(samples=[SAMPLE]), "piper", "m1", 22050),
-    lambda: (request(samples=[SAMPLE.model_copy(update={"sha256": "b" * 64})]), "piper", "m1", 22050),
-    lambda: (request(), "google_tts", "m1", 22050),
-    lambda: (request(), "piper", "m2", 22050),
-    lambda: (request(), "piper", "m1", 24000),
+    lambda: (request(text="Hello there!"), "piper", "m1", 22050, SCOPE),
+    lambda: (request(text="Hello there. "), "piper", "m1", 22050, SCOPE),
+    lambda: (request(language="en-GB"), "piper", "m1", 22050, SCOPE),
+    lambda: (request(voice="v2"), "piper", "m1", 22050, SCOPE),
+    lambda: (request(variant="british"), "piper", "m1", 22050, SCOPE),
+    lambda: (request(settings=PiperSettings(speed=1.1)), "piper", "m1", 22050, SCOPE),
+    lambda: (request(settings=XTTSSettings()), "piper", "m1", 22050, SCOPE),
+    lambda: (request(samples=[SAMPLE]), "piper", "m1", 22050, SCOPE),
+    lambda: (request(samples=[SAMPLE.model_copy(update={"sha256": "b" * 64})]), "piper", "m1", 22050, SCOPE),
+    lambda: (request(), "google_tts", "m1", 22050, SCOPE),
+    lambda: (request(), "piper", "m2", 22050, SCOPE),
+    lambda: (request(), "piper", "m1", 24000, SCOPE),
+    lambda: (request(), "piper", "m1", 22050, "personality:ann"),
+    lambda: (request(), "piper", "m1", 22050, "key:joe:tenant-b"),
 ], ids=["text", "whitespace", "language", "voice", "variant", "settings", "settings-model", "samples",
-        "sample-audio", "engine", "model", "rate"])
+        "sample-audio", "engine", "model", "rate", "personality", "key"])
 def test_every_field_that_changes_the_audio_changes_the_key(changed: Callable[[], tuple[Any, ...]]) -> None:
-    same = cache_key(request(), "piper", "m1", 22050)
-    assert cache_key(request(), "piper", "m1", 22050) == same and len(same) == 64
+    same = cache_key(request(), "piper", "m1", 22050, SCOPE)
+    assert cache_key(request(), "piper", "m1", 22050, SCOPE) == same and len(same) == 64
     assert cache_key(*changed()) != same
 
 
 def test_what_does_not_change_the_audio_does_not_change_the_key() -> None:
-    same = cache_key(request(), "piper", "m1", 22050)
+    same = cache_key(request(), "piper", "m1", 22050, SCOPE)
     assert cache_key(request(trace_context={"traceparent": "00-1-2-01"}, output_format="mp3"),
-                     "piper", "m1", 22050) == same
+                     "piper", "m1", 22050, SCOPE) == same
 
 
 # --- tiers ---------------------------------------------------------------------------------
@@ -233,27 +236,77 @@ CAPS = Capabilities(engine="piper", languages=["en"], voices=[VoiceInfo(id="v1",
                     max_characters=1000, sample_rate=16000, model_identity="m1")
 
 
-async def test_only_the_sentences_not_cached_are_left_to_the_engine() -> None:
+async def test_cached_sentences_at_the_start_and_end_of_a_piece_answer_and_the_rest_goes_whole() -> None:
     cache = AudioCache(MemoryTier(1 << 20), None)
-    for text in ("One.", "Three."):
-        await cache.put(cache_key(request(text=text), "piper", "m1", 22050), _pcm(text), "joe")
-    lookup = await resolve(cache, [request(text="One. Two. Three. Four five.")], CAPS, "joe")
+    for text in ("One.", "Two.", "Five six."):
+        await cache.put(cache_key(request(text=text), "piper", "m1", 22050, SCOPE), _pcm(text), "joe")
+    lookup = await resolve(cache, [request(text="One. Two. Three. Four. Five six.")], CAPS, "joe", SCOPE)
     assert [(p.request.text, p.cached is not None) for p in lookup.parts] == [
-        ("One.", True), ("Two.", False), ("Three.", True), ("Four five.", False)]
+        ("One. Two.", True), ("Three. Four.", False), ("Five six.", True)]
+    assert lookup.parts[0].cached == _pcm("One.Two.")
     assert lookup.outcome == "partial"
-    await lookup.made(1, _pcm("Two."))
-    await lookup.made(3, _pcm("Four five."))
-    # Each run is kept alone, and the whole piece too once all its parts are known.
-    whole = await resolve(cache, [request(text="One. Two. Three. Four five.")], CAPS, "joe")
+    await lookup.made(1, _pcm("Three.Four."))
+    # The run is kept alone, and the whole piece too once all its parts are known.
+    whole = await resolve(cache, [request(text="One. Two. Three. Four. Five six.")], CAPS, "joe", SCOPE)
     assert whole.outcome == "hit" and len(whole.parts) == 1
-    assert whole.parts[0].cached == _pcm("One.Two.Three.Four five.")  # type: ignore[union-attr]
-    assert (await resolve(cache, [request(text="Four five.")], CAPS, "joe")).outcome == "hit"
+    assert whole.parts[0].cached.pcm == b"".join(  # type: ignore[union-attr]
+        _pcm(t).pcm for t in ("One.", "Two.", "Three.Four.", "Five six."))
+    assert (await resolve(cache, [request(text="Three. Four.")], CAPS, "joe", SCOPE)).outcome == "hit"
 
 
-async def test_a_piece_with_no_cached_sentence_goes_whole() -> None:
+async def test_a_piece_is_never_more_than_three_parts_however_its_sentences_are_cached() -> None:
+    """Every other sentence cached: one engine call for the piece, not one per run between
+    cached sentences (each would be a provider call, or a Ray hop)."""
     cache = AudioCache(MemoryTier(1 << 20), None)
-    lookup = await resolve(cache, [request(text="One. Two.")], CAPS, "joe")
-    assert [p.request.text for p in lookup.parts] == ["One. Two."] and lookup.outcome == "miss"
+    words = [f"W{i}." for i in range(40)]
+    for text in words[::2]:
+        await cache.put(cache_key(request(text=text), "piper", "m1", 22050, SCOPE), _pcm(text), "joe")
+    lookup = await resolve(cache, [request(text=" ".join(words))], CAPS, "joe", SCOPE)
+    assert [(p.request.text, p.cached is not None) for p in lookup.parts] == [
+        ("W0.", True), (" ".join(words[1:]), False)]
+
+
+async def test_a_piece_with_no_cached_sentence_at_either_end_goes_whole() -> None:
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    await cache.put(cache_key(request(text="Two."), "piper", "m1", 22050, SCOPE), _pcm("Two."), "joe")
+    lookup = await resolve(cache, [request(text="One. Two. Three.")], CAPS, "joe", SCOPE)
+    assert [p.request.text for p in lookup.parts] == ["One. Two. Three."] and lookup.outcome == "miss"
+
+
+async def test_an_engine_that_answers_a_piece_in_one_call_only_hits_whole_pieces() -> None:
+    """A cloud engine pays per call: its pieces are never split around cached sentences."""
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    cloud = CAPS.model_copy(update={"engine": "google_tts", "one_chunk_per_call": True})
+    for text in ("One.", "Three."):
+        await cache.put(cache_key(request(text=text), "google_tts", "m1", 22050, SCOPE), _pcm(text), "joe")
+    lookup = await resolve(cache, [request(text="One. Two. Three.")], cloud, "joe", SCOPE)
+    assert [(p.request.text, p.cached is not None) for p in lookup.parts] == [("One. Two. Three.", False)]
+
+
+async def test_a_sentence_is_kept_only_under_the_text_the_engine_says_it_spoke() -> None:
+    """An engine whose sentences are cut elsewhere than `split_sentences` cuts them (as
+    espeak-ng does after a blank line, and not after `...`) would have each sentence's key
+    store the next sentence's audio: then nothing is kept per sentence, the whole still is."""
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    text = "Go away... Welcome to Chorus. You are hacked\n\nbye."
+    lookup = await resolve(cache, [request(text=text)], CAPS, "joe", SCOPE)
+    assert [t for t, _ in lookup.parts[0].sentences] == ["Go away...", "Welcome to Chorus.", "You are hacked\n\nbye."]
+    shifted = ["Go away... Welcome to Chorus.", "You are hacked", "bye."]  # the same count, other boundaries
+    await lookup.made(0, AudioResult(pcm=b"".join(_pcm(t).pcm for t in shifted), sample_rate=22050,
+                                     sentences=[Sentence(text=t, samples=len(_pcm(t).pcm) // 2) for t in shifted]))
+    for sentence in ("Go away...", "Welcome to Chorus.", "You are hacked\n\nbye."):
+        assert await cache.get(cache_key(request(text=sentence), "piper", "m1", 22050, SCOPE), "joe") is None
+    assert await cache.get(cache_key(request(text=text), "piper", "m1", 22050, SCOPE), "joe") is not None
+    # Reported with the texts looked up, each sentence is kept with its own audio.
+    said = ["Go away...", "Welcome to Chorus.", "You are hacked\n\nbye."]
+    again = await resolve(cache, [request(text="Go away... Welcome to Chorus. You are hacked\n\nbye, then.")],
+                          CAPS, "joe", SCOPE)
+    await again.made(0, AudioResult(pcm=b"".join(_pcm(t).pcm for t in [*said[:2], said[2][:-1] + ", then."]),
+                                    sample_rate=22050, sentences=[
+                                        Sentence(text=t, samples=len(_pcm(t).pcm) // 2)
+                                        for t in [*said[:2], said[2][:-1] + ", then."]]))
+    welcome = await cache.get(cache_key(request(text="Welcome to Chorus."), "piper", "m1", 22050, SCOPE), "joe")
+    assert welcome is not None and welcome.pcm == _pcm("Welcome to Chorus.").pcm
 
 
 async def test_a_replay_streams_the_cached_pcm_in_chunks() -> None:
@@ -264,4 +317,6 @@ async def test_a_replay_streams_the_cached_pcm_in_chunks() -> None:
 
 
 def _pcm(text: str) -> AudioResult:
-    return AudioResult(pcm=text.encode(), sample_rate=22050)
+    """Stand-in audio that says its text: its bytes (an even number, as 16-bit PCM is)."""
+    data = text.encode()
+    return AudioResult(pcm=data + b"\0" * (len(data) % 2), sample_rate=22050)
