@@ -13,6 +13,7 @@ from chorus.ingress.middleware.body_limit import BodyLimitMiddleware
 from chorus.ingress.middleware.request_id import RequestIdMiddleware
 from chorus.ingress.middleware.server_spans import ServerSpans
 from chorus.ingress.middleware.spend import QuotaMiddleware
+from chorus.ingress.middleware.websockets import RefuseWebsockets
 from chorus.ingress.replica import Replica
 from chorus.ingress.routes import (
     cache,
@@ -37,7 +38,9 @@ DESCRIPTION = (
 
 def create_app(replica: Replica, *, behind_serve_proxy: bool = False) -> FastAPI:
     """The app; `behind_serve_proxy` when Ray Serve's proxy answers with `X-Request-Id`."""
-    app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION)
+    # No redirect to the slashed or unslashed path: a 307 would tell a key without the scope
+    # that a route exists, with a Location built from the caller's Host.
+    app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION, redirect_slashes=False)
     app.state.replica = replica
     errors.install(app)
     routers = [module.router for module in (speech, clone, personalities, samples, providers, stats, cache, keys, dashboard)]
@@ -45,23 +48,25 @@ def create_app(replica: Replica, *, behind_serve_proxy: bool = False) -> FastAPI
         # Invalid input is `ErrorOut` (`chorus.ingress.errors`), not FastAPI's default list of errors;
         # a route documenting its own 422 keeps it.
         app.include_router(router, responses={422: {"model": ErrorOut, "description": "Invalid request."}})
+    # The routes as declared (FastAPI keeps included routers nested), then its own
+    # (/docs, /openapi.json), which need admin.
+    declared = [route for router in routers for route in router.routes]
+    own = [route for route in app.routes if isinstance(route, Route)]
     # Added innermost first. The request id wraps everything, so every refusal carries it;
     # keys are checked, then counted against their rate, before the body limit reads a
     # byte of the body.
     app.add_middleware(
         BodyLimitMiddleware,
+        routes=declared + own,
         limit=replica.config.max_body_bytes,
-        multipart_limit=replica.config.samples.max_upload_bytes + FORM_OVERHEAD,
+        upload_limit=replica.config.samples.max_upload_bytes + FORM_OVERHEAD,
         refuse=errors.error_response,
     )
     app.add_middleware(QuotaMiddleware, quotas=replica.quotas, refuse=errors.quota_refusal)
-    # The routes as declared (FastAPI keeps included routers nested), then its own
-    # (/docs, /openapi.json), which need admin.
-    declared = [route for router in routers for route in router.routes]
-    own = [route for route in app.routes if isinstance(route, Route)]
     if replica.keys is not None:
         app.add_middleware(AuthMiddleware, routes=declared + own, ring=replica.keys, refuse=errors.error_response)
     app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)
     # Outermost: every request has its server span, refusals included.
     app.add_middleware(ServerSpans, tracer_provider=replica.tracing.provider, routes=declared + own)
+    app.add_middleware(RefuseWebsockets)
     return app

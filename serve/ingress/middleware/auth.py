@@ -13,13 +13,14 @@ from collections.abc import Callable
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chorus.auth.keys import ApiKey
 from chorus.auth.ring import KeyRing
 from chorus.auth.scopes import ANY_KEY, OPENAPI_KEY, PUBLIC
 from chorus.auth.scopes import Scope as KeyScope
+from chorus.ingress.middleware.routes import matched
 
 Refusal = Callable[..., Response]
 """Builds the error answer: `(request, status, detail, code=...)`, `chorus.ingress.errors.error_response`
@@ -57,11 +58,8 @@ class AuthMiddleware:
         self.app, self.routes, self.ring, self.refuse = app, routes, ring, refuse
 
     def _needs(self, scope: Scope) -> str:
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return route_scope(route)
-        return ANY_KEY
+        route = matched(self.routes, scope)
+        return ANY_KEY if route is None else route_scope(route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -1,11 +1,13 @@
-"""Request bodies are capped before anything parses them.
+"""Request bodies are capped before anything parses them, by route.
 
-JSON and YAML bodies (and untyped or plain-text ones) get `IngressArgs.max_body_bytes`;
-every other body gets the uploads' larger cap (the sample limit plus room for the form
-fields, `chorus.ingress.uploads`). A declared
-`Content-Length` over the cap is answered 413 before the app runs; a chunked body is
-counted as it streams in and refused (`BodyTooLarge`) as soon as it passes the cap, so
-no more than the cap is ever held.
+The routes whose documented body is a multipart upload (samples, their check, `/v1/clone`)
+get the uploads' cap (the sample limit plus room for the form fields,
+`chorus.ingress.uploads`); every other request gets `IngressArgs.max_body_bytes`, whatever
+`Content-Type` it claims (a JSON route sent `application/octet-stream` is still held to the
+small cap: the type is the caller's word, the route is ours). A declared `Content-Length`
+over the cap is answered 413 before the app runs; a chunked body is counted as it streams in
+and refused (`BodyTooLarge`) as soon as it passes the cap, so no more than the cap is ever
+held.
 """
 
 from __future__ import annotations
@@ -15,17 +17,14 @@ from collections.abc import Callable
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chorus.ingress.middleware.routes import matched, takes_uploads
 
 Refusal = Callable[..., Response]
 """Builds the 413: `(request, status, detail, extra=...)`, `chorus.ingress.errors.error_response`
 (passed in, like the key guard's, so error shapes stay with the error handlers)."""
-
-DOCUMENT_TYPES = frozenset({
-    "", "application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
-    "text/plain", "application/x-www-form-urlencoded",
-})
-
 
 class BodyTooLarge(HTTPException):
     """A request body over its cap. An HTTPException because it is raised while FastAPI
@@ -38,22 +37,19 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, limit: int, multipart_limit: int, refuse: Refusal) -> None:
-        self.app, self.limit, self.multipart_limit, self.refuse = app, limit, multipart_limit, refuse
+    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], limit: int, upload_limit: int,
+                 refuse: Refusal) -> None:
+        self.app, self.routes, self.limit, self.upload_limit, self.refuse = app, routes, limit, upload_limit, refuse
 
-    def _limit_for(self, conn: HTTPConnection) -> int:
-        ctype = conn.headers.get("content-type", "").split(";")[0].strip().lower()
-        # Documents the app parses itself get the small cap. Any other body (a multipart
-        # upload, or a type the route refuses with 415, such as a bare audio/wav) gets the
-        # upload cap, so a wrong content type hears 415 naming the right one, not 413.
-        return self.limit if ctype in DOCUMENT_TYPES or ctype.endswith("+json") else self.multipart_limit
+    def _limit_for(self, scope: Scope) -> int:
+        return self.upload_limit if takes_uploads(matched(self.routes, scope)) else self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         conn = HTTPConnection(scope)
-        limit = self._limit_for(conn)
+        limit = self._limit_for(scope)
         declared = conn.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             err = BodyTooLarge(limit, declared=int(declared))
