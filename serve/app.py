@@ -15,7 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray.serve import Application
 
+from chorus.auth import exposure
 from chorus.auth.config import AuthConfig
+from chorus.deploy import serving_host
 from chorus.ingress.config import REDIS_URL_ENV, IngressArgs, IngressConfig
 from chorus.ingress.deployment import Ingress
 from deployments.base import EngineId
@@ -73,6 +75,9 @@ def _load(path: str) -> Any:
 
 def build_app(args: dict[str, Any] | AppArgs) -> Application:
     app_args = AppArgs.model_validate(args).with_environment(os.environ)
+    # Under a Serve controller the proxies' address is known: keys off there only on loopback.
+    exposure.check(keys=app_args.auth is not None, insecure_no_auth=app_args.insecure_no_auth,
+                   host=serving_host())
     handles = {}
     default_voices: dict[EngineId, str] = {}
     for engine, engine_args in app_args.engines.items():

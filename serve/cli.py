@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ from typing import Annotated, Optional
 import httpx
 import typer
 
+from chorus.auth import exposure
 from chorus.auth.config import KEYS_FILE_ENV
 from deployments.base import ENGINE_IDS
 
@@ -44,15 +44,6 @@ def _options(
 def default_personalities_dir() -> Path:
     data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return data / "chorus" / "personalities"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name that may resolve anywhere
 
 
 @cli.command()
@@ -98,16 +89,15 @@ def serve(
     if dashboard:  # the web dashboard's Engines view links to it
         args["links"] = {"rayDashboard": f"http://127.0.0.1:{dashboard_port}"}
     # OTEL_* set here reach every deployment (docs/observability.md#traces).
+    if insecure_no_auth:
+        args["insecure_no_auth"] = True
     config = render(config_file, args=args, host=host, port=port, environ=os.environ)
     app_args = next(a for a in config.applications if a.name == APP_NAME).args
-    if app_args.get("auth") is None and not is_loopback(host) and not insecure_no_auth:
-        typer.echo(
-            f"refusing to serve {host} without API keys: anyone reaching it could rewrite personalities, "
-            "download voice recordings and clone voices. Give --api-keys FILE (make a key with "
-            "`chorus keys new`), or --insecure-no-auth when something in front of Chorus guards it.",
-            err=True,
-        )
-        raise typer.Exit(2)
+    try:
+        exposure.check(keys=app_args.get("auth") is not None, insecure_no_auth=insecure_no_auth, host=host)
+    except exposure.ExposureRefused as refused:
+        typer.echo(f"{refused} Give --api-keys FILE, or --insecure-no-auth.", err=True)
+        raise typer.Exit(2) from None
     if not directory.exists():
         # First run: seed the bundled personality so a new user gets speech at once.
         directory.mkdir(parents=True)

@@ -96,3 +96,16 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def serving_host() -> str | None:
+    """The address Serve's HTTP proxies listen on, as the running controller has it; None
+    outside Ray or with no controller (nothing is serving yet)."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    return client.http_config.host if client is not None else None

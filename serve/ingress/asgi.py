@@ -10,6 +10,7 @@ from chorus.ingress import errors
 from chorus.ingress.api import ErrorOut
 from chorus.ingress.middleware.auth import AuthMiddleware
 from chorus.ingress.middleware.body_limit import BodyLimitMiddleware
+from chorus.ingress.middleware.loopback import LoopbackOnly
 from chorus.ingress.middleware.request_id import RequestIdMiddleware
 from chorus.ingress.middleware.server_spans import ServerSpans
 from chorus.ingress.middleware.spend import QuotaMiddleware
@@ -65,6 +66,8 @@ def create_app(replica: Replica, *, behind_serve_proxy: bool = False) -> FastAPI
     app.add_middleware(QuotaMiddleware, quotas=replica.quotas, refuse=errors.quota_refusal)
     if replica.keys is not None:
         app.add_middleware(AuthMiddleware, routes=declared + own, ring=replica.keys, refuse=errors.error_response)
+    elif not replica.config.insecure_no_auth:
+        app.add_middleware(LoopbackOnly, refuse=errors.error_response)
     app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)
     # Outermost: every request has its server span, refusals included.
     app.add_middleware(ServerSpans, tracer_provider=replica.tracing.provider, routes=declared + own)

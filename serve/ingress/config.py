@@ -69,6 +69,11 @@ class IngressArgs(BaseModel):
     auth: AuthConfig | None = Field(
         None, description="API keys (docs/security.md). Absent, every route is open: loopback only."
     )
+    insecure_no_auth: bool = Field(
+        False, description="Serve a non-loopback address without keys (refused otherwise): only when something "
+        "in front of Chorus guards it. Keys off on loopback also checks each request's Host and Origin; this "
+        "turns that check off too, since the guard in front answers to other names.",
+    )
     redis_url: RedisUrl | None = Field(
         None, description="redis:// or rediss:// URL every replica shares its counts through (rate limits, "
         "budgets, statistics, cloud quotas); default $CHORUS_REDIS_URL, read when the app is built. "

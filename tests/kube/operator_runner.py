@@ -22,7 +22,11 @@ T = TypeVar("T")
 
 
 def render_chart(kube: ControlPlane, namespace: str, *values: str) -> list[dict[str, Any]]:
+    """The chart as `helm template` renders it, with keys from a Secret (it renders nothing
+    without) unless `values` say otherwise."""
     args = ["template", "chorus", str(ROOT / "charts" / "chorus"), "--namespace", namespace]
+    if not any(v.startswith("auth.") for v in values):
+        values = ("auth.existingSecret=chorus-api-keys", *values)
     for v in values:
         args += ["--set", v]
     return [d for d in yaml.safe_load_all(kube.helm(*args).stdout) if d]

@@ -80,13 +80,18 @@ OPERATOR_RULES = (
 # --- helpers -----------------------------------------------------------------------------
 
 
+# The chart renders nothing without API keys (or an explicit insecureNoAuth): every render
+# here names this Secret unless its values say otherwise, as manifests/rayservice.yaml does.
+KEYS = {"auth": {"existingSecret": "chorus-api-keys"}}
+
+
 def render(kube: ControlPlane, tmp_path: Path, values: dict[str, Any] | None = None,
            namespace: str = "default") -> list[dict[str, Any]]:
     args = ["template", RELEASE, str(CHART), "--namespace", namespace]
-    if values is not None:
-        values_file = tmp_path / "values.yaml"
-        values_file.write_text(yaml.safe_dump(values))
-        args += ["-f", str(values_file)]
+    values = values or {}
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values if "auth" in values else {**values, **KEYS}))
+    args += ["-f", str(values_file)]
     out = kube.helm(*args).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -235,9 +240,11 @@ def test_rendering_applies_server_side(kube: ControlPlane, tmp_path: Path, names
 def test_serve_config_is_the_cluster_profile_plus_values(kube: ControlPlane, tmp_path: Path,
                                                          values: dict[str, Any] | None) -> None:
     rendered = serve_config(render(kube, tmp_path, values))
-    assert rendered == expected_serve_config(values or {})
-    if values is None:
-        assert rendered == yaml.safe_load(CLUSTER_PROFILE.read_text())
+    assert rendered == expected_serve_config(values if values and "auth" in values else {**(values or {}), **KEYS})
+    if values is None:  # the profile itself, with the keys render() names
+        profile = yaml.safe_load(CLUSTER_PROFILE.read_text())
+        profile["applications"][0]["args"]["auth"] = {"keysFile": f"{API_KEYS_DIR}/keys.yaml"}
+        assert rendered == profile
 
 
 @pytest.mark.parametrize("values", [None, VARIANT_VALUES], ids=["defaults", "variant"])
@@ -404,11 +411,19 @@ def test_api_keys_come_from_a_secret_mounted_as_a_directory(kube: ControlPlane, 
     assert mount == {"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True}
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == [RAY_TOKEN_SECRET]
 
-    # Off by default: no volume, no args.
-    default = render(kube, tmp_path)
-    assert "auth" not in serve_config(default)["applications"][0]["args"]
-    for spec in ray_pod_specs(one(default, "RayService")).values():
+    # Off only when asked for by name: no volume, no keys, and the app told it is on purpose.
+    open_ = render(kube, tmp_path, {"auth": {"insecureNoAuth": True}})
+    args = serve_config(open_)["applications"][0]["args"]
+    assert "auth" not in args and args["insecure_no_auth"] is True
+    for spec in ray_pod_specs(one(open_, "RayService")).values():
         assert "api-keys" not in {v["name"] for v in spec["volumes"]}
+
+
+def test_the_chart_renders_nothing_without_keys(kube: ControlPlane, tmp_path: Path) -> None:
+    """Security audit H-1: the defaults used to serve every route to every pod."""
+    out = kube.helm("template", RELEASE, str(CHART), check=False)
+    assert out.returncode != 0 and "auth.existingSecret is empty" in out.stderr, out.stderr
+    assert "auth.insecureNoAuth=true" in out.stderr
 
 
 @pytest.mark.parametrize("auth", [
@@ -565,7 +580,8 @@ def test_ray_token_is_kept_across_upgrades(kube: ControlPlane, tmp_path: Path) -
                  "--from-literal=auth_token=kept0123456789abcdef0123456789abcdef")
 
     def upgrade(namespace: str) -> str:
-        out = kube.helm("template", RELEASE, str(CHART), "--namespace", namespace, "--dry-run=server").stdout
+        out = kube.helm("template", RELEASE, str(CHART), "--namespace", namespace, "--dry-run=server",
+                        "--set", "auth.existingSecret=chorus-api-keys").stdout
         return ray_token([d for d in yaml.safe_load_all(out) if d])
 
     assert upgrade("chart-token") == "kept0123456789abcdef0123456789abcdef"

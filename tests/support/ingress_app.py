@@ -44,4 +44,4 @@ class Api:
         board = EngineBoard({"piper": LocalHandle(self.piper), "google_tts": LocalHandle(self.google)})
         self.replica = Replica(config, board)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
-                                        base_url="http://chorus")
+                                        base_url="http://127.0.0.1")

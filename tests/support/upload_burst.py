@@ -66,7 +66,7 @@ async def main(root: Path, kind: str) -> None:
     replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper", languages=("en",)))}))
     replica.samples.ingest.checker.check_sample = refuse  # type: ignore[method-assign]
     body = silent_flac(60, 192_000, 1) if kind == "bomb" else silent_flac(60, 48_000, 2)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://chorus",
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://127.0.0.1",
                                  timeout=120) as client:
         before = kib("VmRSS")
         responses = await asyncio.gather(*(

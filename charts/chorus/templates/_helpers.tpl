@@ -89,12 +89,16 @@ app.kubernetes.io/part-of: chorus
 {{- end }}
 
 {{/* The app args' `auth` (JSON) when keys come from a Secret, else "". Refuses any field
-     but existingSecret and secretKey, so a key can never be put in values. */}}
+     but existingSecret, secretKey and insecureNoAuth, so a key can never be put in values,
+     and refuses keys off unless insecureNoAuth says something else guards the port. */}}
 {{- define "chorus.auth.args" -}}
 {{- range $field, $_ := .Values.auth -}}
-  {{- if not (has $field (list "existingSecret" "secretKey")) -}}
+  {{- if not (has $field (list "existingSecret" "secretKey" "insecureNoAuth")) -}}
     {{- fail (printf "auth.%s: keys are never given in values; put the key file in a Secret and name it in auth.existingSecret (docs/security.md)" $field) -}}
   {{- end -}}
+{{- end -}}
+{{- if and (not .Values.auth.existingSecret) (not .Values.auth.insecureNoAuth) -}}
+  {{- fail "auth.existingSecret is empty: without API keys anyone reaching port 8000 may rewrite personalities, download voice recordings and clone voices. Name a Secret holding a key file (make keys with `chorus keys new`; docs/security.md), or set auth.insecureNoAuth=true if something in front of Chorus guards it." -}}
 {{- end -}}
 {{- if .Values.auth.existingSecret -}}
   {{- if not (regexMatch "^[-._a-zA-Z0-9]+$" .Values.auth.secretKey) -}}

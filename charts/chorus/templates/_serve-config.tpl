@@ -7,6 +7,7 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
   engines.<id>.minReplicas/maxReplicas   -> that deployment's autoscaling_config.min_replicas/max_replicas
   ingress.minReplicas/maxReplicas        -> the Ingress deployment's autoscaling_config
   auth.existingSecret                    -> args.auth.keysFile: the key file mounted from that Secret
+  auth.insecureNoAuth (no existingSecret) -> args.insecure_no_auth: true (keys off; refused otherwise)
   dashboard.rayDashboard/trace/engineTraces -> args.links (the web dashboard's links; empty ones left out)
 */}}
 {{- define "chorus.serveConfig" -}}
@@ -48,6 +49,8 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
 {{- $_ := set $app "deployments" $deployments -}}
 {{- with include "chorus.auth.args" . -}}
   {{- $_ := set $app.args "auth" (fromJson .) -}}
+{{- else -}}
+  {{- $_ := set $app.args "insecure_no_auth" true -}}
 {{- end -}}
 {{- $links := dict -}}
 {{- range $field, $url := .Values.dashboard | default dict -}}

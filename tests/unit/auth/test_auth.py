@@ -52,7 +52,7 @@ class AuthApi:
         clean = canonical_wav(decode_audio(recording()["file"][1]))
         self.replica.samples.store.put("joe", clean, SampleMeta(id="s0", duration=7.6, quality_score=1.0))
         self.app = create_app(self.replica)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://chorus")
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://127.0.0.1")
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ async def test_without_keys_every_route_is_open_and_said_so(tmp_path: Path) -> N
     (tmp_path / "personalities").mkdir()
     config = IngressConfig(personalities={"directory": tmp_path / "personalities"}, samples={"directory": tmp_path / "s"})
     replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://c") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://127.0.0.1") as c:
         me = (await c.get("/v1/keys/me")).json()
     assert (me["auth"], me["name"]) == (False, None)
     assert me["limits"] == {"rateLimit": None, "charactersPerDay": None, "charactersPerMonth": None}

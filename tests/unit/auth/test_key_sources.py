@@ -288,7 +288,7 @@ async def test_an_ingress_replica_has_its_keys_before_serving_and_follows_the_fi
     try:
         assert name_of(ingress.replica.keys, first) == "first"
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ingress.replica)),
-                                   base_url="http://test")
+                                   base_url="http://127.0.0.1")
         async with client:
             assert (await client.get("/v1/personalities", headers={"x-api-key": first})).status_code == 200
             write_atomically(path, document(("rotated", rotated, ["speak"])))

@@ -26,7 +26,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     config = IngressConfig(personalities={"directory": tmp_path / "personalities"},
                            samples={"directory": tmp_path / "samples"}, timeouts={"piper": 5}, auth={})
     replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://chorus") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -88,7 +88,7 @@ async def test_the_links_are_the_configured_ones_for_any_key(tmp_path: Path) -> 
     config = IngressConfig(personalities={"directory": tmp_path / "personalities"},
                            samples={"directory": tmp_path / "samples"}, links=links)
     replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://c") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://127.0.0.1") as c:
         assert (await c.get("/v1/dashboard/links")).json() == {**links, "engineTraces": None}
 
 

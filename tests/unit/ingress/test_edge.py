@@ -56,7 +56,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     app.add_api_route("/test/late-validation", late_validation)
     app.add_api_route("/test/crash", crash)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://chorus") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield client
         r = await client.get("/healthz")  # still answering after whatever the test sent
         assert r.status_code == 200, r.text
@@ -125,7 +125,7 @@ async def test_uploads_keep_their_own_larger_limit(client: httpx.AsyncClient) ->
 async def test_the_cap_is_configurable(tmp_path: Path) -> None:
     config = IngressConfig(personalities={"directory": tmp_path}, max_body_bytes=2048)
     app = create_app(Replica(config, EngineBoard({})))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://chorus") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         r = await client.post("/v1/personalities/joe/speech", json={"text": "a" * 3000})
     assert_names_limit(r, 2048)
 
@@ -237,7 +237,7 @@ async def test_behind_the_serve_proxy_the_app_logs_its_id_and_leaves_the_header_
     app = create_app(Replica(config, EngineBoard({})), behind_serve_proxy=True)
     app.add_api_route("/test/crash", crash)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://chorus") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         with caplog.at_level(logging.INFO, logger="chorus.ingress.errors"):
             missing = await client.get("/v1/personalities/nobody", headers={"x-request-id": "from-proxy"})
             crashed = await client.get("/test/crash", headers={"x-request-id": "from-proxy-2"})

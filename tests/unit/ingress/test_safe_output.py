@@ -74,7 +74,7 @@ class Api:
                 KeyEntry(name=name, key=secret(name), scopes=scopes).api_key() for name, scopes in KEYS.items()
             ])
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
-                                        base_url="http://chorus")
+                                        base_url="http://127.0.0.1")
 
     def as_(self, name: str) -> dict[str, str]:
         return {"x-api-key": secret(name)}

@@ -68,7 +68,7 @@ class CloudReplica:
         self.now = NOVEMBER
         self.replica.meter.clock = lambda: self.now
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
-                                        base_url="http://chorus")
+                                        base_url="http://127.0.0.1")
 
     async def speak(self, name: str, text: str = TEXT, **body: Any) -> httpx.Response:
         r = await self.client.post(f"/v1/personalities/{name}/speech", json={"text": text, **body})

@@ -76,7 +76,7 @@ class Quota:
             self.replica.keys.replace("test", [KeyEntry(name="alice", key=KEY, scopes=["speak", "clone"],
                                                        **key_limits).api_key()])
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
-                                        base_url="http://chorus", headers={"x-api-key": KEY})
+                                        base_url="http://127.0.0.1", headers={"x-api-key": KEY})
 
     async def speak(self, text: str = TEN) -> httpx.Response:
         return await self.client.post("/v1/personalities/joe/speech", json={"text": text})

@@ -53,7 +53,7 @@ class App:
                                timeouts={"piper": 30}, cache={"enabled": True, "diskDir": None})
         self.replica = Replica(config, EngineBoard({"piper": LocalHandle(piper)}))
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
-                                        base_url="http://chorus", timeout=60)
+                                        base_url="http://127.0.0.1", timeout=60)
 
     async def pcm(self, text: str, name: str = "joe", **headers: str) -> httpx.Response:
         r = await self.client.post(SPEECH.format(name), json={"text": text, "format": "pcm"}, headers=headers)

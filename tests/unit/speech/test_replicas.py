@@ -71,6 +71,6 @@ async def test_providers_show_each_engines_replicas(tmp_path: Path, source: Cont
     config = IngressConfig(personalities={"directory": tmp_path / "personalities"}, samples={"directory": tmp_path / "s"},
                            timeouts={"piper": 5})
     replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}), replicas=Replicas(source))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://c") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://127.0.0.1") as c:
         (piper,) = (await c.get("/v1/providers")).json()["providers"]
     assert piper["replicas"] == (None if source is None else {"running": 2, "starting": 1, "stopping": 0})

@@ -78,7 +78,7 @@ class Traced:
         # The SDK's export path: like the OTLP exporter's batch processor, only sampled spans.
         self.replica.add_span_processor(SimpleSpanProcessor(self.exported))
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
-                                        base_url="http://chorus")
+                                        base_url="http://127.0.0.1")
 
     def named(self, name: str) -> list[ReadableSpan]:
         return [s for s in self.exported.get_finished_spans() if s.name == name]
