@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -74,7 +75,12 @@ def serve(
     ] = None,
 ) -> None:
     """Start a local Ray, deploy Chorus and serve until Ctrl-C."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray's own ports (GCS, raylet, workers) listen on every interface whatever --host is,
+    # and whoever reaches them can run code: unless told otherwise, only processes holding
+    # this run's random token may use them (Ray token auth; the workers inherit it).
+    if "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     from chorus.deploy import APP_NAME, profile_path, render
 
     config_file = Path(profile) if Path(profile).suffix in (".yaml", ".yml") else profile_path(profile)
@@ -122,6 +128,9 @@ def serve(
             typer.echo(f"Ray dashboard: {_http(dashboard_url)}" if dashboard_url
                        else "Ray dashboard: did not start (see /tmp/ray/session_latest/logs/dashboard.log)")
         typer.echo(f"Prometheus metrics (chorus_* and Serve's): http://127.0.0.1:{_metrics_export_port()}/metrics")
+        typer.echo(f"Ray: {context.address_info['gcs_address']}, "
+                   + ("token auth (this run's token)" if os.environ["RAY_AUTH_MODE"] == "token"
+                      else f"auth {os.environ['RAY_AUTH_MODE']}"))
         typer.echo(f"Personalities are read from {directory}")
         auth = app_args.get("auth")
         typer.echo(f"API keys: {auth}" if auth else "API keys: off, every route is open")

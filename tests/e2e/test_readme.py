@@ -33,7 +33,8 @@ def test_readme_has_two_commands_and_ci_runs_the_test_one() -> None:
 def test_serve_command_speaks_with_the_bundled_voice_out_of_the_box(tmp_path: Path, ear) -> None:
     port = free_port()
     personalities = tmp_path / "personalities"  # does not exist: first run seeds `default`
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    # As a user runs it: no Ray settings of the test session's.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
     proc = subprocess.Popen(
         [str(ROOT / "scripts/serve.sh"), "--port", str(port), "--personalities", str(personalities)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
@@ -60,6 +61,13 @@ def test_serve_command_speaks_with_the_bundled_voice_out_of_the_box(tmp_path: Pa
         assert said.returncode == 0, said.stderr
         assert word_error_rate("Thank you for your help.", ear.hear(out.read_bytes())) <= 0.5
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        # Ray listens beyond loopback: a client without this run's token is refused (audit M-9).
+        (gcs,) = re.findall(r"^Ray: (\S+), token auth", output, re.M)
+        intruder = subprocess.run(
+            [sys.executable, "-c", f"import ray; ray.init(address={gcs!r}); print('joined')"],
+            capture_output=True, text=True, timeout=180, env={**env, "RAY_AUTH_MODE": "disabled"},
+        )
+        assert intruder.returncode != 0 and "joined" not in intruder.stdout, intruder.stdout + intruder.stderr
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
