@@ -164,11 +164,13 @@ def _check_key_file(path: Path) -> None:
     from chorus.auth.sources import KeySourceError, parse_keys
 
     try:
-        keys = parse_keys(path.read_bytes(), str(path))
+        keys, problems = parse_keys(path.read_bytes(), str(path))
     except OSError as err:
         raise typer.BadParameter(f"{path}: {err.strerror or err}", param_hint="--api-keys") from None
     except KeySourceError as err:
         raise typer.BadParameter(err.reason, param_hint="--api-keys") from None
+    if problems:  # a running replica would leave these out; at start, say so instead
+        raise typer.BadParameter("; ".join(problems), param_hint="--api-keys")
     if not keys:
         raise typer.BadParameter(f"{path} holds no key: add one with `chorus keys new`", param_hint="--api-keys")
 

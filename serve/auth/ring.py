@@ -12,13 +12,22 @@ log = logging.getLogger(__name__)
 
 class KeyRing:
     """Keys by source (`file`, `env`, `aws`, ...); a source's keys are replaced as a whole
-    when it reloads, so a rotated or removed key stops working at once."""
+    when it reloads, so a rotated or removed key stops working at once. A source whose
+    last reload could not be read keeps its keys and is `stale` until one succeeds; the
+    entries a reload left out are its `problems`."""
 
     def __init__(self) -> None:
         self._by_source: dict[str, tuple[ApiKey, ...]] = {}
         self._keys: tuple[ApiKey, ...] = ()
+        self.stale_sources: dict[str, str] = {}
+        self.problems: dict[str, list[str]] = {}
 
-    def replace(self, source: str, keys: Iterable[ApiKey]) -> None:
+    def stale(self, source: str, reason: str) -> None:
+        self.stale_sources[source] = reason
+
+    def replace(self, source: str, keys: Iterable[ApiKey], problems: Iterable[str] = ()) -> None:
+        self.stale_sources.pop(source, None)
+        self.problems[source] = list(problems)
         self._by_source[source] = tuple(keys)
         self._keys = tuple(key for keys_of in self._by_source.values() for key in keys_of)
         names = [key.name for key in self._keys]

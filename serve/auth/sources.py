@@ -5,9 +5,15 @@ that part when it reloads. Every source reads the same document (`chorus.auth.ke
 `KeySources.load()` reads them all once, synchronously, before the replica serves, so the
 first request already sees the keys; `KeySources.watch()` then keeps them current: the file
 on every change (it is a mounted Secret, swapped through `..data` symlinks), Secrets
-Manager every `aws_refresh_s`. A source that fails to reload keeps its last good keys and
-logs why; nothing here ever logs a key (YAML errors are reduced to their position, pydantic
-errors are rendered without their input).
+Manager every `aws_refresh_s`.
+
+A reload applies what it can and never keeps what was removed: a document is read entry by
+entry, an entry that is not valid is dropped (and named in the log and in `/readyz`) while
+the others, removals included, take effect at once. Only a document that cannot be read at
+all (not YAML, no `keys` list, the file or secret gone) keeps the source's last good keys,
+since nothing in it says which to drop; the ring then marks the source stale and the
+replica stops being ready until a reload succeeds. Nothing here ever logs a key (YAML errors
+are reduced to their position, pydantic errors are rendered without their input).
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import watchfiles
 import yaml
 from pydantic import ValidationError
 
 from chorus.auth.config import AuthConfig
-from chorus.auth.keys import ApiKey, KeyFile
+from chorus.auth.keys import ApiKey, KeyEntry
 from chorus.auth.ring import KeyRing
 from chorus.common import documents
 
@@ -40,8 +46,14 @@ class KeySourceError(Exception):
         self.reason = reason
 
 
-def parse_keys(text: str | bytes, origin: str) -> list[ApiKey]:
-    """A key document (YAML or JSON) → the keys it grants. Raises `KeySourceError`."""
+class ParsedKeys(NamedTuple):
+    keys: list[ApiKey]
+    problems: list[str]  # the entries left out, and why
+
+
+def parse_keys(text: str | bytes, origin: str) -> ParsedKeys:
+    """A key document (YAML or JSON) → the keys its valid entries grant, and what is wrong
+    with the others. Raises `KeySourceError` when the document as a whole is unreadable."""
     try:
         document = documents.load(text)
     except documents.DocumentRefused as err:
@@ -54,11 +66,18 @@ def parse_keys(text: str | bytes, origin: str) -> list[ApiKey]:
             from None
     if document is None:
         document = {}
-    try:
-        key_file = KeyFile.model_validate(document)
-    except ValidationError as err:
-        raise KeySourceError(f"{origin}: {_describe(err)}") from None
-    return [entry.api_key() for entry in key_file.keys]
+    entries = document.get("keys", []) if isinstance(document, dict) else None
+    if not isinstance(entries, list) or set(document) - {"keys"}:
+        raise KeySourceError(f"{origin}: a key document is a mapping with one field, `keys`, a list of entries")
+    keys, problems = [], []
+    for index, entry in enumerate(entries):
+        try:
+            keys.append(KeyEntry.model_validate(entry).api_key())
+        except ValidationError as err:
+            name = entry.get("name") if isinstance(entry, dict) and isinstance(entry.get("name"), str) else None
+            said = f"keys[{index}]" + (f" ({name[:64]!r})" if name else "")
+            problems.append(f"{origin}: {said} left out: {_describe(err)}")
+    return ParsedKeys(keys, problems)
 
 
 def _describe(err: ValidationError) -> str:
@@ -70,15 +89,19 @@ def _describe(err: ValidationError) -> str:
 
 
 def _fill(ring: KeyRing, source: str, text: str | bytes, origin: str) -> bool:
-    """The keys `text` grants into `ring` as `source`'s; when it is not a valid key document,
-    `ring` keeps what it holds and the log says why (never quoting a key)."""
+    """The keys `text` grants into `ring` as `source`'s, its invalid entries left out; when
+    it cannot be read at all, `ring` keeps what it holds for `source` and marks it stale.
+    The log says why, never quoting a key."""
     try:
-        keys = parse_keys(text, origin)
+        parsed = parse_keys(text, origin)
     except KeySourceError as err:
-        log.error("API keys not loaded, keeping the keys loaded before: %s", err.reason)
+        log.error("API keys not reloaded, the keys loaded before stay until a reload succeeds: %s", err.reason)
+        ring.stale(source, err.reason)
         return False
-    ring.replace(source, keys)
-    log.info("API keys from %s: %s", origin, ", ".join(key.name for key in keys) or "none")
+    ring.replace(source, parsed.keys, problems=parsed.problems)
+    for problem in parsed.problems:
+        log.error("API key entry refused: %s", problem)
+    log.info("API keys from %s: %s", origin, ", ".join(key.name for key in parsed.keys) or "none")
     return True
 
 
@@ -113,6 +136,7 @@ class FileKeySource:
                 self._seen = "unreadable"
                 log.error("API key file %s cannot be read (%s); keeping the keys loaded before",
                           self.path, err.strerror or err)
+                ring.stale(self.name, f"{self.path}: cannot be read ({err.strerror or type(err).__name__})")
             return
         seen = hashlib.sha256(raw).hexdigest()
         if seen == self._seen:
@@ -185,6 +209,7 @@ class AwsSecretKeySource:
             # Their text names the error code and the operation, never the secret's value.
             log.error("AWS secret %s not read, keeping the keys loaded before: %s: %s",
                       self.secret_id, type(err).__name__, err)
+            ring.stale(self.name, f"AWS secret {self.secret_id}: not read ({type(err).__name__})")
             return
         if version and version == self._version:
             return

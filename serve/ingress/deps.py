@@ -10,7 +10,7 @@ from starlette.requests import HTTPConnection
 
 from chorus.auth.scopes import Scope
 from chorus.ingress.errors import ChorusHTTPError
-from chorus.ingress.middleware.auth import caller
+from chorus.ingress.middleware.auth import identified
 from chorus.ingress.replica import Replica
 from chorus.personalities import Personality
 from chorus.quotas.callers import Spend
@@ -42,10 +42,10 @@ PersonalityDep = Annotated[Personality, Depends(_path_personality)]
 def is_admin(request: Request, replica: Replica) -> bool:
     """Whether the caller may see details (file paths, engines' own reasons) and override
     checks: its key has `admin`, or keys are off (then the ingress is loopback only,
-    and whoever reaches it runs it). A public route's caller has no key: not an admin."""
+    and whoever reaches it runs it). On a public route, only a caller that showed an admin key."""
     if replica.keys is None:
         return True
-    key = caller(request)
+    key = identified(request)
     return key is not None and key.allows(Scope.ADMIN)
 
 

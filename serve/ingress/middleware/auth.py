@@ -33,6 +33,12 @@ def caller(conn: HTTPConnection) -> ApiKey | None:
     return conn.scope.get("state", {}).get("caller")
 
 
+def identified(conn: HTTPConnection) -> ApiKey | None:
+    """The key a request showed, on any route: `caller`, or a valid key sent to a public one."""
+    state = conn.scope.get("state", {})
+    return state.get("caller") or state.get("public_caller")
+
+
 def caller_name(conn: HTTPConnection) -> str:
     """What logs call the caller: its key's name, never the key."""
     key = caller(conn)
@@ -66,12 +72,16 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         needs = self._needs(scope)
-        if needs == PUBLIC:
-            await self.app(scope, receive, send)
-            return
         request = Request(scope)
         presented = presented_key(request)
         key = self.ring.lookup(presented) if presented else None
+        if needs == PUBLIC:
+            # Anyone may call it, and no key's rate counts it; a valid key still says who is
+            # asking (an admin sees `/readyz`'s details).
+            if key is not None:
+                scope.setdefault("state", {})["public_caller"] = key
+            await self.app(scope, receive, send)
+            return
         if key is None:
             said = "is not valid" if presented else "is missing"
             response = self.refuse(

@@ -58,17 +58,22 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["probes"], summary="Ready when the personalities are loaded and at least one engine is healthy",
-            openapi_extra=needs(PUBLIC))
+@router.get("/readyz", tags=["probes"], summary="Ready when the personalities are loaded, at least one engine is "
+            "healthy and the API keys are current", openapi_extra=needs(PUBLIC))
 async def readyz(replica: ReplicaDep, admin: AdminCaller) -> JSONResponse:
     statuses = await replica.board.statuses()
     healthy = [e for e, s in statuses.items() if s.health.healthy]
-    # Not ready before the personalities are listed: a new replica would answer 404.
-    ready = bool(healthy) and replica.store.loaded
-    body = {
-        "ready": ready,
-        "personalitiesLoaded": replica.store.loaded,
-        "engines": {e: shown_health(s.health, admin).model_dump() for e, s in statuses.items()},
-        "personalities": len(replica.store.names()),
-    }
+    keys = replica.keys
+    stale = keys.stale_sources if keys is not None else {}
+    # Not ready before the personalities are listed (a new replica would answer 404), nor
+    # while a key source's last reload could not be read: a key removed there may still work.
+    ready = bool(healthy) and replica.store.loaded and not stale
+    body: dict[str, object] = {"ready": ready, "personalitiesLoaded": replica.store.loaded, "keysStale": bool(stale)}
+    if admin:  # the engines, personalities and key problems are the operator's, not the public's
+        body |= {
+            "engines": {e: shown_health(s.health, True).model_dump() for e, s in statuses.items()},
+            "personalities": len(replica.store.names()),
+        }
+        if keys is not None:
+            body["keys"] = {"stale": stale, "leftOut": [p for ps in keys.problems.values() for p in ps]}
     return JSONResponse(body, status_code=200 if ready else 503)

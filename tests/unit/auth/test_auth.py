@@ -231,3 +231,18 @@ async def test_a_personality_with_its_cache_off_keeps_nothing(api: AuthApi) -> N
     for _ in range(2):
         r = await api.client.post("/v1/personalities/joe/speech", json={"text": "Hello."}, headers=admin)
         assert r.headers["x-chorus-cache"] == "bypass"
+
+
+async def test_a_key_source_that_could_not_be_reloaded_makes_the_replica_unready(api: AuthApi) -> None:
+    """Security audit M-7: until the keys are current again a removed key may still work, so
+    the replica leaves the load balancer; only an admin sees why."""
+    assert (await api.client.get("/readyz")).json()["keysStale"] is False
+    assert api.replica.keys is not None
+    api.replica.keys.stale("file", "keys.yaml: not YAML or JSON at line 2, column 3")
+    public = await api.client.get("/readyz")
+    admin = await api.client.get("/readyz", headers={"x-api-key": KEYS[Scope.ADMIN]})
+    assert public.status_code == admin.status_code == 503
+    assert public.json() == {"ready": False, "personalitiesLoaded": True, "keysStale": True}
+    assert admin.json()["keys"]["stale"] == {"file": "keys.yaml: not YAML or JSON at line 2, column 3"}
+    speak_key = await api.client.get("/readyz", headers={"x-api-key": KEYS[Scope.SPEAK]})
+    assert "keys" not in speak_key.json()

@@ -52,27 +52,44 @@ def test_yaml_and_json_documents_give_the_same_keys() -> None:
     key = new_key()
     doc = document(("ci", key, ["speak", "clone"]))
     for text in (yaml.safe_dump(doc), json.dumps(doc)):
-        (api_key,) = parse_keys(text, "test")
+        (api_key,) = parse_keys(text, "test").keys
         assert api_key.name == "ci" and api_key.matches(digest(key))
         assert {str(s) for s in api_key.scopes} == {"speak", "clone"}
-    (inline,) = parse_keys(yaml.safe_dump(document(("ci", key, ["admin"]), hashed=False)), "test")
+    (inline,) = parse_keys(yaml.safe_dump(document(("ci", key, ["admin"]), hashed=False)), "test").keys
     assert inline.matches(digest(key)), "an entry giving the key itself is held as its hash"
-    assert parse_keys("", "test") == [], "an empty document grants nothing"
+    assert parse_keys("", "test") == ([], []), "an empty document grants nothing"
 
 
-@pytest.mark.parametrize("text", [
-    "keys:\n  - name: ci\n    key: {key}\n    scopes: [speak]\n   bad: indent\n",  # not YAML
-    "keys:\n  - name: ci\n    key: {key}\n    scopes: [fly]\n",  # unknown scope
-    "keys:\n  - name: ci\n    key: {key}\n    sha256: {sha}\n    scopes: [speak]\n",  # both
-    "keys:\n  - name: 'c i'\n    key: {key}\n    scopes: [speak]\n",  # a name logs cannot carry
-    "keys: {key}\n",
+def test_an_invalid_entry_is_left_out_and_the_others_count() -> None:
+    good, bad = new_key(), new_key()
+    text = (f"keys:\n  - name: good\n    key: {good}\n    scopes: [speak]\n"
+            f"  - name: bad\n    key: {bad}\n    scopes: [fly]\n")
+    keys, problems = parse_keys(text, "keys.yaml")
+    assert [k.name for k in keys] == ["good"]
+    assert len(problems) == 1 and problems[0].startswith("keys.yaml: keys[1] ('bad') left out: scopes.0")
+    assert bad not in problems[0]
+
+
+@pytest.mark.parametrize("text,whole", [
+    ("keys:\n  - name: ci\n    key: {key}\n    scopes: [speak]\n   bad: indent\n", True),  # not YAML
+    ("keys:\n  - name: ci\n    key: {key}\n    scopes: [fly]\n", False),  # unknown scope
+    ("keys:\n  - name: ci\n    key: {key}\n    sha256: {sha}\n    scopes: [speak]\n", False),  # both
+    ("keys:\n  - name: 'c i'\n    key: {key}\n    scopes: [speak]\n", False),  # a name logs cannot carry
+    ("keys: {key}\n", True),
 ])
-def test_errors_never_quote_the_key(text: str) -> None:
+def test_errors_never_quote_the_key(text: str, whole: bool) -> None:
+    """A document that cannot be read raises; an entry that is not valid is left out. Neither
+    says the key."""
     key = new_key()
-    with pytest.raises(KeySourceError) as raised:
-        parse_keys(text.format(key=key, sha=digest(key)), "keys.yaml")
-    assert raised.value.reason.startswith("keys.yaml")
-    assert key not in raised.value.reason and digest(key) not in raised.value.reason
+    if whole:
+        with pytest.raises(KeySourceError) as raised:
+            parse_keys(text.format(key=key, sha=digest(key)), "keys.yaml")
+        said = [raised.value.reason]
+    else:
+        keys, said = parse_keys(text.format(key=key, sha=digest(key)), "keys.yaml")
+        assert keys == [] and len(said) == 1
+    assert said[0].startswith("keys.yaml")
+    assert key not in said[0] and digest(key) not in said[0]
 
 
 # --- the key file ------------------------------------------------------------------------
@@ -104,13 +121,22 @@ async def test_file_reloads_on_change_and_keeps_the_last_good_keys(
         assert await eventually(lambda: name_of(ring, second) == "second") < 5
         assert ring.lookup(first) is None, "a key removed from the file stops working"
 
-        # Broken: the last good keys stay, the log says why without the key.
+        # An invalid entry beside a removal (security audit M-7): the removal counts, the
+        # entry is left out, the log says why without the key.
         caplog.set_level(logging.INFO, logger="chorus.auth.sources")
         path.write_text(f"keys:\n  - name: third\n    key: {third}\n    scopes: [everything]\n")
-        await eventually(lambda: "keeping the keys loaded before" in caplog.text)
-        assert name_of(ring, second) == "second" and ring.lookup(third) is None
-        assert "keys.0.scopes.0" in caplog.text
-        assert third not in caplog.text
+        await eventually(lambda: "left out" in caplog.text)
+        assert ring.lookup(second) is None and ring.lookup(third) is None
+        assert "keys[0] ('third') left out: scopes.0" in caplog.text and third not in caplog.text
+        assert not ring.stale_sources and ring.problems["file"]
+
+        # Not a key document at all: nothing says what to drop, so the last good keys stay
+        # and the source is stale until a reload succeeds.
+        write_atomically(path, document(("second", second, ["speak"])))
+        assert await eventually(lambda: name_of(ring, second) == "second") < 5
+        path.write_text("keys:\n  - [unclosed\n")
+        await eventually(lambda: "file" in ring.stale_sources)
+        assert name_of(ring, second) == "second" and "not YAML" in ring.stale_sources["file"]
 
         # Atomically replaced (rename over it), fixed again.
         write_atomically(path, document(("third", third, ["clone"])))
@@ -254,15 +280,19 @@ async def test_secrets_manager_loads_refreshes_and_keeps_the_last_good_keys(
         await eventually(lambda: name_of(ring, second) == "aws")
         assert ring.lookup(first) is None
 
-        # A broken secret and then an unreadable one: the last good keys stay.
+        # An invalid entry: left out, and the key it replaced is gone (security audit M-7).
         sm.put_secret_value(SecretId=secret_id, SecretString=f"keys: [{{name: aws, key: {third}}}]")
-        await eventually(lambda: f"not loaded, keeping the keys loaded before: AWS secret {secret_id}" in caplog.text)
+        await eventually(lambda: f"AWS secret {secret_id}: keys[0] ('aws') left out" in caplog.text)
+        assert ring.lookup(second) is None and ring.lookup(third) is None
+        # Unreadable: nothing says what to drop, so the last good keys stay, marked stale.
+        sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(document(("aws", second, ["clone"]))))
+        await eventually(lambda: name_of(ring, second) == "aws")
         sm.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
         await eventually(lambda: f"AWS secret {secret_id} not read" in caplog.text)
-        assert name_of(ring, second) == "aws"
+        assert name_of(ring, second) == "aws" and "aws" in ring.stale_sources
         # Ours only: botocore at DEBUG (another test may leave it there) logs whole responses.
         ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("chorus"))
-        assert "not loaded, keeping the keys loaded before: AWS secret" in ours
+        assert "left out" in ours and "not read, keeping the keys loaded before" in ours
         assert not any(key in ours for key in (first, second, third))
     finally:
         stop.set()

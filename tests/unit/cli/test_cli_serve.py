@@ -35,7 +35,8 @@ def fake_ray(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     def init(**kwargs: Any) -> SimpleNamespace:
         seen["init"] = kwargs
-        return SimpleNamespace(dashboard_url="127.0.0.1:8265" if kwargs["include_dashboard"] else "")
+        return SimpleNamespace(dashboard_url="127.0.0.1:8265" if kwargs["include_dashboard"] else "",
+                               address_info={"gcs_address": "127.0.0.1:6379"})
 
     def shutdown() -> None:
         seen["shutdown"] += 1
@@ -94,7 +95,8 @@ def test_serve_says_when_the_dashboard_did_not_start(tmp_path: Path, fake_ray: d
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    monkeypatch.setattr(ray, "init", lambda **kwargs: SimpleNamespace(dashboard_url=None))
+    monkeypatch.setattr(ray, "init", lambda **kwargs: SimpleNamespace(dashboard_url=None,
+                                                                     address_info={"gcs_address": "127.0.0.1:6379"}))
     out = run(tmp_path, "--dashboard")
     assert "Ray dashboard: did not start" in out
     assert "http://127.0.0.1:43210/metrics" in out

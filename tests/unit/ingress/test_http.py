@@ -403,7 +403,7 @@ async def test_providers_and_readiness(api: Api) -> None:
         ("piper", True, 5.0), ("google_tts", False, 5.0)]
     ready = await api.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "personalitiesLoaded": True, "personalities": 1, "engines": {
+    assert ready.json() == {"ready": True, "personalitiesLoaded": True, "keysStale": False, "personalities": 1, "engines": {
         "piper": {"healthy": True, "reason": None},
         "google_tts": {"healthy": False, "reason": "credentials rejected"}}}
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}

@@ -169,9 +169,11 @@ async def test_provider_health_details_are_for_admins(api: Api) -> None:
     assert shown["healthy"] is False and shown["reason"].startswith("unhealthy")
     assert_no_leak(str(shown))
     assert ENDPOINT in (await google_health("boss"))["reason"]
-    ready = await api.client.get("/readyz")  # public: no key, no details
-    assert ready.json()["engines"]["google_tts"]["healthy"] is False
+    ready = await api.client.get("/readyz")  # public: no key, no details (audit L-12)
+    assert set(ready.json()) == {"ready", "personalitiesLoaded", "keysStale"}
     assert_no_leak(ready.text)
+    boss = (await api.client.get("/readyz", headers=api.as_("boss"))).json()
+    assert boss["engines"]["google_tts"]["healthy"] is False and ENDPOINT in boss["engines"]["google_tts"]["reason"]
 
 
 # --- listings -------------------------------------------------------------------------------
