@@ -21,6 +21,7 @@ from chorus.ingress.middleware.auth import caller_name
 from chorus.ingress.middleware.request_id import request_id
 from chorus.ingress.replica import Replica
 from chorus.personalities import Personality
+from chorus.quotas.callers import Charge
 from chorus.speech import encoding
 from chorus.speech import span as speech_span
 from chorus.speech.attempts import Attempt, Routed
@@ -126,14 +127,16 @@ def checked_utterance(
                      caller=caller.name if caller is not None else None)
 
 
-async def speak(request: Request, replica: Replica, utterance: Utterance, *, sample_rate: int | None = None) -> Response:
+async def speak(request: Request, replica: Replica, utterance: Utterance, *, sample_rate: int | None = None,
+                charge: Charge | None = None) -> Response:
     """Route the utterance and answer with its audio (resampled to `sample_rate` if given),
-    all under one `chorus.speech` span (`chorus.speech.span`)."""
+    all under one `chorus.speech` span (`chorus.speech.span`); `charge` (the caller's
+    `Spend.synthesis`) learns what engines were sent."""
     span = speech_span.start(replica.tracing.tracer, utterance)
     try:
         # Current while routing, so the router's attempt spans are its children.
         with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            response = await _speak(request, replica, utterance, span, sample_rate)
+            response = await _speak(request, replica, utterance, span, sample_rate, charge)
     except BaseException as err:
         speech_span.end(span, err)
         raise
@@ -143,11 +146,11 @@ async def speak(request: Request, replica: Replica, utterance: Utterance, *, sam
 
 
 async def _speak(request: Request, replica: Replica, utterance: Utterance, span: trace.Span,
-                 sample_rate: int | None) -> Response:
+                 sample_rate: int | None, charge: Charge | None) -> Response:
     started = time.perf_counter()
     fmt = utterance.format
     if utterance.stream:
-        routed = await replica.router.stream(utterance)
+        routed = await replica.router.stream(utterance, charge)
         speech_span.spoke(span, routed.engine, routed.cache, started)
         log_fallback(request, routed)
         return StreamingResponse(
@@ -155,7 +158,7 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
             media_type=encoding.media_type(fmt, routed.sample_rate),
             headers=chorus_headers(routed, started, is_admin(request, replica)),
         )
-    routed_audio = await replica.router.synthesize(utterance)
+    routed_audio = await replica.router.synthesize(utterance, charge)
     speech_span.spoke(span, routed_audio.engine, routed_audio.cache)
     log_fallback(request, routed_audio)
     audio = routed_audio.audio

@@ -225,13 +225,37 @@ class Quotas:
             windows.append(window)
         return windows, taken
 
-    async def give_back(self, reservations: list[_Reservation]) -> None:
+    async def give_back(self, reservations: list[_Reservation], characters: int | None = None) -> None:
+        """Return `characters` (default: all) of each reservation to its budget."""
         try:
             for r in reservations:
-                await self.storage.incr(r.item.key_for(*r.identifiers), r.item.get_expiry(), amount=-r.cost)
+                back = r.cost if characters is None else min(characters, r.cost)
+                await self.storage.incr(r.item.key_for(*r.identifiers), r.item.get_expiry(), amount=-back)
         except StorageError as err:
             # Only called while another error is on its way out: that one is the answer.
             log.warning("characters not given back (the limits store is unreachable): %s", err.storage_error)
+
+
+class Charge:
+    """What of one utterance's characters engines worked on: the router says when it sends
+    a piece (`sent`) and when the engine failed it (`failed`: the engine's doing, not the
+    caller's). An utterance that raises (every engine failing, the client gone) is refunded
+    only the rest: a client that leaves pays for what engines were already working on. A
+    fallback engine sent the same text again is not the key's to pay twice: the most any
+    one engine took counts."""
+
+    def __init__(self, characters: int) -> None:
+        self.characters = characters
+        self._by_engine: dict[str, int] = {}
+
+    def sent(self, engine: str, characters: int) -> None:
+        self._by_engine[engine] = self._by_engine.get(engine, 0) + characters
+
+    def failed(self, engine: str, characters: int) -> None:
+        self._by_engine[engine] = self._by_engine.get(engine, 0) - characters
+
+    def unsent(self) -> int:
+        return max(0, self.characters - max(self._by_engine.values(), default=0))
 
 
 class Spend:
@@ -257,22 +281,26 @@ class Spend:
                 self.quotas.rate(LimitName.KEY_RATE, self.key.name, self.key.rate_limit)))
 
     @asynccontextmanager
-    async def synthesis(self, personality: str | None, characters: int) -> AsyncIterator[None]:
+    async def synthesis(self, personality: str | None, characters: int) -> AsyncIterator[Charge]:
         """Around one utterance: count it against its personality's rate, reserve its
-        characters from the key's budgets, and give them back if it raises (nothing was
-        spoken). A stream is counted once its first chunk arrived (the context has exited
-        by then): from there on the utterance is that engine's to finish."""
+        characters from the key's budgets, and if it raises (an error, every engine failing,
+        the client gone) give back only the characters no engine was sent (`Charge`): what
+        an engine worked on is spent, spoken to the caller or not. A stream is counted once
+        its first chunk arrived (the context has exited by then): from there on the
+        utterance is that engine's to finish."""
         if personality is not None and (rate := self.quotas.config.personality_limit(personality)):
             self.windows.append(await self._counted(self.quotas.rate(LimitName.PERSONALITY_RATE, personality, rate)))
+        charge = Charge(characters)
         if self.key is None:
-            yield
+            yield charge
             return
         windows, reserved = await self._counted(self.quotas.reserve(self.key, characters))
         self.windows.extend(windows)
         try:
-            yield
+            yield charge
         except BaseException:
-            await self.quotas.give_back(reserved)
+            if unsent := charge.unsent():
+                await self.quotas.give_back(reserved, unsent)
             raise
 
     def tightest(self) -> Window | None:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 from opentelemetry.trace import NoOpTracer, Span, Tracer
 
+from chorus.quotas.callers import Charge
 from chorus.quotas.providers import QUOTA_EXHAUSTED, CloudMeter, QuotaSnapshot
 from chorus.speech.attempts import (
     UNHEALTHY,
@@ -56,6 +57,7 @@ from deployments.base import (
 from deployments.tracing import carrier
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 SampleRefs = Callable[[str, EngineId], list[VoiceSampleRef]]
@@ -209,7 +211,9 @@ class Router:
                 span.set_attribute(spans.CACHE, lookup.outcome)
             yield Candidate(engine, lookup, span)
 
-    async def synthesize(self, utterance: Utterance) -> RoutedAudio:
+    async def synthesize(self, utterance: Utterance, charge: Charge | None = None) -> RoutedAudio:
+        """The utterance's audio from the first engine of the plan that speaks it;
+        `charge` is told of every piece sent to an engine."""
         attempts: list[Attempt] = []
         deadline = Deadline(self.deadlines.request_s)
         async for engine, lookup, span in self._candidates(utterance, attempts, deadline):
@@ -221,7 +225,8 @@ class Router:
                     if part.cached is not None:  # neither made nor billed again
                         parts.append(part.cached)
                         continue
-                    made = await self._call(engine, handle.synthesize.remote(part.request), deadline)
+                    made = await self._charged(charge, engine, part.request,
+                                               self._call(engine, handle.synthesize.remote(part.request), deadline))
                     await self._billed(engine, part.request)
                     await lookup.made(index, made)
                     parts.append(made)
@@ -254,7 +259,7 @@ class Router:
         else:
             breaker.abandoned()
 
-    async def stream(self, utterance: Utterance) -> RoutedStream:
+    async def stream(self, utterance: Utterance, charge: Charge | None = None) -> RoutedStream:
         """Fall back until an engine yields its first chunk; after that the utterance
         stays with that engine (switching voices mid-sentence would be worse than a
         truncated stream)."""
@@ -270,7 +275,8 @@ class Router:
             else:
                 first_gen = handle.stream.remote(opening.request)
                 try:
-                    first = await self._call(engine, first_gen.__anext__(), deadline, cancel=first_gen.cancel)
+                    first = await self._charged(charge, engine, opening.request, self._call(
+                        engine, first_gen.__anext__(), deadline, cancel=first_gen.cancel))
                 except Exception as err:
                     first_gen.cancel()
                     self._give_up(engine, err, span, attempts)
@@ -362,6 +368,19 @@ class Router:
                     raise DeadlinePassed(deadline.seconds or 0) from None
                 raise TimeoutError(f"no audio for {limit:g} s") from None
             yield chunk
+
+    @staticmethod
+    async def _charged(charge: Charge | None, engine: EngineId, request: SynthesisRequest, call: Awaitable[T]) -> T:
+        """`call`, the piece `request` to `engine`, told to the caller's `charge`: sent
+        before it, given back if the engine failed it (not if the caller went away)."""
+        if charge is None:
+            return await call
+        charge.sent(engine, len(request.text))
+        try:
+            return await call
+        except Exception:
+            charge.failed(engine, len(request.text))
+            raise
 
     async def _billed(self, engine: EngineId, request: SynthesisRequest) -> None:
         """Tell the meter a piece came back from `engine`: its characters were billed."""

@@ -89,7 +89,7 @@ async def clone(request: Request, replica: ReplicaDep, spend: SpendDep) -> Respo
             raise ChorusHTTPError(422, err.reason) from None
         # Counted before the reference's checks spend seconds on it (a one-off voice has no
         # personality rate); given back if the reference is refused or no engine speaks.
-        async with spend.synthesis(None, len(text)):
+        async with spend.synthesis(None, len(text)) as charge:
             # Checked like an uploaded sample (SampleRejected -> 422 with the check table).
             reference = await replica.samples.checked(replica.samples.ingest.reference, data, engine, language)
             reading.close()
@@ -100,4 +100,4 @@ async def clone(request: Request, replica: ReplicaDep, spend: SpendDep) -> Respo
             return await speak(request, replica, checked_utterance(
                 replica, one_off, text, language=language, provider=engine, fmt=fmt, samples=[reference],  # type: ignore[arg-type]
                 cache=False, caller=caller(request),
-            ))
+            ), charge=charge)

@@ -36,8 +36,8 @@ async def personality_speech(request: Request, personality: PersonalityDep, body
                              replica: ReplicaDep, spend: SpendDep) -> Response:
     said = checked_utterance(replica, personality, body.text, language=body.language, provider=body.provider,
                              fmt=body.format, stream=body.stream, cache=not no_store(request), caller=caller(request))
-    async with spend.synthesis(personality.name, len(said.text)):
-        return await speak(request, replica, said)
+    async with spend.synthesis(personality.name, len(said.text)) as charge:
+        return await speak(request, replica, said, charge=charge)
 
 
 @router.post(
@@ -61,6 +61,7 @@ async def openai_speech(request: Request, body: OpenAISpeechRequest, replica: Re
     personality = personality_or_404(replica, body.voice)
     said = checked_utterance(replica, personality, body.input, provider=provider, fmt=body.response_format, speed=body.speed,
                              text_param="input", cache=not no_store(request), caller=caller(request))
-    async with spend.synthesis(personality.name, len(said.text)):
+    async with spend.synthesis(personality.name, len(said.text)) as charge:
         # OpenAI's pcm is 24 kHz; clients assume that rate.
-        return await speak(request, replica, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None)
+        return await speak(request, replica, said, sample_rate=OPENAI_PCM_RATE if said.format is AudioFormat.pcm else None,
+                           charge=charge)

@@ -6,6 +6,7 @@ the limit, the rest refused with 429, `Retry-After` and the limit named."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +25,7 @@ from chorus.ingress.config import IngressConfig
 from chorus.ingress.replica import Replica
 from chorus.quotas.callers import LimitName
 from chorus.speech.board import EngineBoard
-from deployments.base import EngineFailedError
+from deployments.base import EngineFailedError, Health
 from tests.support import recordings as rec
 from tests.support.chorus_app import personality
 from tests.support.engine_handles import LocalHandle, ScriptedEngine
@@ -178,13 +179,37 @@ async def test_a_daily_budget_is_exact_under_concurrency(make: Any) -> None:
     assert (await api.speak("A")).status_code == 429
 
 
-async def test_characters_not_synthesized_are_given_back(make: Any) -> None:
+async def test_characters_no_engine_worked_on_are_given_back(make: Any) -> None:
+    """An engine that fails the text, or none healthy to send it to: nothing was spent."""
     api = make({"characters_per_day": 30})
     api.piper.error = EngineFailedError("piper", "down")
     assert (await api.speak()).status_code == 503
     api.piper.error = None
+    api.piper.healthy = Health(healthy=False, reason="no voice")
+    await api.replica.board.refresh()
+    assert (await api.speak()).status_code == 503
+    api.piper.healthy = Health(healthy=True)
+    await api.replica.board.refresh()
     statuses = [(await api.speak()).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
+
+
+async def test_a_client_that_leaves_pays_for_what_the_engine_was_sent(make: Any) -> None:
+    """Security audit M-1: leaving once the engine has the text used to refund it all, so a
+    budget never ran out however much engines worked."""
+    api = make({"characters_per_day": 30})
+    api.piper.delay_s = 5
+    for _ in range(3):
+        asked = len(api.piper.requests)
+        leaving = asyncio.create_task(api.speak())
+        while len(api.piper.requests) == asked:  # the engine has the text
+            await asyncio.sleep(0.01)
+        leaving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leaving
+    api.piper.delay_s = 0
+    after = await api.speak()
+    assert after.status_code == 429 and refused([after], LimitName.CHARACTERS_PER_DAY)  # 30 of 30 were spent
 
 
 async def test_a_monthly_budget_refuses_and_gives_the_days_reservation_back(make: Any) -> None:
