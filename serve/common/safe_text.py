@@ -11,6 +11,7 @@ import re
 import unicodedata
 from pathlib import PurePosixPath
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AfterValidator
 
@@ -33,6 +34,17 @@ def public_source(source: str) -> str:
     """Where a personality came from, as callers without `admin` see it: a file's name,
     or a Kubernetes `namespace/name` as it is."""
     return PurePosixPath(source).name if PurePosixPath(source).is_absolute() else scrubbed(source)
+
+
+def public_url(url: str) -> str:
+    """An http(s) URL as callers without `admin` see it: scheme, host, port and path; no
+    user info, query or fragment, where credentials and signed-URL tokens travel."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def header_value(text: str, limit: int = HEADER_LIMIT) -> str:

@@ -11,10 +11,11 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import AnyUrl
 
 from chorus.auth.scopes import Scope, needs
 from chorus.common import documents
-from chorus.common.safe_text import public_source, scrubbed
+from chorus.common.safe_text import public_source, public_url, scrubbed
 from chorus.ingress.api import ErrorOut, PersonalityList, PersonalityOut
 from chorus.ingress.deps import AdminCaller, PersonalityDep, ReplicaDep
 from chorus.ingress.errors import JSON_TYPES, TOO_DEEP, ChorusHTTPError
@@ -38,14 +39,18 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 def personality_out(replica: Replica, personality: Personality, admin: bool) -> PersonalityOut:
     """A personality as the caller may see it: without `admin`, no absolute paths (where
-    the file lives says how the host is laid out) and no samples named by other URLs than
+    the file lives says how the host is laid out), no samples named by other URLs than
     http(s) (a `file://` URL is a path, an `s3://` one names a bucket; nothing fetches
-    them, the operator fetches http(s) only)."""
+    them, the operator fetches http(s) only), and sample URLs without their user info and
+    query (credentials, signed-URL tokens)."""
     status = replica.store.status(personality.name)
     assert status is not None
     if admin:
         return PersonalityOut(**personality.to_resource(), status=status)
-    samples = [s for s in personality.spec.voice_samples if s.url is None or s.url.scheme in ("http", "https")]
+    samples = [
+        s.model_copy(update={"url": AnyUrl(public_url(str(s.url)))}) if s.url is not None else s
+        for s in personality.spec.voice_samples if s.url is None or s.url.scheme in ("http", "https")
+    ]
     shown = personality.model_copy(update={"spec": personality.spec.model_copy(update={"voice_samples": samples})})
     status = status.model_copy(update={
         "source": public_source(status.source), "error": status.error and scrubbed(status.error),

@@ -202,6 +202,19 @@ async def test_listings_show_no_paths_without_admin(api: Api) -> None:
     assert "file:///srv/voices/joe/archive.wav" in listing.text and root in listing.json()["problems"][0]["source"]
 
 
+async def test_sample_urls_lose_their_credentials_without_admin(api: Api) -> None:
+    """Security audit M-3: a signed or password-bearing sample URL went to every speak key."""
+    secret = "https://alice:s3cret@samples.example.com:8443/a.wav?X-Amz-Signature=deadbeef&token=tok123#frag"
+    spec = {**JOE, "voiceSamples": [{"id": "web", "url": secret}]}
+    assert (await api.client.put("/v1/personalities/joe", json=spec, headers=api.as_("boss"))).status_code == 200
+    speaker = await api.client.get("/v1/personalities/joe", headers=api.as_("speaker"))
+    assert speaker.json()["spec"]["voiceSamples"][0]["url"] == "https://samples.example.com:8443/a.wav"
+    for leak in ("alice", "s3cret", "deadbeef", "tok123", "frag"):
+        assert leak not in speaker.text
+    boss = await api.client.get("/v1/personalities/joe", headers=api.as_("boss"))
+    assert boss.json()["spec"]["voiceSamples"][0]["url"] == secret
+
+
 async def test_without_keys_the_caller_is_the_local_admin(tmp_path: Path) -> None:
     api = Api(tmp_path, keys=False)
     async with api.client:
