@@ -94,7 +94,7 @@ class Personalities(Protocol):
     def read_only(self) -> bool: ...
 
     def get(self, name: str) -> Personality | None: ...
-    def put(self, personality: Personality) -> bool: ...
+    def update(self, name: str, change: Callable[[PersonalitySpec], PersonalitySpec]) -> bool: ...
     def delete(self, name: str) -> bool: ...
     def sample_key(self, name: str) -> str: ...
 
@@ -218,18 +218,15 @@ class SampleService:
         """Make the personality's voiceSamples list what is stored (URL-given samples that
         are not stored yet stay as they are). A read-only store's personalities come
         from elsewhere (a VoicePersonality) and are left alone."""
-        current = self.personalities.get(name)
-        if current is None or self.personalities.read_only:
+        if self.personalities.read_only:
             return
         try:
-            spec = self._mirrored_spec(current.spec, self.store.list(name))
+            # Applied to the spec stored when the write happens: a PUT in between is kept.
+            self.personalities.update(name, lambda spec: self._mirrored_spec(spec, self.store.list(name)))
         except InvalidSampleRequest as err:
             # Only uploads racing past the limit on a lockless store get here: the store
             # stays the truth and the personality keeps a voiceSamples that loads.
             log.warning("not mirroring the samples of %s: %s", name, err.reason)
-            return
-        if spec != current.spec:
-            self.personalities.put(Personality(name=name, spec=spec))
 
     @staticmethod
     def _mirrored_spec(spec: PersonalitySpec, stored: Sequence[StoredSample | VoiceSample]) -> PersonalitySpec:

@@ -8,15 +8,18 @@ are validated first and land atomically, so a reader never sees half a file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import functools
 import hashlib
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import watchfiles
 
 from chorus.common.atomic_write import fsync_dir, write_atomic
-from chorus.personalities import Personality, PersonalityError, dump_yaml, parse_text
+from chorus.personalities import Personality, PersonalityError, PersonalitySpec, dump_yaml, parse_text
 from chorus.stores.base import IndexedStore
 
 log = logging.getLogger(__name__)
@@ -40,22 +43,48 @@ class DirectoryStore(IndexedStore[Path]):
         return str(key)
 
     # --- writing -------------------------------------------------------------------
+    # Every write holds an exclusive lock on the directory's `.write.lock` (flock: other
+    # threads, and other replicas sharing the directory, wait) and reads the directory
+    # again first, so an update is applied to what is there now, never to a copy read
+    # before someone else's write (a sample upload mirroring into `voiceSamples` while an
+    # admin PUTs the personality would otherwise write back the spec before the PUT).
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        with open(self.directory / ".write.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self.rescan()
+                yield
+                self.rescan()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def put(self, personality: Personality) -> bool:
         """Write (create or replace) a validated personality; True if it was new."""
-        existing = self._by_name.get(personality.name)
-        path = existing or self.directory / f"{personality.name}.yaml"
-        write_atomic(path, dump_yaml(personality))
-        self.rescan()
+        with self._writing():
+            existing = self._by_name.get(personality.name)
+            path = existing or self.directory / f"{personality.name}.yaml"
+            write_atomic(path, dump_yaml(personality))
         return existing is None
 
+    def update(self, name: str, change: Callable[[PersonalitySpec], PersonalitySpec]) -> bool:
+        with self._writing():
+            path, current = self._by_name.get(name), self.get(name)
+            if path is None or current is None:
+                return False
+            spec = change(current.spec)
+            if spec != current.spec:
+                write_atomic(path, dump_yaml(Personality(name=name, spec=spec)))
+        return True
+
     def delete(self, name: str) -> bool:
-        path = self._by_name.get(name)
-        if path is None:
-            return False
-        path.unlink(missing_ok=True)
-        fsync_dir(path.parent)
-        self.rescan()
+        with self._writing():
+            path = self._by_name.get(name)
+            if path is None:
+                return False
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
         return True
 
     # --- reloading -----------------------------------------------------------------

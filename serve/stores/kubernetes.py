@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from kubernetes_asyncio import client, watch
 
 from chorus.common import kube_config
 from chorus.common.constants import GROUP, KIND
-from chorus.personalities import Personality
+from chorus.personalities import Personality, PersonalitySpec
 from chorus.stores import configmaps
 from chorus.stores.base import IndexedStore, ReadOnlyStoreError
 from chorus.stores.sources import KubernetesSource
@@ -64,6 +65,11 @@ class KubernetesStore(IndexedStore[tuple[str, str]]):
         raise ReadOnlyStoreError(
             "personalities here are VoicePersonality resources: change them with "
             f"kubectl apply (kind VoicePersonality, name {personality.name})"
+        )
+
+    def update(self, name: str, change: Callable[[PersonalitySpec], PersonalitySpec]) -> bool:
+        raise ReadOnlyStoreError(
+            f"personalities here are VoicePersonality resources: change them with kubectl apply (name {name})"
         )
 
     def delete(self, name: str) -> bool:

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from chorus.auth.scopes import Scope, needs
 from chorus.ingress.api import ErrorOut, RejectedOut, SampleCheckOut, UploadOut
-from chorus.ingress.deps import PersonalityDep, ReplicaDep, is_admin
+from chorus.ingress.deps import AdminCaller, PersonalityDep, ReplicaDep, is_admin
 from chorus.ingress.errors import ChorusHTTPError
 from chorus.ingress.middleware.auth import caller_name
 from chorus.ingress.middleware.request_id import request_id
@@ -126,9 +126,18 @@ async def sample_audio(personality: PersonalityDep, sample_id: str, replica: Rep
     return Response(data, media_type="audio/wav")
 
 
-@router.delete("/{sample_id}", status_code=204, responses={404: {"model": ErrorOut}},
-               openapi_extra=needs(Scope.SAMPLES))
-async def delete_sample(personality: PersonalityDep, sample_id: str, request: Request, replica: ReplicaDep) -> Response:
+@router.delete("/{sample_id}", status_code=204, responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+               openapi_extra=needs(Scope.SAMPLES),
+               summary="Delete a stored sample (the last one of a personality needs admin)")
+async def delete_sample(personality: PersonalityDep, sample_id: str, request: Request, replica: ReplicaDep,
+                        admin: AdminCaller) -> Response:
+    # New samples are compared with the stored ones: deleting them all would let the next
+    # upload be anyone's voice, which only an admin may choose (security audit M-4).
+    stored = await asyncio.to_thread(replica.samples.store.list, replica.samples.key(personality.name))
+    if not admin and [s.id for s in stored] == [sample_id]:
+        raise ChorusHTTPError(403, f"sample {sample_id!r} is the last of personality {personality.name!r}: "
+                              f"removing it lets any voice be uploaded next, which needs a key with the "
+                              f"'{Scope.ADMIN.value}' scope", extra={"code": "insufficient_scope"})
     await asyncio.to_thread(replica.samples.delete, personality, sample_id)
     log.info("deleted sample %r of %r [request %s, key %s]", sample_id, personality.name, request_id(request),
              caller_name(request))

@@ -33,7 +33,7 @@ JOE = {"activeProvider": "piper", "fallbackChain": ["xtts_v2"], "languages": {"p
 
 class AuthApi:
     """An app with keys on: Piper and a cloning engine scripted, the personality `joe`
-    with one stored sample `s0`, one key per scope."""
+    with stored samples `s0` and `s1`, one key per scope."""
 
     def __init__(self, root: Path) -> None:
         (root / "personalities").mkdir()
@@ -50,7 +50,12 @@ class AuthApi:
         ])
         # The speaker of the upload the samples route is called with: a different one is refused.
         clean = canonical_wav(decode_audio(recording()["file"][1]))
-        self.replica.samples.store.put("joe", clean, SampleMeta(id="s0", duration=7.6, quality_score=1.0))
+        # Two: deleting a personality's last sample needs admin (test below). The second is
+        # the first with one sample's lowest bit flipped: another file, the same voice.
+        again = bytearray(clean)
+        again[-2] ^= 1
+        for sample_id, audio in (("s0", clean), ("s1", bytes(again))):
+            self.replica.samples.store.put("joe", audio, SampleMeta(id=sample_id, duration=7.6, quality_score=1.0))
         self.app = create_app(self.replica)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://127.0.0.1")
 
@@ -246,3 +251,14 @@ async def test_a_key_source_that_could_not_be_reloaded_makes_the_replica_unready
     assert admin.json()["keys"]["stale"] == {"file": "keys.yaml: not YAML or JSON at line 2, column 3"}
     speak_key = await api.client.get("/readyz", headers={"x-api-key": KEYS[Scope.SPEAK]})
     assert "keys" not in speak_key.json()
+
+
+async def test_the_last_sample_of_a_personality_is_removed_by_admins_only(api: AuthApi) -> None:
+    """Security audit M-4: a `samples` key deleting every sample could then upload any voice
+    (uploads are compared with the stored samples), which `force` keeps for admins."""
+    samples, admin = {"x-api-key": KEYS[Scope.SAMPLES]}, {"x-api-key": KEYS[Scope.ADMIN]}
+    assert (await api.client.delete("/v1/personalities/joe/samples/s0", headers=samples)).status_code == 204
+    last = await api.client.delete("/v1/personalities/joe/samples/s1", headers=samples)
+    assert last.status_code == 403 and "is the last of personality 'joe'" in last.json()["detail"]
+    assert [s["id"] for s in (await api.client.get("/v1/personalities/joe/samples", headers=samples)).json()] == ["s1"]
+    assert (await api.client.delete("/v1/personalities/joe/samples/s1", headers=admin)).status_code == 204
