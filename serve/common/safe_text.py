@@ -36,6 +36,17 @@ def public_source(source: str) -> str:
     return PurePosixPath(source).name if PurePosixPath(source).is_absolute() else scrubbed(source)
 
 
+def loggable(text: str, limit: int = 1024) -> str:
+    """`text` for one log line: every character that is not printable (control characters
+    such as ESC, which a terminal obeys; line and paragraph separators, which split the
+    line) as its Python escape, and at most `limit` characters. A caller's path or id can
+    then neither forge a line nor colour one."""
+    text = text[:limit]
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def public_url(url: str) -> str:
     """An http(s) URL as callers without `admin` see it: scheme, host, port and path; no
     user info, query or fragment, where credentials and signed-URL tokens travel."""

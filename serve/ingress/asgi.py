@@ -3,12 +3,16 @@ the middleware stack, in the order every request passes it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
+from starlette.requests import HTTPConnection
 from starlette.routing import Route
+from starlette.types import Scope
 
 from chorus.ingress import errors
 from chorus.ingress.api import ErrorOut
-from chorus.ingress.middleware.auth import AuthMiddleware
+from chorus.ingress.middleware.auth import AuthMiddleware, presented_key
 from chorus.ingress.middleware.body_limit import BodyLimitMiddleware
 from chorus.ingress.middleware.loopback import LoopbackOnly
 from chorus.ingress.middleware.request_id import RequestIdMiddleware
@@ -70,6 +74,21 @@ def create_app(replica: Replica, *, behind_serve_proxy: bool = False) -> FastAPI
         app.add_middleware(LoopbackOnly, refuse=errors.error_response)
     app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)
     # Outermost: every request has its server span, refusals included.
-    app.add_middleware(ServerSpans, tracer_provider=replica.tracing.provider, routes=declared + own)
+    app.add_middleware(ServerSpans, tracer_provider=replica.tracing.provider, routes=declared + own,
+                       trusted=_holds_a_key(replica))
     app.add_middleware(RefuseWebsockets)
     return app
+
+
+def _holds_a_key(replica: Replica) -> Callable[[Scope], bool]:
+    """Whether a request comes from a caller whose trace context Chorus continues: one
+    presenting a valid key, or anyone with keys off (then only this machine reaches it)."""
+    ring = replica.keys
+    if ring is None:
+        return lambda scope: True
+
+    def trusted(scope: Scope) -> bool:
+        key = presented_key(HTTPConnection(scope))
+        return key is not None and ring.lookup(key) is not None
+
+    return trusted

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from chorus.auth.scopes import Scope
-from chorus.common.safe_text import scrubbed
+from chorus.common.safe_text import loggable, scrubbed
 from chorus.ingress.middleware.auth import caller_name
 from chorus.ingress.middleware.body_limit import BodyTooLarge
 from chorus.ingress.middleware.request_id import id_header, request_id
@@ -91,7 +91,8 @@ def bad_input_detail(err: BadInputError) -> str:
 def _log(request: Request, status: int, detail: str) -> None:
     # The full reason stays here, under the id the client got back in X-Request-Id.
     log.log(logging.WARNING if status >= 500 else logging.INFO, "%s %s -> %d: %s [request %s, key %s]",
-            request.method, request.url.path, status, detail, request_id(request), caller_name(request))
+            request.method, loggable(request.url.path), status, loggable(detail), request_id(request),
+            caller_name(request))
 
 
 def _problems(errors: list[Any]) -> list[str]:

@@ -22,6 +22,11 @@ HEADER = "X-Request-Id"
 _WELL_FORMED = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
+def _as_token(text: str) -> str:
+    return text if _WELL_FORMED.fullmatch(text) else re.sub(
+        r"[^A-Za-z0-9._-]", lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+
+
 def request_id(conn: HTTPConnection) -> str:
     """The id of this request ("-" outside `RequestIdMiddleware`)."""
     return conn.scope.get("state", {}).get("request_id", "-")
@@ -46,9 +51,10 @@ class RequestIdMiddleware:
         if self.answer:
             rid = incoming if _WELL_FORMED.fullmatch(incoming) else uuid.uuid4().hex
         else:
-            # Whatever the proxy answers with, so the logs name what the client saw; h11
-            # has already refused control characters in it.
-            rid = incoming or uuid.uuid4().hex
+            # The proxy answers with the caller's id as it came, so the logs name that one,
+            # but only as a token: anything else percent-escaped, so an id such as
+            # "x, key admin]" cannot pass for another field of the line.
+            rid = _as_token(incoming[:128]) if incoming else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"], state["request_id_answered"] = rid, self.answer
         if not self.answer:

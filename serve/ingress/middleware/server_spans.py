@@ -1,12 +1,16 @@
 """The HTTP server span of every request, by OpenTelemetry's ASGI instrumentation with this
 replica's provider: `http.request.method`, `http.route` (the route's template, never the
 path) and `http.response.status_code`, as the stable HTTP semantic conventions name them.
-An incoming `traceparent` is continued, so a caller sees Chorus inside its own trace, and
-every answer says which trace it was in (`traceresponse`, W3C Trace Context Level 2), so a
-caller (the dashboard's Try it) can link to it in a trace viewer."""
+An incoming `traceparent` is continued for a trusted caller (one with a valid key, or any
+with keys off: loopback only), so it sees Chorus inside its own trace; anyone else's trace
+headers are dropped before the instrumentation reads them, so a stranger can neither force
+sampling (exporter load) nor hide its requests from it (`-00`). Every answer says which
+trace it was in (`traceresponse`, W3C Trace Context Level 2), so a caller (the dashboard's
+Try it) can link to it in a trace viewer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -20,8 +24,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 HTTP_ROUTE = "http.route"
 
 
+TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
 class ServerSpans(OpenTelemetryMiddleware):
-    def __init__(self, app: ASGIApp, *, tracer_provider: TracerProvider, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, *, tracer_provider: TracerProvider, routes: list[BaseRoute],
+                 trusted: Callable[[Scope], bool]) -> None:
+        self.trusted = trusted
         super().__init__(
             _RouteTemplate(app, routes),
             tracer_provider=tracer_provider,
@@ -36,6 +45,11 @@ class ServerSpans(OpenTelemetryMiddleware):
         # The stable attribute names whatever OTEL_SEMCONV_STABILITY_OPT_IN says: the
         # instrumentation reads that once per process, and the dashboards read these names.
         self._sem_conv_opt_in_mode = _StabilityMode.HTTP
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == "http" and not self.trusted(scope):
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() not in TRACE_HEADERS]}
+        await super().__call__(scope, receive, send)
 
 
 def _method_only(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -271,3 +271,20 @@ async def test_a_large_body_of_a_type_the_route_refuses_hears_415_not_413(client
     assert r.status_code == 415, r.text
     assert "multipart/form-data" in r.json()["detail"]
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_callers_path_and_id_cannot_forge_or_colour_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Security audit L-1: ESC and U+2028 from a path reached the log as they came, and behind
+    the proxy an id like `x, key admin-key]` forged the line's key field."""
+    config = IngressConfig(personalities={"directory": tmp_path})
+    app = create_app(Replica(config, EngineBoard({})), behind_serve_proxy=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        with caplog.at_level(logging.INFO, logger="chorus.ingress.errors"):
+            await client.get("/v1/personalities/x%1b[31mFAKE%E2%80%A8INFO forged",
+                             headers={"x-request-id": "x, key admin-key]"})
+    (line,) = [m for m in caplog.messages if "FAKE" in m]
+    assert "\x1b" not in line and "\u2028" not in line
+    assert "\\x1b[31mFAKE\\u2028INFO forged" in line
+    assert "[request x%2C%20key%20admin-key%5D, key -]" in line

@@ -252,3 +252,23 @@ async def test_a_cloning_engine_notes_its_conditioning_cache_on_the_engine_span(
         with provider.get_tracer("engine").start_as_current_span(spans.SYNTHESIZE):
             await cache.get("samples", lambda: 1)
     assert [attrs(s)[spans.CONDITIONING_CACHE] for s in exporter.get_finished_spans()] == ["miss", "hit"]
+
+
+async def test_with_keys_on_only_a_callers_valid_key_continues_its_trace(tmp_path: Path) -> None:
+    """Security audit L-2: a stranger's `traceparent` steered sampling (`-01` to load the
+    exporter, `-00` to hide) and its trace id reached the logs of refused requests."""
+    t = Traced(tmp_path, {"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, keys=True)
+    theirs = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
+    async with t.client:
+        stranger = await t.client.post("/v1/personalities/ann/speech", json={"text": "Hello."}, headers=theirs)
+        wrong = await t.client.post("/v1/personalities/ann/speech", json={"text": "Hello."},
+                                    headers={**theirs, "x-api-key": "chorus_" + "x" * 43})
+        keyed = await t.client.post("/v1/personalities/ann/speech", json={"text": "Hello."},
+                                    headers={**theirs, "x-api-key": KEYS[Scope.SPEAK]})
+    assert (stranger.status_code, wrong.status_code, keyed.status_code) == (401, 401, 200)
+    # Not continued: a trace of Chorus's own, which this sampler never samples.
+    for refused in (stranger, wrong):
+        trace_id, flags = refused.headers["traceresponse"].split("-")[1::2]
+        assert trace_id != TRACE_ID and int(flags, 16) & 1 == 0
+    assert keyed.headers["traceresponse"].split("-")[1] == TRACE_ID
+    assert {f"{s.context.trace_id:032x}" for s in t.exported.get_finished_spans()} == {TRACE_ID}
