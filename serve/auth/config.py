@@ -26,6 +26,11 @@ class AuthConfig(BaseModel):
     aws_secret_id: str | None = Field(None, description="AWS Secrets Manager secret holding a key document.")
     aws_region: str | None = None
     aws_refresh_s: float = Field(300.0, gt=0, description="How often the Secrets Manager secret is re-read.")
+    failed_per_minute: int = Field(
+        20, ge=1, description="Requests with a missing or wrong key one client address may send per minute "
+        "(moving window); more get 429 without a key being looked at, and only the first of each minute is "
+        "logged at INFO: no online guessing, no log flooding.",
+    )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> AuthConfig | None:

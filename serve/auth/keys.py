@@ -54,7 +54,8 @@ class KeyEntry(KeyLimits):
     # Anchored: pydantic searches a pattern anywhere in the value ("a b\n" would pass unanchored).
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="Shown in logs, spans and stats.")
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    key: SecretStr | None = Field(None, min_length=16)
+    # At least 32 characters: a short hand-chosen key could be guessed online.
+    key: SecretStr | None = Field(None, min_length=32)
     scopes: list[Scope] = Field(min_length=1)
 
     @model_validator(mode="after")

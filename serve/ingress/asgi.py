@@ -69,7 +69,9 @@ def create_app(replica: Replica, *, behind_serve_proxy: bool = False) -> FastAPI
     )
     app.add_middleware(QuotaMiddleware, quotas=replica.quotas, refuse=errors.quota_refusal)
     if replica.keys is not None:
-        app.add_middleware(AuthMiddleware, routes=declared + own, ring=replica.keys, refuse=errors.error_response)
+        assert replica.config.auth is not None  # keys are on exactly when auth is configured
+        app.add_middleware(AuthMiddleware, routes=declared + own, ring=replica.keys, refuse=errors.error_response,
+                           quotas=replica.quotas, failed_per_minute=replica.config.auth.failed_per_minute)
     elif not replica.config.insecure_no_auth:
         app.add_middleware(LoopbackOnly, refuse=errors.error_response)
     app.add_middleware(RequestIdMiddleware, behind_serve_proxy=behind_serve_proxy)

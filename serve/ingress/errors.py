@@ -50,18 +50,18 @@ def _is_openai(request: Request) -> bool:
 
 def error_response(request: Request, status: int, detail: str, param: str | None = None,
                    extra: dict[str, Any] | None = None, code: str | None = None,
-                   logged: str | None = None, retry_after_s: int | None = None) -> JSONResponse:
+                   logged: str | None = None, retry_after_s: int | None = None, quiet: bool = False) -> JSONResponse:
     """`code` is a machine-readable reason (OpenAI's `error.code`, e.g. `invalid_api_key`);
     `logged` the whole story when the client is told less (`detail`); `retry_after_s` the
     `Retry-After` of a refusal worth retrying (every error that invites one carries it as
-    its `retry_after_s` attribute)."""
+    its `retry_after_s` attribute); `quiet` logs it at DEBUG (one of many alike)."""
     if _is_openai(request):
         kind = "invalid_request_error" if status < 500 else "server_error"
         body: dict[str, Any] = {"error": {"message": detail, "type": kind, "param": param, "code": code}}
     else:
         body = {"detail": detail} | ({"code": code} if code else {})
     body.update(extra or {})
-    _log(request, status, logged or detail)
+    _log(request, status, logged or detail, logging.DEBUG if quiet else None)
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -88,9 +88,9 @@ def bad_input_detail(err: BadInputError) -> str:
     return f"{err.engine or 'the engine'} refused the input as invalid"
 
 
-def _log(request: Request, status: int, detail: str) -> None:
+def _log(request: Request, status: int, detail: str, level: int | None = None) -> None:
     # The full reason stays here, under the id the client got back in X-Request-Id.
-    log.log(logging.WARNING if status >= 500 else logging.INFO, "%s %s -> %d: %s [request %s, key %s]",
+    log.log(level or (logging.WARNING if status >= 500 else logging.INFO), "%s %s -> %d: %s [request %s, key %s]",
             request.method, loggable(request.url.path), status, loggable(detail), request_id(request),
             caller_name(request))
 

@@ -61,9 +61,10 @@ class LimitName(StrEnum):
     PERSONALITY_RATE = "personality_rate"
     CHARACTERS_PER_DAY = "characters_per_day"
     CHARACTERS_PER_MONTH = "characters_per_month"
+    FAILED_KEYS = "failed_keys"  # requests with a missing or wrong key, per client address
 
 
-RATES = frozenset({LimitName.KEY_RATE, LimitName.PERSONALITY_RATE})
+RATES = frozenset({LimitName.KEY_RATE, LimitName.PERSONALITY_RATE, LimitName.FAILED_KEYS})
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from chorus.auth.ring import KeyRing
 from chorus.auth.scopes import ANY_KEY, OPENAPI_KEY, PUBLIC
 from chorus.auth.scopes import Scope as KeyScope
 from chorus.ingress.middleware.routes import matched
+from chorus.quotas.callers import LimitName, QuotaExceeded, Quotas, QuotasUnavailable
 
 Refusal = Callable[..., Response]
 """Builds the error answer: `(request, status, detail, code=...)`, `chorus.ingress.errors.error_response`
@@ -60,8 +61,15 @@ def route_scope(route: BaseRoute) -> str:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], ring: KeyRing, refuse: Refusal) -> None:
+    """`quotas` counts the requests each client address sends without a valid key: past
+    `failed_per_minute` in a minute they get 429 instead of 401 (a guess learns nothing and
+    is slowed to that rate; a valid key from the same address still passes), and only the
+    first of a window is logged at INFO, the rest at DEBUG, so the log cannot be flooded."""
+
+    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], ring: KeyRing, refuse: Refusal,
+                 quotas: Quotas, failed_per_minute: int) -> None:
         self.app, self.routes, self.ring, self.refuse = app, routes, ring, refuse
+        self.quotas, self.failed_limit = quotas, f"{failed_per_minute}/minute"
 
     def _needs(self, scope: Scope) -> str:
         route = matched(self.routes, scope)
@@ -83,14 +91,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         if key is None:
-            said = "is not valid" if presented else "is missing"
-            response = self.refuse(
-                request, 401,
-                f"the API key {said}: send it as 'x-api-key: KEY' or 'Authorization: Bearer KEY'",
-                code="invalid_api_key",
-            )
-            response.headers["WWW-Authenticate"] = 'Bearer realm="chorus"'
-            await response(scope, receive, send)
+            await self._refuse_unknown(request, presented is not None, scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = key
         if needs != ANY_KEY and not key.allows(KeyScope(needs)):
@@ -101,3 +102,27 @@ class AuthMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    async def _refuse_unknown(self, request: Request, presented: bool, scope: Scope, receive: Receive,
+                              send: Send) -> None:
+        client = request.client.host if request.client else "-"
+        first = True
+        try:
+            window = await self.quotas.rate(LimitName.FAILED_KEYS, client, self.failed_limit)
+            first = window.remaining == window.limit - 1
+        except QuotaExceeded as over:
+            response = self.refuse(
+                request, 429, "too many requests without a valid API key from this address; retry later",
+                code="too_many_failed_keys", retry_after_s=over.retry_after_s, quiet=True,
+            )
+            await response(scope, receive, send)
+            return
+        except QuotasUnavailable:
+            pass  # uncounted, still refused
+        said = "is not valid" if presented else "is missing"
+        response = self.refuse(
+            request, 401, f"the API key {said}: send it as 'x-api-key: KEY' or 'Authorization: Bearer KEY'",
+            code="invalid_api_key", quiet=not first,
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="chorus"'
+        await response(scope, receive, send)

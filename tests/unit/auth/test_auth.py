@@ -5,6 +5,7 @@ the route's scope (403), and serves the right one."""
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,27 @@ async def test_the_last_sample_of_a_personality_is_removed_by_admins_only(api: A
     assert last.status_code == 403 and "is the last of personality 'joe'" in last.json()["detail"]
     assert [s["id"] for s in (await api.client.get("/v1/personalities/joe/samples", headers=samples)).json()] == ["s1"]
     assert (await api.client.delete("/v1/personalities/joe/samples/s1", headers=admin)).status_code == 204
+
+
+async def test_wrong_keys_from_one_address_are_throttled_and_logged_once(
+    api: AuthApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Security audit L-3: 401s were neither counted nor quiet (online guessing, log floods)."""
+    caplog.set_level(logging.DEBUG, logger="chorus.ingress.errors")
+    answers = [(await api.client.get("/v1/personalities", headers={"x-api-key": WRONG_KEY})).status_code
+               for _ in range(23)]
+    assert answers == [401] * 20 + [429] * 3  # auth.failedPerMinute's default
+    over = await api.client.get("/v1/personalities")
+    assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1
+    assert over.json()["code"] == "too_many_failed_keys"
+    refused = [r for r in caplog.records if "-> 401" in r.getMessage() or "-> 429" in r.getMessage()]
+    assert [r.levelno for r in refused] == [logging.INFO] + [logging.DEBUG] * 23
+    # A valid key from the same address still passes.
+    ok = await api.client.get("/v1/personalities", headers={"x-api-key": KEYS[Scope.SPEAK]})
+    assert ok.status_code == 200
+
+
+def test_a_key_given_in_the_file_has_at_least_32_characters() -> None:
+    with pytest.raises(ValueError, match="at least 32"):
+        KeyEntry(name="short", key="a-guessable-key-1234", scopes=[Scope.SPEAK])
+    assert KeyEntry(name="long", key="k" * 32, scopes=[Scope.SPEAK]).key is not None
