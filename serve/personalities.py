@@ -118,8 +118,15 @@ class Languages(_Camel):
         return self.supported or [self.primary]
 
 
+# A sample's id names its file and its object key wherever it is stored (the sample store
+# validates it again): no path separators, no leading dot (temp files and locks are dot-files),
+# nothing a shell or URL must escape.
+SAMPLE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+SampleId = Annotated[str, StringConstraints(pattern=SAMPLE_ID_PATTERN)]
+
+
 class VoiceSample(_Camel):
-    id: VoiceId
+    id: SampleId
     url: AnyUrl | None = None
     stored: bool = False
     language: LanguageCode = "en"

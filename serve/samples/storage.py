@@ -47,15 +47,12 @@ from pydantic import (
 )
 
 from chorus.common.atomic_write import TMP_SUFFIX, fsync_dir, write_atomic
-from chorus.personalities import LanguageCode, PersonalityName
+from chorus.personalities import LanguageCode, PersonalityName, SampleId
 from chorus.samples.audio import CANONICAL_RATE
 from chorus.samples.report import CheckResult, QualityReport
 from deployments.base import VoiceSampleRef
 
-# Sample ids become file names and object keys: no path separators, no leading dot
-# (temp files and the lock are dot-files), nothing a shell or URL must escape.
-SAMPLE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-SampleId = Annotated[str, StringConstraints(pattern=SAMPLE_ID_PATTERN)]
+# Sample ids become file names and object keys: the personality schema's own type.
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 _name_adapter: TypeAdapter[str] = TypeAdapter(PersonalityName)

@@ -17,7 +17,7 @@ from chorus.ingress.errors import ChorusHTTPError
 from chorus.ingress.middleware.auth import caller_name
 from chorus.ingress.middleware.request_id import request_id
 from chorus.ingress.uploads import read_multipart
-from chorus.personalities import LanguageCode
+from chorus.personalities import LanguageCode, VoiceSample
 from chorus.samples.storage import StoredSample
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ async def upload_sample(personality: PersonalityDep, request: Request, replica: 
                                        f"{caller_name(request)!r} lacks", extra={"code": "insufficient_scope"})
         notes = form.get("notes")
         sample_id = form.get("id")
+        # The fields as the personality will hold them, refused (422) before the recording's
+        # checks spend seconds on it.
+        VoiceSample.model_validate({"id": str(sample_id or "unnamed"), "stored": True, "language": language,
+                                    "notes": str(notes) if notes else None})
         result = await replica.samples.checked(
             replica.samples.upload, personality, data, language=language,
             notes=str(notes) if notes else None, sample_id=str(sample_id) if sample_id else None, force=force,

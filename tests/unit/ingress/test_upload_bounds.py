@@ -83,3 +83,19 @@ async def test_checks_wait_for_a_free_slot(tmp_path: Path, route: str) -> None:
         responses = await asyncio.gather(*tasks)
     assert {r.status_code for r in responses} == {422}
     assert peak == CHECKS
+
+
+async def test_a_bad_field_is_refused_before_the_recording_is_checked(tmp_path: Path) -> None:
+    """Security audit M12, L2: notes over the schema's limit, or an id the sample store (and so
+    the personality) would refuse, came back 422 only after seconds of decoding and checks."""
+    api = Api(tmp_path, max_upload=MAX_SAMPLE_BYTES)
+    checked: list[bytes] = []
+    ingest = api.replica.samples.ingest
+    real = ingest.checker.check_sample
+    ingest.checker.check_sample = lambda *a, **k: checked.append(b"") or real(*a, **k)  # type: ignore[method-assign]
+    async with api.client:
+        for field in ({"notes": "n" * 1025}, {"id": "a:b"}, {"id": ".lock"}, {"id": "-x"}):
+            r = await api.client.post("/v1/personalities/joe/samples",
+                                      files={"file": ("a.wav", rec.minimal_wav(8.0), "audio/wav")}, data=field)
+            assert r.status_code == 422, (field, r.text)
+    assert checked == []
