@@ -44,6 +44,11 @@ class IngressArgs(BaseModel):
     )
     samples: SamplesConfig = Field(default_factory=SamplesConfig, description="Where voice samples are stored.")
     max_text_characters: int = Field(10_000, ge=1)
+    max_audio_seconds: float = Field(
+        900.0, gt=0, description="The most audio one request may produce: refused (413) before synthesis when the "
+        "text at its speed would be longer (estimated at 14 characters a second), and ended there when the engines' "
+        "audio grows past it. At 24 kHz, 900 s is 43 MB of PCM held for one answer.",
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024,
         description="Largest JSON or YAML request body; larger ones get 413 before parsing "

@@ -27,7 +27,7 @@ from chorus.samples.storage import (
     SampleLimitReached,
     SampleStoreError,
 )
-from chorus.speech.attempts import AllEnginesFailed, Attempt
+from chorus.speech.attempts import AllEnginesFailed, Attempt, AudioTooLong
 from chorus.telemetry.stats.store import StatsUnavailable
 from deployments.base import BadInputError, TextTooLongError
 
@@ -131,6 +131,10 @@ def install(app: FastAPI) -> None:
         # A shared store (Redis) a route reads is unreachable: the caller may retry shortly.
         code = "stats_unavailable" if isinstance(err, StatsUnavailable) else "quotas_unavailable"
         return error_response(request, 503, str(err), code=code, logged=err.cause, retry_after_s=err.retry_after_s)
+
+    @app.exception_handler(AudioTooLong)
+    async def _audio_too_long(request: Request, err: AudioTooLong) -> JSONResponse:
+        return error_response(request, 413, str(err), extra={"limit_seconds": err.limit})
 
     @app.exception_handler(AllEnginesFailed)
     async def _all_failed(request: Request, err: AllEnginesFailed) -> JSONResponse:

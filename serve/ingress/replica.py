@@ -40,7 +40,7 @@ class Replica:
         self.router = Router(
             board, config.timeouts, sample_refs=self.samples.refs, meter=self.meter, tracer=self.tracing.tracer,
             deadlines=Deadlines(request_s=config.request_deadline_s, stream_chunk_s=config.stream_chunk_timeout_s),
-            breakers=Breakers(config.circuit_breaker), cache=self.cache,
+            breakers=Breakers(config.circuit_breaker), cache=self.cache, max_audio_s=config.max_audio_seconds,
         )
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None

@@ -74,6 +74,21 @@ def log_fallback(request: Request, routed: Routed) -> None:
                  request_id(request), caller_name(request))
 
 
+# How fast speech goes at speed 1, for estimating an answer's length before synthesis:
+# faster than any engine here speaks, so an estimate never refuses what would fit.
+SPOKEN_CHARACTERS_PER_SECOND = 14
+
+
+def check_audio_length(replica: Replica, text: str, speed: float) -> None:
+    limit = replica.config.max_audio_seconds
+    estimate = len(text) / SPOKEN_CHARACTERS_PER_SECOND / speed
+    if estimate > limit:
+        raise ChorusHTTPError(
+            413, f"{len(text)} characters at speed {speed:g} would be about {estimate:.0f} s of audio; the limit is "
+            f"{limit:g} s: send the text in parts, or faster", extra={"limit_seconds": limit},
+        )
+
+
 def check_text(replica: Replica, text: str, param: str = "text") -> None:
     if not text.strip():
         raise ChorusHTTPError(422, "text is empty", param=param)
@@ -118,6 +133,7 @@ def checked_utterance(
     """A speech request checked against its personality and the ingress's limits; `caller`
     is the key that asked (`chorus.ingress.middleware.auth.caller`)."""
     check_text(replica, text, param=text_param)
+    check_audio_length(replica, text, speed)
     language = check_language(personality, language)
     check_provider(personality, provider)
     if stream and fmt not in encoding.STREAMABLE:

@@ -57,6 +57,16 @@ class Skip(NamedTuple):
         return cls(reason, reason)
 
 
+class AudioTooLong(Exception):
+    """The audio of one request grew past `limit` seconds (`IngressArgs.max_audio_seconds`):
+    the caller's request, answered 413, not an engine's failure."""
+
+    def __init__(self, limit: float) -> None:
+        super().__init__(f"the audio grew past {limit:g} seconds, the most one request may produce; "
+                         "send the text in parts")
+        self.limit = limit
+
+
 class AllEnginesFailed(Exception):
     def __init__(self, attempts: list[Attempt]) -> None:
         super().__init__(attempts)

@@ -30,6 +30,7 @@ from chorus.speech.attempts import (
     UNHEALTHY,
     AllEnginesFailed,
     Attempt,
+    AudioTooLong,
     RoutedAudio,
     RoutedStream,
     Skip,
@@ -81,8 +82,12 @@ class Router:
         deadlines: Deadlines | None = None,
         breakers: Breakers | None = None,
         cache: AudioCache | None = None,
+        max_audio_s: float = float("inf"),
     ) -> None:
         self.board = board
+        # The most audio one request may hold (`IngressArgs.max_audio_seconds`), checked as
+        # parts arrive: speed 0.25 and a fast cloud engine would otherwise join hundreds of MB.
+        self.max_audio_s = max_audio_s
         self.timeouts = dict(timeouts)
         self.deadlines = deadlines or Deadlines()
         # This replica's view of each engine's recent failures.
@@ -219,17 +224,25 @@ class Router:
         async for engine, lookup, span in self._candidates(utterance, attempts, deadline):
             handle = self.board.handles[engine]
             began = time.perf_counter()
+            seconds = 0.0
             try:
                 parts = []
                 for index, part in enumerate(lookup.parts):
                     if part.cached is not None:  # neither made nor billed again
-                        parts.append(part.cached)
-                        continue
-                    made = await self._charged(charge, engine, part.request,
-                                               self._call(engine, handle.synthesize.remote(part.request), deadline))
-                    await self._billed(engine, part.request)
-                    await lookup.made(index, made)
+                        made = part.cached
+                    else:
+                        made = await self._charged(charge, engine, part.request, self._call(
+                            engine, handle.synthesize.remote(part.request), deadline))
+                        await self._billed(engine, part.request)
+                        await lookup.made(index, made)
                     parts.append(made)
+                    seconds += made.duration_s
+                    if seconds > self.max_audio_s:
+                        raise AudioTooLong(self.max_audio_s)
+            except AudioTooLong as err:  # the request's size, not the engine's doing
+                self.breakers[engine].abandoned()
+                _end(span, "failed", err)
+                raise
             except Exception as err:
                 self._give_up(engine, err, span, attempts)
                 continue
@@ -327,6 +340,11 @@ class Router:
                     if part.cached is None and not told:
                         self._verdict(engine, None)
                         told = True
+                    if seconds + chunk.duration_s > self.max_audio_s:  # the request's size: the body ends
+                        too_long = AudioTooLong(self.max_audio_s)
+                        span.set_attribute(spans.REASON, str(too_long))
+                        log.warning("stream from %s ended at the audio limit: %s", engine, too_long)
+                        return
                     made.append(chunk)
                     seconds += chunk.duration_s
                     yield chunk

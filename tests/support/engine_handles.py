@@ -134,6 +134,7 @@ class ScriptedEngine(TTSEngine):
         self.error: Exception | None = None
         self.fail_at = 0
         self.delay_s = 0.0
+        self.seconds_per_character = 0.01  # how long the audio of a text is
         self.stall_at: int | None = None
         self.status_error: Exception | None = None
         self.status_gate: asyncio.Event | None = None
@@ -142,7 +143,7 @@ class ScriptedEngine(TTSEngine):
         self.requests: list[SynthesisRequest] = []
 
     def pcm(self, text: str) -> bytes:
-        t = np.arange(int(self.sample_rate * 0.01 * len(text))) / self.sample_rate
+        t = np.arange(int(self.sample_rate * self.seconds_per_character * len(text))) / self.sample_rate
         return (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
 
     async def capabilities(self) -> Capabilities:

@@ -5,6 +5,7 @@ through httpx's ASGI transport."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -30,7 +31,7 @@ JOE = {
 class Api:
     """One ingress app: scripted Piper and Google engines, the personality `joe`."""
 
-    def __init__(self, root: Path, max_upload: int = MAX_UPLOAD) -> None:
+    def __init__(self, root: Path, max_upload: int = MAX_UPLOAD, **config: Any) -> None:
         (root / "personalities").mkdir()
         (root / "personalities" / "joe.yaml").write_text(yaml.safe_dump(personality("joe", JOE)))
         self.piper = ScriptedEngine("piper", languages=("en",))
@@ -39,7 +40,7 @@ class Api:
             personalities={"directory": root / "personalities"},
             samples={"directory": root / "samples", "max_upload_bytes": max_upload},
             timeouts={"piper": 5, "google_tts": 5},
-            max_text_characters=MAX_TEXT,
+            max_text_characters=MAX_TEXT, **config,
         )
         board = EngineBoard({"piper": LocalHandle(self.piper), "google_tts": LocalHandle(self.google)})
         self.replica = Replica(config, board)
