@@ -23,6 +23,15 @@ class CacheConfig(BaseModel):
     disk_dir: Path | None = Field(None, description="Directory of the disk tier (used when no Redis is set).")
     disk_bytes: int = Field(1024 * 1024 * 1024, ge=1024 * 1024, description="Size bound of the disk tier.")
     redis_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="How long an entry lives in Redis.")
+    redis_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, description="The most the cache keeps in Redis (least recently used "
+        "dropped first). The counters of rate limits and budgets may share that Redis: size it above this, and "
+        "cache pressure never evicts them nor fills it.",
+    )
+    redis_url: str | None = Field(
+        None, pattern=r"^rediss?://", description="A Redis of the cache's own; default: the one every replica "
+        "counts in (`redis_url`), under the bound above.",
+    )
 
     @field_validator("disk_dir", mode="after")
     @classmethod

@@ -61,8 +61,8 @@ class AudioCache:
             return None
         memory = MemoryTier(config.memory_bytes) if config.memory_bytes > 0 else None
         shared: SharedTier | None = None
-        if redis_url is not None:
-            shared = RedisTier(redis_url, config.redis_ttl_s)
+        if (url := config.redis_url or redis_url) is not None:
+            shared = RedisTier(url, config.redis_ttl_s, config.redis_bytes)
         elif config.disk_dir is not None:
             shared = DiskTier(config.disk_dir, config.disk_bytes)
         return cls(memory, shared) if memory is not None or shared is not None else None

@@ -9,6 +9,7 @@ notices, so every replica can drop the same entries from its own memory (`Shared
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +21,10 @@ import redis.asyncio
 NAMESPACE = "chorus:audio"
 # Outside the entries' namespace: dropping every entry leaves the notices (and their count).
 _DROPS = "chorus:audio-drops"
+# The byte bound's bookkeeping (RedisTier): recency of each entry, each one's size, the total.
+_RECENCY = f"{NAMESPACE}:recency"
+_SIZES = f"{NAMESPACE}:sizes"
+_BYTES = f"{NAMESPACE}:bytes"
 _DROPS_LAST = f"{_DROPS}:last"
 
 
@@ -141,17 +146,60 @@ class DiskTier:
         self._drops.close()
 
 
+# Storing an entry and dropping the least recently used ones past the byte bound, in one step
+# on the server, so replicas storing at once never overshoot it. KEYS: the entry, the recency
+# set, the byte count, the sizes; ARGV: the blob, its TTL, now, the bound, the short key, the
+# entries' prefix.
+_PUT = """
+local old = redis.call('HGET', KEYS[4], ARGV[5])
+if old then redis.call('DECRBY', KEYS[3], old) end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
+redis.call('HSET', KEYS[4], ARGV[5], string.len(ARGV[1]))
+local total = redis.call('INCRBY', KEYS[3], string.len(ARGV[1]))
+local dropped = 0
+while total > tonumber(ARGV[4]) do
+  local oldest = redis.call('ZPOPMIN', KEYS[2])
+  if #oldest == 0 then break end
+  local size = redis.call('HGET', KEYS[4], oldest[1])
+  redis.call('HDEL', KEYS[4], oldest[1])
+  redis.call('DEL', ARGV[6] .. oldest[1])
+  total = size and redis.call('DECRBY', KEYS[3], size) or total
+  dropped = dropped + 1
+end
+return dropped
+"""
+# Forgetting entries (a drop by personality): KEYS: the byte count, the sizes, the recency
+# set; ARGV: the entries' prefix, then the short keys. Returns how many entries there were.
+_FORGET = """
+local gone = 0
+for i = 2, #ARGV do
+  local size = redis.call('HGET', KEYS[2], ARGV[i])
+  if size then redis.call('DECRBY', KEYS[1], size) end
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  redis.call('ZREM', KEYS[3], ARGV[i])
+  gone = gone + redis.call('DEL', ARGV[1] .. ARGV[i])
+end
+return gone
+"""
+
+
 class RedisTier:
     """Shared by every ingress replica, each entry for `ttl_s`, under `chorus:audio:`; a
-    set per personality names its keys."""
+    set per personality names its keys. At most `max_bytes` of entries: the least recently
+    used go first (a recency set, each entry's size and their total, kept by the scripts
+    above), so the cache never grows into the memory the rate and budget counters use."""
 
     name = "redis"
 
-    def __init__(self, url: str, ttl_s: int) -> None:
+    def __init__(self, url: str, ttl_s: int, max_bytes: int) -> None:
         self._redis = redis.asyncio.Redis.from_url(
             url, decode_responses=False, socket_connect_timeout=1.0, socket_timeout=2.0
         )
         self._ttl_s = ttl_s
+        self._max_bytes = max_bytes
+        self._put = self._redis.register_script(_PUT)
+        self._forget = self._redis.register_script(_FORGET)
 
     @staticmethod
     def _entry(key: str) -> str:
@@ -162,22 +210,32 @@ class RedisTier:
         return f"{NAMESPACE}:personality:{personality}"
 
     async def get(self, key: str) -> bytes | None:
-        return await self._redis.get(self._entry(key))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(self._entry(key))
+        pipe.zadd(_RECENCY, {key: time.time()}, xx=True)  # used now: the last to go
+        blob, _ = await pipe.execute()
+        return blob
 
     async def put(self, key: str, blob: bytes, personality: str) -> None:
+        if len(blob) > self._max_bytes:
+            return  # would only push everything else out, itself included
+        await self._put(keys=[self._entry(key), _RECENCY, _BYTES, _SIZES],
+                        args=[blob, self._ttl_s, time.time(), self._max_bytes, key, self._entry("")])
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._entry(key), blob, ex=self._ttl_s)
         pipe.sadd(self._index(personality), key)
         # The index lives as long as its newest entry.
         pipe.expire(self._index(personality), self._ttl_s)
         await pipe.execute()
 
+    async def stored_bytes(self) -> int:
+        return int(await self._redis.get(_BYTES) or 0)
+
     async def drop_personality(self, personality: str | None) -> int:
         if personality is not None:
-            keys = [self._entry(k.decode()) for k in await self._redis.smembers(self._index(personality))]
-            dropped = await self._redis.delete(*keys) if keys else 0
+            keys = [k.decode() for k in await self._redis.smembers(self._index(personality))]
+            dropped = await self._forget(keys=[_BYTES, _SIZES, _RECENCY], args=[self._entry(""), *keys]) if keys else 0
             await self._redis.delete(self._index(personality))
-            return dropped
+            return int(dropped)
         dropped = 0
         async for name in self._redis.scan_iter(match=f"{NAMESPACE}:*"):
             removed = await self._redis.delete(name)

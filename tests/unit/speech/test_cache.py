@@ -111,7 +111,7 @@ async def test_disk_is_bounded(tmp_path: Path) -> None:
 
 async def test_redis_keeps_entries_with_a_ttl_and_drops_by_personality(tmp_path: Path) -> None:
     with redis_server(tmp_path) as url:
-        redis = RedisTier(url, ttl_s=60)
+        redis = RedisTier(url, ttl_s=60, max_bytes=1 << 24)
         await redis.put("a", b"A", "joe")
         await redis.put("b", b"B", "ann")
         assert await redis.get("a") == b"A"
@@ -121,6 +121,32 @@ async def test_redis_keeps_entries_with_a_ttl_and_drops_by_personality(tmp_path:
         assert await redis.drop_personality(None) == 1
         assert await redis._redis.keys("chorus:audio:*") == []
         await redis.close()
+
+
+async def test_redis_keeps_the_cache_under_its_byte_bound_beside_the_counters(tmp_path: Path) -> None:
+    """Security audit M-5: the cache had a TTL and no bound, in the Redis the rate limits and
+    budgets count in: filled, Redis evicted the counters (limits reset) or refused their writes."""
+    mib = 1 << 20
+    with redis_server(tmp_path) as url:
+        tier = RedisTier(url, ttl_s=600, max_bytes=4 * mib)
+        await tier._redis.set("chorus:key_rate:alice", b"7")  # a counter of chorus.quotas'
+        for i in range(12):
+            await tier.put(f"k{i}", bytes([i]) * mib, "joe")
+            if i == 2:
+                assert await tier.get("k0") is not None  # used again: kept longer than k1
+            if i == 4:  # one past the bound: the least recently used went, not the oldest stored
+                assert await tier.get("k1") is None and await tier.get("k0") is not None
+        assert await tier.stored_bytes() <= 4 * mib
+        entries = sorted(k.decode() for k in await tier._redis.keys("chorus:audio:entry:*"))
+        assert len(entries) == 4 and "chorus:audio:entry:k11" in entries
+        assert await tier.get("k1") is None
+        assert await tier._redis.get("chorus:key_rate:alice") == b"7"
+        # Dropping by personality gives its bytes back.
+        await tier.drop_personality("joe")
+        assert await tier.stored_bytes() == 0
+        await tier.put("big", b"x" * (5 * mib), "joe")  # over the bound alone: not kept at all
+        assert await tier.get("big") is None and await tier.stored_bytes() == 0
+        await tier.close()
 
 
 # --- the layers ----------------------------------------------------------------------
@@ -146,7 +172,7 @@ async def test_a_shared_hit_fills_memory(tmp_path: Path) -> None:
 
 
 async def test_redis_down_is_a_miss_and_puts_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
-    cache = AudioCache(MemoryTier(1 << 20), RedisTier(f"redis://127.0.0.1:{_free_port()}/0", ttl_s=60))
+    cache = AudioCache(MemoryTier(1 << 20), RedisTier(f"redis://127.0.0.1:{_free_port()}/0", ttl_s=60, max_bytes=1 << 24))
     await cache.put("k", AUDIO, "joe")  # memory keeps it; Redis's failure is only logged
     await cache.settled()
     assert await cache.get("k", "joe") == AUDIO
@@ -164,7 +190,7 @@ async def test_a_drop_through_one_replica_reaches_the_others_memory(tmp_path: Pa
         def tier() -> Any:
             if shared == "disk":
                 return DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
-            return RedisTier(url, ttl_s=60)
+            return RedisTier(url, ttl_s=60, max_bytes=1 << 24)
 
         url = stack.enter_context(redis_server(tmp_path)) if shared == "redis" else ""
         a, b = (AudioCache(MemoryTier(1 << 20), tier(), follow_s=0.05) for _ in range(2))
@@ -196,7 +222,7 @@ async def test_a_replica_too_far_behind_the_notices_drops_everything(tmp_path: P
         if shared == "disk":
             tier: Any = DiskTier(tmp_path / "cache", 10 * 1024 * 1024)
         else:
-            tier = RedisTier(stack.enter_context(redis_server(tmp_path)), ttl_s=60)
+            tier = RedisTier(stack.enter_context(redis_server(tmp_path)), ttl_s=60, max_bytes=1 << 24)
         seen, _ = await tier.drops_after(None)
         await tier.announce_drop("joe")
         await tier.announce_drop(None)
