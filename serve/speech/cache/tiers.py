@@ -25,6 +25,7 @@ _DROPS = "chorus:audio-drops"
 _RECENCY = f"{NAMESPACE}:recency"
 _SIZES = f"{NAMESPACE}:sizes"
 _BYTES = f"{NAMESPACE}:bytes"
+_OWNERS = f"{NAMESPACE}:owners"  # each entry's personality set, to leave it when the entry goes
 _DROPS_LAST = f"{_DROPS}:last"
 
 
@@ -65,14 +66,37 @@ def _notices(seen: int | None, last: int, read: Callable[[int], str | None]) -> 
     return [None if p in (None, _ALL) else p for p in said]
 
 
+class _Entries(cachetools.LRUCache[str, bytes]):
+    """An LRU that says which key it pushed out, so the index forgets it too."""
+
+    def __init__(self, max_bytes: int, evicted: Callable[[str], None]) -> None:
+        super().__init__(maxsize=max_bytes, getsizeof=len)
+        self._evicted = evicted
+
+    def popitem(self) -> tuple[str, bytes]:
+        key, blob = super().popitem()
+        self._evicted(key)
+        return key, blob
+
+
 class MemoryTier:
-    """This replica's least recently used entries, bounded in bytes of PCM, not entries."""
+    """This replica's least recently used entries, bounded in bytes of PCM, not entries; the
+    index of each personality's keys loses a key when the entry goes, so it stays as small
+    as what is kept."""
 
     name = "memory"
 
     def __init__(self, max_bytes: int) -> None:
-        self._entries: cachetools.LRUCache[str, bytes] = cachetools.LRUCache(maxsize=max_bytes, getsizeof=len)
+        self._entries = _Entries(max_bytes, self._forget)
         self._index: dict[str, set[str]] = {}
+        self._owner: dict[str, str] = {}
+
+    def _forget(self, key: str) -> None:
+        personality = self._owner.pop(key, None)
+        if personality is not None and (keys := self._index.get(personality)) is not None:
+            keys.discard(key)
+            if not keys:
+                del self._index[personality]
 
     @property
     def size(self) -> int:
@@ -85,7 +109,9 @@ class MemoryTier:
         if len(blob) > self._entries.maxsize:
             return  # larger than the whole tier: it would only push everything else out
         self._entries[key] = blob
-        # Keys evicted since stay in the index until a drop; dropping them again is harmless.
+        if (owner := self._owner.get(key)) is not None and owner != personality:
+            self._forget(key)
+        self._owner[key] = personality
         self._index.setdefault(personality, set()).add(key)
 
     async def drop_personality(self, personality: str | None) -> int:
@@ -93,8 +119,11 @@ class MemoryTier:
             dropped = len(self._entries)
             self._entries.clear()
             self._index.clear()
+            self._owner.clear()
             return dropped
         keys = self._index.pop(personality, set())
+        for key in keys:
+            self._owner.pop(key, None)
         return sum(self._entries.pop(key, None) is not None for key in keys)
 
 
@@ -147,22 +176,27 @@ class DiskTier:
 
 
 # Storing an entry and dropping the least recently used ones past the byte bound, in one step
-# on the server, so replicas storing at once never overshoot it. KEYS: the entry, the recency
-# set, the byte count, the sizes; ARGV: the blob, its TTL, now, the bound, the short key, the
-# entries' prefix.
+# on the server, so replicas storing at once never overshoot it, and taking what goes out of
+# its personality's set. KEYS: the entry, the recency set, the byte count, the sizes, the
+# owners; ARGV: the blob, its TTL, now, the bound, the short key, the entries' prefix, the
+# personality's set.
 _PUT = """
 local old = redis.call('HGET', KEYS[4], ARGV[5])
 if old then redis.call('DECRBY', KEYS[3], old) end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
 redis.call('HSET', KEYS[4], ARGV[5], string.len(ARGV[1]))
+redis.call('HSET', KEYS[5], ARGV[5], ARGV[7])
 local total = redis.call('INCRBY', KEYS[3], string.len(ARGV[1]))
 local dropped = 0
 while total > tonumber(ARGV[4]) do
   local oldest = redis.call('ZPOPMIN', KEYS[2])
   if #oldest == 0 then break end
   local size = redis.call('HGET', KEYS[4], oldest[1])
+  local owner = redis.call('HGET', KEYS[5], oldest[1])
+  if owner then redis.call('SREM', owner, oldest[1]) end
   redis.call('HDEL', KEYS[4], oldest[1])
+  redis.call('HDEL', KEYS[5], oldest[1])
   redis.call('DEL', ARGV[6] .. oldest[1])
   total = size and redis.call('DECRBY', KEYS[3], size) or total
   dropped = dropped + 1
@@ -170,13 +204,14 @@ end
 return dropped
 """
 # Forgetting entries (a drop by personality): KEYS: the byte count, the sizes, the recency
-# set; ARGV: the entries' prefix, then the short keys. Returns how many entries there were.
+# set, the owners; ARGV: the entries' prefix, then the short keys. Returns how many entries there were.
 _FORGET = """
 local gone = 0
 for i = 2, #ARGV do
   local size = redis.call('HGET', KEYS[2], ARGV[i])
   if size then redis.call('DECRBY', KEYS[1], size) end
   redis.call('HDEL', KEYS[2], ARGV[i])
+  redis.call('HDEL', KEYS[4], ARGV[i])
   redis.call('ZREM', KEYS[3], ARGV[i])
   gone = gone + redis.call('DEL', ARGV[1] .. ARGV[i])
 end
@@ -219,8 +254,9 @@ class RedisTier:
     async def put(self, key: str, blob: bytes, personality: str) -> None:
         if len(blob) > self._max_bytes:
             return  # would only push everything else out, itself included
-        await self._put(keys=[self._entry(key), _RECENCY, _BYTES, _SIZES],
-                        args=[blob, self._ttl_s, time.time(), self._max_bytes, key, self._entry("")])
+        await self._put(keys=[self._entry(key), _RECENCY, _BYTES, _SIZES, _OWNERS],
+                        args=[blob, self._ttl_s, time.time(), self._max_bytes, key, self._entry(""),
+                              self._index(personality)])
         pipe = self._redis.pipeline(transaction=False)
         pipe.sadd(self._index(personality), key)
         # The index lives as long as its newest entry.
@@ -233,7 +269,8 @@ class RedisTier:
     async def drop_personality(self, personality: str | None) -> int:
         if personality is not None:
             keys = [k.decode() for k in await self._redis.smembers(self._index(personality))]
-            dropped = await self._forget(keys=[_BYTES, _SIZES, _RECENCY], args=[self._entry(""), *keys]) if keys else 0
+            dropped = await self._forget(keys=[_BYTES, _SIZES, _RECENCY, _OWNERS],
+                                         args=[self._entry(""), *keys]) if keys else 0
             await self._redis.delete(self._index(personality))
             return int(dropped)
         dropped = 0

@@ -346,3 +346,23 @@ def _pcm(text: str) -> AudioResult:
     """Stand-in audio that says its text: its bytes (an even number, as 16-bit PCM is)."""
     data = text.encode()
     return AudioResult(pcm=data + b"\0" * (len(data) % 2), sample_rate=22050)
+
+
+async def test_the_indexes_forget_what_the_bound_pushed_out(tmp_path: Path) -> None:
+    """Security audit L-9: keys stayed in the per-personality indexes after their entries were
+    evicted (200,000 puts left 31 MB of index for 52 live entries)."""
+    memory = MemoryTier(10 * 1024)
+    for i in range(2_000):
+        await memory.put(f"k{i}", b"x" * 1024, f"p{i % 3}")
+    assert sum(len(keys) for keys in memory._index.values()) == len(memory._entries) == 10
+    assert len(memory._owner) == 10
+    kept_of_p0 = sum(int(key[1:]) % 3 == 0 for key in memory._entries)  # k1992, k1995, k1998
+    assert kept_of_p0 == 3 and await memory.drop_personality("p0") == kept_of_p0
+    with redis_server(tmp_path) as url:
+        tier = RedisTier(url, ttl_s=600, max_bytes=1 << 20)
+        for i in range(40):
+            await tier.put(f"k{i}", b"x" * (128 * 1024), f"p{i % 2}")
+        members = sum([await tier._redis.scard(f"chorus:audio:personality:p{n}") for n in (0, 1)])
+        assert members == len(await tier._redis.keys("chorus:audio:entry:*")) == 8
+        assert await tier._redis.hlen("chorus:audio:owners") == 8
+        await tier.close()
