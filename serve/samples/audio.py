@@ -271,11 +271,14 @@ def _describe_unreadable(data: bytes, err: Exception) -> SampleRejected:
             return _rejected("not audio: the upload is a text file", "undecodable")
     except UnicodeDecodeError:
         pass
-    # FFmpeg knows more containers: if it finds an audio stream, name its codec.
+    # FFmpeg knows more containers: if one of the usual audio ones holds an audio stream,
+    # name its codec. Only those demuxers may probe (FFmpeg's `format_whitelist`): left to
+    # itself FFmpeg tries every demuxer it has on a stranger's bytes, playlists naming URLs
+    # and image sequences included.
     try:
         import av
 
-        with av.open(io.BytesIO(data), "r") as container:
+        with av.open(io.BytesIO(data), "r", options={"format_whitelist": ",".join(PROBED_DEMUXERS)}) as container:
             streams = container.streams.audio
             if streams:
                 codec = streams[0].codec_context.name
@@ -287,3 +290,7 @@ def _describe_unreadable(data: bytes, err: Exception) -> SampleRejected:
     except Exception:  # noqa: BLE001 - any FFmpeg failure just means "not audio we know"
         pass
     return _rejected(f"not a decodable audio file ({_sf_message(err)})", "undecodable")
+
+
+# The containers an upload libsndfile cannot read is looked for in, to say what it holds.
+PROBED_DEMUXERS = ("mov", "matroska", "ogg", "mp3", "aac", "flac", "wav", "aiff", "caf", "asf", "amr")

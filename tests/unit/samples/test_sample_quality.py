@@ -363,3 +363,39 @@ def test_speaker_similarity(voice: PiperRecordings, speakers: SpeakerComparer) -
     assert "studio-1" in check.message and "studio-2" in check.message
     assert check.value == pytest.approx(min(other_score, speakers.similarity(other, same)), abs=1e-3)
     assert speakers.check(same, {"studio-1": a}).passed
+
+
+def test_ffmpeg_looks_into_an_unreadable_upload_with_the_usual_audio_demuxers_only() -> None:
+    """Security audit L3: FFmpeg probed a stranger's bytes with every demuxer it has (HLS
+    playlists naming URLs, image sequences, ...) only to word an error. A Sun .au file, which
+    FFmpeg reads and libsndfile's build here does not name as accepted, is found by no allowed
+    demuxer; an AAC in MP4 still is, and named."""
+    import io
+
+    import av
+    import numpy as np
+
+    from chorus.samples import audio
+
+    def made(container: str, codec: str, rate: int) -> bytes:
+        out_buf = io.BytesIO()
+        with av.open(out_buf, "w", format=container) as out:
+            stream = out.add_stream(codec, rate=rate)
+            fmt = "fltp" if codec == "aac" else "s16"
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype="float32" if fmt == "fltp" else "int16"),
+                                               format=fmt, layout="mono")
+            frame.sample_rate = rate
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                out.mux(packet)
+        return out_buf.getvalue()
+
+    assert "au" not in audio.PROBED_DEMUXERS
+    # FFmpeg alone reads it: the whitelist is what keeps it out.
+    with av.open(io.BytesIO(made("au", "pcm_s16be", 8000)), "r") as reads:
+        assert reads.format.name == "au"
+    refused = audio._describe_unreadable(made("au", "pcm_s16be", 8000), RuntimeError("libsndfile"))
+    assert refused.problem == "undecodable"
+    named = audio._describe_unreadable(made("mp4", "aac", 24000), RuntimeError("libsndfile"))
+    assert named.problem == "unsupported_codec" and named.reason.startswith("aac audio in a mov container")
+    playlist = b"#EXTM3U\n#EXTINF:1,\nhttp://169.254.169.254/latest\n" + bytes(range(256)) * 8
+    assert audio._describe_unreadable(playlist, RuntimeError("libsndfile")).problem == "undecodable"
