@@ -60,6 +60,11 @@ class VoiceSampleRef(BaseModel):
     sha256: str
     path: str | None = None
     audio: bytes | None = None
+    # For an `s3://` path: the S3-compatible endpoint the sample store uses (None: AWS) and
+    # the account that must own the bucket (a bucket name someone else claimed must not
+    # supply the voice).
+    endpoint_url: str | None = None
+    expected_owner: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> VoiceSampleRef:

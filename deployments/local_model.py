@@ -134,9 +134,9 @@ class EngineEnvironment:
 
 
 def sample_bytes(ref: VoiceSampleRef) -> bytes:
-    """A reference sample's WAV bytes: inline, from the shared volume, or from an
-    S3-compatible bucket (boto3's usual credential chain; AWS_ENDPOINT_URL for non-AWS
-    stores)."""
+    """A reference sample's WAV bytes: inline, from the shared volume, or from the sample
+    store's S3-compatible bucket (its endpoint and expected owner come with the ref; boto3's
+    usual credential chain)."""
     if ref.audio is not None:
         return ref.audio
     assert ref.path is not None
@@ -144,7 +144,9 @@ def sample_bytes(ref: VoiceSampleRef) -> bytes:
         import boto3
 
         bucket, _, key = ref.path.removeprefix("s3://").partition("/")
-        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        owner = {"ExpectedBucketOwner": ref.expected_owner} if ref.expected_owner else {}
+        client = boto3.client("s3", endpoint_url=ref.endpoint_url)
+        return client.get_object(Bucket=bucket, Key=key, **owner)["Body"].read()
     with open(ref.path, "rb") as f:
         return f.read()
 

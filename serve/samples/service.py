@@ -53,6 +53,10 @@ class SamplesConfig(BaseModel):
     bucket: str | None = Field(None, description="s3 backend bucket")
     prefix: str = "samples"
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None = AWS")
+    expected_bucket_owner: str | None = Field(
+        None, pattern=r"^[0-9]{12}$", description="The AWS account that must own the bucket, checked on every read of "
+        "a sample by an engine (S3's ExpectedBucketOwner): a bucket name claimed by someone else supplies no voice.",
+    )
     max_upload_bytes: int = Field(MAX_SAMPLE_BYTES, gt=0)
     max_samples: int = Field(
         MAX_VOICE_SAMPLES, ge=1, le=MAX_VOICE_SAMPLES,
@@ -262,7 +266,10 @@ class SampleService:
         samples = self.list(name)
         fit = [s for s in samples if engine in duration_fit(s.duration, [engine])]
         chosen = fit or samples
+        s3 = self.config.backend == "s3"
         return [
-            VoiceSampleRef(id=s.id, language=s.language, sha256=s.sha256, path=self.store.locator(self.key(name), s.id))
+            VoiceSampleRef(id=s.id, language=s.language, sha256=s.sha256, path=self.store.locator(self.key(name), s.id),
+                           endpoint_url=self.config.endpoint_url if s3 else None,
+                           expected_owner=self.config.expected_bucket_owner if s3 else None)
             for s in chosen
         ]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deployments.base import EngineUnavailableError, VoiceSampleRef
-from deployments.local_model import ConditioningCache, LocalModelConfig, pcm16, read_sample
+from deployments.local_model import ConditioningCache, LocalModelConfig, pcm16, read_sample, sample_bytes
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -56,3 +56,24 @@ def test_unreadable_sample_makes_the_engine_unavailable() -> None:
     ref = VoiceSampleRef(id="broken", language="en", sha256="0" * 64, audio=b"not a wav")
     with pytest.raises(EngineUnavailableError, match="reference sample 'broken' unreadable"):
         read_sample(ref, "xtts_v2")
+
+
+def test_an_s3_sample_is_read_from_the_sample_stores_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Security audit L4: engines read `s3://` refs from AWS's default endpoint whatever the
+    sample store used, so a same-named bucket on AWS could supply the voice."""
+    import boto3
+
+    from tests.support.moto_server import moto_server
+
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with moto_server() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="voices")
+        s3.put_object(Bucket="voices", Key="joe/s0.wav", Body=b"RIFF-the-sample")
+        ref = VoiceSampleRef(id="s0", language="en", sha256="0" * 64, path="s3://voices/joe/s0.wav",
+                             endpoint_url=endpoint)
+        assert sample_bytes(ref) == b"RIFF-the-sample"
