@@ -698,3 +698,21 @@ def test_network_policies_open_only_serve_and_public_egress(kube: ControlPlane, 
 
     off = render(kube, tmp_path, {"networkPolicy": {"enabled": False}, "operator": {"networkPolicy": {"enabled": False}}})
     assert "NetworkPolicy" not in {d["kind"] for d in off}
+
+
+@pytest.mark.parametrize("values,refusal", [
+    ({"engines": {"azure_tts": {"enabled": True, "config": {"key": "abc123"}}}}, "engines.azure_tts.config.key"),
+    ({"engines": {"ibm_watson": {"enabled": True, "config": {"api_key": "abc"}}}}, "engines.ibm_watson.config.api_key"),
+    ({"engines": {"ibm_watson": {"enabled": True, "config": {"bearerToken": "abc"}}}}, "config.bearerToken"),
+    ({"redis": {"url": "redis://:s3cret@redis:6379/0"}}, "redis.url carries credentials"),
+    ({"redis": {"url": "rediss://user:s3cret@redis.example:6380"}}, "redis.url carries credentials"),
+], ids=["azure-key", "ibm-api-key", "ibm-bearer", "redis-password", "redis-user-password"])
+def test_credentials_in_values_are_refused(kube: ControlPlane, tmp_path: Path, values: dict[str, Any],
+                                           refusal: str) -> None:
+    """Security audit L6, L7: inline engine keys and a Redis password ended up in the
+    RayService's serveConfigV2 and pod specs, readable by anyone who may read those."""
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump({**values, **KEYS}))
+    out = kube.helm("template", RELEASE, str(CHART), "-f", str(values_file), check=False)
+    assert out.returncode != 0 and refusal in out.stderr, out.stderr
+    assert "s3cret" not in out.stdout and "abc" not in out.stdout

@@ -117,6 +117,9 @@ app.kubernetes.io/part-of: chorus
   valueFrom:
     secretKeyRef: {name: {{ .Values.redis.existingSecret | quote }}, key: url, optional: false}
 {{- else if .Values.redis.url }}
+{{- if regexMatch "://[^/]*@" .Values.redis.url }}
+  {{- fail "redis.url carries credentials, which would be readable in every pod spec: put the URL in a Secret under the key `url` and name it in redis.existingSecret" }}
+{{- end }}
 - name: CHORUS_REDIS_URL
   value: {{ .Values.redis.url | quote }}
 {{- end }}

@@ -15,9 +15,16 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
 {{- $app := index $cfg.applications 0 -}}
 {{- $engineIds := include "chorus.engineIds" . | fromJsonArray -}}
 {{- $cloudIds := include "chorus.cloudEngineIds" . | fromJsonArray -}}
-{{- range $id, $_ := .Values.engines -}}
+{{- range $id, $e := .Values.engines -}}
   {{- if not (has $id $engineIds) -}}
     {{- fail (printf "engines.%s: unknown engine id (known: %s)" $id (join ", " $engineIds)) -}}
+  {{- end -}}
+  {{- /* serveConfigV2 is readable by whoever may read the RayService: credentials come from
+       Secrets (cloud.*.existingSecret), never from values */ -}}
+  {{- range $field, $_ := ($e | default dict).config | default dict -}}
+    {{- if regexMatch "(?i)(key|token|secret|password|credential)" $field -}}
+      {{- fail (printf "engines.%s.config.%s: credentials are never given in values (they would be readable in the RayService); put them in a Secret named in cloud.*.existingSecret (docs/kubernetes.md)" $id $field) -}}
+    {{- end -}}
   {{- end -}}
 {{- end -}}
 {{- /* deployments: drop disabled engines', apply bounds to the rest */ -}}
