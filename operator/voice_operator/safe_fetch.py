@@ -81,6 +81,18 @@ def redact(url: str) -> str:
     return str(parsed)
 
 
+# Never fetched from, whatever this interpreter's `ipaddress` tables say (they differ by patch
+# level: 3.11.7 takes 192.0.0.192 or 2002:a9fe:a9fe::1, 6to4 of 169.254.169.254, as public).
+# The chart's operator NetworkPolicy excepts the same networks (a test holds them equal).
+DENIED_NETWORKS: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    "::/128", "::1/128", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
+    "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+))
+
+
 def forbidden_reason(ip: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | None:
     """Why the operator must not connect to `ip`, or None if it may."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -90,6 +102,8 @@ def forbidden_reason(ip: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | 
     for prop in ("loopback", "link_local", "private", "unspecified", "multicast", "reserved"):
         if getattr(ip, f"is_{prop}"):
             return f"{ip} is a {prop.replace('_', '-')} address"
+    if denied := next((net for net in DENIED_NETWORKS if ip.version == net.version and ip in net), None):
+        return f"{ip} is in {denied}, which is never fetched from"
     if not ip.is_global:  # shared address space, 6to4 and other special ranges
         return f"{ip} is not a public address"
     return None

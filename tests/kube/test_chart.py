@@ -19,6 +19,7 @@ import yaml
 
 from chorus.personalities import parse_text
 from tests.kube.control_plane import ROOT, ControlPlane
+from voice_operator.safe_fetch import DENIED_NETWORKS
 
 CHART = ROOT / "charts" / "chorus"
 CLUSTER_PROFILE = ROOT / "serve" / "configs" / "cluster.yaml"
@@ -675,9 +676,15 @@ def test_network_policies_open_only_serve_and_public_egress(kube: ControlPlane, 
 
     ray = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-ray-ingress"))
     assert ray["spec"]["policyTypes"] == ["Ingress"]
-    open_rule, release_rule = ray["spec"]["ingress"]
+    open_rule, release_rule, kuberay, prometheus = ray["spec"]["ingress"]
     assert open_rule == {"ports": [{"protocol": "TCP", "port": 8000}]}  # from anywhere: Serve alone
-    assert release_rule == {"from": [{"podSelector": {"matchLabels": release}}]}  # 6379, 8265, ...: release only
+    # 6379, 8265, ...: the release's Ray pods only, not its operator (security audit L-11)
+    assert release_rule == {"from": [{"podSelector": {
+        "matchLabels": release, "matchExpressions": [{"key": "ray.io/node-type", "operator": "Exists"}]}}]}
+    assert kuberay["from"] == [{"namespaceSelector": {},
+                                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}}}]
+    assert {p["port"] for p in kuberay["ports"]} == {8265, 52365}
+    assert {p["port"] for p in prometheus["ports"]} == {8080} and prometheus["from"][0]["podSelector"]
     head = one(docs, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert 10001 not in {p["containerPort"] for p in head["ports"]}  # no Ray Client port in the Service
 
@@ -688,9 +695,10 @@ def test_network_policies_open_only_serve_and_public_egress(kube: ControlPlane, 
     assert api["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
     v4, v6 = (b["ipBlock"] for b in web["to"])
     assert {p["port"] for p in web["ports"]} == {80, 443}
-    assert v4["cidr"] == "0.0.0.0/0" and {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-                                          "127.0.0.0/8"} <= set(v4["except"])
-    assert v6["cidr"] == "::/0" and {"fc00::/7", "fe80::/10"} <= set(v6["except"])
+    # The operator's own deny list, the same networks (security audit L-6).
+    denied = {str(n) for n in DENIED_NETWORKS}
+    assert v4["cidr"] == "0.0.0.0/0" and v6["cidr"] == "::/0"
+    assert set(v4["except"]) | set(v6["except"]) == denied
 
     env = {e["name"]: e.get("value") for e in one(docs, "Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["CHORUS_OPERATOR_ALLOWED_DOMAINS"] == "samples.example.com,cdn.example.org"

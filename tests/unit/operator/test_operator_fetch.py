@@ -260,3 +260,10 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None
     with pytest.raises(SampleRejected, match="over the 60 s maximum"):
         volumes.ingest.add("alice", silent_flac(61, 8_000))
     assert not list(tmp_path.iterdir())  # nothing stored, no model loaded
+
+
+@pytest.mark.parametrize("address", ["192.0.0.192", "2002:a9fe:a9fe::1", "fec0::1", "64:ff9b::a9fe:a9fe", "2001::1"])
+def test_the_deny_list_does_not_depend_on_the_interpreters_tables(address: str) -> None:
+    """Security audit L-6: 3.11.7's `ipaddress` takes these for public addresses (an Oracle
+    Cloud metadata address, 6to4 and NAT64 of 169.254.169.254, site-local, Teredo)."""
+    assert forbidden_reason(ipaddress.ip_address(address)) is not None
