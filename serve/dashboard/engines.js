@@ -51,7 +51,8 @@ function row(p, to) {
 }
 
 export async function refresh(view) {
-  const [{ providers }, to] = await Promise.all([json("/v1/providers"), links()]);
+  // The links are an admin's to see (they name internal hosts): others get none.
+  const [{ providers }, to] = await Promise.all([json("/v1/providers"), links().catch(() => ({}))]);
   problem(view, null);
   view.querySelector("#engine-links").replaceChildren(...(to.rayDashboard
     ? [out(rayPage(to, ""), "Serve in the Ray dashboard", null), " (replicas, queues, logs, autoscaling)"]

@@ -52,7 +52,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/v1/personalities/{name}/samples/check"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples/check",
                                                                lambda: {"files": recording(other_text=True)}),
     ("GET", "/v1/keys/me"): Call(ANY_KEY, "/v1/keys/me"),
-    ("GET", "/v1/dashboard/links"): Call(ANY_KEY, "/v1/dashboard/links"),
+    ("GET", "/v1/dashboard/links"): Call(Scope.ADMIN, "/v1/dashboard/links"),
     ("GET", "/v1/personalities/{name}/samples"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples"),
     ("GET", "/v1/personalities/{name}/samples/{sample_id}"): Call(Scope.SAMPLES, "/v1/personalities/joe/samples/s0"),
     ("GET", "/v1/personalities/{name}/samples/{sample_id}/audio"): Call(

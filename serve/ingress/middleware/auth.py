@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chorus.auth.keys import ApiKey
 from chorus.auth.ring import KeyRing
@@ -101,7 +102,7 @@ class AuthMiddleware:
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, _no_store(send))
 
     async def _refuse_unknown(self, request: Request, presented: bool, scope: Scope, receive: Receive,
                               send: Send) -> None:
@@ -126,3 +127,16 @@ class AuthMiddleware:
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="chorus"'
         await response(scope, receive, send)
+
+
+def _no_store(send: Send) -> Send:
+    """What a key was shown (audio, samples, personalities) is kept by no cache on the way:
+    `x-api-key` is not a header shared caches know to vary on."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            headers.setdefault("Cache-Control", "no-store")
+        await send(message)
+
+    return sending

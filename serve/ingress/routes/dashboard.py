@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from chorus.auth.scopes import ANY_KEY, PUBLIC, needs
+from chorus.auth.scopes import PUBLIC, Scope, needs
 from chorus.ingress.api import DashboardLinks
 from chorus.ingress.deps import ReplicaDep
 from chorus.ingress.errors import ChorusHTTPError
@@ -51,7 +51,7 @@ async def asset(name: str) -> FileResponse:
     return _asset(name)
 
 
-@router.get("/v1/dashboard/links", response_model=DashboardLinks, summary="Where the dashboard links to",
-            openapi_extra=needs(ANY_KEY))
+@router.get("/v1/dashboard/links", response_model=DashboardLinks,
+            summary="Where the dashboard links to (internal addresses: admins only)", openapi_extra=needs(Scope.ADMIN))
 async def links(replica: ReplicaDep) -> DashboardLinks:
     return replica.config.links

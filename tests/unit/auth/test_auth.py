@@ -287,3 +287,14 @@ def test_a_key_given_in_the_file_has_at_least_32_characters() -> None:
     with pytest.raises(ValueError, match="at least 32"):
         KeyEntry(name="short", key="a-guessable-key-1234", scopes=[Scope.SPEAK])
     assert KeyEntry(name="long", key="k" * 32, scopes=[Scope.SPEAK]).key is not None
+
+
+async def test_what_a_key_was_shown_is_kept_by_no_cache(api: AuthApi) -> None:
+    """Security audit L-12: authenticated answers (sample audio among them) carried no
+    Cache-Control, and `x-api-key` is not a header shared caches vary on."""
+    speaker, samples = {"x-api-key": KEYS[Scope.SPEAK]}, {"x-api-key": KEYS[Scope.CLONE]}
+    listing = await api.client.get("/v1/personalities", headers=speaker)
+    audio = await api.client.get("/v1/personalities/joe/samples/s0/audio", headers=samples)
+    assert listing.headers["cache-control"] == audio.headers["cache-control"] == "no-store"
+    page = await api.client.get("/dashboard")  # public, the same for everyone
+    assert page.status_code == 200 and page.headers.get("cache-control") != "no-store"
