@@ -38,6 +38,7 @@ from deployments.base import EngineId
 log = logging.getLogger(__name__)
 
 Policy = Literal["enforce", "warn"]
+QUOTA_UNKNOWN = "its quota cannot be counted now"
 QUOTA_EXHAUSTED = "quota exhausted"
 """The reason an attempt is skipped under `enforce` (outcome `skipped`)."""
 
@@ -130,6 +131,7 @@ class QuotaSnapshot:
     (one read per utterance) and what `GET /v1/quotas` shows."""
 
     usages: tuple[Usage, ...]
+    unreadable: bool = False  # the counts could not be read: enforced classes are skipped
 
     def usage(self, engine: EngineId, voice_class: str) -> Usage | None:
         return next((u for u in self.usages if (u.engine, u.voice_class) == (engine, voice_class)), None)
@@ -199,18 +201,21 @@ class CloudMeter:
         return [(e, c, n) for (e, c), (m, n) in self._seen.items() if m == month]
 
     async def for_plan(self) -> QuotaSnapshot | None:
-        """The snapshot a plan uses; None when the counts cannot be read (logged). Open, not
-        closed: the meter guards a free tier, and callers' own budgets (`chorus.quotas.callers`)
-        already fail closed when the shared store is down."""
+        """The snapshot a plan uses. When the counts cannot be read (logged) it is
+        `unreadable`: closed, not open, for the classes whose policy is `enforce` (a key
+        without budgets touches no other counter, so nothing else would stop it spending a
+        free tier past its end while the store is down); `warn` classes are used as ever."""
         try:
             return await self.snapshot()
         except CountsUnavailable as err:
-            log.warning("cloud quota: counts unreadable, engines planned without them: %s", err)
-            return None
+            log.warning("cloud quota: counts unreadable, enforced classes skipped until they are: %s", err)
+            return QuotaSnapshot((), unreadable=True)
 
     def refuses(self, snapshot: QuotaSnapshot, engine: EngineId, voice: str | None) -> bool:
         """Whether the plan must skip `engine` (policy enforce, its class used up)."""
         voice_cls = self.class_of(engine, voice)
+        if snapshot.unreadable:
+            return voice_cls is not None and self.engines[engine].policy == "enforce"
         usage = snapshot.usage(engine, voice_cls) if voice_cls else None
         return usage is not None and usage.exhausted and usage.policy == "enforce"
 

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, TypeVar
 from opentelemetry.trace import NoOpTracer, Span, Tracer
 
 from chorus.quotas.callers import Charge
-from chorus.quotas.providers import QUOTA_EXHAUSTED, CloudMeter, QuotaSnapshot
+from chorus.quotas.providers import QUOTA_EXHAUSTED, QUOTA_UNKNOWN, CloudMeter, QuotaSnapshot
 from chorus.speech.attempts import (
     UNHEALTHY,
     AllEnginesFailed,
@@ -128,7 +128,7 @@ class Router:
                 who = f"voice {cfg.voice!r}" if cfg.voice else "no loaded voice"
                 skip = Skip.plain(f"{who} does not speak {utterance.language!r}")
             elif quota is not None and self.meter is not None and self.meter.refuses(quota, engine, cfg.voice):
-                skip = Skip.plain(QUOTA_EXHAUSTED)
+                skip = Skip.plain(QUOTA_UNKNOWN if quota.unreadable else QUOTA_EXHAUSTED)
             else:
                 skip = None
             plan.append((engine, skip))

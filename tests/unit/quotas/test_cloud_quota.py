@@ -248,17 +248,24 @@ async def test_replicas_sharing_redis_count_exactly_and_enforce_together(
     assert r.headers["x-chorus-provider"] == "piper"  # a's characters used up b's allowance too
 
 
-async def test_unreadable_counts_are_503_on_quotas_and_never_stop_speech(replicas: Any, tmp_path: Path) -> None:
+async def test_unreadable_counts_are_503_on_quotas_and_close_enforced_classes(replicas: Any, tmp_path: Path) -> None:
+    """Security audit L-13: with the counts unreadable the plan went on without them, so a
+    key without budgets spent an enforced free tier past its end. Enforced classes are now
+    skipped until the counts come back (speech falls back); `warn` classes speak."""
     import socket
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         dead = f"redis://127.0.0.1:{s.getsockname()[1]}"
     (tmp_path / "dead").mkdir()
-    api = replicas(tmp_path / "dead", dead)
+    api = replicas(tmp_path / "dead", dead, google_tts={"neural": 1_000_000})
     r = await api.client.get("/v1/quotas")
     assert r.status_code == 503, r.text
     assert r.json()["code"] == "quotas_unavailable" and r.headers["Retry-After"] == "5"
     assert "127.0.0.1" not in r.text
-    # The plan goes on without the counts (the free tier is guarded, not the service).
-    assert (await api.speak("neu")).headers["x-chorus-provider"] == "google_tts"
+    spoken = await api.speak("neu")
+    assert spoken.headers["x-chorus-provider"] == "piper"
+    assert 'google_tts;outcome=skipped;reason="its quota cannot be counted now"' in spoken.headers["x-chorus-fallback"]
+    (tmp_path / "warn").mkdir()
+    warned = replicas(tmp_path / "warn", dead, google_tts={"neural": 1_000_000, "policy": "warn"})
+    assert (await warned.speak("neu")).headers["x-chorus-provider"] == "google_tts"
