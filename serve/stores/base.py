@@ -85,6 +85,11 @@ class IndexedStore(Generic[K]):
     its last good personality when a new version is invalid, indexed by personality name
     (the first source of a name serves it; later ones are reported as conflicts)."""
 
+    # Whether a name two sources define is served by neither (instead of the first): a
+    # store whose sources belong to different people (namespaces) must not let one take
+    # another's personality, and its samples, by sorting first.
+    conflicts_serve_neither = False
+
     def __init__(self) -> None:
         self._entries: dict[K, _Entry] = {}
         self._by_name: dict[str, K] = {}
@@ -154,5 +159,10 @@ class IndexedStore(Generic[K]):
                 conflicts[key] = f"personality {p.name!r} is already defined in {self._source(by_name[p.name])}"
                 continue
             by_name[p.name] = key
+        if self.conflicts_serve_neither:
+            for key in list(conflicts):
+                name = self._entries[key].personality.name  # type: ignore[union-attr]
+                if (first := by_name.pop(name, None)) is not None:
+                    conflicts[first] = f"personality {name!r} is also defined in {self._source(key)}: neither is served"
         self._by_name, self._conflicts = by_name, conflicts
         self.generation += 1

@@ -41,6 +41,7 @@ class KubernetesStore(IndexedStore[tuple[str, str]]):
     """Personalities from ConfigMaps, keyed by (namespace, ConfigMap name)."""
 
     read_only = True
+    conflicts_serve_neither = True  # a name in two namespaces: two owners (security audit L-7)
 
     def __init__(self, source: KubernetesSource) -> None:
         super().__init__()

@@ -38,9 +38,10 @@ def test_only_the_operators_configmaps_count() -> None:
 
 
 def test_samples_are_keyed_by_the_owning_resource() -> None:
-    """Namesakes in two namespaces: the served one's samples are under its own uid."""
+    """A personality's samples are under its own resource's uid, so a namesake that replaces
+    it (deleted, then created again elsewhere) never inherits them."""
     store = KubernetesStore(KubernetesSource(namespace="*"))
-    store.replace_all([configmap("ava", "b-team"), configmap("ava", "a-team")])
+    store.replace_all([configmap("ava", "a-team")])
     assert store.sample_key("ava") == "uid-a-team-ava"
     store.replace_all([configmap("ava", "b-team")])
     assert store.sample_key("ava") == "uid-b-team-ava"
@@ -71,14 +72,20 @@ def test_invalid_update_keeps_the_last_good_version_and_says_why() -> None:
     assert [p.source for p in store.problems()] == ["configmap/voices/chorus-personality-zed"]
 
 
-def test_same_name_in_two_namespaces_serves_one_and_reports_the_other() -> None:
+def test_same_name_in_two_namespaces_serves_neither_and_reports_both() -> None:
+    """Security audit L-7: the namespace that sorted first took the name, its spec and
+    (through the uid) its samples: a tenant in `aaa` took over `alice` of `prod`."""
     store = KubernetesStore(KubernetesSource(namespace="*"))
-    store.replace_all([configmap("ava", "b-team"), configmap("ava", "a-team")])
-    assert store.status("ava").source == "configmap/a-team/chorus-personality-ava"
-    (problem,) = store.problems()
-    assert problem.source.startswith("configmap/b-team/") and "already defined in configmap/a-team/" in problem.error
-    store.replace_all([configmap("ava", "b-team")])  # a relist drops what is gone
-    assert store.status("ava").source == "configmap/b-team/chorus-personality-ava" and not store.problems()
+    store.replace_all([configmap("ava", "prod")])
+    assert store.status("ava").source == "configmap/prod/chorus-personality-ava"
+    store.replace_all([configmap("ava", "prod"), configmap("ava", "aaa")])
+    assert store.get("ava") is None and store.names() == []
+    problems = {p.source: p.error for p in store.problems()}
+    assert set(problems) == {"configmap/aaa/chorus-personality-ava", "configmap/prod/chorus-personality-ava"}
+    assert all("ava" in e for e in problems.values())
+    assert "neither is served" in problems["configmap/aaa/chorus-personality-ava"] + problems["configmap/prod/chorus-personality-ava"]
+    store.replace_all([configmap("ava", "prod")])  # a relist drops what is gone
+    assert store.status("ava").source == "configmap/prod/chorus-personality-ava" and not store.problems()
 
 
 def test_writes_are_refused_with_where_to_make_them() -> None:
