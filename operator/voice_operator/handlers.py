@@ -138,6 +138,32 @@ async def reconcile(
         raise kopf.TemporaryError(f"fetching samples: {samples_cond.message}", delay=backoff(retry))
 
 
+REPAIR_INTERVAL_S = 20.0
+"""How often each personality's ConfigMap is compared with what its resource renders."""
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=REPAIR_INTERVAL_S, initial_delay=REPAIR_INTERVAL_S, idle=REPAIR_INTERVAL_S)
+async def repair(name: str, namespace: str, spec: kopf.Spec, meta: kopf.Meta, body: kopf.Body, memo: kopf.Memo,
+                 logger: logging.Logger, **_: Any) -> None:
+    """Whoever may patch ConfigMaps could change what a personality says by editing its
+    ConfigMap (security audit L-8): the one its VoicePersonality renders is written back
+    within `REPAIR_INTERVAL_S`, and the change is an event on the resource."""
+    try:
+        personality = Personality(name=name, spec=parse_spec(dict(spec)))
+    except PersonalityError:
+        return  # reconcile reports an invalid spec
+    core = client.CoreV1Api(memo.api)
+    try:
+        changed = await _apply_configmap(core, namespace, personality, int(meta.get("generation") or 0), body)
+    except ApiException as err:
+        logger.warning("repairing ConfigMap %s: the API server answered %s %s",
+                       configmaps.configmap_name(name), err.status, err.reason)
+        return
+    if changed:
+        kopf.warn(body, reason="ConfigMapRepaired", message=f"ConfigMap {configmaps.configmap_name(name)} was changed "
+                  f"or removed outside the operator: {changed} again from the VoicePersonality")
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def delete(name: str, uid: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     removed = await asyncio.to_thread(memo.volumes.remove, uid)

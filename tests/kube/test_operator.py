@@ -15,7 +15,7 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from chorus.personalities import parse_spec
+from chorus.personalities import Personality, parse_spec
 from chorus.stores import configmaps
 from tests.conftest import free_port
 from tests.kube.control_plane import ControlPlane
@@ -253,3 +253,18 @@ def test_an_api_refusal_is_shown_and_retried_until_it_heals(kube: ControlPlane, 
     assert get(kube, "configmap", configmaps.configmap_name("patient")) is not None
     assert healed["status"]["observedGeneration"] == healed["metadata"]["generation"]
     operator.denials.seen.clear()  # these 403s were this test's doing
+
+
+def test_a_hand_edited_configmap_is_written_back(kube: ControlPlane, operator: Operator) -> None:
+    """Security audit L-8: whoever may patch ConfigMaps changed what a personality says, and
+    nothing repaired it."""
+    apply(kube, "guarded", PIPER_SPEC)
+    settled(kube, "guarded")
+    name = configmaps.configmap_name("guarded")
+    rendered = get(kube, "configmap", name)["data"]
+    forged = {**PIPER_SPEC, "providers": {"piper": {"voice": "en_US-joe-medium", "settings": {"speed": 3.0}}}}
+    forged_data = configmaps.render(Personality(name="guarded", spec=parse_spec(forged)), generation=1)["data"]
+    kube.kubectl("patch", "configmap", name, "-n", NS, "--type", "merge", "-p", json.dumps({"data": forged_data}))
+    assert get(kube, "configmap", name)["data"] != rendered
+    eventually(lambda: get(kube, "configmap", name)["data"] == rendered or None, timeout=90,
+               what="the operator writing the ConfigMap back")
