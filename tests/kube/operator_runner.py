@@ -17,7 +17,8 @@ from kopf.testing import KopfRunner
 
 from tests.kube.control_plane import ROOT, ControlPlane
 
-RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
+              "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 T = TypeVar("T")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -724,3 +725,39 @@ def test_credentials_in_values_are_refused(kube: ControlPlane, tmp_path: Path, v
     out = kube.helm("template", RELEASE, str(CHART), "-f", str(values_file), check=False)
     assert out.returncode != 0 and refusal in out.stderr, out.stderr
     assert "s3cret" not in out.stdout and "abc" not in out.stdout
+
+
+def test_cluster_wide_the_operator_writes_only_its_own_configmaps(kube: ControlPlane) -> None:
+    """Security audit M14: cluster-wide, the ClusterRole let the operator patch any ConfigMap
+    (kube-system's aws-auth, CoreDNS's). The chart's admission policy lets it write its own."""
+    from tests.kube.operator_runner import eventually, operator_identity
+
+    namespace, victim = "op-wide", "victim-ns"
+    kube.kubectl("create", "namespace", namespace)
+    kube.kubectl("create", "namespace", victim)
+    kube.kubectl("-n", victim, "create", "configmap", "aws-auth", "--from-literal=mapRoles=admins")
+    operator_identity(kube, namespace, "operator.clusterWide=true")
+    who = f"system:serviceaccount:{namespace}:{RELEASE}-operator"
+
+    def as_operator(*args: str) -> subprocess.CompletedProcess[str]:
+        return kube.kubectl(*args, identity=who, check=False)
+
+    # The policy is compiled asynchronously: probe with a throwaway ConfigMap until it refuses.
+    def probe() -> subprocess.CompletedProcess[str] | None:
+        made = as_operator("-n", victim, "create", "configmap", "probe", "--from-literal=a=b")
+        if made.returncode == 0:
+            kube.kubectl("-n", victim, "delete", "configmap", "probe")
+            return None
+        return made
+
+    assert "writes only its own ConfigMaps" in eventually(probe, timeout=60, what="the policy refusing").stderr
+    patched = as_operator("-n", victim, "patch", "configmap", "aws-auth", "-p", '{"data": {"mapRoles": "everyone"}}')
+    assert patched.returncode != 0 and "writes only its own ConfigMaps" in patched.stderr
+    labelled = ["--type", "merge", "-p", '{"metadata": {"labels": {"app.kubernetes.io/managed-by": "chorus-operator"}}}']
+    assert as_operator("-n", victim, "patch", "configmap", "aws-auth", *labelled).returncode != 0
+    assert as_operator("-n", victim, "create", "configmap", "foreign", "--from-literal=a=b").returncode != 0
+    own = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "chorus-personality-x", "namespace": victim, "labels": {"app.kubernetes.io/managed-by": "chorus-operator"}}}
+    created = kube.kubectl("create", "-f", "-", input=yaml.safe_dump(own), identity=who, check=False)
+    assert created.returncode == 0, created.stderr
+    assert kube.kubectl("-n", victim, "get", "configmap", "aws-auth", "-o", "jsonpath={.data.mapRoles}").stdout == "admins"
