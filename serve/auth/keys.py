@@ -46,6 +46,9 @@ class KeyLimits(BaseModel):
     rate_limit: RateLimit | None = Field(None, description="Requests per window, e.g. '60/minute' (moving window).")
     characters_per_day: int | None = Field(None, ge=1, description="Characters synthesized per UTC day.")
     characters_per_month: int | None = Field(None, ge=1, description="Characters synthesized per UTC calendar month.")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="Requests the key may have under way at once on one ingress replica (429 beyond).",
+    )
 
 
 class KeyEntry(KeyLimits):

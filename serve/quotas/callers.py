@@ -62,9 +62,10 @@ class LimitName(StrEnum):
     CHARACTERS_PER_DAY = "characters_per_day"
     CHARACTERS_PER_MONTH = "characters_per_month"
     FAILED_KEYS = "failed_keys"  # requests with a missing or wrong key, per client address
+    CONCURRENT = "concurrent"  # a key's requests under way at once on one replica
 
 
-RATES = frozenset({LimitName.KEY_RATE, LimitName.PERSONALITY_RATE, LimitName.FAILED_KEYS})
+RATES = frozenset({LimitName.KEY_RATE, LimitName.PERSONALITY_RATE, LimitName.FAILED_KEYS, LimitName.CONCURRENT})
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,14 @@ class QuotaExceeded(Exception):
         personality = window.name is LimitName.PERSONALITY_RATE
         what = f"personality {window.subject!r}" if personality else f"API key {window.subject!r}"
         unit = "requests" if window.name in RATES else "characters"
-        detail = f"{what} is over its {window.name.value} limit of {window.limit} {unit} per {window.per}"
+        if window.name is LimitName.CONCURRENT:
+            detail = f"{what} already has {window.limit} requests under way on this replica, its most at once"
+        else:
+            detail = f"{what} is over its {window.name.value} limit of {window.limit} {unit} per {window.per}"
         if asked > 1:
             detail += f" ({asked} asked, {max(0, window.remaining)} left)"
-        super().__init__(f"{detail}; it resets in {window.resets_in()} s")
+        again = "retry in" if window.name is LimitName.CONCURRENT else "it resets in"
+        super().__init__(f"{detail}; {again} {window.resets_in()} s")
         self.window = window
 
     @property

@@ -11,6 +11,7 @@ headers name whichever window is tightest when the answer starts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from starlette.datastructures import MutableHeaders
@@ -19,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chorus.ingress.middleware.auth import caller
-from chorus.quotas.callers import QuotaExceeded, Quotas, QuotasUnavailable, Spend
+from chorus.quotas.callers import LimitName, QuotaExceeded, Quotas, QuotasUnavailable, Spend, Window
 
 Refusal = Callable[[Request, QuotaExceeded | QuotasUnavailable], Response]
 """Builds the 429 or 503 (`chorus.ingress.errors.quota_refusal`)."""
@@ -32,10 +33,11 @@ def start_spend(quotas: Quotas, conn: HTTPConnection) -> Spend:
     return spend
 
 
-
 class QuotaMiddleware:
     def __init__(self, app: ASGIApp, *, quotas: Quotas, refuse: Refusal) -> None:
         self.app, self.quotas, self.refuse = app, quotas, refuse
+        # Each key's requests under way on this replica, for its `maxConcurrent`.
+        self.under_way: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,7 +45,11 @@ class QuotaMiddleware:
             return
         request = Request(scope)
         spend = start_spend(self.quotas, request)
+        key = spend.key
         try:
+            if key is not None and key.max_concurrent is not None and self.under_way.get(key.name, 0) >= key.max_concurrent:
+                raise QuotaExceeded(Window(LimitName.CONCURRENT, key.name, key.max_concurrent, "request under way",
+                                           0, time.time() + 1))
             await spend.request()
         except (QuotaExceeded, QuotasUnavailable) as refused:
             await self.refuse(request, refused)(scope, receive, send)
@@ -54,4 +60,13 @@ class QuotaMiddleware:
                 MutableHeaders(scope=message).update(window.headers())
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        name = key.name if key is not None else None
+        if name is not None:
+            self.under_way[name] = self.under_way.get(name, 0) + 1
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if name is not None:
+                self.under_way[name] -= 1
+                if not self.under_way[name]:
+                    del self.under_way[name]

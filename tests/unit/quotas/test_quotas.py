@@ -262,3 +262,16 @@ async def test_an_unreachable_limits_store_fails_closed_with_503(tmp_path: Path)
     unlimited = Quota(tmp_path / "unlimited", dead, {})
     async with unlimited.client:
         assert (await unlimited.speak()).status_code == 200
+
+
+async def test_a_keys_requests_under_way_at_once_are_capped(make: Any) -> None:
+    """Security audit H2 (what was left): no cap on one key's concurrent requests."""
+    api = make({"max_concurrent": 2})
+    api.piper.delay_s = 0.5
+    responses = await api.at_once(4)
+    assert sorted(r.status_code for r in responses) == [200, 200, 429, 429]
+    (over, _) = [r for r in responses if r.status_code == 429]
+    assert over.json()["limit"]["name"] == "concurrent" and over.headers["Retry-After"] == "1"
+    assert "already has 2 requests under way" in over.json()["detail"]
+    api.piper.delay_s = 0
+    assert (await api.speak()).status_code == 200  # a finished request frees its place
