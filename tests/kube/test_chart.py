@@ -150,7 +150,7 @@ def expected_serve_config(values: dict[str, Any]) -> dict[str, Any]:
             d = {
                 "name": engine,
                 "max_ongoing_requests": 32,
-                "ray_actor_options": {"num_cpus": 0.5, "resources": {"chorus_cpu": 0.01}},
+                "ray_actor_options": {"num_cpus": 0.5, "resources": {"chorus_cloud": 0.01}},
                 "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16},
             }
             bounds(d, given)
@@ -277,7 +277,7 @@ def test_rayservice_groups(kube: ControlPlane, tmp_path: Path) -> None:
     rc = rs["spec"]["rayClusterConfig"]
     assert rc["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
     groups = {g["groupName"]: g for g in rc["workerGroupSpecs"]}
-    assert set(groups) == {"gpu", "cpu"}
+    assert set(groups) == {"gpu", "cpu"}  # no cloud engine by default: no cloud group
     assert json.loads(json.loads(groups["gpu"]["rayStartParams"]["resources"])) == {"chorus_gpu": 1000}
     assert json.loads(json.loads(groups["cpu"]["rayStartParams"]["resources"])) == {"chorus_cpu": 1000}
     gpu_container = groups["gpu"]["template"]["spec"]["containers"][0]
@@ -304,6 +304,11 @@ def test_rayservice_groups(kube: ControlPlane, tmp_path: Path) -> None:
     # Without a cloning engine there is no GPU group.
     cpu_only = one(render(kube, tmp_path, CPU_ONLY_VALUES), "RayService")
     assert [g["groupName"] for g in cpu_only["spec"]["rayClusterConfig"]["workerGroupSpecs"]] == ["cpu"]
+    # A cloud engine brings its own group, advertising chorus_cloud, with no API token.
+    with_cloud = one(render(kube, tmp_path, VARIANT_VALUES), "RayService")["spec"]["rayClusterConfig"]
+    cloud = {g["groupName"]: g for g in with_cloud["workerGroupSpecs"]}["cloud"]
+    assert json.loads(json.loads(cloud["rayStartParams"]["resources"])) == {"chorus_cloud": 1000}
+    assert cloud["template"]["spec"]["automountServiceAccountToken"] is False
 
 
 def images(docs: list[dict[str, Any]]) -> dict[str, str]:
@@ -337,18 +342,21 @@ def token_env(secret: str) -> dict[str, Any]:
 
 
 def test_secrets_and_redis_are_referenced_never_created(kube: ControlPlane, tmp_path: Path) -> None:
-    """Each credential only where its reader runs (the profile puts the Ingress, Piper and the
-    cloud engines on the CPU group, the cloning engines on the GPU group): cloud credentials
-    and API keys on the CPU group alone; the Redis URL also on the head, where the Serve
-    controller builds the app and chorus.app.build_app reads CHORUS_REDIS_URL."""
+    """Each credential only where its reader runs (the profile puts the Ingress and Piper on
+    the CPU group, the cloud engines on the cloud group, the cloning engines on the GPU group):
+    API keys on the CPU group alone, cloud credentials on the cloud group alone (security
+    audit M13: not in the container of the Ingress, which parses anyone's uploads); the Redis
+    URL also on the head, where the Serve controller builds the app and
+    chorus.app.build_app reads CHORUS_REDIS_URL."""
     docs = render(kube, tmp_path, VARIANT_VALUES)
     assert not [d for d in docs if d["kind"] == "Secret"]
-    # The placement the rest relies on: the Ingress and the cloud engines need chorus_cpu,
-    # which only the CPU group advertises (test_rayservice_groups).
+    # The placement the rest relies on: the Ingress needs chorus_cpu, the cloud engines
+    # chorus_cloud, each advertised by one group only (test_rayservice_groups).
     deployments = serve_config(docs)["applications"][0]["deployments"]
     placed = {d["name"]: d["ray_actor_options"]["resources"] for d in deployments}
-    for name in ("Ingress", *CLOUD_ENGINES):
-        assert set(placed[name]) == {"chorus_cpu"}, name
+    assert set(placed["Ingress"]) == {"chorus_cpu"}
+    for name in CLOUD_ENGINES:
+        assert set(placed[name]) == {"chorus_cloud"}, name
 
     cloud = {
         "AZURE_SPEECH_KEY": ref("chorus-azure", "AZURE_SPEECH_KEY"),
@@ -360,7 +368,8 @@ def test_secrets_and_redis_are_referenced_never_created(kube: ControlPlane, tmp_
     redis = {"CHORUS_REDIS_URL": ref("chorus-redis", "url")}
     expected_env = {
         "head": CACHE_ENV | token_env("chorus-ray-token") | redis,
-        "cpu": CACHE_ENV | token_env("chorus-ray-token") | redis | cloud,
+        "cpu": CACHE_ENV | token_env("chorus-ray-token") | redis,
+        "cloud": CACHE_ENV | token_env("chorus-ray-token") | cloud,
         "gpu": CACHE_ENV | token_env("chorus-ray-token"),
     }
     specs = ray_pod_specs(one(docs, "RayService"))
@@ -370,8 +379,9 @@ def test_secrets_and_redis_are_referenced_never_created(kube: ControlPlane, tmp_
         assert container_env(container) == expected_env[group], group
         volumes = {v["name"]: v for v in spec["volumes"]}
         mounts = {m["name"]: m for m in container["volumeMounts"]}
-        if group != "cpu":
-            assert not {"google-credentials", "api-keys"} & (set(volumes) | set(mounts)), group
+        assert ("api-keys" in volumes) == ("api-keys" in mounts) == (group == "cpu"), group
+        if group != "cloud":
+            assert "google-credentials" not in set(volumes) | set(mounts), group
             continue
         google = volumes["google-credentials"]
         assert google["secret"]["secretName"] == "chorus-google"
@@ -600,9 +610,11 @@ def test_ray_pods_are_hardened(kube: ControlPlane, tmp_path: Path, values: dict[
     rc = rayservice["spec"]["rayClusterConfig"]
     autoscaling = rc["enableInTreeAutoscaling"]
     assert autoscaling is ((values or {}).get("ray", {}).get("enableInTreeAutoscaling", True))
-    token_mounted = {"head": autoscaling, "cpu": True, "gpu": False}
+    token_mounted = {"head": autoscaling, "cpu": True, "cloud": False, "gpu": False}
     specs = ray_pod_specs(rayservice)
-    assert set(specs) == ({"head", "cpu", "gpu"} if values is not CPU_ONLY_VALUES else {"head", "cpu"})
+    expected = {None: {"head", "cpu", "gpu"}, id(CPU_ONLY_VALUES): {"head", "cpu"},
+                id(VARIANT_VALUES): {"head", "cpu", "cloud", "gpu"}}[id(values) if values else None]
+    assert set(specs) == expected
     for group, spec in specs.items():
         assert spec["securityContext"] == POD_SECURITY, group
         assert spec["automountServiceAccountToken"] is token_mounted[group], group

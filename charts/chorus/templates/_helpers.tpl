@@ -76,6 +76,11 @@ app.kubernetes.io/part-of: chorus
 {{- if or (dig "xtts_v2" "enabled" false .Values.engines) (dig "styletts2" "enabled" false .Values.engines) }}true{{ end }}
 {{- end }}
 
+{{/* "true" when a cloud engine (the cloud worker group's tenants) is enabled. */}}
+{{- define "chorus.cloudEnginesEnabled" -}}
+{{- range $id := include "chorus.cloudEngineIds" . | fromJsonArray }}{{ if dig $id "enabled" false $.Values.engines }}true{{ end }}{{ end }}
+{{- end }}
+
 {{/* Ray custom resources for a worker group, in the form rayStartParams.resources takes:
      a JSON object, double-quoted for the shell, e.g. '"{\"chorus_gpu\":1000}"'. */}}
 {{- define "chorus.ray.customResources" -}}
@@ -128,11 +133,12 @@ app.kubernetes.io/part-of: chorus
 {{/* ---------------------------------------------------------------- Ray groups */}}
 
 {{/* Which Ray group gets what (docs/kubernetes.md#security). The cluster profile places every
-     deployment on a group by its custom resource: the Ingress, Piper and the cloud engines on
-     `cpu` (chorus_cpu), the cloning engines on `gpu` (chorus_gpu); the head runs no replica
-     (num-cpus 0) but the Serve controller, which builds the application there.
-       cpu   the Ingress: API keys, Redis, the Kubernetes personality store (API token);
-             the cloud engines: their credentials
+     deployment on a group by its custom resource: the Ingress and Piper on `cpu` (chorus_cpu),
+     the cloud engines on `cloud` (chorus_cloud), the cloning engines on `gpu` (chorus_gpu); the
+     head runs no replica (num-cpus 0) but the Serve controller, which builds the application.
+       cpu   the Ingress: API keys, Redis, the Kubernetes personality store (API token)
+       cloud the cloud engines: their credentials, which so never share a container with the
+             Ingress (which parses uploads, libsndfile and FFmpeg input from anyone)
        head  the app build reads CHORUS_REDIS_URL (chorus.app.build_app); KubeRay's
              autoscaler sidecar needs the API token
        gpu   nothing but the Ray token */}}
@@ -159,7 +165,7 @@ app.kubernetes.io/part-of: chorus
 {{- if has $group (list "head" "cpu") }}
 {{- include "chorus.redisEnv" $root }}
 {{- end }}
-{{- if eq $group "cpu" }}
+{{- if eq $group "cloud" }}
 {{- with $root.Values.cloud.azure.existingSecret }}
 - name: AZURE_SPEECH_KEY
   valueFrom:
@@ -193,14 +199,12 @@ app.kubernetes.io/part-of: chorus
        mounts its own log volume there on the head when the autoscaler runs. */}}
 - {name: tmp, mountPath: /tmp}
 - {name: cache, mountPath: /var/cache/chorus}
-{{- if eq .group "cpu" }}
-{{- if $root.Values.auth.existingSecret }}
+{{- if and (eq .group "cpu") $root.Values.auth.existingSecret }}
 {{- /* The directory, never a subPath: only a directory mount sees the Secret's updates. */}}
 - {name: api-keys, mountPath: {{ include "chorus.auth.dir" $root }}, readOnly: true}
 {{- end }}
-{{- if $root.Values.cloud.google.existingSecret }}
+{{- if and (eq .group "cloud") $root.Values.cloud.google.existingSecret }}
 - {name: google-credentials, mountPath: /var/run/secrets/chorus/google, readOnly: true}
-{{- end }}
 {{- end }}
 {{- end }}
 
@@ -223,6 +227,8 @@ app.kubernetes.io/part-of: chorus
     optional: false
     items: [{key: {{ $root.Values.auth.secretKey | quote }}, path: {{ $root.Values.auth.secretKey | quote }}}]
 {{- end }}
+{{- end }}
+{{- if eq .group "cloud" }}
 {{- with $root.Values.cloud.google.existingSecret }}
 - name: google-credentials
   secret:
@@ -233,7 +239,7 @@ app.kubernetes.io/part-of: chorus
 {{- end }}
 {{- end }}
 
-{{/* The pod template of a Ray group. Args: dict root, group ("head"|"cpu"|"gpu"), container
+{{/* The pod template of a Ray group. Args: dict root, group ("head"|"cpu"|"cloud"|"gpu"), container
      (name), image ("chorus"|"chorus-gpu"), resources, nodeSelector, tolerations, ports (optional). */}}
 {{- define "chorus.ray.podTemplate" -}}
 {{- $root := .root -}}

@@ -73,7 +73,7 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
 {{- define "chorus.cloudDeployment" -}}
 name: {{ . }}
 max_ongoing_requests: 32
-ray_actor_options: {num_cpus: 0.5, resources: {chorus_cpu: 0.01}}
+ray_actor_options: {num_cpus: 0.5, resources: {chorus_cloud: 0.01}}
 autoscaling_config: {min_replicas: 1, max_replicas: 4, target_ongoing_requests: 16}
 {{- end }}
 
