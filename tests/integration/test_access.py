@@ -43,7 +43,8 @@ def app(chorus: ChorusApp, xtts_models: dict[str, Path], tmp_path_factory: pytes
     chorus.deploy(
         engines={"piper": {}, "xtts_v2": {"timeout_s": 180, "config": {"model_dir": str(xtts_models["base"])}}},
         deployments={"xtts_v2": {"ray_actor_options": xtts.actor_options(num_cpus=0.5)}},
-        auth={"keysFile": str(keys)},
+        # Every route is called with missing and wrong keys here: not the failed-key throttle's test.
+        auth={"keysFile": str(keys), "failedPerMinute": 100_000},
     )
     chorus.keys_file = keys  # type: ignore[attr-defined]
     chorus.write("joe", {"activeProvider": "piper", "fallbackChain": ["xtts_v2"],

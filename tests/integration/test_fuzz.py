@@ -25,7 +25,7 @@ EXAMPLES = 12
 def app(chorus: ChorusApp, tmp_path_factory: pytest.TempPathFactory) -> ChorusApp:
     keys = tmp_path_factory.mktemp("secret") / "keys.yaml"
     keys.write_text(yaml.safe_dump({"keys": [{"name": "fuzzer", "sha256": digest(ADMIN_KEY), "scopes": ["admin"]}]}))
-    chorus.deploy(engines={"piper": {}}, auth={"keysFile": str(keys)})
+    chorus.deploy(engines={"piper": {}}, auth={"keysFile": str(keys), "failedPerMinute": 100_000})
     chorus.write("joe", {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}})
     with chorus.client(headers=ADMIN) as c:
         deadline = time.monotonic() + 30
