@@ -4,7 +4,7 @@ Three copies of the CPU profile run in one Serve instance, each with its own Pip
 and route prefix: keys off; keys on with a rate limit and a character budget counted in
 process; the same counted in a real Redis (`redis-server`, started here). Requests go to
 the three round-robin, so background noise hits them alike. Prints the ratios and writes them
-to bench/RESULTS.md. Not a test: run `~/.cache/chorus/venv/bin/python bench/access.py`.
+to bench/RESULTS.md. Not a test: run `.venv/bin/python bench/access.py`.
 """
 
 from __future__ import annotations

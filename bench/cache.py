@@ -4,7 +4,7 @@ the cache costs a miss.
 One Chorus (the shipped CPU profile, its cache's disk tier in a temporary directory), the
 bundled voice, noise pinned. Each arm's requests are interleaved with the arm it is compared
 with, so background noise hits both alike. Writes its section of bench/RESULTS.md. Not a
-test: run `~/.cache/chorus/venv/bin/python bench/cache.py`.
+test: run `.venv/bin/python bench/cache.py`.
 
 Measures
 - hit vs miss p50: the same two-sentence texts, first asked (miss), then asked again (hit);

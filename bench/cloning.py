@@ -1,8 +1,8 @@
 """Cloning engines (XTTS v2, StyleTTS2): latency, real-time factor and time to first chunk,
 with and without the conditioning cache. Not a test.
 
-    ~/.cache/chorus/venv/bin/python bench/cloning.py                       # tiny random models
-    ~/.cache/chorus/venv/bin/python bench/cloning.py \\
+    .venv/bin/python bench/cloning.py                       # tiny random models
+    .venv/bin/python bench/cloning.py \\
         --xtts-model-dir /models/xtts/base --styletts2-model-dir /models/styletts2 \\
         --reference voice.wav --device cuda                                 # real weights, GPU
 

@@ -4,7 +4,7 @@ The CPU profile with 2 Piper replicas; a bounded load of `--requests` at `--conc
 (tests/support/load.py: speech, streams, OpenAI's route in rotation, each checked for complete
 audio). The fault run `ray.kill`s one Piper replica a quarter of the way in; "during the
 fault" is the requests sent from the kill until Serve has a replacement running. Writes
-p50/p95 to bench/RESULTS.md. Not a test: run `~/.cache/chorus/venv/bin/python bench/fault.py`.
+p50/p95 to bench/RESULTS.md. Not a test: run `.venv/bin/python bench/fault.py`.
 """
 
 from __future__ import annotations

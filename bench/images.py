@@ -5,7 +5,7 @@ scripts/containers-env.sh, and writes each image's size (and the size of the lay
 on top of its parent) to bench/RESULTS.md. `--storage DIR` builds into other container
 storage, e.g. an empty directory for a cold build (the host's uv cache is still mounted, as
 in CI, where scripts/install.sh and scripts/engine-env.sh fill it first).
-Not a test: run `~/.cache/chorus/venv/bin/python bench/images.py [--storage DIR]`.
+Not a test: run `.venv/bin/python bench/images.py [--storage DIR]`.
 """
 
 from __future__ import annotations

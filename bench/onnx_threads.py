@@ -5,7 +5,7 @@ The same voice loaded once per option, requests interleaved across the options o
 once (a replica's concurrent requests). Options: ONNX Runtime's defaults (what
 `PiperVoice.load` and Piper's own server use: a spinning thread per core) and
 `deployments.piper.session_options` with 2 threads and with 1. Writes its section of
-bench/RESULTS.md. Not a test: run `~/.cache/chorus/venv/bin/python bench/onnx_threads.py`.
+bench/RESULTS.md. Not a test: run `.venv/bin/python bench/onnx_threads.py`.
 """
 
 from __future__ import annotations

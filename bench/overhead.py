@@ -5,7 +5,7 @@ in its environment (Ray's processes read them when they start, so variants canno
 Ray instance) and the shipped CPU profile; Piper's own HTTP server runs through the whole
 run and every Chorus request is interleaved with one to it, so each variant's ratio is
 against Piper measured in the same minutes. Writes its section of bench/RESULTS.md.
-Not a test: run `~/.cache/chorus/venv/bin/python bench/overhead.py`.
+Not a test: run `.venv/bin/python bench/overhead.py`.
 
 Variants (Ray 2.60's options; `_prefer_local_routing` is moot here: one node):
 - Serve's proxy (HTTP -> proxy actor -> ingress replica -> Piper replica, Ray actor calls);

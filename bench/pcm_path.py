@@ -1,6 +1,6 @@
 """What the PCM path costs per step, before and after issue 13's trim, and what cutting a
 stream's first clause off saves on the bundled Piper voice. Microbenchmarks in one process,
-no Ray; prints a table. Not a test: run `~/.cache/chorus/venv/bin/python bench/pcm_path.py`.
+no Ray; prints a table. Not a test: run `.venv/bin/python bench/pcm_path.py`.
 
 "before" rows re-create the code as it was (soundfile for wav, Piper's own int16 property,
 a `tobytes()` per resampled frame, every encoding in a worker thread).

@@ -2,7 +2,7 @@
 
 Same machine, same voice (the bundled en_US-joe-medium), same texts, requests to the two
 servers interleaved so background noise hits both alike. Prints ratios and writes them to
-bench/RESULTS.md. Not a test: run `~/.cache/chorus/venv/bin/python bench/piper_http.py`.
+bench/RESULTS.md. Not a test: run `.venv/bin/python bench/piper_http.py`.
 
 Chorus is started as a user starts it, `chorus serve` with its defaults (bench/chorus_serve.py).
 

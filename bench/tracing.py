@@ -5,7 +5,7 @@ Two copies of the CPU profile run in one Serve instance, each with its own Piper
 route prefix; the traced copy gets OTEL_EXPORTER_OTLP_ENDPOINT in its runtime_env, as
 `chorus serve` passes it. Requests alternate between them, so background noise hits both
 alike. Prints the ratio and writes it to bench/RESULTS.md. Not a test: run
-`~/.cache/chorus/venv/bin/python bench/tracing.py` (builds the collector first if needed:
+`.venv/bin/python bench/tracing.py` (builds the collector first if needed:
 scripts/otelcol-binary.sh).
 """
 

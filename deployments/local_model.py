@@ -41,6 +41,9 @@ from deployments.base import (
 from deployments.tracing import note, traced_engine
 
 T = TypeVar("T")
+# The checkout (or site-packages) this package runs from: where scripts/engine-env.sh puts
+# the engine venvs of a checkout.
+CHECKOUT = Path(__file__).resolve().parents[1]
 KeyT = TypeVar("KeyT", bound=Hashable)
 ValueT = TypeVar("ValueT")
 Conditioning = Literal["computed", "cached"]
@@ -103,10 +106,11 @@ class EngineEnvironment:
     (docs/engines.md). Decided where the application is built:
 
     `$<env_var>` if set (empty or `default`: the node's own Python, as in a cluster image
-    made for the engine); else `~/.cache/chorus/venv-<name>` (`scripts/engine-env.sh
-    <name>`) if it exists here; else none: the replica starts in the main environment and
-    reports itself unhealthy for lack of its libraries. A path that does not exist is never
-    used: Ray would retry the worker start forever."""
+    made for the engine); else the checkout's `.venv-<name>` (`scripts/engine-env.sh
+    <name>`; the checkout this code runs from, so its replicas import the same code) if it
+    exists; else none: the replica starts in the main environment and reports itself
+    unhealthy for lack of its libraries. A path that does not exist is never used: Ray would
+    retry the worker start forever."""
 
     def __init__(self, name: str, env_var: str) -> None:
         self.name = name
@@ -116,8 +120,8 @@ class EngineEnvironment:
         value = os.environ.get(self.env_var)
         if value is not None:
             return None if value.strip() in ("", "default") else value.strip()
-        path = os.path.expanduser(f"~/.cache/chorus/venv-{self.name}/bin/python")
-        return path if os.path.exists(path) else None
+        path = CHECKOUT / f".venv-{self.name}" / "bin" / "python"
+        return str(path) if path.exists() else None
 
     def runtime_env(self) -> dict[str, Any]:
         python = self.python()
@@ -296,11 +300,12 @@ class LocalModelEngine(TTSEngine):
 
 
 def deployment(engine: type[LocalModelEngine]) -> Deployment:
-    """The engine's Serve deployment: one CPU and its environment by default (config files
-    and `.options()` set the rest), a few requests queued while one runs."""
+    """The engine's Serve deployment: half a CPU and its environment by default (the CPU
+    profile keeps these; config files and `.options()` that set `ray_actor_options` replace
+    them whole), a few requests queued while one runs."""
     return serve.deployment(
         traced_engine(engine),
         name=engine.engine_id,
-        ray_actor_options=engine.runs_in.actor_options(num_cpus=1.0),
+        ray_actor_options=engine.runs_in.actor_options(num_cpus=0.5),
         max_ongoing_requests=4,
     )

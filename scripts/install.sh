@@ -8,9 +8,12 @@
 # Without --exact it only adds: `scripts/serve.sh` run inside the test venv (the README test)
 # must not remove the test tools from under the running suite. Either way every package is
 # at the lock's version. Prints the venv's path on its last line.
+# The venv is this checkout's own, .venv beside this script's folder (CHORUS_VENV overrides):
+# it installs the checkout's code editable, so two checkouts on one machine never import each
+# other's. uv's cache is shared, and it hard-links from it, so a second checkout costs little.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${CHORUS_VENV:-$HOME/.cache/chorus/venv}"
+venv="${CHORUS_VENV:-$root/.venv}"
 sync=(--inexact)
 if [ "${1:-}" = "--exact" ]; then sync=(); shift; fi
 extras="${1:-}"

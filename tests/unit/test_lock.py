@@ -103,8 +103,9 @@ def installed_versions(python: str | Path) -> dict[str, str]:
 
 
 def engine_pythons() -> list[tuple[str, Path]]:
-    base = Path(os.environ.get("CHORUS_ENGINE_ENVS", Path.home() / ".cache/chorus"))
-    return [(extra, base / f"venv-{extra}/bin/python") for extra in ENGINE_EXTRAS]
+    if base := os.environ.get("CHORUS_ENGINE_ENVS"):
+        return [(extra, Path(base) / f"venv-{extra}/bin/python") for extra in ENGINE_EXTRAS]
+    return [(extra, ROOT / f".venv-{extra}/bin/python") for extra in ENGINE_EXTRAS]
 
 
 @pytest.mark.parametrize("name,python", [("main", Path(sys.executable)), *engine_pythons()],
