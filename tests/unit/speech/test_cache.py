@@ -59,6 +59,31 @@ def test_every_field_that_changes_the_audio_changes_the_key(changed: Callable[[]
     assert cache_key(*changed()) != same
 
 
+def sample(sample_id: str, audio: str) -> VoiceSampleRef:
+    """A stored sample: `audio` stands for its recording (the digest the store keeps of it)."""
+    return VoiceSampleRef(id=sample_id, language="en", sha256=audio * 64, path=f"/{sample_id}.wav")
+
+
+# Sample ids are per personality and chosen by its spec (`s0`, `studio-1`): two cloning
+# personalities may share ids, never the audio behind them. Each pair differs in the audio
+# only, or in a sample after the first, or in order (an engine may weigh samples by position).
+@pytest.mark.parametrize(("one", "other"), [
+    ([sample("s0", "a")], [sample("s0", "b")]),
+    ([sample("s0", "a"), sample("s1", "c")], [sample("s0", "a"), sample("s1", "d")]),
+    ([sample("s0", "a"), sample("s1", "c")], [sample("s0", "a"), sample("s2", "c")]),
+    ([sample("s0", "a"), sample("s1", "c")], [sample("s1", "c"), sample("s0", "a")]),
+    ([sample("s0", "a")], [sample("s0", "a"), sample("s1", "c")]),
+], ids=["same-id-other-audio", "second-sample-other-audio", "second-sample-other-id", "order", "one-more"])
+def test_sample_sets_that_share_ids_but_not_audio_get_different_keys(
+    one: list[VoiceSampleRef], other: list[VoiceSampleRef]
+) -> None:
+    def key(samples: list[VoiceSampleRef]) -> str:
+        return cache_key(request(samples=samples, settings=XTTSSettings()), "xtts_v2", "m1", 24000, SCOPE)
+
+    assert key(one) == key([s.model_copy() for s in one])  # the same set, rebuilt, is one entry
+    assert key(one) != key(other)
+
+
 def test_what_does_not_change_the_audio_does_not_change_the_key() -> None:
     same = cache_key(request(), "piper", "m1", 22050, SCOPE)
     assert cache_key(request(trace_context={"traceparent": "00-1-2-01"}, output_format="mp3"),
