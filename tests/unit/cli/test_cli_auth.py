@@ -1,19 +1,31 @@
 """The CLI's side of API keys: `chorus keys new`, turning keys on for `chorus serve` (and
 refusing an open non-loopback bind), `CHORUS_API_KEYS_FILE` in the app builder, and the
-client commands sending a key. Nothing here starts Ray."""
+client commands sending a key to the real ingress app (keys on) served by uvicorn on
+loopback. Nothing here starts Ray."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+import soundfile as sf
 import yaml
+from click.testing import Result
 from typer.testing import CliRunner
 
 from chorus import cli as chorus_cli
 from chorus.auth.keys import KeyEntry, digest, new_key
+from chorus.auth.scopes import Scope
+from chorus.common.constants import MAX_SAMPLE_BYTES
+from chorus.ingress.asgi import create_app
+from deployments.base import Health
+from tests.support import recordings as rec
+from tests.support.access_calls import KEYS, WRONG_KEY
+from tests.support.ingress_app import Api
+from tests.support.servers import running
 
 runner = CliRunner()
 
@@ -163,43 +175,99 @@ def test_build_app_reads_the_keys_file_from_the_environment(tmp_path: Path,
     assert given == AuthConfig(aws_secret_id="chorus/keys")
 
 
-# --- client commands ---------------------------------------------------------------------
+# --- client commands, against the real app -------------------------------------------------
+
+
+@dataclass
+class Served:
+    """The ingress app with keys on (one key per scope), scripted Piper and Google, the
+    personality `joe` and a sample store in a temporary directory, served by uvicorn."""
+
+    api: Api
+    url: str
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
-    """A fake Chorus behind the CLI's httpx client: records requests, answers 401 unless
-    the key is `good-key`."""
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        if request.headers.get("x-api-key") != "good-key":
-            return httpx.Response(401, json={"detail": "the API key is missing"})
-        return httpx.Response(200, json={"providers": []})
-
-    real = httpx.Client
-    monkeypatch.setattr(chorus_cli.httpx, "Client",
-                        lambda **kwargs: real(transport=httpx.MockTransport(handle), **kwargs))
-    monkeypatch.delenv("CHORUS_API_KEY", raising=False)
-    return seen
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    monkeypatch.delenv("CHORUS_API_KEY", raising=False)  # only the key a test passes
+    api = Api(tmp_path, max_upload=MAX_SAMPLE_BYTES, auth={})
+    assert api.replica.keys is not None
+    api.replica.keys.replace("test", [
+        KeyEntry(name=f"{scope.value}-key", key=key, scopes=[scope]).api_key() for scope, key in KEYS.items()
+    ])
+    with running(create_app(api.replica)) as url:
+        yield Served(api, url)
 
 
-def test_client_commands_send_the_key(server: list[httpx.Request]) -> None:
-    assert invoke("providers", "--api-key", "good-key").exit_code == 0
-    assert invoke("providers", env={"CHORUS_API_KEY": "good-key"}).exit_code == 0
-    assert [r.headers["x-api-key"] for r in server] == ["good-key", "good-key"]
+def client(served: Served, *args: str, key: str | None = None, env_key: str | None = None) -> Result:
+    """Run a client command against `served`, the key as `--api-key` or `$CHORUS_API_KEY`."""
+    flag = ["--api-key", key] if key else []
+    env = {"CHORUS_API_KEY": env_key} if env_key else None
+    return runner.invoke(chorus_cli.cli, [*args, "--url", served.url, *flag], env=env)
 
-    refused = runner.invoke(chorus_cli.cli, ["providers"])
-    assert refused.exit_code == 1 and "x-api-key" not in server[-1].headers
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_say_with_a_key_writes_the_spoken_wav(served: Served, tmp_path: Path, how: str) -> None:
+    out = tmp_path / "hello.wav"
+    key = KEYS[Scope.SPEAK]
+    result = client(served, "say", "Hello there.", "-p", "joe", "-o", str(out),
+                    key=key if how == "flag" else None, env_key=key if how == "environment" else None)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.stdout and "spoken by piper" in result.stdout
+    audio, rate = sf.read(out, dtype="int16")  # a WAV file, the engine's samples unchanged
+    assert rate == 16_000 and audio.tobytes() == served.api.piper.pcm("Hello there.")
+
+
+@pytest.mark.parametrize("key", [None, WRONG_KEY])
+def test_say_without_a_valid_key_fails_and_says_how_to_pass_one(served: Served, tmp_path: Path,
+                                                                key: str | None) -> None:
+    out = tmp_path / "hello.wav"
+    result = client(served, "say", "Hello there.", "-p", "joe", "-o", str(out), key=key)
+    assert result.exit_code == 1, result.output
+    said = "is not valid" if key else "is missing"
+    assert f"error 401: the API key {said}" in result.stderr
+    assert "pass a key with --api-key or $CHORUS_API_KEY" in result.stderr
+    assert not out.exists() and served.api.piper.requests == []
+
+
+def test_samples_add_with_a_key_stores_the_sample(served: Served, tmp_path: Path) -> None:
+    clean = rec.recordings().clean()
+    audio = tmp_path / "clean.wav"
+    audio.write_bytes(rec.encode(clean.samples, clean.rate))
+    refused = client(served, "samples", "add", "joe", str(audio))
+    assert refused.exit_code == 1 and "error 401: the API key is missing" in refused.stderr
+    assert served.api.replica.samples.store.list("joe") == []
+
+    result = client(served, "samples", "add", "joe", str(audio), env_key=KEYS[Scope.SAMPLES])
+    assert result.exit_code == 0, result.output
+    (stored,) = served.api.replica.samples.store.list("joe")
+    assert f"stored sample {stored.id} of joe: 7.6 s" in result.stdout
+
+
+def test_providers_sends_the_key(served: Served) -> None:
+    assert client(served, "providers", key=KEYS[Scope.SPEAK]).exit_code == 0
+    assert client(served, "providers", env_key=KEYS[Scope.SPEAK]).exit_code == 0
+    refused = client(served, "providers")
+    assert refused.exit_code == 1 and "error 401: the API key is missing" in refused.stderr
     assert "--api-key or $CHORUS_API_KEY" in refused.stderr
 
 
-def test_say_and_samples_add_send_the_key(server: list[httpx.Request], tmp_path: Path) -> None:
-    audio = tmp_path / "a.wav"
-    audio.write_bytes(b"RIFF")
-    runner.invoke(chorus_cli.cli, ["say", "hi", "-o", str(tmp_path / "o.wav"), "--api-key", "k1"])
-    runner.invoke(chorus_cli.cli, ["samples", "add", "ava", str(audio)], env={"CHORUS_API_KEY": "k2"})
-    assert [(r.url.path, r.headers["x-api-key"]) for r in server] == [
-        ("/v1/personalities/default/speech", "k1"), ("/v1/personalities/ava/samples", "k2"),
-    ]
+def test_with_every_engine_unhealthy_say_fails_and_providers_says_why(served: Served, tmp_path: Path) -> None:
+    served.api.piper.healthy = Health(healthy=False, reason="voice files missing")
+    served.api.google.healthy = Health(healthy=False, reason="credentials expired")
+    out = tmp_path / "hello.wav"
+    said = client(served, "say", "Hello there.", "-p", "joe", "-o", str(out), key=KEYS[Scope.SPEAK])
+    assert said.exit_code == 1, said.output
+    assert "error 503: no engine could speak this: piper skipped (unhealthy); google_tts skipped (unhealthy)" \
+        in said.stderr
+    assert not out.exists()
+
+    # Only admins read an engine's own reason; other keys are told it is unhealthy.
+    admin = client(served, "providers", key=KEYS[Scope.ADMIN])
+    assert admin.exit_code == 0, admin.output
+    assert "piper       UNAVAILABLE: voice files missing" in admin.stdout
+    assert "google_tts  UNAVAILABLE: credentials expired" in admin.stdout
+    speaker = client(served, "providers", key=KEYS[Scope.SPEAK])
+    assert speaker.exit_code == 0, speaker.output
+    assert "piper       UNAVAILABLE: unhealthy (details for admin keys" in speaker.stdout
+    assert "voice files missing" not in speaker.stdout
