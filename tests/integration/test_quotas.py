@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +16,7 @@ import yaml
 from chorus.deploy import APP_NAME
 from tests.support.chorus_app import STEADY_PIPER, ChorusApp
 from tests.support.redis_server import redis_server
+from tests.support.serve_logs import answered_by
 
 pytestmark = pytest.mark.ray
 
@@ -60,9 +62,14 @@ def test_two_ingress_replicas_share_the_counters(app: ChorusApp) -> None:
 
 
 async def _at_once(app: ChorusApp, key: str, n: int) -> list[httpx.Response]:
+    """n requests at once; they must have reached both replicas, or exactness across
+    replicas was not shown (tests audit D3)."""
+    ids = [f"{key[7:14]}-{uuid.uuid4().hex}" for _ in range(n)]
     async with httpx.AsyncClient(base_url=app.url, timeout=120, headers={"x-api-key": key}) as c:
-        return list(await asyncio.gather(*(
-            c.post("/v1/personalities/joe/speech", json={"text": TEN}) for _ in range(n))))
+        responses = list(await asyncio.gather(*(
+            c.post("/v1/personalities/joe/speech", json={"text": TEN}, headers={"x-request-id": rid}) for rid in ids)))
+    assert len(set(answered_by(ids).values())) == 2, "every request reached one replica"
+    return responses
 
 
 def _split(responses: list[httpx.Response], limit: str) -> tuple[int, int]:

@@ -52,8 +52,12 @@ def summary(values: list[float]) -> str:
     return f"n={len(values)} p50={statistics.median(values):.3f}s p95={p95:.3f}s"
 
 
-async def one(client: httpx.AsyncClient, kind: Kind, personality: str, text: str) -> str | None:
-    """One request; None when it answered 200 with complete audio, else what went wrong."""
+async def one(client: httpx.AsyncClient, kind: Kind, personality: str, text: str,
+              reference: dict[str, int] | None = None) -> str | None:
+    """One request; None when it answered 200 with complete audio, else what went wrong.
+    `reference`: each text's PCM bytes as one unhurried whole answer gave them (`references`);
+    an answer more than 2% shorter or longer is incomplete, a stream that ended cleanly but
+    early included (the product ends a stalled stream on its chunk deadline)."""
     if kind == "openai":
         body = {"model": "tts-1", "voice": personality, "input": text, "response_format": "wav"}
         url = "/v1/audio/speech"
@@ -70,17 +74,37 @@ async def one(client: httpx.AsyncClient, kind: Kind, personality: str, text: str
     if kind == "stream":
         # A stream's WAV header cannot know the length; whole sentences of 16-bit PCM follow.
         pcm = len(data) - WAV_HEADER_BYTES
-        return None if pcm > 0 and pcm % 2 == 0 else f"stream of {len(data)} bytes"
-    try:
-        frames = sf.info(io.BytesIO(data)).frames
-    except RuntimeError as err:
-        return f"undecodable audio: {err}"
-    return None if frames > 0 else "no audio frames"
+        if pcm <= 0 or pcm % 2:
+            return f"stream of {len(data)} bytes"
+    else:
+        try:
+            pcm = 2 * sf.info(io.BytesIO(data)).frames
+        except RuntimeError as err:
+            return f"undecodable audio: {err}"
+        if pcm <= 0:
+            return "no audio frames"
+    expected = (reference or {}).get(text)
+    if expected is not None and abs(pcm - expected) > 0.02 * expected:
+        return f"{pcm} bytes of PCM where the whole answer has {expected}"
+    return None
+
+
+async def references(base_url: str, personality: str) -> dict[str, int]:
+    """Each of TEXTS' PCM bytes in a whole (not streamed) answer, asked one at a time before
+    any load: what every answer of the run must match (Piper's noise pinned)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        out = {}
+        for text in TEXTS:
+            r = await client.post(f"/v1/personalities/{personality}/speech", json={"text": text, "format": "pcm"})
+            assert r.status_code == 200, r.text
+            out[text] = len(r.content)
+        return out
 
 
 async def run_load(
     base_url: str, personality: str, *, requests: int = 400, concurrency: int = 8,
     during: Callable[[LoadRun], Awaitable[None]] | None = None, timeout_s: float = 120,
+    reference: dict[str, int] | None = None,
 ) -> LoadRun:
     """`requests` requests, `concurrency` at a time, kinds and texts in rotation. `during`,
     if given, runs alongside with the run as it fills (e.g. waits for `len(run.outcomes)`
@@ -92,7 +116,7 @@ async def run_load(
         for i in queue:
             kind, text = KINDS[i % len(KINDS)], TEXTS[i // len(KINDS) % len(TEXTS)]  # every kind says every text
             started = time.monotonic()
-            error = await one(client, kind, personality, text)
+            error = await one(client, kind, personality, text, reference)
             run.outcomes.append(Outcome(kind, started, time.monotonic() - started, error))
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
