@@ -3,7 +3,7 @@
 into the personalities directory -> the directory store's watch), in one run, through the
 same real Serve app.
 
-    ~/.cache/chorus/venv/bin/python bench/kubernetes.py [--personalities 20]
+    .venv/bin/python bench/kubernetes.py [--personalities 20]
 
 Needs the control plane binaries (scripts/k8s-binaries.sh). Writes a section of
 bench/RESULTS.md.
@@ -26,16 +26,15 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from bench.results import machine, write_section  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.kube.conftest import CRDS  # noqa: E402
-from tests.kube.control_plane import build_binaries, running_control_plane  # noqa: E402
-from tests.kube.operator_runner import (  # noqa: E402
+from bench.results import machine, write_section
+from tests.conftest import free_port
+from tests.kube.control_plane import CRDS, build_binaries, running_control_plane
+from tests.kube.operator_runner import (
     operator_identity,
     render_chart,
     running_operator,
 )
-from tests.support.chorus_app import STEADY_PIPER, ChorusApp, personality  # noqa: E402
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp, personality
 
 NS = "bench"
 SPEC = {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}}
@@ -79,7 +78,10 @@ def main() -> None:
 
         # Cluster path: operator + ConfigMap + the Kubernetes store, as the chart's identities.
         (ray_service,) = [d for d in render_chart(kube, NS) if d["kind"] == "RayService"]
-        account = ray_service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["serviceAccountName"]
+        # The ingress runs on the CPU worker group: its account, not the head's, may read the
+        # ConfigMaps (and only it has a token mounted).
+        groups = {g["groupName"]: g for g in ray_service["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+        account = groups["cpu"]["template"]["spec"]["serviceAccountName"]
         operator = operator_identity(kube, NS)
         ingress = kube.service_account_kubeconfig(NS, account)
         samples = Path(tmp) / "samples"

@@ -1,5 +1,6 @@
 """Shared fixtures: one Ray instance per test session, Chorus deployed through the same
-Serve-config path `chorus serve` uses, and an ear (pocketsphinx) for speech checks."""
+Serve-config path `chorus serve` uses, an ear (pocketsphinx) for speech checks, and one real
+Kubernetes control plane (for tests/kube and the dashboard's cluster mode)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from tests.support.chorus_app import ChorusApp  # noqa: E402
+from tests.kube.control_plane import CRDS, ControlPlane, build_binaries, running_control_plane
+from tests.support.chorus_app import ChorusApp
 
 
 def free_port() -> int:
@@ -47,3 +49,15 @@ def ear() -> Any:
     from tests.support.speech import Ear
 
     return Ear()
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver and controller-manager with the VoicePersonality CRD and KubeRay's
+    CRDs installed and Established."""
+    with running_control_plane(build_binaries(), tmp_path_factory.mktemp("kube")) as plane:
+        for crd in CRDS:
+            # Server-side: KubeRay's CRDs are too big for the last-applied annotation.
+            plane.kubectl("apply", "--server-side", "-f", str(crd))
+        plane.wait_established(["voicepersonalities.voice.chorus.dev", "rayservices.ray.io", "rayclusters.ray.io"])
+        yield plane

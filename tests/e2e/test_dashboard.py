@@ -5,10 +5,13 @@ are copies of them)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,13 +29,14 @@ from chorus.auth.scopes import Scope
 from chorus.ingress.asgi import create_app
 from chorus.ingress.config import IngressConfig
 from chorus.ingress.replica import Replica
-from chorus.personalities import parse_spec
+from chorus.personalities import Personality, parse_spec
 from chorus.speech.board import EngineBoard
+from chorus.stores import configmaps
 from chorus.stores.kubernetes import KubernetesStore
+from tests.kube.control_plane import ControlPlane
 from tests.support import recordings as rec
 from tests.support.access_calls import KEYS
 from tests.support.chorus_app import STEADY_PIPER, ChorusApp
-from tests.support.configmaps import configmap
 from tests.support.engine_handles import LocalHandle, ScriptedEngine
 from tests.support.servers import running
 
@@ -279,18 +283,48 @@ def test_editor_shows_the_apis_message_on_the_field(app: ChorusApp, browser: Web
         assert c.get("/v1/personalities/ann").json()["spec"]["providers"]["piper"]["settings"]["volume"] == 1.0
 
 
+@contextmanager
+def watching(store: KubernetesStore) -> Iterator[None]:
+    """The store's list + watch on a loop of its own, as the Ingress deployment runs it."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(store.watch(stop),), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        loop.close()
+
+
 @pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The ingress app over the cluster's read-only store (fed one operator ConfigMap, as its
-    watch would be), served by uvicorn in this process: the editor as a cluster shows it."""
+def cluster_url(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The ingress app over the cluster's read-only store, watching a real API server that
+    holds `ann` as a VoicePersonality and the ConfigMap the operator renders for it (tests
+    audit D7), served by uvicorn in this process: the editor as a cluster shows it."""
+    ns = "dashboard-cluster"
+    kube.kubectl("create", "namespace", ns)
+    vp = {"apiVersion": "voice.chorus.dev/v1alpha1", "kind": "VoicePersonality",
+          "metadata": {"name": "ann", "namespace": ns}, "spec": ANN}
+    kube.kubectl("apply", "-f", "-", input=json.dumps(vp))
+    uid = kube.kubectl("get", "vp", "ann", "-n", ns, "-o", "jsonpath={.metadata.uid}").stdout.strip()
+    body = configmaps.render(Personality(name="ann", spec=parse_spec(ANN)), generation=1)
+    body["metadata"].update(namespace=ns, ownerReferences=[{
+        "apiVersion": "voice.chorus.dev/v1alpha1", "kind": "VoicePersonality", "name": "ann", "uid": uid,
+        "controller": True, "blockOwnerDeletion": True}])
+    kube.kubectl("apply", "-f", "-", input=json.dumps(body))
+
     root = tmp_path_factory.mktemp("cluster")
-    config = IngressConfig(personalities={"kubernetes": {"namespace": "voices"}},
+    config = IngressConfig(personalities={"kubernetes": {"namespace": ns, "kubeconfig": kube.identities["admin"]}},
                            samples={"directory": root / "samples"}, timeouts={"piper": 5})
     replica = Replica(config, EngineBoard({"piper": LocalHandle(ScriptedEngine("piper"))}))
     assert isinstance(replica.store, KubernetesStore)
-    replica.store.replace_all([configmap("ann", spec=ANN)])
-    replica.store.synced.set()
-    with running(create_app(replica)) as url:
+    with watching(replica.store), running(create_app(replica)) as url:
+        deadline = time.monotonic() + 30
+        while not (replica.store.loaded and replica.store.get("ann")):
+            assert time.monotonic() < deadline, "the store never listed ann from the API server"
+            time.sleep(0.1)
         yield url
 
 

@@ -22,6 +22,12 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# What every test control plane has installed and Established (the `kube` fixture).
+CRDS = [
+    ROOT / "charts" / "chorus" / "crds" / "voicepersonalities.voice.chorus.dev.yaml",
+    ROOT.parent / "shared" / "kuberay-crds" / "ray.io_rayclusters.yaml",
+    ROOT.parent / "shared" / "kuberay-crds" / "ray.io_rayservices.yaml",
+]
 
 
 def build_binaries() -> Path:
