@@ -24,6 +24,9 @@ def test_this_checkouts_line() -> None:
 '''
 
 
+WHERE = "import chorus, deployments, voice_operator; print(chorus.__file__, deployments.__file__, voice_operator.__file__)"
+
+
 def copy_of_tree(dest: Path) -> Path:
     """The working tree as git sees it (tracked and new files, nothing ignored: no venvs)."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -52,14 +55,12 @@ def test_two_checkouts_each_import_their_own_code(tmp_path: Path) -> None:
         assert venvs[mark] == checkout / ".venv"
     for mark, checkout in checkouts.items():
         run = subprocess.run([str(venvs[mark] / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                              "tests/unit/test_probe.py"], cwd=checkout, env=env, capture_output=True,
-                             text=True, timeout=300)
+                              "tests/unit/test_probe.py"], check=False, cwd=checkout, env=env,
+                             capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, f"{mark}: {run.stdout[-2000:]}{run.stderr[-2000:]}"
         assert "1 passed" in run.stdout
     # And the README's console script runs its own checkout's code too.
     for mark, checkout in checkouts.items():
-        where = subprocess.run([str(venvs[mark] / "bin/python"), "-c",
-                                "import chorus, deployments, voice_operator; "
-                                "print(chorus.__file__, deployments.__file__, voice_operator.__file__)"],
+        where = subprocess.run([str(venvs[mark] / "bin/python"), "-c", WHERE],
                                cwd=tmp_path, env=env, check=True, capture_output=True, text=True).stdout.split()
         assert all(Path(p).resolve().is_relative_to(checkout.resolve()) for p in where), (mark, where)
