@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ import httpx
 import pytest
 import soundfile as sf
 import yaml
-from starlette.routing import Route
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route
+from starlette.websockets import WebSocket
 
 from chorus.auth.keys import KeyEntry
 from chorus.auth.scopes import ANY_KEY, PUBLIC, Scope
@@ -68,16 +70,45 @@ async def api(tmp_path: Path) -> AsyncIterator[AuthApi]:
         yield api
 
 
+def route_table(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, those of included routers too (FastAPI keeps them nested, each router's
+    paths already prefixed)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from route_table(included.routes)
+        else:
+            yield route
+
+
 def app_routes(app: Any) -> set[tuple[str, str]]:
-    """The app's API (its OpenAPI paths) and FastAPI's own routes (/docs, /openapi.json)."""
+    """The app's API (its OpenAPI paths), every HTTP route (FastAPI's own /docs and
+    /openapi.json among them), and every other entry (a websocket route, a mount) under its
+    class name: CALLS holds HTTP methods only, so such an entry can never match it."""
     api = api_routes(app.openapi())
-    own = {(method, route.path) for route in app.routes if isinstance(route, Route) for method in route.methods}
-    return api | own - {(m, p) for m, p in own if m == "HEAD"}
+    routes = list(route_table(app.routes))
+    http = {(method, route.path) for route in routes if isinstance(route, Route) for method in route.methods}
+    other = {(type(route).__name__, getattr(route, "path", repr(route))) for route in routes
+             if not isinstance(route, Route)}
+    return api | http - {(m, p) for m, p in http if m == "HEAD"} | other
 
 
 def test_every_route_of_the_app_has_a_rule(tmp_path: Path) -> None:
     """The table above is the app's route table: a new route must say who may call it."""
     assert app_routes(AuthApi(tmp_path).app) == set(CALLS)
+
+
+def test_the_route_check_sees_websocket_routes_and_mounts(tmp_path: Path) -> None:
+    """The key check passes every non-HTTP scope on, and CALLS holds HTTP routes only: a
+    websocket route or a mount added to the app must fail the check above, not slip by."""
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.close()
+
+    app = AuthApi(tmp_path).app
+    app.add_api_websocket_route("/v1/listen", echo)
+    app.mount("/files", Starlette())
+    assert app_routes(app) - set(CALLS) == {("APIWebSocketRoute", "/v1/listen"), ("Mount", "/files")}
 
 
 @pytest.mark.parametrize("route", list(CALLS), ids=lambda r: f"{r[0]} {r[1]}")
