@@ -147,12 +147,14 @@ async def test_a_fallback_is_one_trace_http_speech_and_an_attempt_per_engine(
 async def test_a_stream_span_ends_with_the_stream_and_times_its_first_audio(
     traced: Traced, engine_spans: InMemorySpanExporter
 ) -> None:
+    traced.google.delay_s = 0.05  # its first audio comes 50 ms after the call, at the earliest
     r = await traced.client.post("/v1/personalities/ann/speech",
                                  json={"text": "One sentence. And another.", "stream": True})
     assert r.status_code == 200, r.text
     (speech,) = traced.named(spans.SPEECH)
     assert attrs(speech)[spans.STREAM] is True and attrs(speech)[spans.ENGINE] == "google_tts"
-    assert attrs(speech)[spans.TIME_TO_FIRST_AUDIO_MS] >= 0
+    assert speech.end_time is not None and speech.start_time is not None
+    assert 50 <= attrs(speech)[spans.TIME_TO_FIRST_AUDIO_MS] <= (speech.end_time - speech.start_time) / 1e6
     (google,) = [a for a in traced.named(spans.ATTEMPT) if attrs(a)[spans.ENGINE] == "google_tts"]
     # Both sentences' audio: the attempt stayed open until the stream ended, and ended first.
     assert attrs(google)[spans.OUTCOME] == "ok"
