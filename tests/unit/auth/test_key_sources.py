@@ -5,6 +5,7 @@ only its own keys; a broken reload keeps the last good keys and never logs a key
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -43,6 +44,21 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> float:
 def name_of(ring: KeyRing, key: str) -> str | None:
     found = ring.lookup(key)
     return found.name if found else None
+
+
+async def until_watching(ring: KeyRing, publish: Callable[[str], None], timeout: float = 10.0) -> None:
+    """Returns once the watch is set up, as shown by a reload it made: `publish` (which writes
+    the key document with one more key, `probe`) is repeated until that key is in `ring`. A
+    change made before the watch was set up would be seen only at the far-off safety rescan."""
+    probe = new_key()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while name_of(ring, probe) != "probe":
+        assert loop.time() < deadline, "the watch never reloaded the file"
+        publish(probe)
+        settle = loop.time() + 1.0  # more than the watch's 200 ms debounce
+        while name_of(ring, probe) != "probe" and loop.time() < settle:
+            await asyncio.sleep(0.05)
 
 
 # --- the document ------------------------------------------------------------------------
@@ -115,7 +131,8 @@ async def test_file_reloads_on_change_and_keeps_the_last_good_keys(
     stop = asyncio.Event()
     watcher = asyncio.create_task(source.watch(ring, stop))
     try:
-        await asyncio.sleep(0.3)  # the watch is set up
+        await until_watching(ring, lambda probe: path.write_text(yaml.safe_dump(
+            document(("first", first, ["speak"]), ("probe", probe, ["speak"])))))
         # Rewritten in place.
         path.write_text(yaml.safe_dump(document(("second", second, ["speak"]))))
         assert await eventually(lambda: name_of(ring, second) == "second") < 5
@@ -169,9 +186,11 @@ async def test_file_follows_a_kubernetes_secret_update(tmp_path: Path) -> None:
     assert name_of(ring, old) == "app"
     stop = asyncio.Event()
     watcher = asyncio.create_task(source.watch(ring, stop))
+    generations = itertools.count(2)
     try:
-        await asyncio.sleep(0.3)
-        kubernetes_secret_volume(tmp_path, document(("app", rotated, ["speak"])), 2)
+        await until_watching(ring, lambda probe: kubernetes_secret_volume(
+            tmp_path, document(("app", old, ["speak"]), ("probe", probe, ["speak"])), next(generations)))
+        kubernetes_secret_volume(tmp_path, document(("app", rotated, ["speak"])), next(generations))
         assert await eventually(lambda: name_of(ring, rotated) == "app") < 5
         assert ring.lookup(old) is None
     finally:

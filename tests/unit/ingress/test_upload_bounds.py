@@ -53,11 +53,32 @@ def test_uploads_at_the_caps_are_decoded_a_few_at_a_time(tmp_path: Path) -> None
     assert result["peak_growth_mib"] < (CHECKS * DECODE_AT_CAPS + 16 * MiB) / MiB, result["peak_growth_mib"]
 
 
+class CountedSlots:
+    """Wraps the service's check slots (an asyncio semaphore) to count the requests waiting
+    for one: with CHECKS checking and the rest counted here, all have arrived."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self.slots = slots
+        self.waiting = 0
+
+    async def __aenter__(self) -> None:
+        self.waiting += 1
+        try:
+            await self.slots.acquire()
+        finally:
+            self.waiting -= 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.slots.release()
+
+
 @pytest.mark.parametrize("route", ["upload", "clone"])
 async def test_checks_wait_for_a_free_slot(tmp_path: Path, route: str) -> None:
     api = Api(tmp_path, max_upload=MAX_SAMPLE_BYTES)
     running, peak, lock = 0, 0, threading.Lock()
     release = threading.Event()
+    slots = CountedSlots(api.replica.samples._checks)
+    api.replica.samples._checks = slots  # type: ignore[assignment]
 
     def check(audio: DecodedAudio, engines: object = ()) -> object:
         nonlocal running, peak
@@ -77,7 +98,11 @@ async def test_checks_wait_for_a_free_slot(tmp_path: Path, route: str) -> None:
         else:
             calls = [c.post("/v1/clone", files=body, data={"text": "Hi.", "provider": "xtts_v2"}) for _ in range(8)]
         tasks = [asyncio.ensure_future(call) for call in calls]
-        await asyncio.sleep(1.0)  # all 8 are in; only CHECKS may be checking
+        # All 8 are in: CHECKS checking (in worker threads), the others waiting for a slot.
+        deadline = asyncio.get_running_loop().time() + 10
+        while (running, slots.waiting) != (CHECKS, 8 - CHECKS):
+            assert asyncio.get_running_loop().time() < deadline, (running, slots.waiting)
+            await asyncio.sleep(0.01)
         assert peak == CHECKS
         release.set()
         responses = await asyncio.gather(*tasks)

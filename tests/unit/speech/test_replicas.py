@@ -5,6 +5,7 @@ fails, and shown per engine."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
 
@@ -44,13 +45,18 @@ async def test_counts_are_read_once_per_interval_off_the_loop() -> None:
     assert controller.reads == 1 and threading.main_thread().name not in controller.threads
 
 
-async def test_a_failed_read_keeps_the_last_counts() -> None:
+async def test_a_failed_read_keeps_the_last_counts(caplog: pytest.LogCaptureFixture) -> None:
     controller = Controller()
     replicas = Replicas(controller, refresh_s=0)
     assert (await replicas.counts())["piper"].running == 2
     controller.fail, controller.states = True, {"RUNNING": 5}
+    caplog.set_level(logging.WARNING, logger="chorus.speech.replicas")
     await replicas.counts()  # starts a read that fails
-    await asyncio.sleep(0.05)
+    # The read has finished once it says so (the warning is its last step but one, no await between).
+    deadline = asyncio.get_running_loop().time() + 5
+    while "replica counts unavailable: controller restarting" not in caplog.text:
+        assert asyncio.get_running_loop().time() < deadline, "the failing read never finished"
+        await asyncio.sleep(0.01)
     assert (await replicas.counts())["piper"].running == 2 and controller.reads >= 2
     controller.fail = False
     for _ in range(50):  # the next read after a failure is not held back
