@@ -197,6 +197,39 @@ def test_the_connection_goes_to_the_checked_address_with_the_host_kept() -> None
         site.close()
 
 
+def test_a_name_answering_differently_later_is_not_looked_up_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name answers an allowed address when checked and a refused one
+    (127.0.0.2, outside the allowance, nothing listening) afterwards. The body arrives only if
+    the connection goes to the checked address rather than to the name looked up again."""
+    real_getaddrinfo = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: str | bytes, port: int, *args: Any, **kw: Any) -> list[Any]:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name != "rebind.example":
+            return real_getaddrinfo(host, port, *args, **kw)
+        lookups.append(name)
+        address = "127.0.0.1" if len(lookups) == 1 else "127.0.0.2"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    def ok(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "3")
+        h.end_headers()
+        h.wfile.write(b"abc")
+
+    site = Site(ok)
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    try:
+        url = f"http://rebind.example:{site.port}/x"
+        got = asyncio.run(fetch(url, policy(allowed_networks=LOOPBACK_ONE)))
+        assert got == b"abc"
+        assert site.hosts == [f"rebind.example:{site.port}"]  # one request, the Host kept
+        assert lookups == ["rebind.example"]  # the check's lookup was the only one
+    finally:
+        site.close()
+
+
 def test_a_trickling_server_is_cut_off_at_the_deadline() -> None:
     stop = threading.Event()
 
