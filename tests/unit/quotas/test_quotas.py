@@ -130,6 +130,24 @@ async def test_a_keys_rate_admits_exactly_its_limit_under_concurrency(make: Any,
         assert command(redis_port(storage), "DBSIZE") != b":0\r\n"
 
 
+async def test_two_replicas_on_one_redis_share_a_keys_rate_exactly(tmp_path: Path, redis_url: str) -> None:
+    """Two apps (each its own `Replica` and `Quotas`, as two ingress replicas have) on one
+    Redis: requests alternate between them, and the limit holds for their sum, not for each."""
+    command(redis_port(redis_url), "FLUSHALL")
+    replicas = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        replicas.append(Quota(tmp_path / name, redis_url, {"rate_limit": "3/minute"}))
+    a, b = replicas
+    try:
+        statuses = [(await api.speak()).status_code for api in (a, b, a, b, a)]
+        assert statuses == [200, 200, 200, 429, 429]  # 2 + 1 admitted; the 4th refused on either
+        assert (len(a.piper.requests), len(b.piper.requests)) == (2, 1)
+    finally:
+        for api in replicas:
+            await api.client.aclose()
+
+
 async def test_every_authenticated_route_counts_against_the_keys_rate(make: Any) -> None:
     api = make({"rate_limit": "3/minute"})
     statuses = [(await api.client.get(path)).status_code
