@@ -234,7 +234,8 @@ async def test_a_keys_limits_are_shown_with_it(tmp_path: Path) -> None:
     async with api.client:
         me = (await api.client.get("/v1/keys/me", headers={"authorization": f"Bearer {KEYS[Scope.SPEAK]}"})).json()
     assert me["name"] == "metered"
-    assert me["limits"] == {"rateLimit": "60/minute", "charactersPerDay": 5000, "charactersPerMonth": None}
+    assert me["limits"] == {"rateLimit": "60/minute", "charactersPerDay": 5000, "charactersPerMonth": None,
+                            "maxConcurrent": None}
     assert [s["scope"] for s in me["scopes"]] == ["speak", "clone"]
     assert "POST /v1/clone" in me["routes"]
 
@@ -246,7 +247,8 @@ async def test_without_keys_every_route_is_open_and_said_so(tmp_path: Path) -> N
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(replica)), base_url="http://127.0.0.1") as c:
         me = (await c.get("/v1/keys/me")).json()
     assert (me["auth"], me["name"]) == (False, None)
-    assert me["limits"] == {"rateLimit": None, "charactersPerDay": None, "charactersPerMonth": None}
+    assert me["limits"] == {"rateLimit": None, "charactersPerDay": None, "charactersPerMonth": None,
+                            "maxConcurrent": None}
     assert [s["scope"] for s in me["scopes"]] == [s.value for s in Scope]
     assert "PUT /v1/personalities/{name}" in me["routes"]
 
