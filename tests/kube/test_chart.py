@@ -661,8 +661,9 @@ def test_pod_monitor_scrapes_every_ray_pod_when_asked(kube: ControlPlane, tmp_pa
 
 
 def test_plain_rayservice_manifest_is_the_chart_default(kube: ControlPlane, tmp_path: Path) -> None:
-    (manifest,) = [d for d in yaml.safe_load_all(RAYSERVICE_MANIFEST.read_text()) if d]
-    assert manifest == one(render(kube, tmp_path), "RayService"), (
+    manifest = [d for d in yaml.safe_load_all(RAYSERVICE_MANIFEST.read_text()) if d]
+    docs = render(kube, tmp_path)
+    assert manifest == [one(docs, "RayService"), one(docs, "NetworkPolicy", f"{RELEASE}-ray-ingress")], (
         "manifests/rayservice.yaml is stale; regenerate it as its header says"
     )
 
@@ -719,6 +720,36 @@ def test_network_policies_open_only_serve_and_public_egress(kube: ControlPlane, 
 
     off = render(kube, tmp_path, {"networkPolicy": {"enabled": False}, "operator": {"networkPolicy": {"enabled": False}}})
     assert "NetworkPolicy" not in {d["kind"] for d in off}
+
+
+def test_operator_egress_reaches_only_the_api_server_it_finds(kube: ControlPlane, tmp_path: Path) -> None:
+    """With apiServerCIDRs unset, an install reads the API server's endpoints from the cluster
+    (security audit H4): TCP 443/6443 go there only, not to any address."""
+    # A cluster's API server publishes this slice itself; the test one advertises loopback,
+    # which it never publishes, so the slice a real one writes is put in its place.
+    published = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                 "metadata": {"name": "kubernetes", "namespace": "default",
+                              "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                 "endpoints": [{"addresses": ["192.0.2.10"]}, {"addresses": ["192.0.2.11"]}],
+                 "ports": [{"name": "https", "port": 7443, "protocol": "TCP"}]}
+    kube.kubectl("apply", "-f", "-", input=json.dumps(published))
+    try:
+        out = kube.helm("template", RELEASE, str(CHART), "--dry-run=server",
+                        "--set", "auth.existingSecret=chorus-api-keys").stdout
+    finally:
+        kube.kubectl("-n", "default", "delete", "endpointslice", "kubernetes")
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    _, api, _ = one(docs, "NetworkPolicy", f"{RELEASE}-operator-egress")["spec"]["egress"]
+    assert api["to"] == [{"ipBlock": {"cidr": "192.0.2.10/32"}}, {"ipBlock": {"cidr": "192.0.2.11/32"}}]
+    assert {p["port"] for p in api["ports"]} == {443, 6443, 7443}
+
+    # Offline nothing can be read: the rule stays open, and the install notes say so.
+    offline = render(kube, tmp_path)
+    _, api, _ = one(offline, "NetworkPolicy", f"{RELEASE}-operator-egress")["spec"]["egress"]
+    assert "to" not in api
+    notes = kube.helm("install", RELEASE, str(CHART), "--dry-run=client",
+                      "--set", "auth.existingSecret=chorus-api-keys").stdout
+    assert "set operator.networkPolicy.apiServerCIDRs" in notes.split("NOTES:", 1)[1]
 
 
 @pytest.mark.parametrize("values,refusal", [

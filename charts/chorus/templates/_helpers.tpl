@@ -329,3 +329,27 @@ spec:
 {{- define "chorus.operator.watchNamespaces" -}}
 {{- .Values.operator.watchNamespaces | default (list .Release.Namespace) | uniq | toJson }}
 {{- end }}
+
+{{- /*
+The API server's addresses for the operator's egress policy, as JSON {cidrs, ports}: as
+set, or else read at install time from the `kubernetes` Service's EndpointSlice in
+`default` (Helm's lookup; network policies see the endpoint's address and port, after the
+Service's translation). Only an offline `helm template` finds neither; then TCP 443/6443
+stay open to any address, and NOTES.txt says so.
+*/}}
+{{- define "chorus.operator.apiServer" -}}
+{{- $cidrs := .Values.operator.networkPolicy.apiServerCIDRs | default list }}
+{{- $ports := list }}
+{{- if not $cidrs }}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" }}
+{{- range ($slice.endpoints | default list) }}
+{{- range .addresses }}
+{{- $cidrs = append $cidrs (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) }}
+{{- end }}
+{{- end }}
+{{- range ($slice.ports | default list) }}
+{{- $ports = append $ports (int .port) }}
+{{- end }}
+{{- end }}
+{{- dict "cidrs" $cidrs "ports" $ports | toJson }}
+{{- end }}
