@@ -11,6 +11,8 @@ done
 "$root/scripts/k8s-binaries.sh" >/dev/null
 # The OpenTelemetry Collector the tracing tests export to: built the same way, cached.
 "$root/scripts/otelcol-binary.sh" >/dev/null
+# SeaweedFS, the S3-compatible server the sample-storage tests talk to: built the same way, cached.
+"$root/scripts/seaweedfs-binary.sh" >/dev/null
 # The container tests' tools (Debian's podman, buildah, runc, mmdebstrap) and their settings;
 # in a subshell, so the suite's own environment stays as it is (the tests read the settings
 # again). The images themselves are built, once and cached, by tests/containers.

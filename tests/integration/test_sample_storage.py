@@ -1,5 +1,5 @@
-"""Sample storage against both backends: a directory, and a real S3 API (moto's server
-mode, started here on 127.0.0.1). Uploads go through the real checker and the real
+"""Sample storage against both backends: a directory, and a real S3-compatible server
+(SeaweedFS, tests/support/s3_server.py, started here on 127.0.0.1). Uploads go through the real checker and the real
 recordings; crashes are real SIGKILLs of a writer process."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from chorus.samples.storage import (
 )
 from chorus.samples.storage_s3 import S3SampleStore
 from tests.support import recordings as rec
-from tests.support.moto_server import moto_server
+from tests.support.s3_server import CREDENTIALS, s3_client, s3_server
 from tests.support.recordings import PIPER_RATE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,21 +48,9 @@ ENGINES = ["xtts_v2", "styletts2"]
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with s3_server(tmp_path_factory.mktemp("s3")) as endpoint:
         yield endpoint
-
-
-def s3_client(endpoint: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture(params=["directory", "s3"])
@@ -331,7 +319,7 @@ else:
     import boto3
     endpoint, bucket = where.split("|")
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+                          aws_access_key_id=sys.argv[6], aws_secret_access_key=sys.argv[7])
     store = S3SampleStore(bucket, "samples", client)
 pcm = np.random.default_rng(7).integers(-2000, 2000, size=int(seconds * 24000), dtype=np.int16)
 print("ready", flush=True)
@@ -455,7 +443,8 @@ def test_s3_sigkill_between_audio_and_metadata(s3_endpoint: str) -> None:
     committed: list[str] = []  # over all attempts
     for attempt in range(5):  # noqa: B007 - used after the loop
         seen, ids = _run_and_kill(
-            ["s3", f"{s3_endpoint}|{bucket}", "1.0", "300", str(attempt * 1000)], orphans, settle_s=0.05
+            ["s3", f"{s3_endpoint}|{bucket}", "1.0", "300", str(attempt * 1000),
+             CREDENTIALS["AWS_ACCESS_KEY_ID"], CREDENTIALS["AWS_SECRET_ACCESS_KEY"]], orphans, settle_s=0.05
         )
         committed += ids
         left = orphans()

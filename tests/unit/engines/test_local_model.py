@@ -58,19 +58,18 @@ def test_unreadable_sample_makes_the_engine_unavailable() -> None:
         read_sample(ref, "xtts_v2")
 
 
-def test_an_s3_sample_is_read_from_the_sample_stores_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_s3_sample_is_read_from_the_sample_stores_endpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Security audit L4: engines read `s3://` refs from AWS's default endpoint whatever the
     sample store used, so a same-named bucket on AWS could supply the voice."""
     import boto3
 
-    from tests.support.moto_server import moto_server
+    from tests.support.s3_server import CREDENTIALS, s3_server
 
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with moto_server() as endpoint:
+    for var, value in CREDENTIALS.items():  # what the engine's boto3 finds in its environment
+        monkeypatch.setenv(var, value)
+    with s3_server(tmp_path) as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="voices")
         s3.put_object(Bucket="voices", Key="joe/s0.wav", Body=b"RIFF-the-sample")
