@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Mutation testing of the modules whose failure would be a security or correctness incident
+# (scripts/mutation/modules.tsv), each against its fast unit tests, with cosmic-ray from the
+# lock (the `mutation` extra). Minutes per module, so not part of CI: run it after changing
+# one of them, and record the survivors in bench/RESULTS.md.
+#   scripts/mutation.sh                    every module
+#   scripts/mutation.sh cache-key quotas   only these (names from modules.tsv)
+# cosmic-ray writes each mutant into the source file and runs the tests, so this works in a
+# copy of the working tree (with its own .venv: scripts/install.sh) under
+# $CHORUS_MUTATION_DIR (default /tmp/chorus-mutation), never in the checkout itself.
+# Prints, per module, the counts and each surviving mutant's diff.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+work="${CHORUS_MUTATION_DIR:-${TMPDIR:-/tmp}/chorus-mutation}"
+tree="$work/tree"
+
+# The working tree as git sees it (tracked and new files; nothing ignored, so no venvs).
+mkdir -p "$tree"
+find "$tree" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+(cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c '[ -f "{}" ] && echo "{}"' \
+  | tar -cf - -T -) | tar -xf - -C "$tree"
+venv="$("$tree/scripts/install.sh" --exact dev,cloud,samples,kubernetes,mutation | tail -n 1)"
+
+# Operators whose mutants are noise for this code (bit shifts and powers of arithmetic that
+# has none) are left out; everything else cosmic-ray has runs.
+exclude='"core/ReplaceBinaryOperator_.*_(Pow|RShift|LShift|BitOr|BitAnd|BitXor)", "core/ReplaceBinaryOperator_(Pow|RShift|LShift|BitOr|BitAnd|BitXor)_.*"'
+status=0
+while IFS=$'\t' read -r name module tests; do
+  [[ -z "$name" || "$name" == \#* ]] && continue
+  if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
+  config="$work/$name.toml" session="$work/$name.sqlite"
+  cat > "$config" <<TOML
+[cosmic-ray]
+module-path = "$module"
+timeout = 300.0
+excluded-modules = []
+test-command = "$venv/bin/python -m pytest -x -q -p no:cacheprovider $tests"
+
+[cosmic-ray.distributor]
+name = "local"
+
+[cosmic-ray.filters.operators-filter]
+exclude-operators = [$exclude]
+TOML
+  rm -f "$session"
+  (
+    cd "$tree"
+    "$venv/bin/cosmic-ray" init "$config" "$session" >/dev/null
+    "$venv/bin/cr-filter-operators" "$session" "$config" >/dev/null
+    "$venv/bin/cr-filter-pragma" "$session" >/dev/null
+    # The unmutated module must pass its tests, or every mutant would look killed.
+    "$venv/bin/cosmic-ray" baseline "$config" >/dev/null || { echo "$name: the unmutated tests fail" >&2; exit 1; }
+    "$venv/bin/cosmic-ray" exec "$config" "$session" >/dev/null
+  ) || { status=1; continue; }
+  "$venv/bin/python" "$root/scripts/mutation/report.py" "$venv/bin/cosmic-ray" "$session" "$name" | tee "$work/$name.txt"
+done < "$root/scripts/mutation/modules.tsv"
+exit $status
