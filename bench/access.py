@@ -73,7 +73,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60, help="sequential requests per variant")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: does it still run? (not a measurement)")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests = 2
+    warm = SENTENCES[:1] if args.smoke else SENTENCES
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     root = Path(tempfile.mkdtemp(prefix="chorus-bench-access-"))
@@ -94,7 +98,7 @@ def main() -> None:
                 assert "x-ratelimit-remaining" in r.headers, "the limits were not applied"
             return elapsed
 
-        for text in SENTENCES:  # warm every replica, connection and Redis script
+        for text in warm:  # warm every replica, connection and Redis script
             for variant in VARIANTS:
                 call(variant, text)
         latencies: dict[str, list[float]] = {v: [] for v in VARIANTS}

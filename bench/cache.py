@@ -4,7 +4,8 @@ the cache costs a miss.
 One Chorus (the shipped CPU profile, its cache's disk tier in a temporary directory), the
 bundled voice, noise pinned. Each arm's requests are interleaved with the arm it is compared
 with, so background noise hits both alike. Writes its section of bench/RESULTS.md. Not a
-test: run `.venv/bin/python bench/cache.py`.
+test: run `.venv/bin/python bench/cache.py`. `--smoke`: the same arms with 2 requests each and
+one warm-up request (tests/integration/test_bench_smoke.py checks the benchmark still runs).
 
 Measures
 - hit vs miss p50: the same two-sentence texts, first asked (miss), then asked again (hit);
@@ -106,7 +107,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=30, help="requests per arm")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: does it still run? (not a measurement)")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests = 2
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     load = os.getloadavg()
     port = free_port()
@@ -133,7 +137,7 @@ def main() -> None:
         return f"{FIRST[n % len(FIRST)][:-1]}, number {n}. This is request {n}."
 
     try:
-        for _ in range(4):  # warm: ONNX session, replicas, connections
+        for _ in range(1 if args.smoke else 4):  # warm: ONNX session, replicas, connections
             call(fresh(), "bypass", NO_STORE)
         # 1. and 3.: misses with the cache vs without, interleaved; then each cached text again.
         with_cache, without, texts = [], [], []

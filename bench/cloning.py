@@ -11,6 +11,8 @@ through its handle, so the numbers are the engine's, without HTTP. "Cold" reques
 sample set the engine has not seen (a fresh copy of the reference with one sample changed, so
 its sha256 differs): the speaker conditioning is computed. "Warm" requests repeat one set:
 the conditioning comes from the cache. Writes its section of bench/RESULTS.md.
+`--smoke`: tiny random models, 2 requests of each kind per engine (the engine venvs come from
+scripts/engine-env.sh; tests/integration/test_bench_smoke.py checks the benchmark still runs).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.results import machine, write_section  # noqa: E402
+from bench.results import RESULTS, machine, write_section  # noqa: E402
 
 TEXTS = [
     "Hello there, how can I help you today?",
@@ -145,7 +147,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=6)
     parser.add_argument("--num-cpus", type=float, default=1.0)
     parser.add_argument("--engines", default="xtts_v2,styletts2")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: does it still run? (not a measurement)")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests = 2
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     import ray
@@ -190,7 +196,7 @@ def main() -> None:
               "First chunk and whole stream are for a 3-sentence text."]
     report = "\n".join(lines)
     print(report)
-    write_section("Cloning engines (`bench/cloning.py`)", report)
+    write_section("Cloning engines (`bench/cloning.py`)", report, args.output)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 into the personalities directory -> the directory store's watch), in one run, through the
 same real Serve app.
 
-    .venv/bin/python bench/kubernetes.py [--personalities 20]
+    .venv/bin/python bench/kubernetes.py [--personalities 20] [--output FILE] [--smoke]
 
 Needs the control plane binaries (scripts/k8s-binaries.sh). Writes a section of
-bench/RESULTS.md.
+bench/RESULTS.md. `--smoke`: 2 personalities per path, the fewest its p95 can be computed from
+(tests/integration/test_bench_smoke.py checks the benchmark still runs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from bench.results import machine, write_section
+from bench.results import RESULTS, machine, write_section
 from tests.conftest import free_port
 from tests.kube.control_plane import CRDS, build_binaries, running_control_plane
 from tests.kube.operator_runner import (
@@ -58,8 +59,10 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--personalities", type=int, default=20)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: does it still run? (not a measurement)")
     args = parser.parse_args()
-    n = args.personalities
+    n = 2 if args.smoke else args.personalities
 
     import ray
 
@@ -124,6 +127,7 @@ Kubernetes store as the chart's Ray ServiceAccount.
 - Cluster / directory, p50: **{ratio:.2f}**. Both are well under a second; the directory store
   reacts to inotify events, the cluster path adds kubectl, the operator's
   reconcile (validation, ConfigMap write, status patch) and the watch event.""",
+        args.output,
     )
     print(f"directory p50 {statistics.median(directory):.3f} s, cluster p50 {statistics.median(cluster):.3f} s, "
           f"ratio {ratio:.2f}")

@@ -6,6 +6,8 @@ once (a replica's concurrent requests). Options: ONNX Runtime's defaults (what
 `PiperVoice.load` and Piper's own server use: a spinning thread per core) and
 `deployments.piper.session_options` with 2 threads and with 1. Writes its section of
 bench/RESULTS.md. Not a test: run `.venv/bin/python bench/onnx_threads.py`.
+`--smoke`: one warm-up sentence, 3 requests per option and 4 at 4 threads
+(tests/integration/test_bench_smoke.py checks the benchmark still runs).
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=36, help="sequential requests per option")
     parser.add_argument("--concurrent-requests", type=int, default=32, help="requests per option at 4 threads")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: does it still run? (not a measurement)")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests, args.concurrent_requests = 3, 4
 
     load = os.getloadavg()[0]
     options = {
@@ -57,7 +62,7 @@ def main() -> None:
         "1 thread, no spinning": voice(session_options(1)),
     }
     for v in options.values():
-        for text in SENTENCES:
+        for text in SENTENCES[:1] if args.smoke else SENTENCES:
             say(v, text)
     lat: dict[str, list[float]] = {name: [] for name in options}
     for i in range(args.requests):

