@@ -23,6 +23,7 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.chorus_serve import UNCACHED  # noqa: E402
 from bench.piper_http import SENTENCES, free_port, pct  # noqa: E402
 from bench.results import RESULTS, machine, write_section  # noqa: E402
 from bench.variants import bench_personalities, deploy_variants  # noqa: E402
@@ -84,7 +85,8 @@ def main() -> None:
     redis_port, port = free_port(), free_port()
     redis = start_redis(redis_port, root)
     base = f"http://127.0.0.1:{port}"
-    client = httpx.Client(timeout=120)
+    # The texts repeat: without no-store the audio cache would answer them, not Piper.
+    client = httpx.Client(timeout=120, headers=UNCACHED)
     try:
         start_variants(port, root, f"redis://127.0.0.1:{redis_port}")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.chorus_serve import UNCACHED  # noqa: E402
 from bench.piper_http import SENTENCES, free_port, pct  # noqa: E402
 from bench.results import RESULTS, machine, write_section  # noqa: E402
 from bench.variants import bench_personalities, deploy_variants  # noqa: E402
@@ -58,7 +59,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="chorus-bench-tracing-"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    client = httpx.Client(timeout=120)
+    # The texts repeat: without no-store the audio cache would answer them, not Piper.
+    client = httpx.Client(timeout=120, headers=UNCACHED)
     with otel_collector(root) as collector:
         try:
             start_variants(port, root, collector.endpoint)
