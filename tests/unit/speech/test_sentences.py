@@ -65,3 +65,42 @@ def test_the_cut_keeps_every_word_and_the_packing_after_it() -> None:
     pieces = pack(text, 100, first_clause=True)
     assert pieces[0] == "When the store opens at nine in the morning,"
     assert " ".join(pieces[:2]) == packed[0] and pieces[2:] == packed[1:]  # only the first piece is cut
+
+
+# --- the bounds themselves, at their edges (the numbers are the module's documented rule:
+# at least 4 words on each side of the cut, the rest at most 3 times the clause's words) ---
+
+
+@pytest.mark.parametrize("text,cut", [
+    # 4 words, then 4: the smallest cut there is.
+    ("One two three four, five six seven eight.", ("One two three four,", "five six seven eight.")),
+    # 3 words before the comma: too short to stand alone; the next boundary is taken.
+    ("One two three, four five six seven, eight nine ten eleven twelve.",
+     ("One two three, four five six seven,", "eight nine ten eleven twelve.")),
+    # The rest exactly 3 times the clause's 4 words: still ready before the clause ends.
+    ("One two three four, a b c d e f g h i j k l.", ("One two three four,", "a b c d e f g h i j k l.")),
+])
+def test_the_cut_at_the_edges_of_its_bounds(text: str, cut: tuple[str, str]) -> None:
+    assert pack(text, 20_000, first_clause=True) == list(cut)
+
+
+@pytest.mark.parametrize("text", [
+    "One two three four, five six seven.",  # 3 words after the cut: too short a tail
+    "One two three, four five six seven.",  # 3 words before it, and no later boundary
+    "One two three four, a b c d e f g h i j k l m.",  # 13 words after 4: more than 3 times
+])
+def test_no_cut_just_outside_the_bounds(text: str) -> None:
+    assert pack(text, 20_000, first_clause=True) == [text]
+
+
+def test_a_text_of_exactly_the_limit_is_one_piece_as_written() -> None:
+    text = "One.\nTwo."  # 9 characters; packing would rejoin it as "One. Two."
+    assert pack(text, 9) == [text]
+    assert pack(text, 100) == [text]
+
+
+def test_a_sentence_or_a_piece_of_exactly_the_limit_fits() -> None:
+    # "Abc def." is 8 characters: a sentence of exactly the limit is not refused, and two
+    # sentences that fill a piece exactly stay together.
+    assert pack("Abc def. Ghi.", 8) == ["Abc def.", "Ghi."]
+    assert pack("Ab. Cd. Efghij.", 7) == ["Ab. Cd.", "Efghij."]
