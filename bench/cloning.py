@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import io
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -162,7 +163,8 @@ def main() -> None:
     given = {"xtts_v2": args.xtts_model_dir, "styletts2": args.styletts2_model_dir}
     engines = [e for e in args.engines.split(",") if e]
     tiny = not all(given[e] for e in engines)
-    models = tiny_models(Path(tempfile.mkdtemp(prefix="chorus-bench-models-"))) if tiny else {}
+    scratch = Path(tempfile.mkdtemp(prefix="chorus-bench-models-"))
+    models = tiny_models(scratch) if tiny else {}
     models.update({e: p for e, p in given.items() if p})
     wav = reference_wav(args.reference)
 
@@ -178,6 +180,7 @@ def main() -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(scratch, ignore_errors=True)  # the tiny models, 450 MB a run (smoke runs in CI too)
 
     kind = "tiny random models (shapes as in tests/, not real quality or speed)" if tiny else "the given weights"
     lines = [
