@@ -118,7 +118,7 @@ def main() -> None:
         f"""Run {machine()}. {n} new personalities per path, one at a time, each polled on
 `GET /v1/personalities/{{name}}` every 20 ms through the same Serve app (CPU profile). Cluster
 path: a real kube-apiserver + etcd here, the operator in kopf's runner, the ingress's
-Kubernetes store as the chart's Ray ServiceAccount.
+Kubernetes store as the ServiceAccount of the chart's CPU worker group (where the ingress runs).
 
 | path | p50 (s) | p95 (s) | max (s) |
 |---|---|---|---|
