@@ -288,7 +288,14 @@ def watching(store: KubernetesStore) -> Iterator[None]:
     """The store's list + watch on a loop of its own, as the Ingress deployment runs it."""
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
-    thread = threading.Thread(target=loop.run_until_complete, args=(store.watch(stop),), daemon=True)
+
+    def run() -> None:
+        loop.run_until_complete(store.watch(stop))
+        # watch() cancels its tasks on the way out; let them finish before the loop closes.
+        leftover = asyncio.all_tasks(loop)
+        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield

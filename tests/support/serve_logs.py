@@ -1,4 +1,4 @@
-"""Which Serve replica answered a request, from Ray Serve's own per-replica log files.
+"""Which Serve replica answered a request, and what replicas logged, from Ray's log files.
 
 Serve takes a request's id from its `X-Request-Id` header and writes it on every log line the
 replica prints for it (its access line included), in `<session>/logs/serve/replica_<app>_<deployment>_<id>.log`.
@@ -37,6 +37,13 @@ def answered_by(request_ids: Iterable[str], deployment: str = "Ingress", app: st
 
 
 def lines_saying(phrase: str, deployment: str = "Ingress", app: str = "chorus") -> int:
-    """How many lines of the deployment's replica logs (every replica it has had) say `phrase`."""
-    return sum(log.read_text(errors="replace").count(phrase)
-               for log in logs_dir().glob(f"replica_{app}_{deployment}_*.log"))
+    """How many lines the deployment's replicas (every one it has had) wrote saying `phrase`.
+    Chorus's own log lines reach the replica worker's stderr file, which Ray heads with the
+    actor's name; Serve's log file has only Serve's own lines."""
+    header = f":actor_name:ServeReplica:{app}:{deployment}\n".encode()
+    total = 0
+    for log in logs_dir().parent.glob("worker-*.err"):
+        data = log.read_bytes()
+        if header in data[:512]:
+            total += data.decode(errors="replace").count(phrase)
+    return total

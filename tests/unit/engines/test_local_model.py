@@ -69,6 +69,9 @@ def test_an_s3_sample_is_read_from_the_sample_stores_endpoint(monkeypatch: pytes
         monkeypatch.delenv(var, raising=False)
     for var, value in CREDENTIALS.items():  # what the engine's boto3 finds in its environment
         monkeypatch.setenv(var, value)
+    # A fresh default session, as in an engine's process: boto3 keeps the credentials its
+    # default session first found, and an earlier test's would be refused here.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     with s3_server(tmp_path) as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="voices")
