@@ -15,6 +15,8 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,32 +42,62 @@ SCRIPTS: dict[str, float] = {
 STARTS_RAY = {"access", "cache", "cloning", "fault", "kubernetes", "overhead", "piper_http", "tracing"}
 
 
-def extra_args(name: str, tmp_path: Path) -> list[str]:
+def extra_args(name: str, folder: Path) -> list[str]:
     if name == "ci_run":
         # Its clone and copy of ../shared in the test's folder, not a temp dir left behind;
         # an empty ../shared: the smoke checks the copy, not what the folder holds.
-        (tmp_path / "shared").mkdir()
-        return ["--scratch", str(tmp_path / "ci"), "--shared", str(tmp_path / "shared")]
+        (folder / "shared").mkdir()
+        return ["--scratch", str(folder / "ci"), "--shared", str(folder / "shared")]
     return []
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=[pytest.mark.timeout(seconds + 120),
-                               *([pytest.mark.ray] if name in STARTS_RAY else [])])
-     for name, seconds in SCRIPTS.items()],
-)
-def test_smoke_run_writes_its_table(name: str, tmp_path: Path) -> None:
-    output = tmp_path / "RESULTS.md"
-    run = subprocess.run(
-        [sys.executable, f"bench/{name}.py", "--smoke", "--output", str(output), *extra_args(name, tmp_path)],
-        cwd=ROOT, env={**os.environ, "RAY_AUTH_MODE": "disabled"}, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=SCRIPTS[name],
-    )
+# Two at a time: one after another they took ~25 min of CI on 2 busy cores, mostly each
+# script starting its own Ray and loading models while the cores idle. Three at once was
+# too many: a starved Serve proxy misses its health checks and Serve kills it. The heaviest
+# (cloning, kubernetes: a control plane too) run beside light ones, never beside each other.
+AT_ONCE = 2
+ORDER = ["cloning", "pcm_path", "onnx_threads", "ci_run", "images", "kubernetes", "tracing", "piper_http",
+         "overhead", "fault", "access", "cache"]
+
+
+@dataclass(frozen=True)
+class Smoke:
+    returncode: int | None  # None: timed out
+    output: str  # its results file, "" when it wrote none
+    tail: str
+
+
+def smoke(name: str, folder: Path) -> Smoke:
+    folder.mkdir()
+    output = folder / "RESULTS.md"
+    try:
+        run = subprocess.run(
+            [sys.executable, f"bench/{name}.py", "--smoke", "--output", str(output), *extra_args(name, folder)],
+            cwd=ROOT, env={**os.environ, "RAY_AUTH_MODE": "disabled"}, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=SCRIPTS[name],
+        )
+    except subprocess.TimeoutExpired as err:
+        return Smoke(None, "", f"timed out after {SCRIPTS[name]} s; stdout:\n{str(err.stdout)[-3000:]}")
     tail = f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}"
-    assert run.returncode == 0, f"bench/{name}.py --smoke exited {run.returncode}\n{tail}"
-    assert output.exists(), f"bench/{name}.py --smoke wrote no {output}\n{tail}"
-    text = output.read_text()
-    heading = re.search(rf"^## .*\(`bench/{name}\.py`\)$", text, re.M)
-    assert heading, f"no section of bench/{name}.py in:\n{text}"
-    assert re.search(r"^\|---", text[heading.end():], re.M), f"no table in its section:\n{text}"
+    return Smoke(run.returncode, output.read_text() if output.exists() else "", tail)
+
+
+@pytest.fixture(scope="module")
+def smokes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Smoke]:
+    root = tmp_path_factory.mktemp("bench-smoke")
+    assert sorted(ORDER) == sorted(SCRIPTS)
+    with ThreadPoolExecutor(AT_ONCE) as pool:
+        runs = {name: pool.submit(smoke, name, root / name) for name in ORDER}
+        return {name: run.result() for name, run in runs.items()}
+
+
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.ray] if name in STARTS_RAY else [])
+                                  for name in SCRIPTS])
+def test_smoke_run_writes_its_table(name: str, smokes: dict[str, Smoke]) -> None:
+    run = smokes[name]
+    assert run.returncode == 0, f"bench/{name}.py --smoke exited {run.returncode}\n{run.tail}"
+    assert run.output, f"bench/{name}.py --smoke wrote no results file\n{run.tail}"
+    heading = re.search(rf"^## .*\(`bench/{name}\.py`\)$", run.output, re.M)
+    assert heading, f"no section of bench/{name}.py in:\n{run.output}"
+    assert re.search(r"^\|---", run.output[heading.end():], re.M), f"no table in its section:\n{run.output}"
