@@ -52,6 +52,25 @@ def served_after(client: httpx.Client, name: str, change: Callable[[], None], ti
     raise TimeoutError(f"{name} not served after {timeout} s")
 
 
+def rss_mib(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def ingress_rss_mib() -> float:
+    """Resident memory of the Ingress replica processes (Ray titles them ServeReplica:chorus:Ingress)."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"ServeReplica:chorus:Ingress" in (proc / "cmdline").read_bytes():
+                total += rss_mib(proc.name)
+        except OSError:
+            continue  # gone meanwhile
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
@@ -78,6 +97,7 @@ def main() -> None:
         app.deploy()
         with app.client() as client:
             directory = [served_after(client, f"file-{i}", lambda i=i: app.write(f"file-{i}", SPEC)) for i in range(n)]
+        memory = {"ingress, directory store": ingress_rss_mib()}
 
         # Cluster path: operator + ConfigMap + the Kubernetes store, as the chart's identities.
         (ray_service,) = [d for d in render_chart(kube, NS) if d["kind"] == "RayService"]
@@ -88,6 +108,7 @@ def main() -> None:
         operator = operator_identity(kube, NS)
         ingress = kube.service_account_kubeconfig(NS, account)
         samples = Path(tmp) / "samples"
+        before_operator = rss_mib()
         with running_operator(operator, NS, samples):
             app.deploy(personalities={"kubernetes": {"namespace": NS, "kubeconfig": str(ingress)}},
                        samples={"directory": str(samples)})
@@ -105,6 +126,9 @@ def main() -> None:
                     start = time.perf_counter()
                     kube.kubectl("get", "vp", f"vp-{i}", "-n", NS, "-o", "name")
                     kubectl.append(time.perf_counter() - start)
+                memory["ingress, Kubernetes store"] = ingress_rss_mib()
+                # kopf runs in this process (KopfRunner): what it grew by holding n resources.
+                memory["operator (growth of the bench process)"] = rss_mib() - before_operator
     ray.shutdown()
 
     rows = [("directory file -> served", directory), ("kubectl apply -> served", cluster),
@@ -113,6 +137,7 @@ def main() -> None:
         f"| {label} | {statistics.median(v):.3f} | {pct(v, 95):.3f} | {max(v):.3f} |" for label, v in rows
     )
     ratio = statistics.median(cluster) / statistics.median(directory)
+    memory_rows = "\n".join(f"| {what} | {mib:.0f} |" for what, mib in memory.items())
     write_section(
         "Personality changes reaching the ingress (`bench/kubernetes.py`)",
         f"""Run {machine()}. {n} new personalities per path, one at a time, each polled on
@@ -123,6 +148,12 @@ Kubernetes store as the ServiceAccount of the chart's CPU worker group (where th
 | path | p50 (s) | p95 (s) | max (s) |
 |---|---|---|---|
 {table}
+
+Resident memory with {n} personalities loaded:
+
+| process | MiB |
+|---|---|
+{memory_rows}
 
 - Cluster / directory, p50: **{ratio:.2f}**. Both are well under a second; the directory store
   reacts to inotify events, the cluster path adds kubectl, the operator's
