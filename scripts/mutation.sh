@@ -17,8 +17,9 @@ tree="$work/tree"
 # The working tree as git sees it (tracked and new files; nothing ignored, so no venvs).
 mkdir -p "$tree"
 find "$tree" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
-(cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c '[ -f "{}" ] && echo "{}"' \
-  | tar -cf - -T -) | tar -xf - -C "$tree"
+# (--ignore-failed-read: a tracked file deleted in the working tree is skipped.)
+(cd "$root" && git ls-files -z --cached --others --exclude-standard \
+  | tar --null --ignore-failed-read -cf - -T - 2>/dev/null) | tar -xf - -C "$tree"
 venv="$("$tree/scripts/install.sh" --exact dev,cloud,samples,kubernetes,mutation | tail -n 1)"
 
 # Operators whose mutants are noise for this code (bit shifts and powers of arithmetic that

@@ -180,14 +180,15 @@ def test_redirects_are_followed_at_most_three_times() -> None:
         site.close()
 
 
-def test_the_connection_goes_to_the_checked_address_with_the_host_kept() -> None:
-    def ok(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Length", "3")
-        h.end_headers()
-        h.wfile.write(b"abc")
+def answer_abc(h: BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("Content-Length", "3")
+    h.end_headers()
+    h.wfile.write(b"abc")
 
-    site = Site(ok)
+
+def test_the_connection_goes_to_the_checked_address_with_the_host_kept() -> None:
+    site = Site(answer_abc)
     try:
         got = asyncio.run(fetch(f"http://localhost:{site.port}/x", policy(allowed_networks=LOOPBACK_ONE)))
         assert got == b"abc" and site.hosts == [f"localhost:{site.port}"]
@@ -212,13 +213,7 @@ def test_a_name_answering_differently_later_is_not_looked_up_again(monkeypatch: 
         address = "127.0.0.1" if len(lookups) == 1 else "127.0.0.2"
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
 
-    def ok(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Length", "3")
-        h.end_headers()
-        h.wfile.write(b"abc")
-
-    site = Site(ok)
+    site = Site(answer_abc)
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     try:
         url = f"http://rebind.example:{site.port}/x"
