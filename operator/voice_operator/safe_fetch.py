@@ -102,7 +102,7 @@ def forbidden_reason(ip: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | 
     for prop in ("loopback", "link_local", "private", "unspecified", "multicast", "reserved"):
         if getattr(ip, f"is_{prop}"):
             return f"{ip} is a {prop.replace('_', '-')} address"
-    if denied := next((net for net in DENIED_NETWORKS if ip.version == net.version and ip in net), None):
+    if denied := next((net for net in DENIED_NETWORKS if ip in net), None):  # (a v4 is never in a v6 net)
         return f"{ip} is in {denied}, which is never fetched from"
     if not ip.is_global:  # shared address space, 6to4 and other special ranges
         return f"{ip} is not a public address"
@@ -114,15 +114,16 @@ def _host_allowed(host: str, domains: Sequence[str]) -> bool:
     return not domains or any(host == d or host.endswith(f".{d}") for d in (d.lower().strip(".") for d in domains))
 
 
-async def resolve_checked(host: str, port: int, policy: FetchPolicy) -> IPAddress:
-    """The address to connect to for `host`: every address it resolves to must be allowed
-    (a name answering one public and one private address is refused)."""
+async def resolve_checked(host: str, policy: FetchPolicy) -> IPAddress:
+    """The address to connect to for `host`, the first its resolver gives: every address it
+    resolves to must be allowed (a name answering one public and one private address is refused)."""
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror as err:
         raise FetchError(f"cannot resolve {host}: {err.strerror}") from None
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    # A link-local answer may carry its zone (fe80::1%eth0); the address is what is checked.
+    addresses = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
     if not addresses:
         raise FetchError(f"{host} resolves to no address")
     for ip in addresses:
@@ -153,13 +154,12 @@ async def _follow(http: httpx.AsyncClient, url: httpx.URL, policy: FetchPolicy) 
             raise SampleRefused(f"{shown}: the operator fetches http and https URLs only")
         if not _host_allowed(url.host, policy.allowed_domains):
             raise SampleRefused(f"{shown}: {url.host} is not in the operator's allowed domains")
-        port = url.port or (443 if url.scheme == "https" else 80)
-        ip = await resolve_checked(url.host, port, policy)
-        # Connect to the checked address; Host and TLS server name stay the URL's host.
+        ip = await resolve_checked(url.host, policy)
+        # Connect to the checked address; Host and TLS server name (unused by plain http) stay
+        # the URL's host, so the certificate is verified against the name.
         pinned = url.copy_with(host=str(ip))
         request = http.build_request(
-            "GET", pinned, headers={"Host": url.netloc.decode()},
-            extensions={"sni_hostname": url.host} if url.scheme == "https" else {},
+            "GET", pinned, headers={"Host": url.netloc.decode()}, extensions={"sni_hostname": url.host},
         )
         resp = await http.send(request, stream=True)
         try:

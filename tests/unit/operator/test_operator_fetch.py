@@ -121,7 +121,7 @@ class Site:
         self.hosts: list[str] = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 site.hosts.append(self.headers["Host"])
                 handle(self)
 
@@ -131,7 +131,8 @@ class Site:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_port
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # (A short poll: shutdown() waits for it, once per test.)
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -307,3 +308,232 @@ def test_the_deny_list_does_not_depend_on_the_interpreters_tables(address: str) 
     """Security audit L-6: 3.11.7's `ipaddress` takes these for public addresses (an Oracle
     Cloud metadata address, 6to4 and NAT64 of 169.254.169.254, site-local, Teredo)."""
     assert forbidden_reason(ipaddress.ip_address(address)) is not None
+
+
+# Each rule at its edges (the mutants of scripts/mutation.sh that survived before these).
+
+def loopback_site_policy(**kw: Any) -> FetchPolicy:
+    return policy(allowed_networks=LOOPBACK_ONE, **kw)
+
+
+def fetch_from(site: Site, path: str = "/x", **kw: Any) -> bytes:
+    return asyncio.run(fetch(f"http://127.0.0.1:{site.port}{path}", loopback_site_policy(**kw)))
+
+
+@pytest.fixture
+def sites() -> Iterator[Any]:
+    opened: list[Site] = []
+
+    def open_site(handle: Any) -> Site:
+        opened.append(Site(handle))
+        return opened[-1]
+    yield open_site
+    for s in opened:
+        s.close()
+
+
+def respond(status: int, body: bytes = b"", **headers: str) -> Any:
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        for name, value in headers.items():
+            h.send_header(name.replace("_", "-"), value)
+        h.end_headers()
+        h.wfile.write(body)
+    return handle
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_each_redirect_status_is_followed(status: int, sites: Any) -> None:
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        respond(status, Location="/there", Content_Length="0")(h) if h.path == "/here" else answer_abc(h)
+    assert fetch_from(sites(handle), "/here") == b"abc"
+
+
+@pytest.mark.parametrize("status", [300, 304, 306, 309])
+def test_other_3xx_answers_are_not_followed(status: int, sites: Any) -> None:
+    site = sites(respond(status, Location="/there", Content_Length="0"))
+    with pytest.raises(SampleRefused, match=f"HTTP {status}"):
+        fetch_from(site)
+    assert len(site.hosts) == 1
+
+
+def test_a_redirect_without_a_location_is_refused_and_a_location_on_200_is_ignored(sites: Any) -> None:
+    with pytest.raises(SampleRefused, match="HTTP 302"):
+        fetch_from(sites(respond(302, Content_Length="0")))
+    assert fetch_from(sites(respond(200, b"abc", Location="/elsewhere", Content_Length="3"))) == b"abc"
+
+
+@pytest.mark.parametrize(("status", "error"), [
+    (500, FetchError), (503, FetchError), (429, FetchError),  # may work later: retried
+    (499, SampleRefused), (428, SampleRefused), (430, SampleRefused), (404, SampleRefused), (403, SampleRefused),
+])
+def test_server_errors_and_429_are_retried_other_errors_refused(status: int, error: type, sites: Any) -> None:
+    with pytest.raises(error, match=f"HTTP {status}"):
+        fetch_from(sites(respond(status, b"no", Content_Length="2")))
+
+
+def test_any_2xx_is_the_body(sites: Any) -> None:
+    assert fetch_from(sites(respond(299, b"abc", Content_Length="3"))) == b"abc"
+
+
+@pytest.mark.parametrize(("declared", "size", "accepted"), [
+    (None, 100, True), (None, 101, False), (None, 250, False),  # counted as it streams (no length)
+    ("100", 100, True),  # a declared length at the cap is fine
+])
+def test_the_size_cap_is_inclusive_with_or_without_a_declared_length(
+        declared: str | None, size: int, accepted: bool, sites: Any) -> None:
+    site = sites(respond(200, b"x" * size, **({"Content_Length": declared} if declared else {})))
+    if accepted:
+        assert fetch_from(site, max_bytes=100) == b"x" * size
+    else:
+        with pytest.raises(SampleRefused, match="larger than 100 bytes"):
+            fetch_from(site, max_bytes=100)
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_the_body(sites: Any) -> None:
+    """The server declares 2,000 bytes, sends 5 and holds the connection: refused from the
+    header at once, not after waiting out the deadline for a body that is never read."""
+    hold = threading.Event()
+
+    def declare_big(h: BaseHTTPRequestHandler) -> None:
+        respond(200, b"xxxxx", Content_Length="2000")(h)
+        h.wfile.flush()
+        hold.wait(10)
+    try:
+        with pytest.raises(SampleRefused, match="larger than 100 bytes"):
+            fetch_from(sites(declare_big), max_bytes=100, deadline_s=3.0)
+    finally:
+        hold.set()
+
+
+def test_an_endless_body_is_cut_at_the_cap_while_streaming(sites: Any) -> None:
+    stop = threading.Event()
+
+    def endless(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.end_headers()
+        try:
+            while not stop.is_set():
+                h.wfile.write(b"x" * 1024)
+        except OSError:  # the client hung up at its cap
+            pass
+    try:
+        with pytest.raises(SampleRefused, match="larger than 10000 bytes"):
+            fetch_from(sites(endless), max_bytes=10_000, deadline_s=3.0)
+    finally:
+        stop.set()
+
+
+@pytest.mark.parametrize("url", ["ftp://samples.example.com/a.wav", "file:///etc/passwd", "gopher://samples.example.com/"])
+def test_only_http_and_https_urls_are_fetched(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    looked_up: list[str] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: looked_up.append(host) or [])
+    with pytest.raises(SampleRefused, match="http and https URLs only"):
+        asyncio.run(fetch(url, policy()))
+    assert looked_up == []
+
+
+def resolving(monkeypatch: pytest.MonkeyPatch, names: dict[str, list[str]]) -> None:
+    """getaddrinfo answers `names` with the given addresses, in order; other names as usual."""
+    real = socket.getaddrinfo
+
+    def answer(host: str | bytes, port: Any, *args: Any, **kw: Any) -> list[Any]:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in names:
+            return real(host, port, *args, **kw)
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port or 0))
+                for a in names[name]]
+    monkeypatch.setattr(socket, "getaddrinfo", answer)
+
+
+def test_a_name_that_does_not_resolve_may_work_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    def nxdomain(*args: Any, **kw: Any) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(socket, "getaddrinfo", nxdomain)
+    with pytest.raises(FetchError, match="cannot resolve samples.example.com: Name or service not known"):
+        asyncio.run(fetch("http://samples.example.com/a.wav", policy()))
+
+
+def test_the_first_resolved_address_is_the_one_connected_to(monkeypatch: pytest.MonkeyPatch, sites: Any) -> None:
+    site = sites(answer_abc)  # 127.0.0.1; nothing listens on 127.0.0.3
+    resolving(monkeypatch, {"two.example": ["127.0.0.1", "127.0.0.3"]})
+    url = f"http://two.example:{site.port}/x"
+    assert asyncio.run(fetch(url, policy(allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),)))) == b"abc"
+
+
+def test_a_resolved_zone_is_dropped_from_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voice_operator.safe_fetch import resolve_checked
+    resolving(monkeypatch, {"zoned.example": ["::1%lo"]})
+    got = asyncio.run(resolve_checked("zoned.example", policy(allowed_networks=(ipaddress.ip_network("::1/128"),))))
+    assert got == ipaddress.IPv6Address("::1") and str(got) == "::1"
+
+
+@pytest.mark.parametrize("host", ["samples.example.com", "SAMPLES.Example.com", "samples.example.com."])
+def test_an_allowed_domain_itself_is_allowed_in_any_case(host: str, monkeypatch: pytest.MonkeyPatch, sites: Any) -> None:
+    site = sites(answer_abc)
+    resolving(monkeypatch, {host.lower(): ["127.0.0.1"]})  # (URLs carry hosts lower-cased)
+    got = asyncio.run(fetch(f"http://{host}:{site.port}/x",
+                            loopback_site_policy(allowed_domains=("Samples.example.com.",))))
+    assert got == b"abc"
+
+
+def test_proxy_settings_in_the_environment_are_not_used(monkeypatch: pytest.MonkeyPatch, sites: Any,
+                                                        recorder: AcceptRecorder) -> None:
+    """An environment proxy would see (and could answer for) every sample URL: fetches go direct."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{recorder.port}")
+    site = sites(answer_abc)
+    assert fetch_from(site) == b"abc" and len(site.hosts) == 1
+    assert recorder.offered_before_now() == 0
+
+
+def test_the_policy_is_validated_and_immutable() -> None:
+    from pydantic import ValidationError
+    for bad in ({"max_bytes": 0}, {"deadline_s": 0}, {"max_redirects": -1}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            policy(**bad)
+    p = policy(max_bytes=1, deadline_s=0.5, max_redirects=0)  # the smallest of each is fine
+    with pytest.raises(ValidationError, match="frozen"):
+        p.max_bytes = 10**9  # type: ignore[misc]
+
+
+def test_no_redirects_allowed_means_the_first_is_refused(sites: Any) -> None:
+    site = sites(respond(302, Location="/there", Content_Length="0"))
+    with pytest.raises(SampleRefused, match="more than 0 redirects"):
+        fetch_from(site, max_redirects=0)
+
+
+def test_redaction_keeps_blank_parameters() -> None:
+    assert redact("https://h.example/a.wav?v=&token=t0k") == "https://h.example/a.wav?v=&token=***"
+
+
+def test_https_is_verified_against_the_url_host_while_connecting_to_the_checked_address(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The connection goes to the checked IP, yet TLS is still checked against the name: the
+    server's certificate is for samples.test only, and a certificate for another name fails."""
+    import ssl
+
+    import httpx
+    import trustme
+
+    ca = trustme.CA()
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    resolving(monkeypatch, {"samples.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    for cert_name, url_host, ok in (("samples.test", "samples.test", True), ("elsewhere.test", "other.test", False)):
+        site = Site(answer_abc)
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(cert_name).configure_cert(server_ctx)
+        site.httpd.socket = server_ctx.wrap_socket(site.httpd.socket, server_side=True)
+        try:
+            run = fetch(f"https://{url_host}:{site.port}/x", loopback_site_policy(),
+                        transport=httpx.AsyncHTTPTransport(verify=client_ctx))
+            if ok:
+                assert asyncio.run(run) == b"abc" and site.hosts == [f"samples.test:{site.port}"]
+            else:
+                with pytest.raises(FetchError, match="ConnectError"):
+                    asyncio.run(run)
+        finally:
+            site.close()
