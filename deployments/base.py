@@ -45,6 +45,8 @@ class AudioFormat(StrEnum):
     aac = "aac"
     flac = "flac"
     pcm = "pcm"
+    mulaw = "mulaw"  # G.711 μ-law (telephony; 8 kHz unless a rate is asked for)
+    alaw = "alaw"  # G.711 A-law
 
 
 class VoiceSampleRef(BaseModel):

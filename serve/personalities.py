@@ -40,6 +40,10 @@ from deployments.settings import (
 # segment and a VoicePersonality's metadata.name.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 PersonalityName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
+# Another name `voice` may give a personality by (OpenAI's alloy, nova, ...): the same
+# spelling as a name, so an alias is also a valid ConfigMap key and URL segment.
+Alias = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
+MAX_ALIASES = 16
 # BCP 47 primary language with an optional region: en, en-US, pt-BR, fil.
 LanguageCode = Annotated[
     str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2}|-[0-9]{3})?$", max_length=8)
@@ -150,6 +154,11 @@ class CacheSettings(_Camel):
 
 class PersonalitySpec(_Camel):
     display_name: str | None = Field(None, max_length=256)
+    aliases: list[Alias] = Field(
+        default_factory=list, max_length=MAX_ALIASES,
+        description="Other names `voice` may call this personality by (e.g. OpenAI's alloy or nova), unique across "
+        "personalities.",
+    )
     active_provider: EngineId
     fallback_chain: list[EngineId] = Field(default_factory=list, max_length=6)
     languages: Languages = Languages()
@@ -181,6 +190,8 @@ class PersonalitySpec(_Camel):
         ids = [s.id for s in self.voice_samples]
         if len(ids) != len(set(ids)):
             raise ValueError(f"voiceSamples ids must be unique, got {ids}")
+        if len(self.aliases) != len(set(self.aliases)):
+            raise ValueError(f"aliases must be unique, got {self.aliases}")
         return self
 
     def chain(self) -> list[EngineId]:

@@ -95,6 +95,7 @@ def spec_schema() -> dict[str, Any]:
 
     # Each engine once in the chain, each language once, samples keyed by id.
     props["fallbackChain"]["x-kubernetes-list-type"] = "set"
+    props["aliases"]["x-kubernetes-list-type"] = "set"
     props["languages"]["properties"]["supported"]["x-kubernetes-list-type"] = "set"
     props["voiceSamples"]["x-kubernetes-list-type"] = "map"
     props["voiceSamples"]["x-kubernetes-list-map-keys"] = ["id"]

@@ -29,6 +29,7 @@ def _http_url(value: str) -> str:
 
 
 HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+SampleRate = Annotated[int, Field(ge=8000, le=48000)]
 
 
 class SpeechRequest(BaseModel):
@@ -39,8 +40,14 @@ class SpeechRequest(BaseModel):
     text: str = Field(description="What to say. Long text is split at sentence boundaries.")
     language: LanguageCode | None = Field(None, description="Defaults to the personality's primary language.")
     provider: EngineId | None = Field(None, description="Try this engine first instead of the active one.")
-    format: AudioFormat = AudioFormat.wav
-    stream: bool = Field(False, description="Send audio as each sentence is ready (wav or pcm).")
+    format: AudioFormat = Field(AudioFormat.wav, description="mulaw and alaw (G.711) are 8 kHz unless sample_rate says "
+                                "otherwise: a WAV file whole, raw bytes streamed.")
+    stream: bool = Field(False, description="Send audio as each sentence is ready (wav, pcm, mp3, mulaw or alaw).")
+    stream_format: Literal["audio", "sse"] = Field(
+        "audio", description="sse: stream as server-sent events (speech.audio.delta, speech.audio.done, error), "
+        "as OpenAI's speech API does; implies `stream`.")
+    sample_rate: SampleRate | None = Field(None, description="Resample to this rate (Hz); default: the engine's own, "
+                                           "8000 for mulaw and alaw.")
 
 
 class OpenAISpeechRequest(BaseModel):
@@ -50,11 +57,52 @@ class OpenAISpeechRequest(BaseModel):
 
     model: str = Field(description="tts-1, tts-1-hd, gpt-4o-mini-tts, or a Chorus engine id to try first.")
     input: str
-    voice: str = Field(description="The personality name.")
+    voice: str = Field(description="A personality's name or one of its aliases.")
     response_format: AudioFormat = AudioFormat.mp3
     speed: float = Field(1.0, ge=0.25, le=4.0)
-    instructions: str | None = Field(None, description="Accepted for compatibility; engines ignore it.")
-    stream_format: Literal["audio"] = "audio"
+    instructions: str | None = Field(
+        None, max_length=4096, description="A style prompt. No Chorus engine takes one: it is accepted, and the answer "
+        "says `X-Chorus-Instructions: not-applied`.")
+    stream_format: Literal["audio", "sse"] = Field(
+        "audio", description="audio: the whole answer; sse: server-sent events as each sentence is ready "
+        "(wav, pcm, mp3, mulaw or alaw).")
+    sample_rate: SampleRate | None = Field(None, description="A Chorus extension: resample to this rate (Hz); default "
+                                           "24000 for pcm (as OpenAI), 8000 for mulaw and alaw, else the engine's own.")
+
+
+class VoiceOut(BaseModel):
+    """A personality as a voice (`GET /v1/audio/voices`)."""
+
+    id: str = Field(description="The personality's name: `voice` on /v1/audio/speech, the path of its speech route.")
+    name: str = Field(description="Its display name (the id when it has none).")
+    aliases: list[str] = Field(description="Other names `voice` takes for it.")
+    languages: list[str]
+    primary_language: str
+    engine: EngineId = Field(description="The engine that speaks first.")
+    engines: list[EngineId] = Field(description="The whole chain, in the order tried.")
+    clones: bool = Field(description="Its first engine speaks in the voice of its samples.")
+    samples: int = Field(description="How many reference samples it has.")
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceOut]
+
+
+class ModelOut(BaseModel):
+    """One entry of OpenAI's model list."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(0, description="Unknown for Chorus's models: 0.")
+    owned_by: str = "chorus"
+
+
+class ModelList(BaseModel):
+    """`GET /v1/models`: OpenAI's names (the personality's own chain) and the engine ids
+    (that engine first)."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
 
 
 class PersonalityOut(BaseModel):

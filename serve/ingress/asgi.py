@@ -30,6 +30,7 @@ from chorus.ingress.routes import (
     samples,
     speech,
     stats,
+    voices,
 )
 from chorus.ingress.uploads import FORM_OVERHEAD
 
@@ -48,7 +49,7 @@ def create_app(replica: Replica, *, behind_serve_proxy: bool = False) -> FastAPI
     app = FastAPI(title="Chorus", version="0.1.0", description=DESCRIPTION, redirect_slashes=False)
     app.state.replica = replica
     errors.install(app)
-    routers = [module.router for module in (speech, clone, personalities, samples, providers, stats, cache, keys, dashboard)]
+    routers = [module.router for module in (speech, voices, clone, personalities, samples, providers, stats, cache, keys, dashboard)]
     for router in routers:
         # Invalid input is `ErrorOut` (`chorus.ingress.errors`), not FastAPI's default list of errors;
         # a route documenting its own 422 keeps it.

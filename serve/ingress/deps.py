@@ -26,8 +26,15 @@ ReplicaDep = Annotated[Replica, Depends(replica)]
 def personality_or_404(replica: Replica, name: str) -> Personality:
     personality = replica.store.get(name)
     if personality is None:
-        # `voice` is the field that names a personality in OpenAI's request shape.
-        raise ChorusHTTPError(404, f"personality {name!r} not found", param="voice")
+        raise ChorusHTTPError(404, f"personality {name!r} not found")
+    return personality
+
+
+def voice_or_404(replica: Replica, voice: str) -> Personality:
+    """OpenAI's `voice`: a personality's name or one of its aliases."""
+    personality = replica.store.resolve(voice)
+    if personality is None:
+        raise ChorusHTTPError(404, f"voice {voice!r} is neither a personality nor an alias of one", param="voice")
     return personality
 
 

@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from chorus.auth.keys import ApiKey
 from chorus.common.safe_text import header_value
+from chorus.ingress import events
 from chorus.ingress.api import AllFailedOut, ErrorOut
 from chorus.ingress.deps import is_admin
 from chorus.ingress.errors import ChorusHTTPError
@@ -128,7 +129,7 @@ def checked_utterance(
     replica: Replica, personality: Personality, text: str, *, language: str | None = None,
     provider: EngineId | None = None, fmt: AudioFormat = AudioFormat.wav, stream: bool = False,
     speed: float = 1.0, samples: list[VoiceSampleRef] | None = None, text_param: str = "text", cache: bool = True,
-    caller: ApiKey | None = None,
+    caller: ApiKey | None = None, format_param: str = "format",
 ) -> Utterance:
     """A speech request checked against its personality and the ingress's limits; `caller`
     is the key that asked (`chorus.ingress.middleware.auth.caller`)."""
@@ -137,22 +138,25 @@ def checked_utterance(
     language = check_language(personality, language)
     check_provider(personality, provider)
     if stream and fmt not in encoding.STREAMABLE:
-        raise ChorusHTTPError(422, f"streaming sends wav or pcm, not {fmt.value}", param="format")
+        raise ChorusHTTPError(
+            422, f"streaming sends {', '.join(sorted(encoding.STREAMABLE))}, not {fmt.value}", param=format_param
+        )
     return Utterance(personality=personality, text=text, language=language, provider=provider, speed=speed,
                      samples=samples, format=fmt, stream=stream, cache=cache,
                      caller=caller.name if caller is not None else None)
 
 
 async def speak(request: Request, replica: Replica, utterance: Utterance, *, sample_rate: int | None = None,
-                charge: Charge | None = None) -> Response:
-    """Route the utterance and answer with its audio (resampled to `sample_rate` if given),
+                charge: Charge | None = None, sse: bool = False) -> Response:
+    """Route the utterance and answer with its audio (resampled to `sample_rate` if given,
+    else to the format's own rate if it has one), as server-sent events if `sse` (a stream),
     all under one `chorus.speech` span (`chorus.speech.span`); `charge` (the caller's
     `Spend.synthesis`) learns what engines were sent."""
     span = speech_span.start(replica.tracing.tracer, utterance)
     try:
         # Current while routing, so the router's attempt spans are its children.
         with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            response = await _speak(request, replica, utterance, span, sample_rate, charge)
+            response = await _speak(request, replica, utterance, span, sample_rate, charge, sse)
     except BaseException as err:
         speech_span.end(span, err)
         raise
@@ -162,18 +166,24 @@ async def speak(request: Request, replica: Replica, utterance: Utterance, *, sam
 
 
 async def _speak(request: Request, replica: Replica, utterance: Utterance, span: trace.Span,
-                 sample_rate: int | None, charge: Charge | None) -> Response:
+                 sample_rate: int | None, charge: Charge | None, sse: bool) -> Response:
     started = time.perf_counter()
     fmt = utterance.format
+    sample_rate = sample_rate or encoding.default_rate(fmt)
     if utterance.stream:
         routed = await replica.router.stream(utterance, charge)
         speech_span.spoke(span, routed.engine, routed.cache, started)
         log_fallback(request, routed)
-        return StreamingResponse(
-            speech_span.until_done(span, _stream_body(routed.chunks, fmt, routed.sample_rate), routed.chunks),
-            media_type=encoding.media_type(fmt, routed.sample_rate),
-            headers=chorus_headers(routed, started, is_admin(request, replica)),
-        )
+        encoder = encoding.StreamEncoder(fmt, routed.sample_rate, sample_rate)
+        body = speech_span.until_done(span, _stream_body(routed.chunks, encoder), routed.chunks)
+        headers = chorus_headers(routed, started, is_admin(request, replica))
+        if sse:
+            return StreamingResponse(
+                events.speech_events(body, routed, encoder, characters=len(utterance.text)),
+                media_type="text/event-stream",
+                headers=headers | {"Cache-Control": "no-cache", "X-Chorus-Audio-Type": encoder.media_type()},
+            )
+        return StreamingResponse(body, media_type=encoder.media_type(), headers=headers)
     routed_audio = await replica.router.synthesize(utterance, charge)
     speech_span.spoke(span, routed_audio.engine, routed_audio.cache)
     log_fallback(request, routed_audio)
@@ -184,8 +194,12 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
                     headers=chorus_headers(routed_audio, started, is_admin(request, replica)))
 
 
-async def _stream_body(chunks: AsyncIterator[AudioChunk], fmt: AudioFormat, sample_rate: int) -> AsyncIterator[bytes]:
-    if fmt is AudioFormat.wav:
-        yield encoding.wav_stream_header(sample_rate)
+async def _stream_body(chunks: AsyncIterator[AudioChunk], encoder: encoding.StreamEncoder) -> AsyncIterator[bytes]:
+    if header := encoder.header():
+        yield header
     async for chunk in chunks:
-        yield chunk.pcm
+        # Unchanged PCM goes out as it came; resampling and G.711 are ~1 ms a sentence, in line.
+        if data := encoder.feed(chunk.pcm):
+            yield data
+    if tail := encoder.close():
+        yield tail

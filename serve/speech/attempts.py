@@ -84,12 +84,22 @@ class RoutedAudio(Routed):
     audio: AudioResult
 
 
+class StreamEnd:
+    """Why a stream's chunks ended before its text did, when they end quietly (a chunk that
+    never came, the request's audio limit): an audio body just ends there, an SSE stream
+    says so in an error event. An engine that fails mid-stream raises instead."""
+
+    def __init__(self) -> None:
+        self.cut: Attempt | None = None
+
+
 class RoutedStream(Routed):
     """An engine has produced its first chunk; the rest follows from `chunks`."""
 
     model_config = {"arbitrary_types_allowed": True}
     sample_rate: int
     chunks: Any  # AsyncIterator[AudioChunk]
+    end: StreamEnd
 
 
 def unwrap(err: BaseException) -> BaseException:

@@ -34,6 +34,7 @@ from chorus.speech.attempts import (
     RoutedAudio,
     RoutedStream,
     Skip,
+    StreamEnd,
     attempt_after,
     unwrap,
 )
@@ -303,26 +304,28 @@ class Router:
                 self._verdict(engine, None)
                 await self._billed(engine, opening.request)
             # The attempt stays open until its stream ends: its audio is known only then.
+            end = StreamEnd()
             return RoutedStream(
                 engine=engine,
                 attempts=attempts,
                 variant=first.variant,
                 sample_rate=first.sample_rate,
-                chunks=self._rest(engine, handle, lookup, first, first_gen, span, began, deadline),
+                chunks=self._rest(engine, handle, lookup, first, first_gen, span, began, deadline, end),
                 cache=lookup.outcome,
+                end=end,
             )
         raise AllEnginesFailed(attempts)
 
     async def _rest(
         self, engine: EngineId, handle: EngineHandle, lookup: Lookup, first: AudioChunk, gen: Any,
-        span: Span, began: float, deadline: Deadline,
+        span: Span, began: float, deadline: Deadline, end: StreamEnd,
     ) -> AsyncIterator[AudioChunk]:
         """The stream from its first chunk on, part by part (`chorus.speech.cache.lookup`): cached
         parts replayed, the others streamed by the engine, each next chunk within the chunk
         timeout and the request's deadline, and each engine part kept in the cache once its
-        stream has ended complete. An engine that stalls ends the stream where it is (the
-        client's body ends early: it already has audio and headers, so there is nothing
-        better to tell it) and its call is cancelled."""
+        stream has ended complete. An engine that stalls ends the stream where it is (an
+        audio body ends early: it already has audio and headers, so there is nothing better to
+        tell it; `end` says why, for an SSE stream to tell) and its call is cancelled."""
         seconds = 0.0
         error: BaseException | None = None
         outcome: spans.AttemptOutcome = "ok"
@@ -342,6 +345,7 @@ class Router:
                         told = True
                     if seconds + chunk.duration_s > self.max_audio_s:  # the request's size: the body ends
                         too_long = AudioTooLong(self.max_audio_s)
+                        end.cut = Attempt(engine=engine, outcome="failed", reason=str(too_long), detail=str(too_long))
                         span.set_attribute(spans.REASON, str(too_long))
                         log.warning("stream from %s ended at the audio limit: %s", engine, too_long)
                         return
@@ -352,6 +356,7 @@ class Router:
                     await lookup.made(index, AudioResult.joined(made))
         except TimeoutError as err:
             error, outcome = err, "timeout"
+            end.cut = attempt_after(engine, err, self.deadlines.stream_chunk_s)
             self._verdict(engine, err)
             told = True
             span.set_attribute(spans.REASON, str(err))

@@ -60,6 +60,12 @@ class PersonalityStore(Protocol):
         ...
 
     def get(self, name: str) -> Personality | None: ...
+    def resolve(self, voice: str) -> Personality | None:
+        """The personality `voice` names: by its name, else by one of its aliases."""
+        ...
+    def alias_owner(self, alias: str) -> str | None:
+        """The personality that has `alias` (or is named it), if one does."""
+        ...
     def names(self) -> list[str]: ...
     def status(self, name: str) -> PersonalityStatus | None: ...
     def problems(self) -> list[FileProblem]: ...
@@ -93,7 +99,9 @@ class IndexedStore(Generic[K]):
     def __init__(self) -> None:
         self._entries: dict[K, _Entry] = {}
         self._by_name: dict[str, K] = {}
+        self._by_alias: dict[str, str] = {}  # alias -> personality name
         self._conflicts: dict[K, str] = {}
+        self._alias_problems: list[FileProblem] = []
         self.generation = 0
 
     def _source(self, key: K) -> str:
@@ -102,6 +110,17 @@ class IndexedStore(Generic[K]):
     def get(self, name: str) -> Personality | None:
         key = self._by_name.get(name)
         return self._entries[key].personality if key is not None else None
+
+    def resolve(self, voice: str) -> Personality | None:
+        return self.get(voice) or self.get(self._by_alias.get(voice, ""))
+
+    def alias_owner(self, alias: str) -> str | None:
+        if alias in self._by_name:
+            return alias
+        if owner := self._by_alias.get(alias):
+            return owner
+        # A contested alias belongs to neither, but both have claimed it.
+        return next((p.name for n in self.names() if (p := self.get(n)) and alias in p.spec.aliases), None)
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
@@ -128,7 +147,7 @@ class IndexedStore(Generic[K]):
             if e.personality is None and e.error
         ]
         out += [FileProblem(source=self._source(k), error=e) for k, e in sorted(self._conflicts.items())]
-        return out
+        return out + self._alias_problems
 
     def _load(self, key: K, version: str, parse: Callable[[], Personality]) -> bool:
         """Take a source's new version (if it is new); True if it was."""
@@ -165,4 +184,27 @@ class IndexedStore(Generic[K]):
                 if (first := by_name.pop(name, None)) is not None:
                     conflicts[first] = f"personality {name!r} is also defined in {self._source(key)}: neither is served"
         self._by_name, self._conflicts = by_name, conflicts
+        self._by_alias, self._alias_problems = self._index_aliases(by_name)
         self.generation += 1
+
+    def _index_aliases(self, by_name: dict[str, K]) -> tuple[dict[str, str], list[FileProblem]]:
+        """Aliases of the served personalities. One that names another personality, or that two
+        personalities claim, calls neither: a voice never goes to a personality by chance of
+        which file sorts first."""
+        claims: dict[str, list[str]] = {}
+        for name, key in sorted(by_name.items()):
+            for alias in self._entries[key].personality.spec.aliases:  # type: ignore[union-attr]
+                claims.setdefault(alias, []).append(name)
+        by_alias, problems = {}, []
+        for alias, owners in sorted(claims.items()):
+            if alias in by_name and owners != [alias]:
+                problems += [FileProblem(source=self._source(by_name[o]),
+                                         error=f"alias {alias!r} is the name of personality {alias!r}; not used")
+                             for o in owners if o != alias]
+            elif len(owners) > 1:
+                problems += [FileProblem(source=self._source(by_name[o]), error=f"alias {alias!r} is also claimed by "
+                                         f"{', '.join(repr(x) for x in owners if x != o)}: it calls neither")
+                             for o in owners]
+            elif owners != [alias]:
+                by_alias[alias] = owners[0]
+        return by_alias, problems

@@ -248,3 +248,51 @@ def test_the_edge_through_the_real_proxy(app: ChorusApp) -> None:
         r = c.get("/v1/personalities/joe%0A", headers={"x-request-id": "edge-1"})
         assert r.status_code == 404 and r.headers.get_list("x-request-id") == ["edge-1"]
         assert c.get("/healthz").status_code == 200
+
+
+def test_openai_client_lists_models_and_speaks_through_an_alias(app: ChorusApp, ear) -> None:
+    """An app written against OpenAI moves by changing only the base URL: its model names,
+    its voice name (an alias), its `instructions`, and its streaming call."""
+    with app.client() as c:
+        assert c.put("/v1/personalities/ann", json={**JOE, "aliases": ["alloy"]}).status_code == 201
+    app.wait_for("ann")
+    try:
+        client = openai.OpenAI(base_url=f"{app.url}/v1", api_key="unused")
+        ids = [m.id for m in client.models.list()]
+        assert {"tts-1", "tts-1-hd", "gpt-4o-mini-tts", "piper"} <= set(ids)
+        for model in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"):
+            raw = client.audio.speech.with_raw_response.create(
+                model=model, voice="alloy", input="Thank you for your help.", response_format="wav",
+                instructions="Speak warmly.")
+            assert raw.headers["x-chorus-instructions"] == "not-applied"
+            assert word_error_rate("Thank you for your help.", ear.hear(raw.content)) <= 0.25
+        with client.audio.speech.with_streaming_response.create(
+                model="gpt-4o-mini-tts", voice="alloy", input="Can you hear me now?", response_format="wav") as streamed:
+            data = b"".join(streamed.iter_bytes())
+        assert word_error_rate("Can you hear me now?", ear.hear(data)) <= 0.25
+    finally:
+        with app.client() as c:
+            c.delete("/v1/personalities/ann")
+
+
+def test_openai_client_streams_sse_events(app: ChorusApp, ear) -> None:
+    """`stream_format="sse"` through the official client's streaming call: the deltas are the
+    speech (mp3, OpenAI's default), the last event has the usage."""
+    import base64
+    import json
+
+    client = openai.OpenAI(base_url=f"{app.url}/v1", api_key="unused")
+    with client.audio.speech.with_streaming_response.create(
+            model="gpt-4o-mini-tts", voice="joe", input="Please open the door.", stream_format="sse") as streamed:
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in streamed.iter_lines() if line.startswith("data:")]
+    events = [json.loads(line.removeprefix("data:")) for line in lines]
+    assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["characters"] == len("Please open the door.")
+    mp3 = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    assert word_error_rate("Please open the door.", ear.hear(mp3)) <= 0.25
+
+
+def test_voices_are_listed(app: ChorusApp) -> None:
+    with app.client() as c:
+        voices = {v["id"]: v for v in c.get("/v1/audio/voices").json()["voices"]}
+    assert voices["joe"]["engine"] == "piper" and voices["joe"]["clones"] is False and voices["joe"]["languages"] == ["en"]

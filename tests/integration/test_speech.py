@@ -148,3 +148,31 @@ def test_language_and_provider_selection(app: ChorusApp) -> None:
         assert r.status_code == 200 and r.headers["x-chorus-provider"] == "piper"
         r = c.post("/v1/personalities/joe/speech", json={"text": "Bonjour.", "language": "fr"})
         assert r.status_code == 422 and "'fr'" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(("fmt", "stream", "subtype"), [("mulaw", False, "ULAW"), ("alaw", True, "ALAW")])
+def test_telephony_audio_is_intelligible(app: ChorusApp, ear, fmt: str, stream: bool, subtype: str) -> None:
+    """G.711 at 8 kHz from real Piper (22.05 kHz), decoded by libsndfile rather than the FFmpeg
+    that encoded it, brought to the ear's 16 kHz by soxr: the words come back."""
+    import io
+
+    import soundfile as sf
+    import soxr
+
+    heard = {}
+    with app.client() as c:
+        for sentence in CLEAR_SENTENCES[:3]:
+            r = c.post("/v1/personalities/joe/speech", json={"text": sentence, "format": fmt, "stream": stream})
+            assert r.status_code == 200, r.text
+            if stream:
+                assert r.headers["content-type"] == "audio/PCMA; rate=8000; channels=1"
+                samples, rate = sf.read(io.BytesIO(r.content), format="RAW", subtype=subtype, samplerate=8000,
+                                        channels=1, dtype="int16")
+            else:
+                assert sf.info(io.BytesIO(r.content)).subtype == subtype
+                samples, rate = sf.read(io.BytesIO(r.content), dtype="int16")
+            assert rate == 8000 and 0.8 < len(samples) / rate < 4.0
+            wideband = soxr.resample(samples, 8000, 16_000)
+            heard[sentence] = ear.hear_pcm(wideband.astype(np.int16).tobytes(), 16_000)
+    good = [s for s, h in heard.items() if word_error_rate(s, h) <= 0.34]
+    assert len(good) >= 2, f"ear heard {heard}"

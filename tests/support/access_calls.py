@@ -43,6 +43,8 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/v1/audio/speech"): Call(Scope.SPEAK, "/v1/audio/speech",
                                        lambda: {"json": {"model": "tts-1", "voice": "joe", "input": "Hello."}}),
     ("POST", "/v1/clone"): Call(Scope.CLONE, "/v1/clone", lambda: {"files": recording(), "data": {"text": "Hello."}}),
+    ("GET", "/v1/audio/voices"): Call(Scope.SPEAK, "/v1/audio/voices"),
+    ("GET", "/v1/models"): Call(Scope.SPEAK, "/v1/models"),
     ("GET", "/v1/personalities"): Call(Scope.SPEAK, "/v1/personalities"),
     ("GET", "/v1/personalities/{name}"): Call(Scope.SPEAK, "/v1/personalities/joe"),
     ("PUT", "/v1/personalities/{name}"): Call(Scope.ADMIN, "/v1/personalities/ann", lambda: {"json": SPEC}, 201),

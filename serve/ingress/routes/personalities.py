@@ -88,6 +88,18 @@ async def parse_body(raw: bytes, content_type: str) -> Any:
     raise ChorusHTTPError(415, f"send the spec as application/json or application/yaml (got {ctype or 'no content type'})")
 
 
+def check_aliases_free(replica: Replica, personality: Personality) -> None:
+    """409 when another personality is already called by one of its names. (Two PUTs racing
+    for one alias can both land: the store then lets the alias call neither, and says so.)"""
+    taken = {a: owner for a in personality.spec.aliases
+             if (owner := replica.store.alias_owner(a)) not in (None, personality.name)}
+    if (owner := replica.store.alias_owner(personality.name)) not in (None, personality.name):
+        raise ChorusHTTPError(409, f"name {personality.name!r} is an alias of personality {owner!r}")
+    if taken:
+        raise ChorusHTTPError(409, "; ".join(f"alias {a!r} already belongs to personality {o!r}" for a, o in taken.items()),
+                              extra={"taken": taken})
+
+
 @router.get("", response_model=PersonalityList, response_model_exclude_none=True, openapi_extra=needs(Scope.SPEAK))
 async def list_personalities(replica: ReplicaDep, admin: AdminCaller) -> PersonalityList:
     items = [personality_out(replica, p, admin) for n in replica.store.names() if (p := replica.store.get(n))]
@@ -103,7 +115,9 @@ async def get_personality(personality: PersonalityDep, replica: ReplicaDep, admi
 @router.put(
     "/{name}",
     response_model=PersonalityOut,
-    responses={201: {"model": PersonalityOut}, 405: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses={201: {"model": PersonalityOut}, 405: {"model": ErrorOut}, 409: {"model": ErrorOut, "description": "An alias "
+               "(or the name) already calls another personality; `taken` names the owners."}, 415: {"model": ErrorOut},
+               422: {"model": ErrorOut}},
     summary="Create or replace a personality (body: its spec, JSON or YAML)",
     openapi_extra=needs(Scope.ADMIN) | {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/PersonalitySpec"}},
@@ -124,6 +138,7 @@ async def put_personality(name: str, request: Request, replica: ReplicaDep) -> J
             personality = Personality(name=name, spec=parse_spec(data, prefix=""))
     except PersonalityError as err:
         raise ChorusHTTPError(422, err.reason) from None
+    check_aliases_free(replica, personality)
     try:
         created = await asyncio.to_thread(replica.store.put, personality)
     except ReadOnlyStoreError as err:

@@ -122,7 +122,7 @@ async def test_a_stream_is_a_wav_header_then_pcm_per_sentence(api: Api) -> None:
     ("/v1/personalities/joe/speech", speech(provider="festival"), 422, "provider"),
     ("/v1/personalities/joe/speech", speech(provider="azure_tts"), 422, "'azure_tts' is not configured for personality 'joe'"),
     ("/v1/personalities/joe/speech", speech(format="ogg"), 422, "format"),
-    ("/v1/personalities/joe/speech", speech(format="mp3", stream=True), 422, "streaming sends wav or pcm, not mp3"),
+    ("/v1/personalities/joe/speech", speech(format="aac", stream=True), 422, "streaming sends alaw, mp3, mulaw, pcm, wav, not aac"),
     ("/v1/personalities/joe/speech", speech(language="ja"), 422, "does not speak 'ja'"),
     ("/v1/personalities/joe/speech", speech(volume=3), 422, "volume: Extra inputs are not permitted"),
 ])
@@ -212,7 +212,7 @@ async def test_openai_speed_multiplies_the_engines_speed_setting(api: Api) -> No
 
 @pytest.mark.parametrize("body,status,param,message", [
     (openai(model="dall-e"), 422, "model", "unknown model 'dall-e'"),
-    (openai(voice="nobody"), 404, "voice", "personality 'nobody' not found"),
+    (openai(voice="nobody"), 404, "voice", "voice 'nobody' is neither a personality nor an alias of one"),
     (openai(input=" "), 422, "input", "text is empty"),
     (openai(model="azure_tts"), 422, "provider", "'azure_tts' is not configured"),
     (openai(speed=5), 422, "speed", "speed: Input should be less than or equal to 4"),

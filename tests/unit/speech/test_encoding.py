@@ -64,6 +64,7 @@ class Threads:
     (AudioFormat.pcm, 5, 24_000, 1),  # resampling is real work: one hop, encoding included
     (AudioFormat.flac, 1, None, 1),
     (AudioFormat.mp3, 1, None, 1),
+    (AudioFormat.mulaw, 1, None, 1),  # G.711 is FFmpeg's: a hop like every real encoder
 ])
 async def test_only_real_work_leaves_the_event_loop(
     monkeypatch: pytest.MonkeyPatch, fmt: AudioFormat, seconds: float, rate: int | None, hops: int
