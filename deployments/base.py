@@ -160,6 +160,8 @@ class SynthesisRequest(BaseModel):
     settings: SerializeAsAny[InstanceOf[EngineSettings]] | None = None
     samples: list[VoiceSampleRef] = Field(default_factory=list)
     output_format: AudioFormat = AudioFormat.wav
+    timestamps: bool = Field(False, description="the caller wants word timings: an engine that has its own "
+                             "durations reports them in `Sentence.words`")
     trace_context: dict[str, str] = Field(
         default_factory=dict,
         description="W3C trace context (`traceparent`, `tracestate`) of the router's attempt span: the "
@@ -178,14 +180,26 @@ class SynthesisRequest(BaseModel):
         return self.settings
 
 
+class WordSpan(BaseModel):
+    """When a word of a sentence is heard, in seconds from the sentence's start."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+
+
 class Sentence(BaseModel):
     """One sentence an engine spoke: the exact text it was given for it and the samples its
-    audio took."""
+    audio took; `words` when the engine knows when each of its words is heard (its own
+    durations: Piper's phonemes), one per whitespace-separated token that has a letter or digit."""
 
     model_config = ConfigDict(frozen=True)
 
     text: str
     samples: int = Field(ge=0)
+    words: list[WordSpan] | None = None
 
 
 class AudioResult(BaseModel):
@@ -321,6 +335,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？।…])\s+|(?<=[.!?。！？।�
 
 def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def spoken_words(sentence: str) -> list[str]:
+    """The words of a sentence as timestamps name them: its whitespace-separated tokens that
+    have a letter or digit, punctuation kept ("Hello," "world!")."""
+    return [t for t in sentence.split() if any(c.isalnum() for c in t)]
 
 
 def language_matches(requested: str, spoken: list[str]) -> bool:

@@ -14,10 +14,13 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime
 from piper import PiperConfig, PiperVoice, SynthesisConfig
+from piper.patch_voice_with_alignment import add_alignment_output
 from piper.voice import ESPEAK_DATA_DIR
 from pydantic import BaseModel, Field
 from ray import serve
@@ -35,9 +38,11 @@ from deployments.base import (
     SynthesisRequest,
     TTSEngine,
     VoiceInfo,
+    WordSpan,
     checked_text,
     files_digest,
     split_sentences,
+    spoken_words,
 )
 from deployments.settings import PiperSettings
 from deployments.tracing import traced_engine
@@ -109,7 +114,7 @@ class _LoadedVoice:
         # PiperVoice.load builds its session with default options; this is the same load
         # with the thread counts set.
         providers = ["CUDAExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
-        session = onnxruntime.InferenceSession(str(model), sess_options=session_options(threads),
+        session = onnxruntime.InferenceSession(_with_durations(model), sess_options=session_options(threads),
                                                providers=providers)
         self.voice = PiperVoice(config=PiperConfig.from_dict(raw), session=session,
                                 espeak_data_dir=Path(ESPEAK_DATA_DIR), download_dir=Path.cwd())
@@ -119,6 +124,49 @@ class _LoadedVoice:
             sample_rate=self.voice.config.sample_rate,
             speakers=self.voice.config.num_speakers,
         )
+
+
+def _with_durations(model: Path) -> str | bytes:
+    """The model with its phoneme durations as an output (piper-tts's own alignment patch, in
+    memory; the audio is the same): word timestamps from Piper itself. A model the patch does
+    not fit loads as it is, and its words are timed by the ingress's aligner instead."""
+    try:
+        proto = onnx.load(str(model))
+        add_alignment_output(proto)
+        return proto.SerializeToString()
+    except Exception as err:  # noqa: BLE001 - any model the patch does not know
+        log.info("piper model %s has no durations output (%s): words are timed by alignment", model.name, err)
+        return str(model)
+
+
+# Phonemes that are not part of a word: espeak's word break, Piper's pad/start/end marks and
+# the punctuation espeak passes through.
+_NOT_IN_WORDS = frozenset(" ^$_" + ",.;:!?¡¿—–…\"«»“”()")
+
+
+def word_spans(sentence: str, chunks: list[Any], rate: int) -> list[WordSpan] | None:
+    """When each word of `sentence` is heard, from the phoneme durations of the chunks Piper
+    made of it; None when the model gave none or espeak's words are not the sentence's (it
+    joins some: "in the" is one phoneme word, and reads "9" as one or more)."""
+    if not chunks or any(c.phoneme_alignments is None for c in chunks):
+        return None
+    spans: list[tuple[int, int]] = []
+    at, start = 0, None
+    for chunk in chunks:
+        for aligned in chunk.phoneme_alignments:
+            if aligned.phoneme in _NOT_IN_WORDS:
+                if start is not None:
+                    spans.append((start, at))
+                    start = None
+            elif start is None:
+                start = at
+            at += int(aligned.num_samples)
+    if start is not None:
+        spans.append((start, at))
+    words = spoken_words(sentence)
+    if len(words) != len(spans):
+        return None
+    return [WordSpan(text=w, start=a / rate, end=b / rate) for w, (a, b) in zip(words, spans, strict=True)]
 
 
 class Piper(TTSEngine):
@@ -173,7 +221,7 @@ class Piper(TTSEngine):
         # speak the whole text to nobody.
         cancelled = threading.Event()
         try:
-            return await asyncio.to_thread(self._synthesize_all, voice, request.text, syn, cancelled)
+            return await asyncio.to_thread(self._synthesize_all, voice, request, syn, cancelled)
         except asyncio.CancelledError:
             cancelled.set()
             raise
@@ -181,7 +229,7 @@ class Piper(TTSEngine):
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         voice, syn = self._prepare(request)
         # Made bytes in the worker thread too, so the loop only hands them on.
-        chunks = ((text, samples.tobytes()) for text, samples in self._sentences(voice, request.text, syn))
+        chunks = ((said, samples.tobytes()) for said, samples in self._sentences(voice, request, syn))
         index = 0
         while True:
             # One sentence per step, off the event loop, so other requests keep flowing; a
@@ -189,9 +237,9 @@ class Piper(TTSEngine):
             made = await asyncio.to_thread(next, chunks, None)
             if made is None:
                 break
-            text, chunk = made
+            said, chunk = made
             yield AudioChunk(pcm=chunk, sample_rate=voice.info.sample_rate, index=index,
-                             sentences=[Sentence(text=text, samples=len(chunk) // 2)])  # a chunk is a sentence
+                             sentences=[said])  # a chunk is a sentence
             index += 1
         if index == 0:
             raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
@@ -222,8 +270,10 @@ class Piper(TTSEngine):
         return voice, syn
 
     @staticmethod
-    def _sentences(voice: _LoadedVoice, text: str, syn: SynthesisConfig) -> Iterator[tuple[str, np.ndarray]]:
-        """Each sentence of `split_sentences(text)` with its samples as int16.
+    def _sentences(voice: _LoadedVoice, request: SynthesisRequest, syn: SynthesisConfig,
+                   ) -> Iterator[tuple[Sentence, np.ndarray]]:
+        """Each sentence of `split_sentences(request.text)` with its samples as int16 (and when
+        each word is heard, if the request asks for timestamps).
 
         Sentence by sentence as `split_sentences` cuts the text, not as espeak-ng would:
         the two disagree (`...` and `…` end a sentence for one, a blank line or `。` with no
@@ -231,18 +281,21 @@ class Piper(TTSEngine):
         is reported with, since the audio cache keeps it under that text. Where espeak-ng cuts
         one of these sentences further, its pieces are joined."""
         try:
-            for sentence in split_sentences(text):
-                chunks = [pcm16(c.audio_float_array) for c in voice.voice.synthesize(sentence, syn_config=syn)]
+            for sentence in split_sentences(request.text):
+                made = list(voice.voice.synthesize(sentence, syn_config=syn, include_alignments=request.timestamps))
+                chunks = [pcm16(c.audio_float_array) for c in made]
                 if chunks:
-                    yield sentence, np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+                    samples = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+                    words = word_spans(sentence, made, voice.info.sample_rate) if request.timestamps else None
+                    yield Sentence(text=sentence, samples=len(samples), words=words), samples
         except Exception as err:
             raise EngineFailedError(f"synthesis failed: {type(err).__name__}: {err}", "piper") from err
 
     def _synthesize_all(
-        self, voice: _LoadedVoice, text: str, syn: SynthesisConfig, cancelled: threading.Event
+        self, voice: _LoadedVoice, request: SynthesisRequest, syn: SynthesisConfig, cancelled: threading.Event
     ) -> AudioResult:
-        parts: list[tuple[str, np.ndarray]] = []
-        for made in self._sentences(voice, text, syn):  # a sentence per step
+        parts: list[tuple[Sentence, np.ndarray]] = []
+        for made in self._sentences(voice, request, syn):  # a sentence per step
             if cancelled.is_set():
                 return AudioResult(pcm=b"", sample_rate=voice.info.sample_rate)  # nobody waits for it any more
             parts.append(made)
@@ -250,7 +303,7 @@ class Piper(TTSEngine):
             raise BadInputError(NOTHING_SPEAKABLE, self.engine_id, public=NOTHING_SPEAKABLE)
         # The arrays joined: one copy. Each sentence with its text lets the cache keep it alone.
         return AudioResult(pcm=b"".join(samples for _, samples in parts), sample_rate=voice.info.sample_rate,
-                           sentences=[Sentence(text=t, samples=len(samples)) for t, samples in parts])
+                           sentences=[said for said, _ in parts])
 
 
 def pcm16(audio: np.ndarray) -> np.ndarray:

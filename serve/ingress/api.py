@@ -16,6 +16,7 @@ from chorus.samples.storage import StoredSample
 from chorus.speech.attempts import AttemptOut
 from chorus.speech.breaker import CircuitOut
 from chorus.speech.replicas import ReplicaCount
+from chorus.speech.timestamps import Timestamps
 from chorus.stores.base import FileProblem, PersonalityStatus
 from deployments.base import AudioFormat, EngineId, EngineStatus
 
@@ -48,6 +49,23 @@ class SpeechRequest(BaseModel):
         "as OpenAI's speech API does; implies `stream`.")
     sample_rate: SampleRate | None = Field(None, description="Resample to this rate (Hz); default: the engine's own, "
                                            "8000 for mulaw and alaw.")
+    timestamps: bool = Field(False, description="Answer JSON: the audio (base64) and when each word is heard "
+                             "(SpeechWithTimestamps); with stream_format sse, `speech.word` events.")
+
+    @model_validator(mode="after")
+    def _timestamps_need_a_whole_answer_or_events(self) -> Self:
+        if self.timestamps and self.stream and self.stream_format != "sse":
+            raise ValueError("timestamps come with a whole answer (JSON) or as sse events, not in an audio stream")
+        return self
+
+
+class SpeechWithTimestamps(Timestamps):
+    """`POST /v1/personalities/{name}/speech` with `"timestamps": true`."""
+
+    audio: str = Field(description="The audio, base64.")
+    format: AudioFormat
+    sample_rate: int
+    engine: EngineId = Field(description="The engine that spoke.")
 
 
 class OpenAISpeechRequest(BaseModel):

@@ -1,6 +1,7 @@
 """A speech stream as server-sent events, in the shape of OpenAI's `stream_format: "sse"`:
 `speech.audio.delta` events carry base64 audio (the asked format, as an audio stream of it
-would carry), one `speech.audio.done` ends a complete stream with its usage, and a stream that
+would carry), `speech.word` events (with timestamps on) say when each word of the audio sent so
+far is heard, one `speech.audio.done` ends a complete stream with its usage, and a stream that
 cannot finish ends with an `error` event saying why, never with a silent cut."""
 
 from __future__ import annotations
@@ -10,8 +11,28 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from chorus.speech.aligner import Aligner
 from chorus.speech.attempts import Attempt, RoutedStream, attempt_after
 from chorus.speech.encoding import StreamEncoder
+from chorus.speech.timestamps import timestamps
+from deployments.base import AudioChunk
+
+
+class Timing:
+    """Word timestamps of a stream, chunk by chunk: a chunk that says its sentences (Piper's,
+    the cache's) is timed where it falls in the stream; one that does not (a cloud engine's
+    whole piece) gets no word events."""
+
+    def __init__(self, aligner: Aligner, language: str) -> None:
+        self.aligner, self.language = aligner, language
+        self.seconds = 0.0
+
+    async def words(self, chunk: AudioChunk) -> list[bytes]:
+        offset, self.seconds = self.seconds, self.seconds + chunk.duration_s
+        if not chunk.sentences:
+            return []
+        timed = await timestamps(chunk, "", self.language, self.aligner, offset_s=offset)
+        return [event({"type": "speech.word", **w.model_dump()}) for w in timed.words]
 
 
 def event(data: dict[str, Any]) -> bytes:
@@ -24,12 +45,18 @@ def error_event(attempt: Attempt) -> bytes:
     }})
 
 
-async def speech_events(body: AsyncIterator[bytes], routed: RoutedStream, encoder: StreamEncoder, *,
-                        characters: int) -> AsyncIterator[bytes]:
-    """`body` (the audio stream, ending the speech span as it ends) as events."""
+async def speech_events(body: AsyncIterator[tuple[bytes, AudioChunk | None]], routed: RoutedStream,
+                        encoder: StreamEncoder, *, characters: int, timing: Timing | None = None,
+                        ) -> AsyncIterator[bytes]:
+    """`body` (the audio stream's bytes with their chunks, ending the speech span as it ends)
+    as events; word events too if `timing`."""
     try:
-        async for data in body:
-            yield event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+        async for data, chunk in body:
+            if data:
+                yield event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+            if timing is not None and chunk is not None:
+                for word in await timing.words(chunk):
+                    yield word
     except Exception as err:  # noqa: BLE001 - the engine failed after its first chunk (the span has it)
         yield error_event(attempt_after(routed.engine, err, None))
         return

@@ -11,6 +11,7 @@ from chorus.ingress.config import IngressConfig
 from chorus.quotas.callers import Quotas
 from chorus.quotas.providers import CloudMeter
 from chorus.samples.service import SampleService
+from chorus.speech.aligner import Aligner
 from chorus.speech.board import EngineBoard
 from chorus.speech.breaker import Breakers
 from chorus.speech.cache.store import AudioCache
@@ -35,6 +36,8 @@ class Replica:
         self.board = board
         self.replicas = replicas or Replicas()
         self.cache = AudioCache.open(config.cache, config.redis_url)
+        # Word timestamps for engines without their own (a core's worth of alignment at most).
+        self.aligner = Aligner(concurrency=2)
         self.meter = CloudMeter.open(config.cloud_quotas, config.redis_url, config.samples.directory,
                                      config.default_voices)
         self.router = Router(

@@ -3,19 +3,20 @@ spoken under its `chorus.speech` span, and answered with its audio and `X-Chorus
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from opentelemetry import trace
 
 from chorus.auth.keys import ApiKey
 from chorus.common.safe_text import header_value
 from chorus.ingress import events
-from chorus.ingress.api import AllFailedOut, ErrorOut
+from chorus.ingress.api import AllFailedOut, ErrorOut, SpeechWithTimestamps
 from chorus.ingress.deps import is_admin
 from chorus.ingress.errors import ChorusHTTPError
 from chorus.ingress.middleware.auth import caller_name
@@ -25,6 +26,7 @@ from chorus.personalities import Personality
 from chorus.quotas.callers import Charge
 from chorus.speech import encoding
 from chorus.speech import span as speech_span
+from chorus.speech import timestamps as timing
 from chorus.speech.attempts import Attempt, Routed
 from chorus.speech.utterance import Utterance
 from deployments.base import AudioChunk, AudioFormat, EngineId, VoiceSampleRef, language_matches
@@ -129,7 +131,7 @@ def checked_utterance(
     replica: Replica, personality: Personality, text: str, *, language: str | None = None,
     provider: EngineId | None = None, fmt: AudioFormat = AudioFormat.wav, stream: bool = False,
     speed: float = 1.0, samples: list[VoiceSampleRef] | None = None, text_param: str = "text", cache: bool = True,
-    caller: ApiKey | None = None, format_param: str = "format",
+    caller: ApiKey | None = None, format_param: str = "format", timestamps: bool = False,
 ) -> Utterance:
     """A speech request checked against its personality and the ingress's limits; `caller`
     is the key that asked (`chorus.ingress.middleware.auth.caller`)."""
@@ -142,7 +144,7 @@ def checked_utterance(
             422, f"streaming sends {', '.join(sorted(encoding.STREAMABLE))}, not {fmt.value}", param=format_param
         )
     return Utterance(personality=personality, text=text, language=language, provider=provider, speed=speed,
-                     samples=samples, format=fmt, stream=stream, cache=cache,
+                     samples=samples, format=fmt, stream=stream, cache=cache, timestamps=timestamps,
                      caller=caller.name if caller is not None else None)
 
 
@@ -178,28 +180,35 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
         body = speech_span.until_done(span, _stream_body(routed.chunks, encoder), routed.chunks)
         headers = chorus_headers(routed, started, is_admin(request, replica))
         if sse:
+            timed = events.Timing(replica.aligner, utterance.language) if utterance.timestamps else None
             return StreamingResponse(
-                events.speech_events(body, routed, encoder, characters=len(utterance.text)),
+                events.speech_events(body, routed, encoder, characters=len(utterance.text), timing=timed),
                 media_type="text/event-stream",
                 headers=headers | {"Cache-Control": "no-cache", "X-Chorus-Audio-Type": encoder.media_type()},
             )
-        return StreamingResponse(body, media_type=encoder.media_type(), headers=headers)
+        return StreamingResponse((data async for data, _ in body), media_type=encoder.media_type(), headers=headers)
     routed_audio = await replica.router.synthesize(utterance, charge)
     speech_span.spoke(span, routed_audio.engine, routed_audio.cache)
     log_fallback(request, routed_audio)
     audio = routed_audio.audio
     rate = sample_rate or audio.sample_rate
     body = await encoding.encode_off_loop(audio.pcm, audio.sample_rate, fmt, rate)
-    return Response(body, media_type=encoding.media_type(fmt, rate),
-                    headers=chorus_headers(routed_audio, started, is_admin(request, replica)))
+    headers = chorus_headers(routed_audio, started, is_admin(request, replica))
+    if utterance.timestamps:
+        timed = await timing.timestamps(audio, utterance.text, utterance.language, replica.aligner)
+        answer = SpeechWithTimestamps(audio=base64.b64encode(body).decode(), format=fmt, sample_rate=rate,
+                                      engine=routed_audio.engine, **dict(timed))
+        return JSONResponse(answer.model_dump(mode="json"), headers=headers)
+    return Response(body, media_type=encoding.media_type(fmt, rate), headers=headers)
 
 
-async def _stream_body(chunks: AsyncIterator[AudioChunk], encoder: encoding.StreamEncoder) -> AsyncIterator[bytes]:
+async def _stream_body(chunks: AsyncIterator[AudioChunk], encoder: encoding.StreamEncoder,
+                       ) -> AsyncIterator[tuple[bytes, AudioChunk | None]]:
+    """The stream's bytes, each with the chunk it was made of (None: the header, the tail)."""
     if header := encoder.header():
-        yield header
+        yield header, None
     async for chunk in chunks:
         # Unchanged PCM goes out as it came; resampling and G.711 are ~1 ms a sentence, in line.
-        if data := encoder.feed(chunk.pcm):
-            yield data
+        yield encoder.feed(chunk.pcm), chunk
     if tail := encoder.close():
-        yield tail
+        yield tail, None

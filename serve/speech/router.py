@@ -164,6 +164,7 @@ class Router:
                 variant=cfg.variant,
                 settings=settings,
                 samples=samples,
+                timestamps=utterance.timestamps,
                 trace_context=carrier(span),
             )
             for piece in pieces

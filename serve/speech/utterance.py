@@ -26,6 +26,7 @@ class Utterance(BaseModel):
     )
     format: AudioFormat = AudioFormat.wav
     stream: bool = False
+    timestamps: bool = Field(False, description="Word timings asked for: engines that have their own report them.")
     cache: bool = Field(True, description="Read and keep audio in the cache; False: `Cache-Control: no-store`.")
     caller: str | None = Field(None, description="The name of the API key that asked (None: keys are off).")
 

@@ -29,7 +29,9 @@ from deployments.base import (
     SynthesisRequest,
     TTSEngine,
     VoiceInfo,
+    WordSpan,
     split_sentences,
+    spoken_words,
 )
 from deployments.settings import ENGINE_SETTINGS
 
@@ -135,12 +137,25 @@ class ScriptedEngine(TTSEngine):
         self.fail_at = 0
         self.delay_s = 0.0
         self.seconds_per_character = 0.01  # how long the audio of a text is
+        self.word_timings = True  # reports when its words are heard, when asked (as Piper does)
         self.stall_at: int | None = None
         self.status_error: Exception | None = None
         self.status_gate: asyncio.Event | None = None
         self.status_calls = 0
         self.chunks_sent = 0
         self.requests: list[SynthesisRequest] = []
+
+    def said(self, sentence: str, pcm: bytes, request: SynthesisRequest) -> Sentence:
+        """The sentence as the engine reports it; with timestamps asked for and `word_timings`
+        on, its words one after another, each as long as its characters (its own durations)."""
+        words = None
+        if request.timestamps and self.word_timings:
+            words, at = [], 0.0
+            for token in spoken_words(sentence):
+                length = len(token) * self.seconds_per_character
+                words.append(WordSpan(text=token, start=at, end=at + length))
+                at += length + self.seconds_per_character  # the space after it
+        return Sentence(text=sentence, samples=len(pcm) // 2, words=words)
 
     def pcm(self, text: str) -> bytes:
         t = np.arange(int(self.sample_rate * self.seconds_per_character * len(text))) / self.sample_rate
@@ -174,7 +189,7 @@ class ScriptedEngine(TTSEngine):
         texts = split_sentences(request.text) or [request.text]
         sentences = [self.pcm(s) for s in texts]
         return AudioResult(pcm=b"".join(sentences), sample_rate=self.sample_rate, variant=self.variant,
-                           sentences=[Sentence(text=t, samples=len(p) // 2) for t, p in zip(texts, sentences, strict=True)])
+                           sentences=[self.said(t, p, request) for t, p in zip(texts, sentences, strict=True)])
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         self.requests.append(request)
@@ -187,4 +202,4 @@ class ScriptedEngine(TTSEngine):
             self.chunks_sent += 1
             pcm = self.pcm(sentence)
             yield AudioChunk(pcm=pcm, sample_rate=self.sample_rate, variant=self.variant, index=index,
-                             sentences=[Sentence(text=sentence, samples=len(pcm) // 2)])
+                             sentences=[self.said(sentence, pcm, request)])

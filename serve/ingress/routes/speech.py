@@ -26,7 +26,10 @@ OPENAI_RESPONSES = {
 
 @router.post(
     "/v1/personalities/{name}/speech",
-    responses=SPEECH_RESPONSES,
+    responses=SPEECH_RESPONSES | {200: {**SPEECH_RESPONSES[200], "content": {
+        **SPEECH_RESPONSES[200]["content"],
+        "application/json": {"schema": {"$ref": "#/components/schemas/SpeechWithTimestamps"}},
+        "text/event-stream": {}}}},
     response_class=Response,
     dependencies=[Depends(require_json)],
     summary="Speak text in a personality's voice",
@@ -37,7 +40,7 @@ async def personality_speech(request: Request, personality: PersonalityDep, body
     sse = body.stream_format == "sse"
     said = checked_utterance(replica, personality, body.text, language=body.language, provider=body.provider,
                              fmt=body.format, stream=body.stream or sse, cache=not no_store(request),
-                             caller=caller(request))
+                             caller=caller(request), timestamps=body.timestamps)
     async with spend.synthesis(personality.name, len(said.text)) as charge:
         return await speak(request, replica, said, sample_rate=body.sample_rate, charge=charge, sse=sse)
 

@@ -1,0 +1,91 @@
+"""Word timestamps through the real Serve app: real Piper (its own phoneme durations) and
+the Google engine against its wire-protocol server (real Piper speech, no durations: forced
+alignment in the ingress). The timings must fit the audio: every word boundary in a quiet
+point of the signal, in order, covering the speech; and the same text gives the same words
+whichever engine speaks."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.servers.google_tts import GoogleTTSServer
+
+pytestmark = pytest.mark.ray
+
+TEXT = "Please open the door. I would like a cup of coffee. Thank you for your help."
+WORDS = TEXT.split()
+FRAME_S = 0.01
+
+
+@pytest.fixture(scope="module")
+def app(chorus: ChorusApp, google: GoogleTTSServer) -> ChorusApp:
+    chorus.deploy(engines={
+        "piper": {"timeout_s": 30},
+        "google_tts": {"timeout_s": 30, "config": {"endpoint": google.base_url, "anonymous": True}},
+    })
+    chorus.write("local", {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}})
+    chorus.write("cloud", {"activeProvider": "google_tts", "providers": {"google_tts": {"voice": "en-US-Neural2-D"}}})
+    chorus.wait_for("local")
+    chorus.wait_for("cloud")
+    return chorus
+
+
+def timed(app: ChorusApp, name: str) -> tuple[dict, np.ndarray, int]:
+    with app.client() as c:
+        r = c.post(f"/v1/personalities/{name}/speech", json={"text": TEXT, "timestamps": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    audio, rate = sf.read(io.BytesIO(base64.b64decode(body["audio"])), dtype="float64")
+    return body, audio, rate
+
+
+def frame_rms(audio: np.ndarray, rate: int) -> np.ndarray:
+    n = int(FRAME_S * rate)
+    frames = audio[: len(audio) // n * n].reshape(-1, n)
+    return np.sqrt((frames ** 2).mean(axis=1))
+
+
+def boundary_energy(words: list[dict], rms: np.ndarray) -> float:
+    """The median, over word boundaries, of the quietest 10 ms within 20 ms of the boundary
+    relative to the median energy of the two words it separates: near 0 when boundaries sit in
+    the dips between words, near 1 when they fall inside words."""
+    ratios = []
+    for left, right in zip(words, words[1:]):
+        at = (left["end"] + right["start"]) / 2
+        near = rms[max(0, int((at - 0.02) / FRAME_S)):int((at + 0.02) / FRAME_S) + 1]
+        inside = np.concatenate([rms[int(w["start"] / FRAME_S):int(w["end"] / FRAME_S)] for w in (left, right)])
+        ratios.append(near.min() / np.median(inside))
+    return float(np.median(ratios))
+
+
+@pytest.mark.parametrize(("name", "source"), [("local", "engine"), ("cloud", "aligner")])
+def test_words_fit_the_audio(app: ChorusApp, name: str, source: str) -> None:
+    body, audio, rate = timed(app, name)
+    words = body["words"]
+    assert body["granularity"] == "word" and {s["words_from"] for s in body["sentences"]} == {source}
+    assert [w["text"] for w in words] == WORDS
+    duration = len(audio) / rate
+    # In order, each word a real stretch of time, none overlapping the next.
+    assert all(0 <= w["start"] < w["end"] <= duration + 0.011 for w in words)
+    assert all(a["end"] <= b["start"] + 0.011 for a, b in zip(words, words[1:]))
+    # Covering the speech: the first word starts in the lead-in, the last ends in the tail.
+    rms = frame_rms(audio, rate)
+    loud = np.flatnonzero(rms > 0.1 * rms.max()) * FRAME_S
+    assert words[0]["start"] <= loud[0] + 0.05 and words[-1]["end"] >= loud[-1] - 0.05
+    # Boundaries in the dips between words (0.11-0.17 here; 0.26-0.51 with them moved 50-120 ms).
+    assert boundary_energy(words, rms) < 0.25
+
+
+def test_sentences_are_timed_in_order_and_cover_the_answer(app: ChorusApp) -> None:
+    body, audio, rate = timed(app, "local")
+    sentences = body["sentences"]
+    assert [s["text"] for s in sentences] == ["Please open the door.", "I would like a cup of coffee.",
+                                              "Thank you for your help."]
+    assert sentences[0]["start"] == 0 and sentences[-1]["end"] == pytest.approx(len(audio) / rate, abs=0.002)
+    assert all(a["end"] == b["start"] for a, b in zip(sentences, sentences[1:]))
