@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def boundary_energy(words: list[dict], rms: np.ndarray) -> float:
     relative to the median energy of the two words it separates: near 0 when boundaries sit in
     the dips between words, near 1 when they fall inside words."""
     ratios = []
-    for left, right in zip(words, words[1:]):
+    for left, right in pairwise(words):
         at = (left["end"] + right["start"]) / 2
         near = rms[max(0, int((at - 0.02) / FRAME_S)):int((at + 0.02) / FRAME_S) + 1]
         inside = np.concatenate([rms[int(w["start"] / FRAME_S):int(w["end"] / FRAME_S)] for w in (left, right)])
@@ -73,7 +74,7 @@ def test_words_fit_the_audio(app: ChorusApp, name: str, source: str) -> None:
     duration = len(audio) / rate
     # In order, each word a real stretch of time, none overlapping the next.
     assert all(0 <= w["start"] < w["end"] <= duration + 0.011 for w in words)
-    assert all(a["end"] <= b["start"] + 0.011 for a, b in zip(words, words[1:]))
+    assert all(a["end"] <= b["start"] + 0.011 for a, b in pairwise(words))
     # Covering the speech: the first word starts in the lead-in, the last ends in the tail.
     rms = frame_rms(audio, rate)
     loud = np.flatnonzero(rms > 0.1 * rms.max()) * FRAME_S
@@ -88,4 +89,4 @@ def test_sentences_are_timed_in_order_and_cover_the_answer(app: ChorusApp) -> No
     assert [s["text"] for s in sentences] == ["Please open the door.", "I would like a cup of coffee.",
                                               "Thank you for your help."]
     assert sentences[0]["start"] == 0 and sentences[-1]["end"] == pytest.approx(len(audio) / rate, abs=0.002)
-    assert all(a["end"] == b["start"] for a, b in zip(sentences, sentences[1:]))
+    assert all(a["end"] == b["start"] for a, b in pairwise(sentences))
