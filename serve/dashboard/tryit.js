@@ -1,6 +1,8 @@
 // Try it: POST /v1/personalities/{name}/speech, the answer played in the page, with what the
 // response headers say about it (who spoke, who was tried first, how long it took, whether
 // the audio came from the cache), and its trace in the trace viewer when one is configured.
+// Its choices come from the API's listings: the voices (GET /v1/audio/voices) and the engines
+// a request may try first (the engine ids of GET /v1/models).
 import { ApiError, call, json, links } from "./api.js";
 import { el, problem } from "./dom.js";
 
@@ -14,16 +16,32 @@ const SHOWN = [
 ];
 let audioUrl = null;
 
+const OPENAI_MODELS = new Set(["tts-1", "tts-1-hd", "gpt-4o-mini-tts"]);
+let engines = {}; // voice id -> its chain
+
 export async function refresh(view) {
-  const { items } = await json("/v1/personalities");
+  const [{ voices }, models] = await Promise.all([json("/v1/audio/voices"), json("/v1/models")]);
   problem(view, null);
+  engines = Object.fromEntries(voices.map((v) => [v.id, v.engines]));
   const select = view.querySelector("#try-personality");
   const chosen = select.value;
-  select.replaceChildren(...items.map((p) => {
-    const name = p.metadata.name;
-    const shown = p.spec.displayName ? `${name} — ${p.spec.displayName}` : name;
-    return el("option", { value: name, selected: name === chosen }, shown);
+  select.replaceChildren(...voices.map((v) => {
+    const shown = v.name !== v.id ? `${v.id} — ${v.name}` : v.id;
+    return el("option", { value: v.id, selected: v.id === chosen }, shown);
   }));
+  const known = models.data.map((m) => m.id).filter((id) => !OPENAI_MODELS.has(id));
+  showEngines(view, known);
+  select.onchange = () => showEngines(view, known);
+}
+
+/** The engines the chosen voice's chain has, in the models' order; "" is its own order. */
+function showEngines(view, known) {
+  const select = view.querySelector("#try-model");
+  const chosen = select.value;
+  const chain = engines[view.querySelector("#try-personality").value] ?? [];
+  select.replaceChildren(el("option", { value: "" }, "its chain"),
+    ...known.filter((id) => chain.includes(id)).map((id) =>
+      el("option", { value: id, selected: id === chosen }, `${id} first`)));
 }
 
 async function speak(view, form) {
@@ -33,6 +51,8 @@ async function speak(view, form) {
     format: form.querySelector("#try-format").value,
     stream: form.querySelector("#try-stream").checked,
   };
+  const provider = form.querySelector("#try-model").value;
+  if (provider) body.provider = provider;
   const result = view.querySelector("#try-result");
   result.replaceChildren();
   const response = await call(`/v1/personalities/${encodeURIComponent(name)}/speech`, {

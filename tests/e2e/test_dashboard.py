@@ -214,6 +214,27 @@ def test_try_it_plays_and_names_the_engine_from_the_header(app: ChorusApp, brows
     browser.save_screenshot(str(shots / "dashboard-try.png"))
 
 
+def test_try_it_offers_the_voices_and_their_engines_from_the_listings(app: ChorusApp, browser: WebDriver) -> None:
+    """The choices come from GET /v1/audio/voices and GET /v1/models: a voice's own engines, in
+    the models' order, and the one chosen is tried first (google_tts is configured for ann but
+    not deployed here, so Piper speaks after it, and the header says so)."""
+    browser.get(f"{app.url}/dashboard#try")
+    until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, '#try-personality option[value="ann"]'))
+    Select(browser.find_element(By.ID, "try-personality")).select_by_value("ann")
+    with app.client() as c:
+        chain = {v["id"]: v["engines"] for v in c.get("/v1/audio/voices").json()["voices"]}["ann"]
+        order = [m["id"] for m in c.get("/v1/models").json()["data"]]
+    offered = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#try-model option")]
+    assert offered == ["", *sorted(chain, key=order.index)]
+    Select(browser.find_element(By.ID, "try-model")).select_by_value("google_tts")
+    browser.find_element(By.CSS_SELECTOR, "#try-form button").click()
+    until(browser, lambda b: cell_header(b, "x-chorus-fallback").startswith("google_tts;"))
+    assert cell_header(browser, "x-chorus-provider") == "piper"
+    Select(browser.find_element(By.ID, "try-personality")).select_by_value("joe")
+    assert [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#try-model option")] == [
+        "", "piper"]
+
+
 def cell_header(browser: WebDriver, header: str) -> str:
     found = browser.find_elements(By.CSS_SELECTOR, f'#try-result dd[data-header="{header}"]')
     return found[0].text if found else ""
