@@ -9,7 +9,7 @@ streaming, errors) is in `deployments.cloud`.
 from __future__ import annotations
 
 import os
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import quoteattr
 
 import httpx
 from pydantic import Field, SecretStr
@@ -18,9 +18,10 @@ from ray import serve
 from deployments.base import (
     EngineError,
     EngineFailedError,
+    Pronunciation,
     VoiceInfo,
 )
-from deployments.cloud import SAMPLE_RATE, CloudEngineConfig, CloudTTSEngine
+from deployments.cloud import SAMPLE_RATE, CloudEngineConfig, CloudTTSEngine, ssml_fragment
 from deployments.settings import AzureTTSSettings
 from deployments.tracing import traced_engine
 
@@ -99,7 +100,12 @@ class AzureTTSEngine(CloudTTSEngine):
             for v in response.json()
         ]
 
-    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: AzureTTSSettings) -> bytes:
+    def _prepare_text(self, text: str, lexicon: list[Pronunciation]) -> tuple[str, bool]:
+        """Azure takes SSML only: the text escaped (a bare `&` or `<` would make it invalid)."""
+        return ssml_fragment(text, lexicon), True
+
+    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: AzureTTSSettings, *,
+                              ssml: bool) -> bytes:
         response = await self._client().post(
             "/cognitiveservices/v1",
             content=_ssml(text, voice, language, settings).encode(),
@@ -126,9 +132,9 @@ class AzureTTSEngine(CloudTTSEngine):
         return None
 
 
-def _ssml(text: str, voice: str, language: str, settings: AzureTTSSettings) -> str:
-    """The request body. Text is XML-escaped: a bare `&` or `<` would make the SSML invalid."""
-    body = f'<prosody rate="{settings.rate:g}" pitch="{settings.pitch:+g}%">{escape(text)}</prosody>'
+def _ssml(fragment: str, voice: str, language: str, settings: AzureTTSSettings) -> str:
+    """The request body around the text's SSML (`ssml_fragment`: escaped, the lexicon marked)."""
+    body = f'<prosody rate="{settings.rate:g}" pitch="{settings.pitch:+g}%">{fragment}</prosody>'
     if settings.style:
         body = f"<mstts:express-as style={quoteattr(settings.style)}>{body}</mstts:express-as>"
     return (

@@ -149,6 +149,55 @@ class EngineSettings(BaseModel):
 SettingsT = TypeVar("SettingsT", bound=EngineSettings)
 
 
+# Lexicon text and its spellings go into SSML and Piper's [[ phonemes ]]: none of the
+# characters that would end or open markup there.
+_LEXICON_TEXT = r"^[^\[\]<>&\"\n]+$"
+
+
+class Pronunciation(BaseModel):
+    """How a word or phrase of a personality's lexicon is said: `ipa` (phonemes, for the
+    engines that take them: Piper inline, the cloud engines' SSML `<phoneme>`) and/or `alias`
+    (a respelling every engine reads: XTTS and StyleTTS2 speak it, SSML `<sub>`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str = Field(min_length=1, max_length=64, pattern=_LEXICON_TEXT, description="as written in the text")
+    ipa: str | None = Field(None, min_length=1, max_length=128, pattern=_LEXICON_TEXT)
+    alias: str | None = Field(None, min_length=1, max_length=128, pattern=_LEXICON_TEXT)
+
+    @model_validator(mode="after")
+    def _says_how(self) -> Pronunciation:
+        if self.ipa is None and self.alias is None:
+            raise ValueError(f"lexicon entry {self.text!r}: give ipa, alias or both")
+        return self
+
+
+def lexicon_runs(text: str, lexicon: Sequence[Pronunciation]) -> list[tuple[str, Pronunciation | None]]:
+    """`text` as runs: plain text, and each lexicon phrase as written there (whole words, any
+    case; the longest phrase wins where two overlap), with its entry."""
+    if not lexicon:
+        return [(text, None)]
+    entries = {p.text.casefold(): p for p in lexicon}
+    phrases = sorted(entries, key=len, reverse=True)
+    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(p) for p in phrases) + r")(?!\w)", re.IGNORECASE)
+    runs: list[tuple[str, Pronunciation | None]] = []
+    at = 0
+    for match in pattern.finditer(text):
+        if match.start() > at:
+            runs.append((text[at:match.start()], None))
+        runs.append((match.group(0), entries[match.group(0).casefold()]))
+        at = match.end()
+    if at < len(text):
+        runs.append((text[at:], None))
+    return runs
+
+
+def respelled(text: str, lexicon: Sequence[Pronunciation]) -> str:
+    """`text` with each lexicon phrase replaced by its alias (where it has one): what an engine
+    that reads only text says."""
+    return "".join(p.alias if p is not None and p.alias else run for run, p in lexicon_runs(text, lexicon))
+
+
 class SynthesisRequest(BaseModel):
     """One utterance for one engine. `settings` is the engine's own settings model,
     validated before it got here; None means that model's defaults."""
@@ -162,6 +211,8 @@ class SynthesisRequest(BaseModel):
     output_format: AudioFormat = AudioFormat.wav
     timestamps: bool = Field(False, description="the caller wants word timings: an engine that has its own "
                              "durations reports them in `Sentence.words`")
+    lexicon: list[Pronunciation] = Field(
+        default_factory=list, description="the personality's pronunciations; each engine says them in its own form")
     trace_context: dict[str, str] = Field(
         default_factory=dict,
         description="W3C trace context (`traceparent`, `tracestate`) of the router's attempt span: the "

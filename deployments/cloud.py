@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
+from xml.sax.saxutils import escape, quoteattr
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,12 +41,14 @@ from deployments.base import (
     EngineTimeoutError,
     EngineUnavailableError,
     Health,
+    Pronunciation,
     SynthesisRequest,
     TextTooLongError,
     TTSEngine,
     VoiceInfo,
     checked_text,
     language_matches,
+    lexicon_runs,
 )
 
 # Every cloud engine asks its service for 24 kHz mono 16-bit WAV.
@@ -108,7 +111,7 @@ class CloudTTSEngine(TTSEngine):
         """The service's voices; raise whatever the client raises."""
 
     @abc.abstractmethod
-    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: Any) -> bytes:
+    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: Any, *, ssml: bool) -> bytes:
         """One call to the service (checked `text`, a voice and its language, validated
         `settings_model`), no retries: the service's WAV file; raise what the client raises."""
 
@@ -128,9 +131,12 @@ class CloudTTSEngine(TTSEngine):
     def _after_failure(self, err: Exception) -> None:
         """Called with every failed call to the service before it is mapped."""
 
-    def _prepare_text(self, text: str) -> str:
-        """The stripped request text as the service should get it."""
-        return text
+    def _prepare_text(self, text: str, lexicon: list[Pronunciation]) -> tuple[str, bool]:
+        """The stripped request text as the service should get it, and whether that is SSML
+        (a fragment, without `<speak>`): plain text, unless a lexicon phrase is in it."""
+        if any(p is not None for _, p in lexicon_runs(text, lexicon)):
+            return ssml_fragment(text, lexicon), True
+        return text, False
 
     # --- voice list, health, capabilities ---------------------------------------------
 
@@ -184,7 +190,7 @@ class CloudTTSEngine(TTSEngine):
     # --- synthesis ----------------------------------------------------------------------
 
     async def synthesize(self, request: SynthesisRequest) -> AudioResult:
-        text = self._checked_text(request.text)
+        text, ssml = self._checked_text(request.text, request.lexicon)
         settings = request.settings_as(self.settings_model)
         if self._setup_problem:
             raise EngineUnavailableError(self._setup_problem, self.engine_id)
@@ -193,7 +199,8 @@ class CloudTTSEngine(TTSEngine):
         try:
             # No retries here: the router falls back to the next engine, which is faster
             # for the caller than backing off against a struggling service.
-            data = await self._synthesize_wav(text, voice, self._language_for(voice, request.language), settings)
+            data = await self._synthesize_wav(text, voice, self._language_for(voice, request.language), settings,
+                                              ssml=ssml)
         except Exception as err:  # noqa: BLE001 - mapped to the contract's errors
             mapped = self._engine_error(err, "synthesizing", self.config.timeout_s, voice)
             if isinstance(mapped, EngineUnavailableError) and "credentials" in mapped.reason:
@@ -211,9 +218,9 @@ class CloudTTSEngine(TTSEngine):
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _checked_text(self, raw: str) -> str:
-        return checked_text(self._prepare_text(raw.strip()), self.config.max_characters, self.engine_id,
-                            self.service, unit=self.text_unit)
+    def _checked_text(self, raw: str, lexicon: list[Pronunciation]) -> tuple[str, bool]:
+        text, ssml = self._prepare_text(raw.strip(), lexicon)
+        return checked_text(text, self.config.max_characters, self.engine_id, self.service, unit=self.text_unit), ssml
 
     def _check_voice(self, voice: str) -> None:
         """Refuse a voice the last voice list lacks, so the router falls back instead of
@@ -268,6 +275,20 @@ class CloudTTSEngine(TTSEngine):
         if code == 429:
             return EngineFailedError(f"{self.service} rate limit or quota exceeded ({said})", self.engine_id)
         return EngineFailedError(f"{self.service} failed while {doing} ({said})", self.engine_id)
+
+
+def ssml_fragment(text: str, lexicon: list[Pronunciation]) -> str:
+    """`text` as SSML (no `<speak>`): escaped, each lexicon phrase in `<phoneme alphabet="ipa">`
+    (when it has IPA) or `<sub alias>`, as the SSML 1.1 specification and all three services read."""
+    out = []
+    for run, p in lexicon_runs(text, lexicon):
+        if p is None:
+            out.append(escape(run))
+        elif p.ipa:
+            out.append(f'<phoneme alphabet="ipa" ph={quoteattr(p.ipa)}>{escape(run)}</phoneme>')
+        else:
+            out.append(f"<sub alias={quoteattr(p.alias or run)}>{escape(run)}</sub>")
+    return "".join(out)
 
 
 def short_reason(err: Exception) -> str:

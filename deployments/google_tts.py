@@ -100,11 +100,13 @@ class GoogleTTSEngine(CloudTTSEngine):
             for v in response.voices
         ]
 
-    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: GoogleTTSSettings) -> bytes:
-        # LINEAR16 arrives as a WAV file.
+    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: GoogleTTSSettings, *,
+                              ssml: bool) -> bytes:
+        # Plain text, or SSML when the lexicon marked it. LINEAR16 arrives as a WAV file.
+        spoken = texttospeech.SynthesisInput(ssml=f"<speak>{text}</speak>") if ssml else texttospeech.SynthesisInput(text=text)
         response = await asyncio.to_thread(
             self._client.synthesize_speech,
-            input=texttospeech.SynthesisInput(text=text),
+            input=spoken,
             voice=texttospeech.VoiceSelectionParams(language_code=language, name=voice),
             audio_config=texttospeech.AudioConfig(
                 audio_encoding=texttospeech.AudioEncoding.LINEAR16,

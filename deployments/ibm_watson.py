@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from xml.sax.saxutils import escape
 
 import requests
 from ibm_cloud_sdk_core import ApiException
@@ -27,6 +26,7 @@ from deployments.base import (
     EngineError,
     EngineFailedError,
     EngineUnavailableError,
+    Pronunciation,
     TextTooLongError,
     VoiceInfo,
 )
@@ -35,6 +35,7 @@ from deployments.cloud import (
     CloudEngineConfig,
     CloudTTSEngine,
     short_reason,
+    ssml_fragment,
 )
 from deployments.settings import IBMWatsonSettings
 from deployments.tracing import traced_engine
@@ -96,10 +97,10 @@ class IBMWatsonEngine(CloudTTSEngine):
     def _where(self) -> str:
         return self.config.url or "the SDK-configured URL"
 
-    def _prepare_text(self, text: str) -> str:
+    def _prepare_text(self, text: str, lexicon: list[Pronunciation]) -> tuple[str, bool]:
         """IBM reads every input as SSML: an unescaped `&` or `<` would be a markup error.
-        The 5 KB limit counts the escaped bytes."""
-        return escape(text)
+        The 5 KB limit counts the escaped bytes (the lexicon's markup included)."""
+        return ssml_fragment(text, lexicon), True
 
     async def _list_voices(self, timeout: float) -> list[VoiceInfo]:
         response = await asyncio.to_thread(self._client.list_voices, timeout=timeout)
@@ -108,7 +109,8 @@ class IBMWatsonEngine(CloudTTSEngine):
             for v in response.get_result()["voices"]
         ]
 
-    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: IBMWatsonSettings) -> bytes:
+    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: IBMWatsonSettings, *,
+                              ssml: bool) -> bytes:
         # IBM picks the language from the voice; the router matched the request's language to it.
         response = await asyncio.to_thread(
             self._client.synthesize,

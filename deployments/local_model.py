@@ -37,6 +37,7 @@ from deployments.base import (
     VoiceSampleRef,
     checked_text,
     files_digest,
+    respelled,
 )
 from deployments.tracing import note, traced_engine
 
@@ -275,7 +276,10 @@ class LocalModelEngine(TTSEngine):
         )
 
     def _checked_text(self, request: SynthesisRequest) -> str:
-        return checked_text(request.text, self.config.max_characters, self.engine_id, self.display_name)
+        """The request's text, checked, as the model reads it: the lexicon's aliases in place of
+        their phrases (these models read text, not phonemes)."""
+        checked = checked_text(request.text, self.config.max_characters, self.engine_id, self.display_name)
+        return respelled(checked, request.lexicon)
 
     # --- extras (Serve handle methods) --------------------------------------------------
 

@@ -34,6 +34,7 @@ from deployments.base import (
     EngineFailedError,
     EngineUnavailableError,
     Health,
+    Pronunciation,
     Sentence,
     SynthesisRequest,
     TTSEngine,
@@ -41,6 +42,7 @@ from deployments.base import (
     WordSpan,
     checked_text,
     files_digest,
+    lexicon_runs,
     split_sentences,
     spoken_words,
 )
@@ -282,7 +284,8 @@ class Piper(TTSEngine):
         one of these sentences further, its pieces are joined."""
         try:
             for sentence in split_sentences(request.text):
-                made = list(voice.voice.synthesize(sentence, syn_config=syn, include_alignments=request.timestamps))
+                spoken = with_phonemes(sentence, request.lexicon)
+                made = list(voice.voice.synthesize(spoken, syn_config=syn, include_alignments=request.timestamps))
                 chunks = [pcm16(c.audio_float_array) for c in made]
                 if chunks:
                     samples = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
@@ -304,6 +307,16 @@ class Piper(TTSEngine):
         # The arrays joined: one copy. Each sentence with its text lets the cache keep it alone.
         return AudioResult(pcm=b"".join(samples for _, samples in parts), sample_rate=voice.info.sample_rate,
                            sentences=[said for said, _ in parts])
+
+
+def with_phonemes(sentence: str, lexicon: list[Pronunciation]) -> str:
+    """The sentence as Piper reads it: each lexicon phrase as its phonemes, inline (`[[ ... ]]`,
+    Piper's own syntax), or as its alias when it has no IPA. The sentence's text (what its
+    audio is reported and cached as) stays as written."""
+    return "".join(
+        run if p is None else f"[[ {p.ipa} ]]" if p.ipa else (p.alias or run)
+        for run, p in lexicon_runs(sentence, lexicon)
+    )
 
 
 def pcm16(audio: np.ndarray) -> np.ndarray:

@@ -280,7 +280,7 @@ class XTTS(local_model.LocalModelEngine):
         async with variant.lock:
             (latent, embedding), voice, how = await self._conditioning(variant, request)
             pcm = b""
-            pieces = self._pieces(variant, request.text, language)
+            pieces = self._pieces(variant, self._checked_text(request), language)
             for piece in pieces:
                 wav = await local_model.in_thread(
                     self._infer, variant, piece, language, latent, embedding, kwargs
@@ -296,7 +296,7 @@ class XTTS(local_model.LocalModelEngine):
         index = 0
         async with variant.lock:
             (latent, embedding), _, _ = await self._conditioning(variant, request)
-            for piece in self._pieces(variant, request.text, language):
+            for piece in self._pieces(variant, self._checked_text(request), language):
                 chunks = self._infer_stream(variant, piece, language, latent, embedding, kwargs)
                 while True:
                     # One model step per hop off the event loop: the first chunk leaves

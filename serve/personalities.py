@@ -26,7 +26,7 @@ from pydantic.alias_generators import to_camel
 
 from chorus.common import documents
 from chorus.common.constants import API_VERSION, KIND, MAX_VOICE_SAMPLES
-from deployments.base import EngineId, EngineSettings, SettingsT, VoiceId
+from deployments.base import EngineId, EngineSettings, Pronunciation, SettingsT, VoiceId
 from deployments.settings import (
     AzureTTSSettings,
     GoogleTTSSettings,
@@ -44,6 +44,7 @@ PersonalityName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_len
 # spelling as a name, so an alias is also a valid ConfigMap key and URL segment.
 Alias = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 MAX_ALIASES = 16
+MAX_LEXICON = 256
 # BCP 47 primary language with an optional region: en, en-US, pt-BR, fil.
 LanguageCode = Annotated[
     str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2}|-[0-9]{3})?$", max_length=8)
@@ -165,6 +166,12 @@ class PersonalitySpec(_Camel):
     providers: Providers
     voice_samples: list[VoiceSample] = Field(default_factory=list, max_length=MAX_VOICE_SAMPLES)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    lexicon: list[Pronunciation] = Field(
+        default_factory=list, max_length=MAX_LEXICON,
+        description="How words and phrases are said: `ipa` (phonemes) and/or `alias` (a respelling); each engine "
+        "gets them in its own form (Piper: inline phonemes; Google, Azure, IBM: SSML phoneme or sub; XTTS v2, "
+        "StyleTTS2: the alias).",
+    )
 
     @model_validator(mode="after")
     def _chain_is_configured(self) -> PersonalitySpec:
@@ -192,6 +199,9 @@ class PersonalitySpec(_Camel):
             raise ValueError(f"voiceSamples ids must be unique, got {ids}")
         if len(self.aliases) != len(set(self.aliases)):
             raise ValueError(f"aliases must be unique, got {self.aliases}")
+        said = [p.text.casefold() for p in self.lexicon]
+        if len(said) != len(set(said)):
+            raise ValueError("lexicon texts must be unique (compared ignoring case)")
         return self
 
     def chain(self) -> list[EngineId]:

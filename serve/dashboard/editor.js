@@ -1,6 +1,7 @@
 // The personality editor (admin keys): active engine, fallback chain (drag and drop, or the
 // Up / Down buttons from the keyboard), engines on or off, each engine's settings from its
-// JSON schema, languages. PUT saves it; a 422's problems are shown on the fields they name.
+// JSON schema, languages, aliases (OpenAI voice names) and the pronunciation lexicon. PUT saves it;
+// a 422's problems are shown on the fields they name.
 // A read-only store (the cluster: 405) gets the VoicePersonality YAML to kubectl apply instead.
 import { ApiError, call, json } from "./api.js";
 import { el, fmt, problem } from "./dom.js";
@@ -98,9 +99,32 @@ function render(view, personality) {
       el("div", { class: "field" }, el("label", { for: "editor-supported" }, "Also supported (comma-separated)"),
         el("input", { id: "editor-supported", value: (spec.languages?.supported ?? []).join(", ") }),
         errorSlot("languages.supported"))),
+    el("div", { class: "field" }, el("label", { for: "editor-aliases" }, "Aliases: other voice names (comma-separated)"),
+      el("input", { id: "editor-aliases", value: (spec.aliases ?? []).join(", ") }), errorSlot("aliases")),
+    lexiconFieldset(spec.lexicon ?? []),
     ...engines.map((e) => engineFieldset(e, spec.providers[e])),
     el("button", { type: "submit", id: "editor-save" }, "Save"));
   view.querySelector("#editor-yaml").hidden = true;
+}
+
+function lexiconRow(entry) {
+  const row = el("tr", { "data-lexicon": "" },
+    ...["text", "ipa", "alias"].map((key) => el("td", {},
+      el("input", { "data-key": key, value: entry[key] ?? "", "aria-label": `Pronunciation ${key}` }))),
+    el("td", {}, el("button", { type: "button", "aria-label": "Remove this pronunciation" }, "✕")));
+  row.querySelector("button").addEventListener("click", () => row.remove());
+  return row;
+}
+
+/** The lexicon: a row per phrase, said by its IPA (phonemes) and/or its alias (a respelling). */
+function lexiconFieldset(lexicon) {
+  const body = el("tbody", { id: "editor-lexicon" }, lexicon.map(lexiconRow));
+  return el("fieldset", {},
+    el("legend", {}, "Pronunciations (IPA, or an alias every engine can read)"),
+    el("table", {}, el("thead", {}, el("tr", {}, ...["Text", "IPA", "Alias", ""].map((h) => el("th", {}, h)))), body),
+    el("button", { type: "button", id: "editor-lexicon-add", onclick: () => body.append(lexiconRow({})) },
+      "Add pronunciation"),
+    errorSlot("lexicon"));
 }
 
 function addToChain(view) {
@@ -119,6 +143,10 @@ function edited(view) {
     primary: view.querySelector("#editor-primary").value.trim(),
     supported: view.querySelector("#editor-supported").value.split(",").map((s) => s.trim()).filter(Boolean),
   };
+  spec.aliases = view.querySelector("#editor-aliases").value.split(",").map((s) => s.trim()).filter(Boolean);
+  spec.lexicon = [...view.querySelectorAll("#editor-lexicon tr")].map((row) => Object.fromEntries(
+    [...row.querySelectorAll("input")].map((i) => [i.dataset.key, i.value.trim()]).filter(([, v]) => v)))
+    .filter((entry) => Object.keys(entry).length);
   for (const fieldset of view.querySelectorAll("fieldset[data-engine]")) {
     const engine = fieldset.dataset.engine;
     spec.providers[engine] = { ...spec.providers[engine], enabled: fieldset.querySelector("[data-enabled]").checked,

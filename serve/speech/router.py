@@ -165,6 +165,7 @@ class Router:
                 settings=settings,
                 samples=samples,
                 timestamps=utterance.timestamps,
+                lexicon=utterance.personality.spec.lexicon,
                 trace_context=carrier(span),
             )
             for piece in pieces

@@ -304,6 +304,41 @@ def test_editor_shows_the_apis_message_on_the_field(app: ChorusApp, browser: Web
         assert c.get("/v1/personalities/ann").json()["spec"]["providers"]["piper"]["settings"]["volume"] == 1.0
 
 
+def test_editor_edits_aliases_and_the_lexicon(app: ChorusApp, browser: WebDriver) -> None:
+    with app.client() as c:
+        assert c.put("/v1/personalities/lex", json={**JOE, "displayName": "Lex", "aliases": ["echo"],
+                                                   "lexicon": [{"text": "Chorus", "alias": "Core us"}]}).status_code == 201
+    app.wait_for("lex")
+    try:
+        browser.get("about:blank")  # a fresh page: the list of personalities is read when it loads
+        open_editor(app.url, browser, "lex")
+        aliases = until(browser, lambda b: [e for e in b.find_elements(By.ID, "editor-aliases")
+                                            if e.get_attribute("value") == "echo"])[0]
+        aliases.clear()
+        aliases.send_keys("echo, fable")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#editor-lexicon tr")
+        assert [i.get_attribute("value") for i in rows[0].find_elements(By.TAG_NAME, "input")] == ["Chorus", "", "Core us"]
+        browser.find_element(By.ID, "editor-lexicon-add").click()
+        added = browser.find_elements(By.CSS_SELECTOR, "#editor-lexicon tr")[-1].find_elements(By.TAG_NAME, "input")
+        added[0].send_keys("Zyxwv")
+        added[1].send_keys("dˈɔːɹ")
+        browser.find_element(By.ID, "editor-save").send_keys(Keys.ENTER)
+        until(browser, lambda b: b.find_element(By.ID, "editor-status").text == "Saved lex.")
+        with app.client() as c:
+            spec = c.get("/v1/personalities/lex").json()["spec"]
+        assert spec["aliases"] == ["echo", "fable"]
+        assert spec["lexicon"] == [{"text": "Chorus", "alias": "Core us"}, {"text": "Zyxwv", "ipa": "dˈɔːɹ"}]
+        # An entry with nothing to say is refused by the API, and the editor shows why.
+        browser.find_element(By.ID, "editor-lexicon-add").click()
+        browser.find_elements(By.CSS_SELECTOR, "#editor-lexicon tr")[-1].find_element(By.TAG_NAME, "input").send_keys("Oops")
+        browser.find_element(By.ID, "editor-save").send_keys(Keys.ENTER)
+        until(browser, lambda b: "give ipa, alias or both" in b.find_element(
+            By.CSS_SELECTOR, '[data-error-for="lexicon"]').text)
+    finally:
+        with app.client() as c:
+            c.delete("/v1/personalities/lex")
+
+
 @contextmanager
 def watching(store: KubernetesStore) -> Iterator[None]:
     """The store's list + watch on a loop of its own, as the Ingress deployment runs it."""

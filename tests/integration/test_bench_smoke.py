@@ -37,6 +37,7 @@ SCRIPTS: dict[str, float] = {
     "overhead": 1200,
     "pcm_path": 600,
     "piper_http": 900,
+    "speech_options": 600,
     "tracing": 1800,
 }
 STARTS_RAY = {"access", "cache", "cloning", "fault", "kubernetes", "overhead", "piper_http", "tracing"}
@@ -57,7 +58,7 @@ def extra_args(name: str, folder: Path) -> list[str]:
 # (cloning, kubernetes: a control plane too) run beside light ones, never beside each other.
 AT_ONCE = 2
 ORDER = ["cloning", "pcm_path", "onnx_threads", "ci_run", "images", "kubernetes", "tracing", "piper_http",
-         "overhead", "fault", "access", "cache"]
+         "overhead", "fault", "access", "cache", "speech_options"]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from deployments.base import (
     EngineFailedError,
     EngineTimeoutError,
     EngineUnavailableError,
+    Pronunciation,
     SynthesisRequest,
     TextTooLongError,
 )
@@ -358,3 +359,24 @@ async def test_azure_wrong_key_is_rejected_by_the_service(clouds: dict[str, Clou
     assert not health.healthy and "credentials rejected" in (health.reason or "")
     with pytest.raises(EngineUnavailableError, match="invalid subscription key"):
         await engine.synthesize(_req("Hello."))
+
+
+# --- the lexicon ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("said", [Pronunciation(text="Zyxwv", ipa="dˈɔːɹ"), Pronunciation(text="Zyxwv", alias="door")],
+                         ids=["ipa", "alias"])
+async def test_a_lexicon_entry_reaches_the_service_as_ssml_and_is_said(cloud: Cloud, said: Pronunciation, ear) -> None:
+    """A made-up word with an entry is said as the entry says (the servers read SSML's
+    `<phoneme>` and `<sub>` as the services document them); without it, it is not."""
+    engine = cloud.make()
+    await engine.capabilities()
+    with_entry = await engine.synthesize(_req("Please open the zyxwv.", lexicon=[said]))
+    wire = cloud.server.last(cloud.synth_path).body.decode()
+    sent = {"google": lambda: json.loads(wire)["input"]["ssml"], "ibm": lambda: json.loads(wire)["text"],
+            "azure": lambda: wire}[cloud.name]()
+    assert ('<phoneme alphabet="ipa" ph="dˈɔːɹ">zyxwv</phoneme>' if said.ipa else '<sub alias="door">zyxwv</sub>') in sent
+    heard = ear.hear_pcm(with_entry.pcm, with_entry.sample_rate)
+    assert "door" in heard.split(), heard
+    without = await engine.synthesize(_req("Please open the zyxwv."))
+    assert "door" not in ear.hear_pcm(without.pcm, without.sample_rate).split()

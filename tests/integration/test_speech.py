@@ -176,3 +176,24 @@ def test_telephony_audio_is_intelligible(app: ChorusApp, ear, fmt: str, stream: 
             heard[sentence] = ear.hear_pcm(wideband.astype(np.int16).tobytes(), 16_000)
     good = [s for s, h in heard.items() if word_error_rate(s, h) <= 0.34]
     assert len(good) >= 2, f"ear heard {heard}"
+
+
+def test_a_lexicon_entry_is_said_as_written_and_changes_with_the_personality(app: ChorusApp, ear) -> None:
+    """A made-up word with an entry is heard as the word the entry says (Piper: its phonemes
+    inline); without the entry it is not; a changed entry is heard at once (hot reload, and the
+    audio cache keys on the lexicon)."""
+    text = "Please open the zyxwv."
+    with app.client() as c:
+        spec = {**JOE, "lexicon": [{"text": "Zyxwv", "ipa": "dˈɔːɹ"}]}
+        assert c.put("/v1/personalities/lexi", json=spec).status_code == 201
+        try:
+            heard = ear.hear(c.post("/v1/personalities/lexi/speech", json={"text": text}).content).split()
+            assert "door" in heard, heard
+            plain = ear.hear(c.post("/v1/personalities/joe/speech", json={"text": text}).content).split()
+            assert "door" not in plain, plain
+            spec["lexicon"] = [{"text": "Zyxwv", "alias": "window"}]
+            assert c.put("/v1/personalities/lexi", json=spec).status_code == 200
+            heard = ear.hear(c.post("/v1/personalities/lexi/speech", json={"text": text}).content).split()
+            assert "window" in heard and "door" not in heard, heard
+        finally:
+            c.delete("/v1/personalities/lexi")

@@ -21,7 +21,8 @@ def cache_key(request: SynthesisRequest, engine: EngineId, model_identity: str, 
     """sha256 hex over the scope (who may be answered with it: a personality, or a
     personality and an API key), the engine, its model identity
     (`Capabilities.model_identity`), the request's variant, voice, validated settings,
-    sample set, language and exact text, and the rate the audio comes at."""
+    sample set, language and exact text, the lexicon (it changes how words are said), and the
+    rate the audio comes at."""
     settings = request.settings.model_dump(mode="json") if request.settings is not None else None
     fields = {
         "scope": scope,
@@ -33,6 +34,7 @@ def cache_key(request: SynthesisRequest, engine: EngineId, model_identity: str, 
         "samples": samples_digest(request.samples),
         "language": request.language,
         "text": request.text,
+        "lexicon": [p.model_dump(mode="json") for p in request.lexicon],
         "rate": sample_rate,
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

@@ -64,8 +64,8 @@ class Lookup:
     def outcome(self) -> CacheOutcome:
         if self._cache is None:
             return "bypass"
-        hits = sum(p.cached is not None for p in self.parts)
-        return "hit" if hits == len(self.parts) else "partial" if hits else "miss"
+        cached = [p.cached is not None for p in self.parts]
+        return "hit" if all(cached) else "partial" if any(cached) else "miss"
 
     async def made(self, index: int, audio: AudioResult) -> None:
         """The engine's complete audio for part `index`: kept under its key, and so is any

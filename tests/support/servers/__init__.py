@@ -179,3 +179,20 @@ def running(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=5)
         sock.close()
+
+
+def ssml_speech(element: Any) -> str:
+    """What an SSML element says, as the services read it: text, `<sub alias>` as its alias,
+    `<phoneme ph>` as those phonemes (given to Piper inline, `[[ ... ]]`), other elements by
+    their content."""
+    said = [element.text or ""]
+    for child in element:
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag == "sub":
+            said.append(child.get("alias", ""))
+        elif tag == "phoneme":
+            said.append(f" [[ {child.get('ph', '')} ]] ")
+        else:
+            said.append(ssml_speech(child))
+        said.append(child.tail or "")
+    return "".join(said)

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.support.servers import ServiceServer
+from tests.support.servers import ServiceServer, ssml_speech
 
 KEY = "test-key"
 SSML_NS = "{http://www.w3.org/2001/10/synthesis}"
@@ -100,7 +100,7 @@ class AzureTTSServer(ServiceServer):
                 rate = _rate(prosody.get("rate") if prosody is not None else None)
             except ValueError:
                 return self.error(400, "")
-            text = re.sub(r"\s+", " ", "".join(voice.itertext())).strip()
+            text = re.sub(r"\s+", " ", ssml_speech(voice)).strip()
             if not text or not 0.5 <= rate <= 3.0:
                 return self.error(400, "")
             wav = await self.speak(text, sample_rate=sample_rate, rate=rate)

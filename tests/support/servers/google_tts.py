@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import re
+import xml.etree.ElementTree as ET
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.support.servers import ServiceServer
+from tests.support.servers import ServiceServer, ssml_speech
 
 MAX_INPUT_BYTES = 5000
 _STATUS = {
@@ -104,7 +104,10 @@ class GoogleTTSServer(ServiceServer):
                 return self.error(400, "Invalid audio config: volume_gain_db must be in [-96.0, 16.0].")
             natural = known[name]["naturalSampleRateHertz"] if name else 24000
             sample_rate = int(audio.get("sampleRateHertz") or natural)
-            spoken = text if text else re.sub(r"<[^>]+>", " ", ssml)
+            try:
+                spoken = text if text else ssml_speech(ET.fromstring(ssml))
+            except ET.ParseError as err:
+                return self.error(400, f"Invalid SSML: {err}")
             wav = await self.speak(spoken, sample_rate=sample_rate, rate=rate, gain_db=gain)
             if encoding == "PCM":
                 wav = wav[44:]  # headerless: drop the canonical 44-byte WAV header

@@ -22,7 +22,7 @@ import jwt
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.support.servers import PiperSpeaker, ServiceServer
+from tests.support.servers import PiperSpeaker, ServiceServer, ssml_speech
 
 MAX_TEXT_BYTES = 5 * 1024
 API_KEY = "test-apikey"
@@ -119,7 +119,7 @@ class IBMWatsonServer(ServiceServer):
                 return self.error(400, "rate_percentage/pitch_percentage out of [-100, 100] or rate out of range")
             try:
                 # The service reads every input as (possibly) SSML: unescaped & or < are errors.
-                spoken = "".join(ET.fromstring(f"<speak>{text}</speak>").itertext())
+                spoken = ssml_speech(ET.fromstring(f"<speak>{text}</speak>"))
             except ET.ParseError as err:
                 return self.error(400, f"Invalid SSML: {err}")
             spoken = re.sub(r"\s+", " ", spoken).strip()

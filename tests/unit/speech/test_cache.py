@@ -360,6 +360,62 @@ async def test_a_sentence_is_kept_only_under_the_text_the_engine_says_it_spoke()
     assert welcome is not None and welcome.pcm == _pcm("Welcome to Chorus.").pcm
 
 
+async def test_every_piece_of_an_utterance_is_looked_up_whatever_the_ones_before_found() -> None:
+    """Pieces after a whole hit, after a one-sentence piece and after a piece with no cached
+    sentence at either end are still looked up (and kept, in order)."""
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    for text in ("Whole piece. Cached.", "Six."):
+        await cache.put(cache_key(request(text=text), "piper", "m1", 22050, SCOPE), _pcm(text), "joe")
+    pieces = ["Whole piece. Cached.", "Alone.", "Three. Four. Five.", "Six. Seven."]
+    lookup = await resolve(cache, [request(text=t) for t in pieces], CAPS, "joe", SCOPE)
+    assert [(p.request.text, p.cached is not None) for p in lookup.parts] == [
+        ("Whole piece. Cached.", True), ("Alone.", False), ("Three. Four. Five.", False), ("Six.", True),
+        ("Seven.", False)]
+    assert lookup.outcome == "partial"
+
+
+async def test_a_two_sentence_piece_is_looked_up_sentence_by_sentence() -> None:
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    await cache.put(cache_key(request(text="One."), "piper", "m1", 22050, SCOPE), _pcm("One."), "joe")
+    lookup = await resolve(cache, [request(text="One. Two.")], CAPS, "joe", SCOPE)
+    assert [(p.request.text, p.cached is not None) for p in lookup.parts] == [("One.", True), ("Two.", False)]
+
+
+async def test_a_voice_of_its_own_rate_is_keyed_at_that_rate() -> None:
+    """The voice a request names (as it arrives: a string of its own, not the literal) keys its
+    audio at the voice's rate (22.05 kHz), not the engine's default (16 kHz)."""
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    voice = "".join(["v", "1"])
+    await cache.put(cache_key(request(text="Hi."), "piper", "m1", 22050, SCOPE), _pcm("Hi."), "joe")
+    assert (await resolve(cache, [request(text="Hi.", voice=voice)], CAPS, "joe", SCOPE)).outcome == "hit"
+    await cache.put(cache_key(request(text="Hi.", voice="v9"), "piper", "m1", 16000, SCOPE), _pcm("Hi."), "joe")
+    assert (await resolve(cache, [request(text="Hi.", voice="v9")], CAPS, "joe", SCOPE)).outcome == "hit"
+
+
+@pytest.mark.parametrize("said", [
+    ["Alpha.", "Beta."],  # other texts, sorting before the ones looked up
+    ["Gamma.", "Delta.", "Epsilon."],  # the same texts and one more
+])
+async def test_sentences_that_are_not_the_ones_looked_up_are_not_kept(said: list[str]) -> None:
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    lookup = await resolve(cache, [request(text="Gamma. Delta.")], CAPS, "joe", SCOPE)
+    await lookup.made(0, AudioResult(pcm=b"".join(_pcm(t).pcm for t in said), sample_rate=22050,
+                                     sentences=[Sentence(text=t, samples=len(_pcm(t).pcm) // 2) for t in said]))
+    for text in {*said, "Gamma.", "Delta."}:
+        assert await cache.get(cache_key(request(text=text), "piper", "m1", 22050, SCOPE), "joe") is None
+
+
+@pytest.mark.parametrize("extra_samples", [-1, 1])
+async def test_sentences_that_do_not_account_for_all_the_audio_are_not_kept(extra_samples: int) -> None:
+    cache = AudioCache(MemoryTier(1 << 20), None)
+    lookup = await resolve(cache, [request(text="Gamma. Delta.")], CAPS, "joe", SCOPE)
+    said = [Sentence(text="Gamma.", samples=3), Sentence(text="Delta.", samples=3 + extra_samples)]
+    await lookup.made(0, AudioResult(pcm=b"\1\2" * 6, sample_rate=22050, sentences=said))
+    for text in ("Gamma.", "Delta."):
+        assert await cache.get(cache_key(request(text=text), "piper", "m1", 22050, SCOPE), "joe") is None
+    assert await cache.get(cache_key(request(text="Gamma. Delta."), "piper", "m1", 22050, SCOPE), "joe") is not None
+
+
 async def test_a_replay_streams_the_cached_pcm_in_chunks() -> None:
     audio = AudioResult(pcm=bytes(range(256)) * 250, sample_rate=16_000)  # 2 s at 16 kHz
     chunks = [c async for c in Replay(audio)]

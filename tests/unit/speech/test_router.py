@@ -473,7 +473,7 @@ class CountedCloud(CloudTTSEngine):
     async def _list_voices(self, timeout: float) -> list[VoiceInfo]:
         return [VoiceInfo(id="en-US-Test", languages=["en-US", "en"], sample_rate=24_000)]
 
-    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: Any) -> bytes:
+    async def _synthesize_wav(self, text: str, voice: str, language: str, settings: Any, *, ssml: bool) -> bytes:
         self.calls.append(text)
         out = io.BytesIO()
         sf.write(out, np.zeros(240, dtype=np.int16), 24_000, format="WAV", subtype="PCM_16")
