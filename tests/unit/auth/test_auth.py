@@ -165,6 +165,17 @@ async def test_openai_routes_refuse_in_openais_shape(api: AuthApi) -> None:
     assert "API key is missing" in error["message"]
 
 
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "Digest", "BearerX", ""])
+async def test_a_key_is_read_from_the_bearer_scheme_only(api: AuthApi, scheme: str) -> None:
+    """A key under another scheme (a Basic password, a token of some other service) is not
+    taken for an API key; the scheme's name is read in any case."""
+    sent = {"authorization": f"{scheme} {KEYS[Scope.ADMIN]}".strip()}
+    r = await api.client.get("/v1/personalities", headers=sent)
+    assert r.status_code == 401 and "is missing" in r.json()["detail"]
+    r = await api.client.get("/v1/personalities", headers={"authorization": f"bEaReR {KEYS[Scope.ADMIN]}"})
+    assert r.status_code == 200
+
+
 async def test_a_caller_without_a_key_learns_nothing_about_paths(api: AuthApi) -> None:
     assert (await api.client.get("/v1/nothing-here")).status_code == 401
     assert (await api.client.patch("/v1/personalities/joe")).status_code == 401
