@@ -88,4 +88,5 @@ async def test_a_keys_rate_is_exact_across_replicas(app: ChorusApp) -> None:
 
 async def test_a_character_budget_is_exact_across_replicas(app: ChorusApp) -> None:
     fits = BUDGET // len(TEN)
-    assert _split(await _at_once(app, BUDGET_KEY, fits + 3), "characters_per_day") == (fits, 3)
+    # Twelve at once, so that both replicas answer some (six all went to one, once in a CI run).
+    assert _split(await _at_once(app, BUDGET_KEY, fits + 9), "characters_per_day") == (fits, 9)
