@@ -37,13 +37,6 @@ from tests.support.servers import running
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    api = Api(tmp_path)
-    async with api.client:
-        yield api
-
-
-@pytest.fixture
 async def recording_api(tmp_path: Path) -> AsyncIterator[Api]:
     """An app that takes real recordings (the default upload limit)."""
     api = Api(tmp_path, max_upload=MAX_SAMPLE_BYTES)

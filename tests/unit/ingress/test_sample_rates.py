@@ -6,8 +6,6 @@ FFmpeg that encoded it, and compared with the engine's own PCM resampled by soxr
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,13 +16,6 @@ import soxr
 from tests.support.ingress_app import Api
 
 TEXT = "Hello there. How are you?"
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    api = Api(tmp_path)
-    async with api.client:
-        yield api
 
 
 def expected(api: Api, rate: int) -> np.ndarray:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +18,6 @@ from tests.support.ingress_app import Api
 
 URL = "/v1/personalities/joe/speech"
 TEXT = "Hello there. How are you today?"
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    api = Api(tmp_path)
-    async with api.client:
-        yield api
 
 
 async def test_the_answer_is_json_with_the_audio_and_its_words(api: Api) -> None:

@@ -4,8 +4,6 @@ its owner named; two files claiming one alias make it call neither) and `instruc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,13 +19,6 @@ CLONER = {
     "voiceSamples": [{"id": "a", "stored": True}, {"id": "b", "stored": True}],
 }
 PLAIN = {"activeProvider": "piper", "providers": {"piper": {}}}
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    api = Api(tmp_path)
-    async with api.client:
-        yield api
 
 
 def write(api: Api, name: str, spec: dict[str, Any]) -> None:

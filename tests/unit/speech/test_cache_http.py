@@ -4,8 +4,6 @@ the personality `joe`, httpx over ASGI): headers, no-store, sentences, streams, 
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -14,13 +12,6 @@ from deployments.base import EngineFailedError
 from tests.support.ingress_app import JOE, Api
 
 SPEECH = "/v1/personalities/joe/speech"
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    api = Api(tmp_path)
-    async with api.client:
-        yield api
 
 
 def pcm_of(wav: bytes) -> bytes:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -249,13 +248,6 @@ async def test_the_ema_chains_across_replicas_in_flush_order(redis: str) -> None
 
 
 # --- the HTTP API ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    api = Api(tmp_path)
-    async with api.client:
-        yield api
 
 
 async def test_stats_over_http_in_the_documented_shape(api: Api) -> None:
