@@ -804,3 +804,72 @@ def test_cluster_wide_the_operator_writes_only_its_own_configmaps(kube: ControlP
     created = kube.kubectl("create", "-f", "-", input=yaml.safe_dump(own), identity=who, check=False)
     assert created.returncode == 0, created.stderr
     assert kube.kubectl("-n", victim, "get", "configmap", "aws-auth", "-o", "jsonpath={.data.mapRoles}").stdout == "admins"
+
+
+def test_a_voice_name_is_refused_when_another_personality_has_it(kube: ControlPlane) -> None:
+    """`voice` resolves a name or an alias; one two personalities claim is served by neither.
+    The chart's admission policy refuses the second at apply time, naming the first, across
+    the watched namespaces (and only there)."""
+    from tests.kube.operator_runner import eventually, render_chart
+
+    first, second, unwatched = "names-a", "names-b", "names-c"
+    for ns in (first, second, unwatched):
+        kube.kubectl("create", "namespace", ns)
+    docs = render_chart(kube, first, f"operator.watchNamespaces={{{first},{second}}}")
+    policy = [d for d in docs if d["kind"].startswith("ValidatingAdmissionPolicy")
+              and d["metadata"]["name"].startswith(f"{RELEASE}-voice-names")]
+    assert sorted(d["kind"] for d in policy) == ["ValidatingAdmissionPolicy", *["ValidatingAdmissionPolicyBinding"] * 2]
+
+    def personality(ns: str, name: str, *aliases: str) -> str:
+        return yaml.safe_dump({"apiVersion": "voice.chorus.dev/v1alpha1", "kind": "VoicePersonality",
+                               "metadata": {"name": name, "namespace": ns},
+                               "spec": {"activeProvider": "piper", "aliases": list(aliases),
+                                        "providers": {"piper": {"voice": "en_US-joe-medium"}}}})
+
+    def apply(ns: str, name: str, *aliases: str) -> subprocess.CompletedProcess[str]:
+        return kube.kubectl("apply", "-f", "-", input=personality(ns, name, *aliases), check=False)
+
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(policy))
+    try:
+        assert apply(first, "ana", "alloy", "nova").returncode == 0
+
+        # The policy is compiled asynchronously: probe until it refuses the taken alias.
+        def refused() -> subprocess.CompletedProcess[str] | None:
+            out = apply(second, "alloy")
+            if out.returncode == 0:
+                kube.kubectl("-n", second, "delete", "vp", "alloy")
+                return None
+            return out
+
+        message = eventually(refused, timeout=60, what="the policy refusing").stderr
+        assert f"voice name 'alloy' is taken: it is an alias of VoicePersonality {first}/ana" in message, message
+        # An alias that is another's name; a name another namespace has.
+        out = apply(second, "bea", "echo", "ana")
+        assert out.returncode != 0 and f"'ana' is taken: it is the name of VoicePersonality {first}/ana" in out.stderr
+        out = apply(second, "ana")
+        assert out.returncode != 0 and f"'ana' is taken: it is the name of VoicePersonality {first}/ana" in out.stderr
+        # Nothing refused was stored.
+        assert kube.kubectl("-n", second, "get", "vp", "-o", "name").stdout == ""
+
+        # Free names are taken; re-applying one's own names, or changing them, is no clash.
+        assert apply(second, "bea", "echo").returncode == 0
+        assert apply(first, "ana", "alloy", "nova", "shimmer").returncode == 0
+        assert apply(second, "bea", "echo", "fable").returncode == 0
+        # An update that takes another's alias is refused like a create, and changes nothing.
+        out = apply(second, "bea", "echo", "nova")
+        assert out.returncode != 0 and f"'nova' is taken: it is an alias of VoicePersonality {first}/ana" in out.stderr
+        assert kube.kubectl("-n", second, "get", "vp", "bea", "-o", "jsonpath={.spec.aliases}").stdout == '["echo","fable"]'
+        # A namespace the release does not watch is not served, so not checked.
+        assert apply(unwatched, "alloy").returncode == 0
+
+        # A personality being deleted gives its names up, though a finalizer (the operator's,
+        # while it cleans up) still holds it.
+        kube.kubectl("-n", first, "patch", "vp", "ana", "--type", "merge",
+                     "-p", '{"metadata": {"finalizers": ["test.chorus.dev/hold"]}}')
+        kube.kubectl("-n", first, "delete", "vp", "ana", "--wait=false")
+        assert kube.kubectl("-n", first, "get", "vp", "ana", "-o", "jsonpath={.metadata.deletionTimestamp}").stdout
+        eventually(lambda: apply(second, "nova").returncode == 0, timeout=30, what="nova free again")
+        kube.kubectl("-n", first, "patch", "vp", "ana", "--type", "merge", "-p", '{"metadata": {"finalizers": null}}')
+    finally:
+        for doc in policy:
+            kube.kubectl("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
