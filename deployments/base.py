@@ -244,7 +244,8 @@ class WordSpan(BaseModel):
 class Sentence(BaseModel):
     """One sentence an engine spoke: the exact text it was given for it and the samples its
     audio took; `words` when the engine knows when each of its words is heard (its own
-    durations: Piper's phonemes), one per whitespace-separated token that has a letter or digit."""
+    durations: Piper's phonemes, Google's marks), one per whitespace-separated token that has a
+    letter or digit."""
 
     model_config = ConfigDict(frozen=True)
 

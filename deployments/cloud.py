@@ -42,13 +42,16 @@ from deployments.base import (
     EngineUnavailableError,
     Health,
     Pronunciation,
+    Sentence,
     SynthesisRequest,
     TextTooLongError,
     TTSEngine,
     VoiceInfo,
+    WordSpan,
     checked_text,
     language_matches,
     lexicon_runs,
+    spoken_words,
 )
 
 # Every cloud engine asks its service for 24 kHz mono 16-bit WAV.
@@ -85,6 +88,9 @@ class CloudTTSEngine(TTSEngine):
     settings_model: ClassVar[type[EngineSettings]]  # from deployments.settings
     timeout_errors: ClassVar[tuple[type[BaseException], ...]]  # the client's "no answer in time"
     text_unit: ClassVar[str] = "characters"  # what max_characters counts: characters or bytes...
+    # The service says when each word starts (SSML `<mark>`s, `_synthesize_marked`): such an
+    # engine times the words of a request asking for timestamps itself.
+    word_marks: ClassVar[bool] = False
 
     config: CloudEngineConfig
 
@@ -114,6 +120,12 @@ class CloudTTSEngine(TTSEngine):
     async def _synthesize_wav(self, text: str, voice: str, language: str, settings: Any, *, ssml: bool) -> bytes:
         """One call to the service (checked `text`, a voice and its language, validated
         `settings_model`), no retries: the service's WAV file; raise what the client raises."""
+
+    async def _synthesize_marked(self, ssml: str, voice: str, language: str, settings: Any,
+                                 ) -> tuple[bytes, dict[str, float]]:
+        """As `_synthesize_wav` for an SSML fragment with `<mark name>`s: the WAV file and when
+        each mark is reached, in seconds from its start (only with `word_marks`)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def _map_error(self, err: Exception, doing: str, voice: str | None) -> EngineError | None:
@@ -196,11 +208,15 @@ class CloudTTSEngine(TTSEngine):
             raise EngineUnavailableError(self._setup_problem, self.engine_id)
         voice = request.voice or self.config.default_voice
         self._check_voice(voice)
+        language = self._language_for(voice, request.language)
+        marked = self._word_marked(text) if request.timestamps and self.word_marks and not ssml else None
         try:
             # No retries here: the router falls back to the next engine, which is faster
             # for the caller than backing off against a struggling service.
-            data = await self._synthesize_wav(text, voice, self._language_for(voice, request.language), settings,
-                                              ssml=ssml)
+            if marked is not None:
+                data, marks = await self._synthesize_marked(marked, voice, language, settings)
+                return _timed_by_marks(AudioResult.from_wav(data, self.engine_id), text, marks)
+            data = await self._synthesize_wav(text, voice, language, settings, ssml=ssml)
         except Exception as err:  # noqa: BLE001 - mapped to the contract's errors
             mapped = self._engine_error(err, "synthesizing", self.config.timeout_s, voice)
             if isinstance(mapped, EngineUnavailableError) and "credentials" in mapped.reason:
@@ -214,13 +230,22 @@ class CloudTTSEngine(TTSEngine):
         # One call for the whole piece: a call a sentence would turn "a. a. a. ..." into
         # thousands of billed round trips (each with its own latency and rate limit).
         audio = await self.synthesize(request)
-        yield AudioChunk(pcm=audio.pcm, sample_rate=audio.sample_rate, index=0)
+        yield AudioChunk(pcm=audio.pcm, sample_rate=audio.sample_rate, sentences=audio.sentences, index=0)
 
     # --- helpers ------------------------------------------------------------------------
 
     def _checked_text(self, raw: str, lexicon: list[Pronunciation]) -> tuple[str, bool]:
         text, ssml = self._prepare_text(raw.strip(), lexicon)
         return checked_text(text, self.config.max_characters, self.engine_id, self.service, unit=self.text_unit), ssml
+
+    def _word_marked(self, text: str) -> str | None:
+        """`text` as SSML with a `<mark name="i"/>` before each spoken word (the i-th
+        whitespace-separated token), or None when the marks would take it over the limit
+        (then forced alignment times its words)."""
+        fragment = " ".join(f'<mark name="{i}"/>{escape(t)}' if spoken_words(t) else escape(t)
+                            for i, t in enumerate(text.split()))
+        size = len(f"<speak>{fragment}</speak>".encode()) if self.text_unit == "bytes" else len(fragment)
+        return fragment if size <= self.config.max_characters else None
 
     def _check_voice(self, voice: str) -> None:
         """Refuse a voice the last voice list lacks, so the router falls back instead of
@@ -275,6 +300,22 @@ class CloudTTSEngine(TTSEngine):
         if code == 429:
             return EngineFailedError(f"{self.service} rate limit or quota exceeded ({said})", self.engine_id)
         return EngineFailedError(f"{self.service} failed while {doing} ({said})", self.engine_id)
+
+
+def _timed_by_marks(audio: AudioResult, text: str, marks: dict[str, float]) -> AudioResult:
+    """`audio` as one sentence whose words start where their marks are (see `_word_marked`)
+    and end where the next begins (the last at the end); untouched, so aligned instead, if a
+    mark is missing or out of order."""
+    tokens = text.split()
+    spoken = [i for i, t in enumerate(tokens) if spoken_words(t)]
+    samples = len(audio.pcm) // 2
+    seconds = samples / audio.sample_rate
+    starts = [marks[str(i)] for i in spoken if str(i) in marks]
+    if len(starts) != len(spoken) or starts != sorted(starts) or any(s > seconds for s in starts):
+        return audio
+    ends = [*starts[1:], seconds]
+    words = [WordSpan(text=tokens[i], start=start, end=end) for i, start, end in zip(spoken, starts, ends, strict=True)]
+    return audio.model_copy(update={"sentences": [Sentence(text=text, samples=samples, words=words)]})
 
 
 def ssml_fragment(text: str, lexicon: list[Pronunciation]) -> str:

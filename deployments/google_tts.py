@@ -2,19 +2,21 @@
 
 REST (not gRPC) because it is the transport that works through plain HTTP proxies and that a
 local server can speak in tests. What all cloud engines share (voice list, health,
-streaming, errors) is in `deployments.cloud`.
+streaming, errors) is in `deployments.cloud`. Word timestamps are Google's own: v1beta1's
+time pointing says when each `<mark>` before a word is reached (v1 has no word timings).
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import requests
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import texttospeech
+from google.cloud import texttospeech, texttospeech_v1beta1
 from google.oauth2 import service_account
 from pydantic import Field
 from ray import serve
@@ -61,9 +63,11 @@ class GoogleTTSEngine(CloudTTSEngine):
     settings_model = GoogleTTSSettings
     timeout_errors = (requests.Timeout,)
     text_unit = "bytes"
+    word_marks = True
 
     config: GoogleTTSConfig
     _client: texttospeech.TextToSpeechClient
+    _marks_client: texttospeech_v1beta1.TextToSpeechClient
 
     def _setup(self) -> None:
         cfg = self.config
@@ -77,6 +81,9 @@ class GoogleTTSEngine(CloudTTSEngine):
             credentials = None  # the client resolves Application Default Credentials
         options = ClientOptions(api_endpoint=cfg.endpoint) if cfg.endpoint else None
         self._client = texttospeech.TextToSpeechClient(
+            transport="rest", credentials=credentials, client_options=options
+        )
+        self._marks_client = texttospeech_v1beta1.TextToSpeechClient(
             transport="rest", credentials=credentials, client_options=options
         )
 
@@ -106,18 +113,19 @@ class GoogleTTSEngine(CloudTTSEngine):
         spoken = texttospeech.SynthesisInput(ssml=f"<speak>{text}</speak>") if ssml else texttospeech.SynthesisInput(text=text)
         response = await asyncio.to_thread(
             self._client.synthesize_speech,
-            input=spoken,
-            voice=texttospeech.VoiceSelectionParams(language_code=language, name=voice),
-            audio_config=texttospeech.AudioConfig(
-                audio_encoding=texttospeech.AudioEncoding.LINEAR16,
-                sample_rate_hertz=SAMPLE_RATE,
-                speaking_rate=settings.speaking_rate,
-                pitch=settings.pitch,
-                volume_gain_db=settings.volume_gain_db,
-            ),
+            request=_request(texttospeech, spoken, voice, language, settings),
             timeout=self.config.timeout_s,
         )
         return response.audio_content
+
+    async def _synthesize_marked(self, ssml: str, voice: str, language: str, settings: GoogleTTSSettings,
+                                 ) -> tuple[bytes, dict[str, float]]:
+        beta = texttospeech_v1beta1
+        request = _request(beta, beta.SynthesisInput(ssml=f"<speak>{ssml}</speak>"), voice, language, settings)
+        request.enable_time_pointing = [beta.SynthesizeSpeechRequest.TimepointType.SSML_MARK]
+        response = await asyncio.to_thread(self._marks_client.synthesize_speech, request=request,
+                                           timeout=self.config.timeout_s)
+        return response.audio_content, {t.mark_name: t.time_seconds for t in response.timepoints}
 
     def _map_error(self, err: Exception, doing: str, voice: str | None) -> EngineError | None:
         where = self._where()
@@ -146,3 +154,19 @@ class GoogleTTSEngine(CloudTTSEngine):
                 ENGINE,
             )
         return None
+
+
+def _request(api: Any, spoken: Any, voice: str, language: str, settings: GoogleTTSSettings) -> Any:
+    """The synthesis request in `api`'s types (v1 and v1beta1 share these fields): 24 kHz
+    LINEAR16 (a WAV file) with the personality's settings."""
+    return api.SynthesizeSpeechRequest(
+        input=spoken,
+        voice=api.VoiceSelectionParams(language_code=language, name=voice),
+        audio_config=api.AudioConfig(
+            audio_encoding=api.AudioEncoding.LINEAR16,
+            sample_rate_hertz=SAMPLE_RATE,
+            speaking_rate=settings.speaking_rate,
+            pitch=settings.pitch,
+            volume_gain_db=settings.volume_gain_db,
+        ),
+    )

@@ -1,7 +1,7 @@
 """Word timestamps of an answer: when each word is heard, in seconds from the audio's start.
 
 Per sentence, from the best source there is:
-- `engine`: the engine's own durations (`Sentence.words`: Piper's phonemes);
+- `engine`: the engine's own durations (`Sentence.words`: Piper's phonemes, Google's marks);
 - `aligner`: forced alignment of the sentence's audio against its text (`chorus.speech.aligner`,
   English);
 - `estimate`: a language the aligner speaks, but a sentence it cannot align (a word outside

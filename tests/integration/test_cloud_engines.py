@@ -143,6 +143,72 @@ async def test_a_stream_is_one_call_for_its_whole_piece(cloud: Cloud) -> None:
     assert len([r for r in cloud.server.requests if r.path == cloud.synth_path]) == 1
 
 
+# --- word timestamps ---------------------------------------------------------------------
+
+
+async def test_google_times_words_by_its_own_marks(clouds: dict[str, Cloud], speaker: PiperSpeaker) -> None:
+    """Asked for timestamps, the Google engine puts a `<mark>` before each word and asks
+    v1beta1 for their times: each word starts where the service says its mark is (the
+    server speaks the parts between marks one by one, so there each part's audio begins in
+    the quiet lead-in Piper puts before speech) and ends where the next begins."""
+    google = clouds["google"]
+    google.server.reset()
+    engine = google.make()
+    text = "Well, open the door — please!"
+    audio = await engine.synthesize(_req(text, timestamps=True))
+    wire = google.server.last("text:synthesize")
+    body = json.loads(wire.body)
+    assert wire.path == "/v1beta1/text:synthesize" and body["enableTimePointing"] in ([1], ["SSML_MARK"])
+    assert body["input"]["ssml"] == ('<speak><mark name="0"/>Well, <mark name="1"/>open <mark name="2"/>the '
+                                     '<mark name="3"/>door — <mark name="5"/>please!</speak>')
+    (sentence,) = audio.sentences
+    words = sentence.words or []
+    assert sentence.text == text and sentence.samples * 2 == len(audio.pcm)
+    assert [w.text for w in words] == ["Well,", "open", "the", "door", "please!"]
+    seconds = len(audio.pcm) / 2 / audio.sample_rate
+    assert words[0].start == 0 and words[-1].end == seconds
+    assert all(a.end == b.start and a.start < a.end for a, b in zip(words, words[1:], strict=False))
+    # Each word's own audio is that word: heard alone, its stretch is about as long as Piper
+    # takes to say it alone (the server's noise varies durations a little).
+    for w in words:
+        alone = speaker.pcm(w.text.strip(",!")).size / speaker.native_rate
+        assert w.end - w.start == pytest.approx(alone, rel=0.35), (w, alone)
+    # Without timestamps, v1 and plain text, as before.
+    await engine.synthesize(_req(text))
+    assert google.server.last("text:synthesize").path == "/v1/text:synthesize"
+
+
+async def test_google_words_are_aligned_when_marks_do_not_fit(clouds: dict[str, Cloud]) -> None:
+    """The marks must not cost a request that fits without them: over the limit with them
+    (or with lexicon SSML, which marks would split), the text goes to v1 as before and the
+    ingress aligns its words."""
+    google = clouds["google"]
+    google.server.reset()
+    text = "One two three four five six seven eight nine ten."
+    engine = google.make(max_characters=len(text) + 20)
+    audio = await engine.synthesize(_req(text, timestamps=True))
+    assert google.server.last("text:synthesize").path == "/v1/text:synthesize" and audio.sentences == []
+    lexicon = [Pronunciation(text="door", alias="gate")]
+    audio = await google.make().synthesize(_req("Open the door.", timestamps=True, lexicon=lexicon))
+    wire = google.server.last("text:synthesize")
+    assert wire.path == "/v1/text:synthesize" and "<mark" not in wire.body.decode() and audio.sentences == []
+
+
+async def test_only_google_has_word_marks(clouds: dict[str, Cloud]) -> None:
+    """Azure's REST API and IBM's HTTP synthesize give no word timings (both only over their
+    WebSocket interfaces): their words are aligned in the ingress."""
+    for name in ("azure", "ibm"):
+        audio = await clouds[name].make().synthesize(_req("Open the door.", timestamps=True))
+        assert audio.sentences == [] and len(audio.pcm) > 0
+
+
+async def test_a_google_stream_carries_its_words(clouds: dict[str, Cloud]) -> None:
+    """SSE streams send `speech.word` events from what a chunk says of its words."""
+    clouds["google"].server.reset()
+    (chunk,) = [c async for c in clouds["google"].make().stream(_req("Open the door.", timestamps=True))]
+    assert [w.text for w in chunk.sentences[0].words or []] == ["Open", "the", "door."]
+
+
 # --- settings on the wire --------------------------------------------------------------
 
 

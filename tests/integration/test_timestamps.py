@@ -1,6 +1,7 @@
-"""Word timestamps through the real Serve app: real Piper (its own phoneme durations) and
-the Google engine against its wire-protocol server (real Piper speech, no durations: forced
-alignment in the ingress). The timings must fit the audio: every word boundary in a quiet
+"""Word timestamps through the real Serve app: real Piper (its own phoneme durations), the
+Google engine (its own marks: v1beta1 time pointing) and IBM Watson (no word timings over
+HTTP: forced alignment in the ingress), each against its wire-protocol server (real Piper
+speech). The timings must fit the audio: every word boundary in a quiet
 point of the signal, in order, covering the speech; and the same text gives the same words
 whichever engine speaks."""
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+from collections.abc import Iterator
 from itertools import pairwise
 
 import numpy as np
@@ -16,6 +19,7 @@ import soundfile as sf
 
 from tests.support.chorus_app import STEADY_PIPER, ChorusApp
 from tests.support.servers.google_tts import GoogleTTSServer
+from tests.support.servers.ibm_watson import IBMWatsonServer
 
 pytestmark = pytest.mark.ray
 
@@ -25,15 +29,24 @@ FRAME_S = 0.01
 
 
 @pytest.fixture(scope="module")
-def app(chorus: ChorusApp, google: GoogleTTSServer) -> ChorusApp:
+def ibm(google: GoogleTTSServer) -> Iterator[IBMWatsonServer]:
+    server = IBMWatsonServer(google.speaker)
+    with server.serve():
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app(chorus: ChorusApp, google: GoogleTTSServer, ibm: IBMWatsonServer) -> ChorusApp:
     chorus.deploy(engines={
         "piper": {"timeout_s": 30},
         "google_tts": {"timeout_s": 30, "config": {"endpoint": google.base_url, "anonymous": True}},
+        "ibm_watson": {"timeout_s": 30, "config": {"url": ibm.base_url, "bearer_token": "test-token"}},
     })
     chorus.write("local", {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}})
-    chorus.write("cloud", {"activeProvider": "google_tts", "providers": {"google_tts": {"voice": "en-US-Neural2-D"}}})
-    chorus.wait_for("local")
-    chorus.wait_for("cloud")
+    chorus.write("google", {"activeProvider": "google_tts", "providers": {"google_tts": {"voice": "en-US-Neural2-D"}}})
+    chorus.write("ibm", {"activeProvider": "ibm_watson", "providers": {"ibm_watson": {"voice": "en-US_MichaelV3Voice"}}})
+    for name in ("local", "google", "ibm"):
+        chorus.wait_for(name)
     return chorus
 
 
@@ -65,7 +78,7 @@ def boundary_energy(words: list[dict], rms: np.ndarray) -> float:
     return float(np.median(ratios))
 
 
-@pytest.mark.parametrize(("name", "source"), [("local", "engine"), ("cloud", "aligner")])
+@pytest.mark.parametrize(("name", "source"), [("local", "engine"), ("google", "engine"), ("ibm", "aligner")])
 def test_words_fit_the_audio(app: ChorusApp, name: str, source: str) -> None:
     body, audio, rate = timed(app, name)
     words = body["words"]
@@ -80,8 +93,8 @@ def test_words_fit_the_audio(app: ChorusApp, name: str, source: str) -> None:
     loud = np.flatnonzero(rms > 0.1 * rms.max()) * FRAME_S
     assert words[0]["start"] <= loud[0] + 0.05 and words[-1]["end"] >= loud[-1] - 0.05
     # Boundaries in the dips between words: measured 0.11-0.17 on Piper's steady speech and
-    # 0.19-0.27 on the cloud server's (Piper with its default noise); boundaries inside words
-    # give near 1. How close they are is checked against Piper's own durations in
+    # 0.19-0.27 aligned on a cloud server's (Piper with its default noise); boundaries inside
+    # words give near 1. How close they are is checked against Piper's own durations in
     # tests/integration/test_aligner.py.
     assert boundary_energy(words, rms) < 0.4
 
@@ -93,3 +106,27 @@ def test_sentences_are_timed_in_order_and_cover_the_answer(app: ChorusApp) -> No
                                               "Thank you for your help."]
     assert sentences[0]["start"] == 0 and sentences[-1]["end"] == pytest.approx(len(audio) / rate, abs=0.002)
     assert all(a["end"] == b["start"] for a, b in pairwise(sentences))
+
+
+@pytest.mark.parametrize("name", ["local", "google"])
+def test_an_sse_stream_says_its_words_after_their_audio(app: ChorusApp, name: str) -> None:
+    """`speech.word` events from the engines that time their own words, each after the audio
+    it is in, timed from the stream's start."""
+    with app.client() as c:
+        r = c.post(f"/v1/personalities/{name}/speech",
+                   json={"text": TEXT, "stream_format": "sse", "timestamps": True, "format": "pcm"})
+    assert r.status_code == 200, r.text
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "speech.audio.done"
+    audio_type = r.headers["X-Chorus-Audio-Type"]  # audio/L16; rate=22050; channels=1
+    rate = int(audio_type.split("rate=")[1].split(";")[0])
+    heard = 0.0  # seconds of audio sent so far
+    words = []
+    for e in events:
+        if e["type"] == "speech.audio.delta":
+            heard += len(base64.b64decode(e["audio"])) / 2 / rate
+        elif e["type"] == "speech.word":
+            assert e["end"] <= heard + 0.011  # never ahead of its audio
+            words.append(e)
+    assert [w["text"] for w in words] == WORDS
+    assert all(a["end"] <= b["start"] + 0.011 for a, b in pairwise(words))

@@ -63,7 +63,24 @@ class PiperSpeaker:
 
     def wav(self, text: str, *, sample_rate: int, rate: float = 1.0, gain_db: float = 0.0) -> bytes:
         """A 16-bit mono WAV file at `sample_rate`, what the services send for LINEAR16 etc."""
-        audio = resample(self.pcm(text, rate=rate, gain_db=gain_db), self.native_rate, sample_rate)
+        return self._wav(self.pcm(text, rate=rate, gain_db=gain_db), sample_rate)
+
+    def marked_wav(self, parts: list[tuple[str | None, str]], *, sample_rate: int, rate: float = 1.0,
+                   gain_db: float = 0.0) -> tuple[bytes, dict[str, float]]:
+        """The WAV of `parts` (each: the mark before it, what it says) spoken one after
+        another, and when each mark is reached, in seconds: each part is synthesized on its
+        own, so a mark's time is exactly where its part's audio starts."""
+        pieces, marks, at = [], {}, 0
+        for mark, text in parts:
+            if mark is not None:
+                marks[mark] = at / self.native_rate
+            pcm = self.pcm(text, rate=rate, gain_db=gain_db) if text.strip() else np.zeros(0, dtype=np.int16)
+            pieces.append(pcm)
+            at += len(pcm)
+        return self._wav(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16), sample_rate), marks
+
+    def _wav(self, pcm: np.ndarray, sample_rate: int) -> bytes:
+        audio = resample(pcm, self.native_rate, sample_rate)
         buf = io.BytesIO()
         sf.write(buf, audio, sample_rate, format="WAV", subtype="PCM_16")
         return buf.getvalue()
@@ -181,18 +198,32 @@ def running(app: Any) -> Iterator[str]:
         sock.close()
 
 
+def ssml_marked(element: Any) -> list[tuple[str | None, str]]:
+    """What an SSML document says between the `<mark name>`s directly inside it: (the mark
+    before the part or None, what the part says)."""
+    parts: list[tuple[str | None, str]] = [(None, element.text or "")]
+    for child in element:
+        if child.tag.rsplit("}", 1)[-1] == "mark":
+            parts.append((child.get("name", ""), ""))
+        else:
+            mark, said = parts[-1]
+            parts[-1] = (mark, said + _said(child))
+        mark, said = parts[-1]
+        parts[-1] = (mark, said + (child.tail or ""))
+    return parts
+
+
 def ssml_speech(element: Any) -> str:
     """What an SSML element says, as the services read it: text, `<sub alias>` as its alias,
     `<phoneme ph>` as those phonemes (given to Piper inline, `[[ ... ]]`), other elements by
     their content."""
-    said = [element.text or ""]
-    for child in element:
-        tag = child.tag.rsplit("}", 1)[-1]
-        if tag == "sub":
-            said.append(child.get("alias", ""))
-        elif tag == "phoneme":
-            said.append(f" [[ {child.get('ph', '')} ]] ")
-        else:
-            said.append(ssml_speech(child))
-        said.append(child.tail or "")
-    return "".join(said)
+    return (element.text or "") + "".join(_said(child) + (child.tail or "") for child in element)
+
+
+def _said(child: Any) -> str:
+    tag = child.tag.rsplit("}", 1)[-1]
+    if tag == "sub":
+        return child.get("alias", "")
+    if tag == "phoneme":
+        return f" [[ {child.get('ph', '')} ]] "
+    return ssml_speech(child)

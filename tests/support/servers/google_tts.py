@@ -1,13 +1,18 @@
-"""Google Cloud Text-to-Speech v1 REST protocol: GET /v1/voices, POST /v1/text:synthesize.
+"""Google Cloud Text-to-Speech v1 REST protocol: GET /v1/voices, POST /v1/text:synthesize,
+and v1beta1's POST /v1beta1/text:synthesize with time pointing.
 
 Shapes as documented: voices are {"languageCodes", "name", "ssmlGender",
 "naturalSampleRateHertz"}; synthesis answers {"audioContent": base64}; LINEAR16 carries a WAV
-header; errors are {"error": {"code", "message", "status"}}. The REST client asks for integer
+header; errors are {"error": {"code", "message", "status"}}. v1beta1's `enableTimePointing:
+[SSML_MARK]` adds `timepoints: [{"markName", "timeSeconds"}]`, one per `<mark name>` in the
+SSML (here: marks directly inside `<speak>`), each part between marks spoken on its own so its
+time is exact. The REST client asks for integer
 enums ($alt=json;enum-encoding=int), so both spellings are accepted and echoed as asked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import xml.etree.ElementTree as ET
@@ -16,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.support.servers import ServiceServer, ssml_speech
+from tests.support.servers import ServiceServer, ssml_marked, ssml_speech
 
 MAX_INPUT_BYTES = 5000
 _STATUS = {
@@ -63,6 +68,7 @@ class GoogleTTSServer(ServiceServer):
             return JSONResponse({"voices": voices})
 
         @app.post("/v1/text:synthesize")
+        @app.post("/v1beta1/text:synthesize")
         async def synthesize(request: Request) -> Response:
             try:
                 body = json.loads(await request.body())
@@ -104,11 +110,24 @@ class GoogleTTSServer(ServiceServer):
                 return self.error(400, "Invalid audio config: volume_gain_db must be in [-96.0, 16.0].")
             natural = known[name]["naturalSampleRateHertz"] if name else 24000
             sample_rate = int(audio.get("sampleRateHertz") or natural)
+            pointing = body.get("enableTimePointing") or []
+            if pointing and not request.url.path.startswith("/v1beta1/"):
+                return self.error(400, 'Invalid JSON payload received. Unknown name "enableTimePointing": '
+                                  "Cannot find field.")
+            marked = any(t in (1, "SSML_MARK") for t in pointing)
             try:
-                spoken = text if text else ssml_speech(ET.fromstring(ssml))
+                root = None if text else ET.fromstring(ssml)
             except ET.ParseError as err:
                 return self.error(400, f"Invalid SSML: {err}")
-            wav = await self.speak(spoken, sample_rate=sample_rate, rate=rate, gain_db=gain)
+            timepoints: dict[str, float] = {}
+            if marked and root is not None:
+                wav, timepoints = await asyncio.to_thread(
+                    self.speaker.marked_wav, ssml_marked(root), sample_rate=sample_rate, rate=rate, gain_db=gain)
+            else:
+                wav = await self.speak(text or ssml_speech(root), sample_rate=sample_rate, rate=rate, gain_db=gain)
             if encoding == "PCM":
                 wav = wav[44:]  # headerless: drop the canonical 44-byte WAV header
-            return JSONResponse({"audioContent": base64.b64encode(wav).decode()})
+            answer: dict[str, Any] = {"audioContent": base64.b64encode(wav).decode()}
+            if marked:
+                answer["timepoints"] = [{"markName": m, "timeSeconds": t} for m, t in timepoints.items()]
+            return JSONResponse(answer)
