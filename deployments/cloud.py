@@ -229,8 +229,11 @@ class CloudTTSEngine(TTSEngine):
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
         # One call for the whole piece: a call a sentence would turn "a. a. a. ..." into
         # thousands of billed round trips (each with its own latency and rate limit).
+        # The chunk says what it says (its words, if the service timed them), so a stream's
+        # word timestamps can be found for it like for a whole answer.
         audio = await self.synthesize(request)
-        yield AudioChunk(pcm=audio.pcm, sample_rate=audio.sample_rate, sentences=audio.sentences, index=0)
+        said = audio.sentences or [Sentence(text=request.text.strip(), samples=len(audio.pcm) // 2)]
+        yield AudioChunk(pcm=audio.pcm, sample_rate=audio.sample_rate, sentences=said, index=0)
 
     # --- helpers ------------------------------------------------------------------------
 

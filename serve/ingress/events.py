@@ -20,8 +20,8 @@ from deployments.base import AudioChunk
 
 class Timing:
     """Word timestamps of a stream, chunk by chunk: a chunk that says its sentences (Piper's,
-    Google's with its marks, the cache's) is timed where it falls in the stream; one that does
-    not (Azure's or IBM's whole piece) gets no word events."""
+    a cloud engine's piece, the cache's) is timed where it falls in the stream; one that does
+    not (the cloning engines' model steps) gets no word events."""
 
     def __init__(self, aligner: Aligner, language: str) -> None:
         self.aligner, self.language = aligner, language
