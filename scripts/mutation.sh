@@ -5,11 +5,15 @@
 # one of them, and record the survivors in bench/RESULTS.md.
 #   scripts/mutation.sh                    every module
 #   scripts/mutation.sh cache-key quotas   only these (names from modules.tsv)
+#   scripts/mutation.sh --survivors router  only the last run's survivors, against the tests as
+#                                           they are now (after adding tests for them)
 # cosmic-ray writes each mutant into the source file and runs the tests, so this works in a
 # copy of the working tree (with its own .venv: scripts/install.sh) under
 # $CHORUS_MUTATION_DIR (default /tmp/chorus-mutation), never in the checkout itself.
 # Prints, per module, the counts and each surviving mutant's diff.
 set -euo pipefail
+survivors_only=false
+if [ "${1:-}" = "--survivors" ]; then survivors_only=true; shift; fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="${CHORUS_MUTATION_DIR:-${TMPDIR:-/tmp}/chorus-mutation}"
 tree="$work/tree"
@@ -43,12 +47,18 @@ name = "local"
 [cosmic-ray.filters.operators-filter]
 exclude-operators = [$exclude]
 TOML
-  rm -f "$session"
+  if $survivors_only && [ ! -f "$session" ]; then echo "$name: no earlier run to take survivors from" >&2; status=1; continue; fi
+  $survivors_only || rm -f "$session"
   (
     cd "$tree"
-    "$venv/bin/cosmic-ray" init "$config" "$session" >/dev/null
-    "$venv/bin/cr-filter-operators" "$session" "$config" >/dev/null
-    "$venv/bin/cr-filter-pragma" "$session" >/dev/null
+    if $survivors_only; then
+      # exec runs the mutants that have no result: forget the survivors' results.
+      "$venv/bin/python" -c 'import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute("delete from work_results where test_outcome = ?", ("SURVIVED",)); db.commit()' "$session"
+    else
+      "$venv/bin/cosmic-ray" init "$config" "$session" >/dev/null
+      "$venv/bin/cr-filter-operators" "$session" "$config" >/dev/null
+      "$venv/bin/cr-filter-pragma" "$session" >/dev/null
+    fi
     # The unmutated module must pass its tests, or every mutant would look killed.
     "$venv/bin/cosmic-ray" baseline "$config" >/dev/null || { echo "$name: the unmutated tests fail" >&2; exit 1; }
     "$venv/bin/cosmic-ray" exec "$config" "$session" >/dev/null
