@@ -14,25 +14,42 @@ from typing import Any
 from chorus.speech.aligner import Aligner
 from chorus.speech.attempts import Attempt, RoutedStream, attempt_after
 from chorus.speech.encoding import StreamEncoder
-from chorus.speech.timestamps import timestamps
-from deployments.base import AudioChunk
+from chorus.speech.timestamps import Word, timestamps
+from deployments.base import AudioChunk, AudioResult
 
 
 class Timing:
     """Word timestamps of a stream, chunk by chunk: a chunk that says its sentences (Piper's,
-    a cloud engine's piece, the cache's) is timed where it falls in the stream; one that does
-    not (the cloning engines' model steps) gets no word events."""
+    a cloud engine's piece, the cache's) is timed where it falls in the stream. A stream none
+    of whose chunks says them (the cloning engines' model steps) is timed once it is whole,
+    against the whole text: its words come after its last audio."""
 
-    def __init__(self, aligner: Aligner, language: str) -> None:
-        self.aligner, self.language = aligner, language
+    def __init__(self, aligner: Aligner, language: str, text: str) -> None:
+        self.aligner, self.language, self.text = aligner, language, text
         self.seconds = 0.0
+        self._untold: list[AudioChunk] = []  # chunks that did not say their sentences
+        self._told = False  # some chunk did
 
     async def words(self, chunk: AudioChunk) -> list[bytes]:
         offset, self.seconds = self.seconds, self.seconds + chunk.duration_s
         if not chunk.sentences:
+            self._untold.append(chunk)
             return []
+        self._told = True
         timed = await timestamps(chunk, "", self.language, self.aligner, offset_s=offset)
-        return [event({"type": "speech.word", **w.model_dump()}) for w in timed.words]
+        return _word_events(timed.words)
+
+    async def rest(self) -> list[bytes]:
+        """The words of a complete stream whose chunks never said their sentences. (Where
+        some did, which text the others hold is not known: they get none.)"""
+        if self._told or not self._untold:
+            return []
+        timed = await timestamps(AudioResult.joined(self._untold), self.text, self.language, self.aligner)
+        return _word_events(timed.words)
+
+
+def _word_events(words: list[Word]) -> list[bytes]:
+    return [event({"type": "speech.word", **w.model_dump()}) for w in words]
 
 
 def event(data: dict[str, Any]) -> bytes:
@@ -63,6 +80,9 @@ async def speech_events(body: AsyncIterator[tuple[bytes, AudioChunk | None]], ro
     if routed.end.cut is not None:
         yield error_event(routed.end.cut)
         return
+    if timing is not None:
+        for word in await timing.rest():
+            yield word
     # Chorus counts characters, not tokens: OpenAI's fields carry characters, and say so twice.
     yield event({"type": "speech.audio.done", "usage": {
         "input_tokens": characters, "output_tokens": 0, "total_tokens": characters,

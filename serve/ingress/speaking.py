@@ -180,7 +180,7 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
         body = speech_span.until_done(span, _stream_body(routed.chunks, encoder), routed.chunks)
         headers = chorus_headers(routed, started, is_admin(request, replica))
         if sse:
-            timed = events.Timing(replica.aligner, utterance.language) if utterance.timestamps else None
+            timed = events.Timing(replica.aligner, utterance.language, utterance.text) if utterance.timestamps else None
             return StreamingResponse(
                 events.speech_events(body, routed, encoder, characters=len(utterance.text), timing=timed),
                 media_type="text/event-stream",

@@ -53,9 +53,11 @@ class Aligner:
             decoder.start_utt()
             decoder.process_raw(resample(pcm, rate, RATE), full_utt=True)
             decoder.end_utt()
-            found = [(seg.start_frame * FRAME_S, (seg.end_frame + 1) * FRAME_S) for seg in decoder.seg()
+            # None, or a RuntimeError: no alignment reached the end of the audio (no speech).
+            segments = decoder.seg() or []
+            found = [(seg.start_frame * FRAME_S, (seg.end_frame + 1) * FRAME_S) for seg in segments
                      if seg.word.split("(")[0] not in _FILLERS]
-        except RuntimeError:  # no alignment reached the end of the audio
+        except RuntimeError:
             return None
         finally:
             self._idle.put(decoder)

@@ -138,6 +138,7 @@ class ScriptedEngine(TTSEngine):
         self.delay_s = 0.0
         self.seconds_per_character = 0.01  # how long the audio of a text is
         self.word_timings = True  # reports when its words are heard, when asked (as Piper does)
+        self.says_sentences = True  # reports what each chunk says (as Piper does; XTTS does not)
         self.stall_at: int | None = None
         self.status_error: Exception | None = None
         self.status_gate: asyncio.Event | None = None
@@ -202,4 +203,4 @@ class ScriptedEngine(TTSEngine):
             self.chunks_sent += 1
             pcm = self.pcm(sentence)
             yield AudioChunk(pcm=pcm, sample_rate=self.sample_rate, variant=self.variant, index=index,
-                             sentences=[self.said(sentence, pcm, request)])
+                             sentences=[self.said(sentence, pcm, request)] if self.says_sentences else [])

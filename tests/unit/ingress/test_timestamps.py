@@ -57,6 +57,15 @@ async def test_an_engine_without_durations_is_aligned_or_estimated(api: Api) -> 
     assert ends == pytest.approx([0.2 * n / 16 for n in (5, 7, 10, 11, 16)], abs=0.001)  # by their characters
 
 
+async def test_audio_the_aligner_finds_no_speech_in_is_estimated_not_an_error(api: Api) -> None:
+    """Known words, but a tone: the aligner finds no alignment at all (pocketsphinx gives no
+    segments), which is an estimate, not a 500."""
+    api.piper.word_timings = False
+    r = await api.client.post(URL, json={"text": "Open the door.", "timestamps": True})
+    assert r.status_code == 200, r.text
+    assert [(s["words_from"], s["end"]) for s in r.json()["sentences"]] == [("estimate", 0.14)]
+
+
 async def test_a_language_without_an_aligner_gets_sentence_timestamps_and_says_so(api: Api) -> None:
     api.google.word_timings = False
     r = await api.client.post(URL, json={"text": "Hola. ¿Qué tal?", "language": "es", "timestamps": True})
@@ -74,6 +83,31 @@ async def test_sse_streams_word_events_where_their_audio_is(api: Api) -> None:
         "speech.audio.done"]  # each sentence's words right after its audio
     words = [(e["text"], e["start"], e["end"]) for e in events if e["type"] == "speech.word"]
     assert words[1] == ("there.", 0.06, 0.12) and words[2] == ("How", 0.12, 0.15)
+
+
+async def test_a_stream_that_does_not_say_its_sentences_gets_its_words_at_its_end(api: Api) -> None:
+    """The cloning engines stream model steps, not sentences: once all the audio is there, it
+    is timed against the whole text (here shared by length: a tone), before the stream's end."""
+    api.piper.says_sentences = False
+    r = await api.client.post(URL, json={"text": TEXT, "format": "pcm", "stream_format": "sse", "timestamps": True},
+                              headers={"cache-control": "no-store"})
+    events = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:")]
+    assert [e["type"] for e in events] == ["speech.audio.delta"] * 2 + ["speech.word"] * 6 + ["speech.audio.done"]
+    words = [e for e in events if e["type"] == "speech.word"]
+    assert [w["text"] for w in words] == TEXT.split()
+    # 0.3 s of audio (10 ms a character, 12 + 18 characters), shared by the 26 characters of the words.
+    assert words[0]["start"] == 0 and words[-1]["end"] == pytest.approx(0.3, abs=0.001)
+    assert [w["end"] for w in words] == pytest.approx([0.3 * n / 26 for n in (5, 11, 14, 17, 20, 26)], abs=0.002)
+
+
+async def test_a_cut_stream_gets_no_words_it_cannot_place(api: Api) -> None:
+    """A stream that fails after its first chunk is not timed against the whole text."""
+    api.piper.says_sentences = False
+    api.piper.error, api.piper.fail_at = RuntimeError("boom"), 1
+    r = await api.client.post(URL, json={"text": TEXT, "format": "pcm", "stream_format": "sse", "timestamps": True},
+                              headers={"cache-control": "no-store"})
+    kinds = [json.loads(line[5:])["type"] for line in r.text.splitlines() if line.startswith("data:")]
+    assert kinds == ["speech.audio.delta", "error"]
 
 
 @pytest.mark.parametrize(("body", "message"), [

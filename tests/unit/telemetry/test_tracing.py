@@ -144,6 +144,19 @@ async def test_a_fallback_is_one_trace_http_speech_and_an_attempt_per_engine(
     assert trace_ids == {http.context.trace_id}
 
 
+async def test_an_attempts_real_time_factor_is_its_wall_time_per_second_of_audio(traced: Traced) -> None:
+    """RTF = the attempt's seconds / its audio's seconds: at least the engine's own delay's
+    share, at most the whole attempt span's."""
+    traced.google.delay_s = 0.06
+    r = await traced.client.post("/v1/personalities/ann/speech", json={"text": "Hello there."})
+    assert r.status_code == 200, r.text
+    (google,) = [a for a in traced.named(spans.ATTEMPT) if attrs(a)[spans.ENGINE] == "google_tts"]
+    assert google.end_time is not None and google.start_time is not None
+    audio_s, wall_s = attrs(google)[spans.AUDIO_SECONDS], (google.end_time - google.start_time) / 1e9
+    assert audio_s == pytest.approx(0.12)
+    assert 0.06 / audio_s <= attrs(google)[spans.REAL_TIME_FACTOR] <= wall_s / audio_s
+
+
 async def test_a_stream_span_ends_with_the_stream_and_times_its_first_audio(
     traced: Traced, engine_spans: InMemorySpanExporter
 ) -> None:
