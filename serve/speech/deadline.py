@@ -51,6 +51,11 @@ class Deadline:
         left = self.remaining()
         return left is not None and (timeout is None or left < timeout)
 
+    def cut_short(self) -> DeadlinePassed:
+        """The error for a call this deadline cut short (`cuts` said so, so there is one)."""
+        assert self.seconds is not None, "no deadline cuts anything short"
+        return DeadlinePassed(self.seconds)
+
     def limit(self, timeout: float | None) -> float | None:
         """How long a call may wait: `timeout`, or what is left of the deadline if less."""
         return self.remaining() if self.cuts(timeout) else timeout

@@ -390,7 +390,7 @@ class Router:
                 return
             except TimeoutError:
                 if deadline.cuts(limit):
-                    raise DeadlinePassed(deadline.seconds or 0) from None
+                    raise deadline.cut_short() from None
                 raise TimeoutError(f"no audio for {limit:g} s") from None
             yield chunk
 
@@ -436,7 +436,7 @@ class Router:
         except TimeoutError:
             cancel()
             if deadline.cuts(timeout):
-                raise DeadlinePassed(deadline.seconds or 0) from None
+                raise deadline.cut_short() from None
             raise
         except asyncio.CancelledError:
             cancel()

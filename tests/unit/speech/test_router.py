@@ -21,6 +21,8 @@ from chorus.personalities import Personality, parse_spec
 from chorus.speech.attempts import FAILED, UNAVAILABLE, AllEnginesFailed
 from chorus.speech.board import EngineBoard
 from chorus.speech.breaker import CIRCUIT_OPEN, BreakerConfig, Breakers, CircuitState
+from chorus.speech.cache.store import AudioCache
+from chorus.speech.cache.tiers import MemoryTier
 from chorus.speech.deadline import DEADLINE_PASSED, Deadlines
 from chorus.speech.router import Router
 from chorus.speech.utterance import Utterance
@@ -368,6 +370,7 @@ async def test_the_request_deadline_covers_every_piece_and_fallback() -> None:
         ("google_tts", "skipped", DEADLINE_PASSED),
         ("azure_tts", "skipped", DEADLINE_PASSED),
     ]
+    assert err.value.attempts[0].detail == "the request's 0.4 s deadline passed"
     assert s.handles["piper"].cancelled == ["synthesize"] and s["google_tts"].requests == []
     assert [(a[spans.OUTCOME], a[spans.REASON]) for a in s.attempt_spans()] == [
         ("timeout", DEADLINE_PASSED), ("skipped", DEADLINE_PASSED), ("skipped", DEADLINE_PASSED)]
@@ -441,6 +444,80 @@ async def test_a_failed_probe_reopens_the_circuit() -> None:
     await s.router.synthesize(say())  # the probe: one failure is enough to open again
     assert s.router.breakers["piper"].state is CircuitState.open
     assert [a.reason for a in (await s.router.synthesize(say())).attempts] == [CIRCUIT_OPEN]
+
+
+async def test_a_stream_failing_midway_counts_against_its_engine_a_caller_leaving_does_not() -> None:
+    s = Setup(breaker=BreakerConfig(failures=1, cool_down_s=60))
+    routed = await s.router.stream(say("One. Two. Three."))
+    got = routed.chunks.__aiter__()
+    await got.__anext__()
+    await got.aclose()  # the caller went away after the first sentence
+    assert s.router.breakers["piper"].state is CircuitState.closed
+    assert s.attempt_spans()[-1][spans.OUTCOME] == "ok"
+    s["piper"].error, s["piper"].fail_at = EngineFailedError("broke", "piper"), 1
+    with pytest.raises(EngineFailedError):
+        await chunks(await s.router.stream(say("One. Two. Three.")))
+    assert s.router.breakers["piper"].state is CircuitState.open
+    assert s.attempt_spans()[-1][spans.OUTCOME] == "failed"
+
+
+def cached_setup() -> Setup:
+    """Piper's circuit half-open (one failure, a 50 ms cool-down) over an audio cache."""
+    s = Setup(breaker=BreakerConfig(failures=1, cool_down_s=0.05))
+    s.router.cache = AudioCache(MemoryTier(1 << 20), None)
+    return s
+
+
+async def half_open(s: Setup) -> None:
+    s["piper"].error = EngineFailedError("down", "piper")
+    await s.router.synthesize(say("Broken."))
+    s["piper"].error = None
+    await asyncio.sleep(0.06)
+    assert s.router.breakers["piper"].state is CircuitState.half_open
+
+
+async def test_a_stream_the_cache_answers_says_nothing_of_the_engine_and_gives_the_probe_back() -> None:
+    s = cached_setup()
+    await chunks(await s.router.stream(say("One. Two.")))
+    await half_open(s)
+    routed = await s.router.stream(say("One. Two."))
+    assert routed.cache == "hit" and routed.engine == "piper"
+    await chunks(routed)
+    assert s.router.breakers["piper"].state is CircuitState.half_open  # not closed by the cache
+    assert (await s.router.synthesize(say("Three."))).engine == "piper"  # the probe's place was free
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_part_the_engine_makes_after_cached_ones_closes_a_half_open_circuit(stream: bool) -> None:
+    s = cached_setup()
+    await chunks(await s.router.stream(say("One.")))
+    await half_open(s)
+    if stream:
+        routed = await s.router.stream(say("One. Two."))
+        assert routed.cache == "partial"
+        await chunks(routed)
+    else:
+        assert (await s.router.synthesize(say("Four. Five."))).cache == "miss"
+    assert s.router.breakers["piper"].state is CircuitState.closed
+
+
+async def test_a_requested_engine_the_personality_lacks_is_skipped_as_not_configured() -> None:
+    s = Setup()
+    who = personality(fallbackChain=["google_tts"], providers={"piper": {}, "google_tts": {}})
+    routed = await s.router.synthesize(say(who=who, provider="azure_tts"))
+    assert routed.engine == "piper"
+    assert [(a.engine, a.reason) for a in routed.attempts] == [("azure_tts", "not configured for this personality")]
+    assert s["azure_tts"].requests == []
+
+
+async def test_a_stream_whose_first_sentence_is_over_the_audio_limit_ends_cleanly() -> None:
+    s = Setup()
+    s.router.max_audio_s = 0.05  # the first sentence is 0.12 s
+    routed = await s.router.stream(say("Hello there. More."))
+    assert await chunks(routed) == []
+    assert routed.end.cut is not None and "audio" in routed.end.cut.reason
+    [attempt] = s.attempt_spans()
+    assert attempt[spans.OUTCOME] == "ok" and spans.REAL_TIME_FACTOR not in attempt
 
 
 async def test_a_stream_stalling_counts_against_its_engine() -> None:
