@@ -389,6 +389,38 @@ async def test_a_caller_going_away_cancels_the_engine_call() -> None:
     assert s.handles["piper"].cancelled == ["synthesize"]
 
 
+async def test_a_caller_going_away_before_the_first_chunk_cancels_the_stream_call() -> None:
+    s = Setup(breaker=BreakerConfig(failures=1, cool_down_s=60))
+    s["piper"].delay_s = 5
+    task = asyncio.ensure_future(s.router.stream(say()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert set(s.handles["piper"].cancelled) == {"stream"}
+    assert s.router.breakers["piper"].state is CircuitState.closed  # nothing held against the engine
+    [attempt] = s.attempt_spans()  # ended, saying why
+    assert (attempt[spans.OUTCOME], attempt[spans.ERROR_TYPE]) == ("failed", "CancelledError")
+
+
+@pytest.mark.parametrize(("limit", "sent"), [(0.08, 2), (0.079, 1), (0.12, 3)])
+async def test_a_stream_ends_at_the_audio_limit_counting_every_chunk_so_far(limit: float, sent: int) -> None:
+    """Three 40 ms sentences: a limit of 80 ms holds exactly two (the limit is inclusive)."""
+    s = Setup()
+    s.router.max_audio_s = limit
+    routed = await s.router.stream(say("Aaa. Bbb. Ccc."))
+    got = await chunks(routed)
+    assert [c.duration_s for c in got] == [0.04] * sent
+    assert (routed.end.cut is None) == (sent == 3)
+
+
+async def test_the_variant_an_engine_says_it_spoke_is_on_its_attempt() -> None:
+    s = Setup(ScriptedEngine("piper", variant="british"), *(ScriptedEngine(e) for e in ENGINES[1:]))
+    routed = await s.router.synthesize(say())
+    assert routed.variant == "british"
+    assert s.attempt_spans()[-1][spans.VARIANT] == "british"  # the personality named none
+
+
 # --- circuit breaker ------------------------------------------------------------------------
 
 
