@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from chorus.personalities import Personality, parse_spec
-from chorus.speech.attempts import FAILED, UNAVAILABLE, AllEnginesFailed
+from chorus.speech.attempts import FAILED, UNAVAILABLE, AllEnginesFailed, AudioTooLong
 from chorus.speech.board import EngineBoard
 from chorus.speech.breaker import CIRCUIT_OPEN, BreakerConfig, Breakers, CircuitState
 from chorus.speech.cache.store import AudioCache
@@ -412,6 +412,29 @@ async def test_a_stream_ends_at_the_audio_limit_counting_every_chunk_so_far(limi
     got = await chunks(routed)
     assert [c.duration_s for c in got] == [0.04] * sent
     assert (routed.end.cut is None) == (sent == 3)
+
+
+@pytest.mark.parametrize(("text", "limit", "fits"), [
+    ("Aaa. Bbb.", 0.08, True), ("Aaa. Bbb. Ccc.", 0.08, False), ("Aaa.", 0.039, False)])
+async def test_a_whole_answer_is_refused_past_the_audio_limit(text: str, limit: float, fits: bool) -> None:
+    """40 ms a sentence: the limit is inclusive and counts all of the answer's audio."""
+    s = Setup(ScriptedEngine("piper", max_characters=4), *(ScriptedEngine(e) for e in ENGINES[1:]))
+    s.router.max_audio_s = limit
+    if fits:
+        assert (await s.router.synthesize(say(text))).audio.duration_s == pytest.approx(limit)
+    else:
+        with pytest.raises(AudioTooLong):
+            await s.router.synthesize(say(text))
+        assert s["google_tts"].requests == []  # the request's size, not piper's failure
+
+
+async def test_a_configured_variant_is_on_the_attempt_even_when_it_fails() -> None:
+    s = Setup()
+    s["piper"].error = EngineFailedError("down", "piper")
+    who = personality(providers={"piper": {"variant": "british"}, "google_tts": {}, "azure_tts": {}})
+    await s.router.synthesize(say(who=who))
+    assert [(a[spans.ENGINE], a.get(spans.VARIANT)) for a in s.attempt_spans()] == [
+        ("piper", "british"), ("google_tts", None)]
 
 
 async def test_the_variant_an_engine_says_it_spoke_is_on_its_attempt() -> None:
