@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +24,7 @@ from chorus.auth.keys import KeyEntry
 from chorus.ingress.asgi import create_app
 from chorus.ingress.config import IngressConfig
 from chorus.ingress.replica import Replica
-from chorus.quotas.callers import LimitName
+from chorus.quotas.callers import LimitName, _utc_periods
 from chorus.speech.board import EngineBoard
 from deployments.base import EngineFailedError, Health
 from tests.support import recordings as rec
@@ -123,7 +124,8 @@ async def test_a_keys_rate_admits_exactly_its_limit_under_concurrency(make: Any,
     assert len(ok(responses)) == 5, [(r.status_code, r.text[:300]) for r in responses]
     out = refused(responses, LimitName.KEY_RATE)
     assert len(out) == 4 and all(r.json()["limit"]["remaining"] == 0 for r in out)
-    assert "API key 'alice'" in out[0].json()["detail"] and "5 requests per 1 minute" in out[0].json()["detail"]
+    assert re.fullmatch(r"API key 'alice' is over its key_rate limit of 5 requests per 1 minute; it resets in \d+ s",
+                        out[0].json()["detail"]), out[0].json()["detail"]
     assert 55 <= int(out[0].headers["Retry-After"]) <= 60
     assert len(api.piper.requests) == 5  # the refused never reached an engine
     if storage is not None:  # counted in Redis, not in this process
@@ -189,7 +191,8 @@ async def test_a_daily_budget_is_exact_under_concurrency(make: Any) -> None:
     assert len(ok(responses)) == 10
     out = refused(responses, LimitName.CHARACTERS_PER_DAY)
     assert len(out) == 3
-    assert "10 asked, 0 left" in out[0].json()["detail"]
+    assert re.fullmatch(r"API key 'alice' is over its characters_per_day limit of 100 characters per UTC day "
+                        r"\(10 asked, 0 left\); it resets in \d+ s", out[0].json()["detail"]), out[0].json()["detail"]
     assert out[0].json()["limit"]["resets_at"].startswith(
         (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00"))
     assert sum(len(r.text) for r in api.piper.requests) == 100
@@ -251,6 +254,18 @@ async def test_a_refused_clone_reference_gives_its_characters_back(make: Any) ->
     assert (await api.speak()).status_code == 200
 
 
+@pytest.mark.parametrize(("now", "day_ends", "month_ends"), [
+    ("2026-11-15T10:00:00", "2026-11-16", "2026-12-01"),
+    ("2026-12-31T23:59:59", "2027-01-01", "2027-01-01"),
+    ("2027-01-31T00:00:00", "2027-02-01", "2027-02-01"),
+    ("2028-02-28T12:00:00", "2028-02-29", "2028-03-01"),
+])
+def test_budgets_end_with_the_utc_day_and_month(now: str, day_ends: str, month_ends: str) -> None:
+    periods = _utc_periods(datetime.fromisoformat(now).replace(tzinfo=UTC))
+    assert periods[LimitName.CHARACTERS_PER_DAY] == (now[:10], datetime.fromisoformat(day_ends).replace(tzinfo=UTC))
+    assert periods[LimitName.CHARACTERS_PER_MONTH] == (now[:7], datetime.fromisoformat(month_ends).replace(tzinfo=UTC))
+
+
 def test_the_redis_url_comes_from_the_environment_unless_given() -> None:
     args = AppArgs.model_validate({"personalities": {"directory": "/tmp/p"}})
     env = {"CHORUS_REDIS_URL": "redis://cache:6379/2"}
@@ -290,6 +305,7 @@ async def test_a_keys_requests_under_way_at_once_are_capped(make: Any) -> None:
     assert sorted(r.status_code for r in responses) == [200, 200, 429, 429]
     (over, _) = [r for r in responses if r.status_code == 429]
     assert over.json()["limit"]["name"] == "concurrent" and over.headers["Retry-After"] == "1"
-    assert "already has 2 requests under way" in over.json()["detail"]
+    assert over.json()["detail"] == ("API key 'alice' already has 2 requests under way on this replica, its most at "
+                                     "once; retry in 1 s")
     api.piper.delay_s = 0
     assert (await api.speak()).status_code == 200  # a finished request frees its place
