@@ -24,7 +24,7 @@ from chorus.auth.keys import KeyEntry
 from chorus.ingress.asgi import create_app
 from chorus.ingress.config import IngressConfig
 from chorus.ingress.replica import Replica
-from chorus.quotas.callers import LimitName, _utc_periods
+from chorus.quotas.callers import Charge, LimitName, _utc_periods
 from chorus.speech.board import EngineBoard
 from deployments.base import EngineFailedError, Health
 from tests.support import recordings as rec
@@ -252,6 +252,20 @@ async def test_a_refused_clone_reference_gives_its_characters_back(make: Any) ->
                                   files={"file": ("ref.wav", rec.minimal_wav(0.2), "audio/wav")})
     assert clone.status_code == 422, clone.text  # too short to clone from
     assert (await api.speak()).status_code == 200
+
+
+def test_a_charge_gives_back_only_what_no_engine_took() -> None:
+    """The characters refunded when an utterance raises: none once an engine took them all,
+    all of them if the engine failed them, and a fallback engine's retake is not paid twice."""
+    charge = Charge(12)
+    assert charge.unsent() == 12
+    charge.sent("piper", 12)
+    assert charge.unsent() == 0
+    charge.failed("piper", 12)
+    assert charge.unsent() == 12
+    charge.sent("google_tts", 5)
+    charge.sent("azure_tts", 7)
+    assert charge.unsent() == 5  # the most one engine took (7) is paid
 
 
 @pytest.mark.parametrize(("now", "day_ends", "month_ends"), [
