@@ -168,11 +168,13 @@ async def test_google_times_words_by_its_own_marks(clouds: dict[str, Cloud], spe
     seconds = len(audio.pcm) / 2 / audio.sample_rate
     assert words[0].start == 0 and words[-1].end == seconds
     assert all(a.end == b.start and a.start < a.end for a, b in zip(words, words[1:], strict=False))
-    # Each word's own audio is that word: heard alone, its stretch is about as long as Piper
-    # takes to say it alone (the server's noise varies durations a little).
-    for w in words:
-        alone = speaker.pcm(w.text.strip(",!")).size / speaker.native_rate
-        assert w.end - w.start == pytest.approx(alone, rel=0.35), (w, alone)
+    # Each word's stretch is the audio of its own part (the word and the token without letters
+    # after it, as the server speaks it): about as long as Piper takes to say that part alone
+    # (the server's noise varies durations: up to 1.2x between takes of "the", measured).
+    parts = ["Well,", "open", "the", "door —", "please!"]
+    for w, part in zip(words, parts, strict=True):
+        alone = speaker.pcm(part).size / speaker.native_rate
+        assert w.end - w.start == pytest.approx(alone, rel=0.4), (w, part, alone)  # 1.1-1.2x measured
     # Without timestamps, v1 and plain text, as before.
     await engine.synthesize(_req(text))
     assert google.server.last("text:synthesize").path == "/v1/text:synthesize"
