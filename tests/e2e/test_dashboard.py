@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -89,7 +90,9 @@ def app(chorus: ChorusApp) -> ChorusApp:
 
 
 def until(browser: WebDriver, check: Callable[[WebDriver], T], timeout: float = 30) -> T:
-    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(check)
+    # A live view may replace an element between a check's find and its read: look again.
+    return WebDriverWait(browser, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(check)
 
 
 def cell(browser: WebDriver, table: str, row: str, col: str) -> str:
