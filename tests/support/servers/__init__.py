@@ -77,7 +77,7 @@ class PiperSpeaker:
             pcm = self.pcm(text, rate=rate, gain_db=gain_db) if text.strip() else np.zeros(0, dtype=np.int16)
             pieces.append(pcm)
             at += len(pcm)
-        return self._wav(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16), sample_rate), marks
+        return self._wav(np.concatenate(pieces), sample_rate), marks
 
     def _wav(self, pcm: np.ndarray, sample_rate: int) -> bytes:
         audio = resample(pcm, self.native_rate, sample_rate)
@@ -201,16 +201,16 @@ def running(app: Any) -> Iterator[str]:
 def ssml_marked(element: Any) -> list[tuple[str | None, str]]:
     """What an SSML document says between the `<mark name>`s directly inside it: (the mark
     before the part or None, what the part says)."""
-    parts: list[tuple[str | None, str]] = [(None, element.text or "")]
+    marks: list[str | None] = [None]
+    said = [element.text or ""]
     for child in element:
         if child.tag.rsplit("}", 1)[-1] == "mark":
-            parts.append((child.get("name", ""), ""))
+            marks.append(child.get("name", ""))
+            said.append("")
         else:
-            mark, said = parts[-1]
-            parts[-1] = (mark, said + _said(child))
-        mark, said = parts[-1]
-        parts[-1] = (mark, said + (child.tail or ""))
-    return parts
+            said[-1] += _said(child)
+        said[-1] += child.tail or ""
+    return list(zip(marks, said, strict=True))
 
 
 def ssml_speech(element: Any) -> str:

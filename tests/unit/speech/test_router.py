@@ -378,25 +378,25 @@ async def test_the_request_deadline_covers_every_piece_and_fallback() -> None:
     assert s.router.breakers["piper"].shown().failures == 0
 
 
-async def test_a_caller_going_away_cancels_the_engine_call() -> None:
-    s = Setup()
+async def leave_while_piper_works(s: Setup, call: Any) -> None:
+    """The caller goes away 50 ms into `call`, while piper takes 5 s to answer."""
     s["piper"].delay_s = 5
-    task = asyncio.ensure_future(s.router.synthesize(say()))
+    task = asyncio.ensure_future(call)
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_caller_going_away_cancels_the_engine_call() -> None:
+    s = Setup()
+    await leave_while_piper_works(s, s.router.synthesize(say()))
     assert s.handles["piper"].cancelled == ["synthesize"]
 
 
 async def test_a_caller_going_away_before_the_first_chunk_cancels_the_stream_call() -> None:
     s = Setup(breaker=BreakerConfig(failures=1, cool_down_s=60))
-    s["piper"].delay_s = 5
-    task = asyncio.ensure_future(s.router.stream(say()))
-    await asyncio.sleep(0.05)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await leave_while_piper_works(s, s.router.stream(say()))
     assert set(s.handles["piper"].cancelled) == {"stream"}
     assert s.router.breakers["piper"].state is CircuitState.closed  # nothing held against the engine
     [attempt] = s.attempt_spans()  # ended, saying why
