@@ -7,10 +7,14 @@ would have spoken. So such a call is sent once more to the same deployment, whic
 it to a live replica; a second death is the router's to handle (next engine).
 
 Synthesis has no side effects, so repeating it is safe. A stream that dies part way
-resumes with the same request and skips the chunks already given: the engine contract
-(`deployments.base.TTSEngine.stream`) yields one chunk per sentence, so the sentences are
-the same and the listener hears each once. Only replica deaths are retried; an engine's
-own errors (`EngineError`, timeouts) are the router's as before.
+resumes where it stopped, and the listener hears each sentence once: when its chunks said
+which sentences they spoke (`AudioChunk.sentences`: Piper, the cloud engines), the repeat
+asks for the rest of the text only, so its first chunk comes as soon as any other (redoing
+what was heard would leave the stream silent that long, and a long stream past the router's
+chunk timeout); otherwise (XTTS, StyleTTS2: model steps) it repeats the same request and
+skips as many chunks as were given, which the engine yields the same for the same request.
+Only replica deaths are retried; an engine's own errors (`EngineError`, timeouts) are the
+router's as before.
 
 `RetryingHandle` wraps a Serve `DeploymentHandle` with the surface the router uses
 (`chorus.speech.router.EngineHandle`).
@@ -23,6 +27,8 @@ from collections.abc import Generator
 from typing import Any
 
 from ray.exceptions import RayActorError
+
+from deployments.base import AudioChunk, SynthesisRequest
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +87,13 @@ class _Response:
 
 class _Stream:
     """A `DeploymentResponseGenerator` resumed once if its replica died: async iterator,
-    `cancel()`. The chunks the dead replica gave are skipped in the repeat."""
+    `cancel()`. What the dead replica gave is not given again."""
 
     def __init__(self, method: Any, args: tuple[Any, ...]) -> None:
         self._method, self._args = method, args
         self._gen = method.remote(*args)
         self._given = 0
+        self._said: list[str] | None = []  # the sentences given, while every chunk told them
         self._skip = 0
         self._retried = False
 
@@ -100,17 +107,57 @@ class _Stream:
             except RayActorError as err:
                 if self._retried:
                     raise
-                log.warning("engine replica died during a stream after %d chunks (%s); resuming once",
-                            self._given, type(err).__name__)
                 self._retried = True
-                self._gen = self._method.remote(*self._args)
-                self._skip = self._given
+                self._resume(err)
                 continue
             if self._skip:
                 self._skip -= 1
                 continue
             self._given += 1
+            sentences = chunk.sentences if isinstance(chunk, AudioChunk) else []
+            if not sentences:
+                self._said = None
+            elif self._said is not None:
+                self._said.extend(s.text for s in sentences)
             return chunk
+
+    def _resume(self, err: RayActorError) -> None:
+        request = self._args[0] if self._args else None
+        rest = rest_of(request.text, self._said) if isinstance(request, SynthesisRequest) and self._said else None
+        if rest is not None:
+            log.warning("engine replica died during a stream after %d chunks (%s); resuming once with the "
+                        "%d characters not yet spoken", self._given, type(err).__name__, len(rest))
+            if not rest:  # all of it was given: nothing to ask again
+                self._gen = _Nothing()
+                return
+            self._gen = self._method.remote(request.model_copy(update={"text": rest}), *self._args[1:])
+            return
+        log.warning("engine replica died during a stream after %d chunks (%s); resuming once",
+                    self._given, type(err).__name__)
+        self._gen = self._method.remote(*self._args)
+        self._skip = self._given
 
     def cancel(self) -> None:
         self._gen.cancel()
+
+
+def rest_of(text: str, said: list[str]) -> str | None:
+    """What of `text` comes after the sentences `said` (each the exact text an engine was
+    given for it, in order); None if one is not found where it should be."""
+    at = 0
+    for sentence in said:
+        found = text.find(sentence, at)
+        if found < 0:
+            return None
+        at = found + len(sentence)
+    return text[at:].strip()
+
+
+class _Nothing:
+    """A stream with nothing left in it."""
+
+    async def __anext__(self) -> Any:
+        raise StopAsyncIteration
+
+    def cancel(self) -> None:
+        pass

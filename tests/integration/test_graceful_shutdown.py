@@ -1,6 +1,7 @@
 """A replica being drained finishes its in-flight requests: a stream that outlasts Serve's
 default 20 s drain keeps going to its last sentence while a redeploy replaces the Ingress
-replica serving it (the profiles' graceful_shutdown_timeout_s, serve/configs/)."""
+replica serving it and the Piper replica speaking it (the profiles' graceful_shutdown_timeout_s,
+serve/configs/)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 
 from tests.support.chorus_app import STEADY_PIPER, ChorusApp
 from tests.support.load import TEXTS, WAV_HEADER_BYTES
+from tests.support.replica_fault import replica_names
+from tests.support.serve_logs import lines_saying
 
 pytestmark = pytest.mark.ray
 
@@ -22,8 +25,8 @@ SERVE_DEFAULT_DRAIN_S = 20
 
 
 def deploy(chorus: ChorusApp, refresh_s: float) -> None:
-    # A changed Ingress argument makes a new version of the Ingress: Serve starts a new
-    # replica and drains the old one. Piper's config is the same, so its replica stays.
+    # A changed application argument makes a new version of every deployment (Serve's code
+    # version hashes the arguments): Serve starts new replicas and drains the old ones.
     chorus.deploy(engines={"piper": {"timeout_s": 30}}, status_refresh_s=refresh_s)
     chorus.write("joe", {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}})
     chorus.wait_for("joe")
@@ -47,7 +50,8 @@ def ingress_stopping() -> int:
 def test_a_stream_outlives_the_redeploy_that_drains_its_replica(chorus: ChorusApp) -> None:
     assert len(LONG_TEXT) < 10_000  # the ingress's default max_text_characters
     deploy(chorus, refresh_s=1.0)
-    old = ingress_replicas()
+    old, old_pipers = ingress_replicas(), set(replica_names("piper"))
+    resumed = lines_saying("resuming once")  # chorus.ingress.handles, when an engine replica dies
     body = {"text": LONG_TEXT, "format": "wav", "stream": True}
     under_way, got = threading.Event(), {}
 
@@ -78,6 +82,10 @@ def test_a_stream_outlives_the_redeploy_that_drains_its_replica(chorus: ChorusAp
 
     assert got["status"] == 200 and "error" not in got, got.get("error")
     assert not old & ingress_replicas()  # the replica that served the stream is gone
+    # The Piper replica speaking it was drained too, and finished the stream's call: it was not
+    # killed under it (the ingress would have resumed the stream on another).
+    assert not old_pipers & set(replica_names("piper"))
+    assert lines_saying("resuming once") == resumed
     # It kept streaming while drained, longer than Serve's default drain would have let it.
     assert got["ended"] - draining > SERVE_DEFAULT_DRAIN_S, got["ended"] - draining
     # Full audio: as much PCM as its texts streamed one by one (Piper's noise is pinned, one

@@ -149,6 +149,8 @@ def expected_serve_config(values: dict[str, Any]) -> dict[str, Any]:
             }
             d = {
                 "name": engine,
+                "graceful_shutdown_timeout_s": app["args"]["request_deadline_s"],
+                "graceful_shutdown_wait_loop_s": 1,
                 "max_ongoing_requests": 32,
                 "ray_actor_options": {"num_cpus": 0.5, "resources": {"chorus_cloud": 0.01}},
                 "autoscaling_config": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16},

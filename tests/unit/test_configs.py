@@ -115,11 +115,14 @@ def test_the_router_ends_a_request_before_the_proxy_drops_it(profile: str) -> No
 @pytest.mark.parametrize("profile", ["cpu", "cluster"])
 def test_a_drained_replica_finishes_what_it_was_given_in_both_profiles(profile: str) -> None:
     """Scale-down and redeploys drain replicas: each waits for its in-flight requests as long
-    as one may run (the ingress: the proxy's request timeout; an engine: its timeout_s),
-    not Serve's default 20 s, which would cut a long stream or a cloning call short."""
+    as one may run (the ingress: the proxy's request timeout; an engine: the request deadline,
+    as long as a stream's call may run, and no less than its timeout_s), not Serve's default
+    20 s, which would cut a long stream or a cloning call short."""
     config = ServeDeploySchema.model_validate(yaml.safe_load(profile_path(profile).read_text()))
     (app,) = config.applications
-    longest = {name: args.get("timeout_s", 30) for name, args in app.args["engines"].items()}
+    deadline = IngressConfig.model_validate(
+        {k: v for k, v in app.args.items() if k in IngressConfig.model_fields}).request_deadline_s
+    longest = {name: max(deadline, args.get("timeout_s", 30)) for name, args in app.args["engines"].items()}
     longest["Ingress"] = config.http_options.request_timeout_s
     for d in app.deployments:
         assert {"graceful_shutdown_timeout_s", "graceful_shutdown_wait_loop_s"} <= d.model_fields_set, d.name

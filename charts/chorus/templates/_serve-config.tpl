@@ -48,7 +48,7 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
       {{- fail (printf "engines.%s: not in the cluster Serve profile (files/serve-cluster.yaml)" $id) -}}
     {{- end -}}
     {{- $_ := set $app.args.engines $id (dict "enabled" true "timeout_s" ($e.timeoutSeconds | default 15) "config" ($e.config | default dict)) -}}
-    {{- $d := include "chorus.cloudDeployment" $id | fromYaml -}}
+    {{- $d := include "chorus.cloudDeployment" (list $id $app.args.request_deadline_s) | fromYaml -}}
     {{- include "chorus.autoscalingBounds" (list $d $e) -}}
     {{- $deployments = append $deployments $d -}}
   {{- end -}}
@@ -69,9 +69,12 @@ byte-for-byte copy of serve/configs/cluster.yaml) with exactly what the values a
 {{- toYaml $cfg -}}
 {{- end }}
 
-{{/* A cloud engine's Serve deployment: on the CPU worker group, half a CPU per replica. */}}
+{{/* (list id request_deadline_s): a cloud engine's Serve deployment, on the CPU worker group,
+     half a CPU per replica; drained, a replica waits for its calls as the profile's engines do. */}}
 {{- define "chorus.cloudDeployment" -}}
-name: {{ . }}
+name: {{ index . 0 }}
+graceful_shutdown_timeout_s: {{ index . 1 }}
+graceful_shutdown_wait_loop_s: 1
 max_ongoing_requests: 32
 ray_actor_options: {num_cpus: 0.5, resources: {chorus_cloud: 0.01}}
 autoscaling_config: {min_replicas: 1, max_replicas: 4, target_ongoing_requests: 16}

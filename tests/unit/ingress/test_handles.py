@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from ray.exceptions import ActorDiedError
 
-from chorus.ingress.handles import RetryingHandle
-from deployments.base import EngineFailedError
+from chorus.ingress.handles import RetryingHandle, rest_of
+from deployments.base import AudioChunk, EngineFailedError, Sentence, SynthesisRequest, split_sentences
 
 
 class FakeResponse:
@@ -30,21 +30,23 @@ class FakeResponse:
 
 
 class FakeStream:
-    """Chunks `chunks` (one per sentence), raising `dies_after` chunks in if given."""
+    """A chunk for each of `sentences` (`made(index, sentence)`, else the sentence itself),
+    raising `dies_after` chunks in if given."""
 
-    def __init__(self, chunks: list[str], dies_after: int | None) -> None:
-        self.gen = self._run(chunks, dies_after)
+    def __init__(self, sentences: list[str], dies_after: int | None,
+                 made: Callable[[int, str], Any] = lambda _, sentence: sentence) -> None:
+        self.gen = self._run(sentences, dies_after, made)
 
     @staticmethod
-    async def _run(chunks: list[str], dies_after: int | None) -> AsyncIterator[str]:
-        for i, chunk in enumerate(chunks):
+    async def _run(sentences: list[str], dies_after: int | None, made: Callable[[int, str], Any]) -> AsyncIterator[Any]:
+        for i, sentence in enumerate(sentences):
             if i == dies_after:
                 raise ActorDiedError()
-            yield chunk
-        if dies_after == len(chunks):
+            yield made(i, sentence)
+        if dies_after == len(sentences):
             raise ActorDiedError()
 
-    async def __anext__(self) -> str:
+    async def __anext__(self) -> Any:
         return await self.gen.__anext__()
 
     def cancel(self) -> None:
@@ -122,3 +124,66 @@ async def test_a_stream_dies_at_most_once() -> None:
     stream = RetryingHandle(Replicas(1, 1)).options(stream=True).stream.remote("One. Two. Three")
     with pytest.raises(ActorDiedError):
         [chunk async for chunk in stream]
+
+
+class Speaker:
+    """A streaming engine deployment speaking `SynthesisRequest`s one sentence a chunk, whose
+    first replica dies after `dies_after` chunks; `tells` whether a chunk says its sentence
+    (Piper, the cloud engines) or not (XTTS, StyleTTS2)."""
+
+    def __init__(self, dies_after: int, *, tells: bool) -> None:
+        self.dies_after, self.tells = dies_after, tells
+        self.asked: list[str] = []
+
+    @property
+    def stream(self) -> Any:
+        outer = self
+
+        class Method:
+            def remote(self, request: SynthesisRequest) -> Any:
+                outer.asked.append(request.text)
+                dies = outer.dies_after if len(outer.asked) == 1 else None
+                return FakeStream(split_sentences(request.text), dies, made=outer.chunk)
+
+        return Method()
+
+    def chunk(self, index: int, sentence: str) -> AudioChunk:
+        said = [Sentence(text=sentence, samples=len(sentence))] if self.tells else []
+        return AudioChunk(pcm=sentence.encode(), sample_rate=16000, index=index, sentences=said)
+
+    def options(self, *, stream: bool) -> Speaker:
+        return self
+
+
+TEXT = "One.  Two!\nThree? Four."
+
+
+async def heard(speaker: Speaker) -> list[bytes]:
+    request = SynthesisRequest(text=TEXT, language="en")
+    return [c.pcm async for c in RetryingHandle(speaker).options(stream=True).stream.remote(request)]
+
+
+@pytest.mark.parametrize(("dies_after", "rest"), [(1, "Two!\nThree? Four."), (2, "Three? Four."), (3, "Four.")])
+async def test_a_stream_that_told_its_sentences_resumes_with_the_rest_of_the_text(dies_after: int, rest: str) -> None:
+    speaker = Speaker(dies_after, tells=True)
+    assert await heard(speaker) == [b"One.", b"Two!", b"Three?", b"Four."]
+    # The live replica is asked for what was not yet spoken, as it was written, nothing again.
+    assert speaker.asked == [TEXT, rest]
+
+
+async def test_a_stream_that_died_after_its_last_sentence_asks_nothing_again() -> None:
+    speaker = Speaker(4, tells=True)
+    assert await heard(speaker) == [b"One.", b"Two!", b"Three?", b"Four."]
+    assert speaker.asked == [TEXT]
+
+
+async def test_a_stream_that_did_not_tell_its_sentences_repeats_and_skips() -> None:
+    speaker = Speaker(2, tells=False)
+    assert await heard(speaker) == [b"One.", b"Two!", b"Three?", b"Four."]
+    assert speaker.asked == [TEXT, TEXT]
+
+
+def test_the_rest_is_found_only_where_the_sentences_were_said_in_order() -> None:
+    assert rest_of("One. Two. Three.", ["One.", "Two."]) == "Three."
+    assert rest_of("One. Two. Three.", ["Two.", "One."]) is None  # out of order: not this text's
+    assert rest_of("One. Two. Three.", ["Uno."]) is None
