@@ -153,6 +153,15 @@ class CacheSettings(_Camel):
     )
 
 
+class LoudnessSettings(_Camel):
+    enabled: bool = Field(True, description="Level every answer (off: each engine's own level, as it spoke).")
+    target_lufs: float = Field(
+        -16.0, ge=-40.0, le=-5.0,
+        description="Integrated loudness (EBU R128, LUFS) every answer is brought to, whichever engine speaks.",
+    )
+    true_peak_db: float = Field(-1.0, ge=-9.0, le=0.0, description="The ceiling (dBTP) a limiter keeps peaks under.")
+
+
 class PersonalitySpec(_Camel):
     display_name: str | None = Field(None, max_length=256)
     aliases: list[Alias] = Field(
@@ -166,6 +175,7 @@ class PersonalitySpec(_Camel):
     providers: Providers
     voice_samples: list[VoiceSample] = Field(default_factory=list, max_length=MAX_VOICE_SAMPLES)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    loudness: LoudnessSettings = Field(default_factory=LoudnessSettings)
     lexicon: list[Pronunciation] = Field(
         default_factory=list, max_length=MAX_LEXICON,
         description="How words and phrases are said: `ipa` (phonemes) and/or `alias` (a respelling); each engine "

@@ -3,6 +3,7 @@ spoken under its `chorus.speech` span, and answered with its audio and `X-Chorus
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -24,7 +25,7 @@ from chorus.ingress.middleware.request_id import request_id
 from chorus.ingress.replica import Replica
 from chorus.personalities import Personality
 from chorus.quotas.callers import Charge
-from chorus.speech import encoding
+from chorus.speech import encoding, loudness
 from chorus.speech import span as speech_span
 from chorus.speech import timestamps as timing
 from chorus.speech.attempts import Attempt, Routed
@@ -177,7 +178,9 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
         speech_span.spoke(span, routed.engine, routed.cache, started)
         log_fallback(request, routed)
         encoder = encoding.StreamEncoder(fmt, routed.sample_rate, sample_rate)
-        body = speech_span.until_done(span, _stream_body(routed.chunks, encoder), routed.chunks)
+        loud = utterance.personality.spec.loudness
+        level = loudness.StreamLevel(routed.sample_rate, loud.target_lufs, loud.true_peak_db) if loud.enabled else None
+        body = speech_span.until_done(span, _stream_body(routed.chunks, encoder, level), routed.chunks)
         headers = chorus_headers(routed, started, is_admin(request, replica))
         if sse:
             timed = events.Timing(replica.aligner, utterance.language, utterance.text) if utterance.timestamps else None
@@ -191,6 +194,11 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
     speech_span.spoke(span, routed_audio.engine, routed_audio.cache)
     log_fallback(request, routed_audio)
     audio = routed_audio.audio
+    loud = utterance.personality.spec.loudness
+    if loud.enabled:
+        levelled = await asyncio.to_thread(loudness.level, audio.pcm, audio.sample_rate, loud.target_lufs,
+                                           loud.true_peak_db)
+        audio = audio.model_copy(update={"pcm": levelled})
     rate = sample_rate or audio.sample_rate
     body = await encoding.encode_off_loop(audio.pcm, audio.sample_rate, fmt, rate)
     headers = chorus_headers(routed_audio, started, is_admin(request, replica))
@@ -203,12 +211,16 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
 
 
 async def _stream_body(chunks: AsyncIterator[AudioChunk], encoder: encoding.StreamEncoder,
-                       ) -> AsyncIterator[tuple[bytes, AudioChunk | None]]:
-    """The stream's bytes, each with the chunk it was made of (None: the header, the tail)."""
+                       level: loudness.StreamLevel | None) -> AsyncIterator[tuple[bytes, AudioChunk | None]]:
+    """The stream's bytes, each with the chunk it was made of (None: the header, the tail),
+    levelled (`level`) before they are encoded."""
     if header := encoder.header():
         yield header, None
     async for chunk in chunks:
+        pcm = await asyncio.to_thread(level.feed, chunk.pcm) if level is not None else chunk.pcm
         # Unchanged PCM goes out as it came; resampling and G.711 are ~1 ms a sentence, in line.
-        yield encoder.feed(chunk.pcm), chunk
+        yield encoder.feed(pcm), chunk
+    if level is not None and (held := level.close()):  # the limiter's last milliseconds
+        yield encoder.feed(held), None
     if tail := encoder.close():
         yield tail, None

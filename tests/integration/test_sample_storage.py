@@ -39,8 +39,8 @@ from chorus.samples.storage import (
 )
 from chorus.samples.storage_s3 import S3SampleStore
 from tests.support import recordings as rec
-from tests.support.s3_server import CREDENTIALS, s3_client, s3_server
 from tests.support.recordings import PIPER_RATE
+from tests.support.s3_server import CREDENTIALS, s3_client, s3_server
 
 REPO = Path(__file__).resolve().parents[2]
 P = "shop-assistant"

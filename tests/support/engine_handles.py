@@ -137,6 +137,7 @@ class ScriptedEngine(TTSEngine):
         self.fail_at = 0
         self.delay_s = 0.0
         self.seconds_per_character = 0.01  # how long the audio of a text is
+        self.amplitude = 8000  # how loud its tone is (of 32767)
         self.word_timings = True  # reports when its words are heard, when asked (as Piper does)
         self.says_sentences = True  # reports what each chunk says (as Piper does; XTTS does not)
         self.stall_at: int | None = None
@@ -160,7 +161,7 @@ class ScriptedEngine(TTSEngine):
 
     def pcm(self, text: str) -> bytes:
         t = np.arange(int(self.sample_rate * self.seconds_per_character * len(text))) / self.sample_rate
-        return (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+        return (self.amplitude * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
 
     async def capabilities(self) -> Capabilities:
         return Capabilities(
