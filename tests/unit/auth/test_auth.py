@@ -14,6 +14,7 @@ import httpx
 import pytest
 import soundfile as sf
 import yaml
+from limits.errors import StorageError
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
@@ -23,6 +24,7 @@ from chorus.auth.scopes import ANY_KEY, PUBLIC, Scope
 from chorus.ingress.asgi import create_app
 from chorus.ingress.config import IngressConfig
 from chorus.ingress.replica import Replica
+from chorus.quotas.callers import QuotasUnavailable
 from chorus.samples.audio import canonical_wav, decode_audio
 from chorus.samples.storage import SampleMeta
 from chorus.speech.board import EngineBoard
@@ -38,12 +40,12 @@ class AuthApi:
     """An app with keys on: Piper and a cloning engine scripted, the personality `joe`
     with stored samples `s0` and `s1`, one key per scope."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, **auth: Any) -> None:
         (root / "personalities").mkdir()
         (root / "personalities" / "joe.yaml").write_text(yaml.safe_dump(personality("joe", JOE)))
         config = IngressConfig(
             personalities={"directory": root / "personalities"}, samples={"directory": root / "samples"},
-            timeouts={"piper": 5, "xtts_v2": 5}, auth={},
+            timeouts={"piper": 5, "xtts_v2": 5}, auth=auth,
         )
         engines = {"piper": ScriptedEngine("piper"), "xtts_v2": ScriptedEngine("xtts_v2")}
         self.replica = Replica(config, EngineBoard({e: LocalHandle(engine) for e, engine in engines.items()}))
@@ -335,6 +337,64 @@ async def test_wrong_keys_from_one_address_are_throttled_and_logged_once(
     # A valid key from the same address still passes.
     ok = await api.client.get("/v1/personalities", headers={"x-api-key": KEYS[Scope.SPEAK]})
     assert ok.status_code == 200
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> list[int]:
+    """The levels the refused requests (401, 429) were logged at, in order."""
+    return [r.levelno for r in caplog.records if "-> 401" in r.getMessage() or "-> 429" in r.getMessage()]
+
+
+def from_address(api: AuthApi, host: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=api.app, client=(host, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
+
+
+async def test_wrong_keys_are_counted_per_client_address(api: AuthApi) -> None:
+    async with from_address(api, "192.0.2.1") as guesser, from_address(api, "192.0.2.2") as other:
+        answers = [(await guesser.get("/v1/personalities", headers={"x-api-key": WRONG_KEY})).status_code
+                   for _ in range(21)]
+        assert answers == [401] * 20 + [429]
+        # Another address has its own count: not throttled by the first one's guesses.
+        assert (await other.get("/v1/personalities", headers={"x-api-key": WRONG_KEY})).status_code == 401
+
+
+async def test_with_the_counters_out_of_reach_a_wrong_key_is_refused_and_each_refusal_logged(
+    api: AuthApi, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unreachable(*_: Any, **__: Any) -> None:
+        raise QuotasUnavailable(StorageError("redis down"))
+
+    monkeypatch.setattr(api.replica.quotas, "rate", unreachable)
+    caplog.set_level(logging.DEBUG, logger="chorus.ingress.errors")
+    answers = [await api.client.get("/v1/personalities", headers={"x-api-key": WRONG_KEY}) for _ in range(3)]
+    assert [r.status_code for r in answers] == [401] * 3  # uncounted, still refused
+    assert refusals(caplog) == [logging.INFO] * 3  # no count says which is the first: each is told
+
+
+async def test_the_first_refusal_of_a_window_is_told_at_any_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Over 256 (CPython's cached small ints): the window's count compared by value, not identity.
+    api = AuthApi(tmp_path, failedPerMinute=1000)
+    caplog.set_level(logging.DEBUG, logger="chorus.ingress.errors")
+    for _ in range(2):
+        assert (await api.client.get("/v1/personalities", headers={"x-api-key": WRONG_KEY})).status_code == 401
+    assert refusals(caplog) == [logging.INFO, logging.DEBUG]
+
+
+async def test_the_app_starts_and_stops_through_the_key_check(api: AuthApi) -> None:
+    """The ASGI lifespan (how Serve and uvicorn start the app) passes the key check untouched."""
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return inbox.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await api.app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
 def test_a_key_given_in_the_file_has_at_least_32_characters() -> None:
