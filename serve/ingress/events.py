@@ -66,16 +66,23 @@ async def speech_events(body: AsyncIterator[tuple[bytes, AudioChunk | None]], ro
                         encoder: StreamEncoder, *, characters: int, timing: Timing | None = None,
                         ) -> AsyncIterator[bytes]:
     """`body` (the audio stream's bytes with their chunks, ending the speech span as it ends)
-    as events; word events too if `timing`."""
+    as events; word events too if `timing`, and a `speech.engine.switch` event where another
+    engine carried the stream on (`chorus.speech.router.Router.stream`)."""
+    switches = 0
     try:
         async for data, chunk in body:
+            for switch in routed.end.switches[switches:]:
+                yield event({"type": "speech.engine.switch", "engine": switch.engine, "after": switch.after,
+                             "reason": switch.reason, "audio_seconds": round(switch.at_s, 3)})
+            switches = len(routed.end.switches)
             if data:
                 yield event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
             if timing is not None and chunk is not None:
                 for word in await timing.words(chunk):
                     yield word
     except Exception as err:  # noqa: BLE001 - the engine failed after its first chunk (the span has it)
-        yield error_event(attempt_after(routed.engine, err, None))
+        engine = routed.end.switches[-1].engine if routed.end.switches else routed.engine
+        yield error_event(attempt_after(engine, err, None))
         return
     if routed.end.cut is not None:
         yield error_event(routed.end.cut)

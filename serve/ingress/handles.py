@@ -28,6 +28,7 @@ from typing import Any
 
 from ray.exceptions import RayActorError
 
+from chorus.speech.sentences import rest_of
 from deployments.base import AudioChunk, SynthesisRequest
 
 log = logging.getLogger(__name__)
@@ -139,18 +140,6 @@ class _Stream:
 
     def cancel(self) -> None:
         self._gen.cancel()
-
-
-def rest_of(text: str, said: list[str]) -> str | None:
-    """What of `text` comes after the sentences `said` (each the exact text an engine was
-    given for it, in order); None if one is not found where it should be."""
-    at = 0
-    for sentence in said:
-        found = text.find(sentence, at)
-        if found < 0:
-            return None
-        at = found + len(sentence)
-    return text[at:].strip()
 
 
 class _Nothing:

@@ -28,7 +28,7 @@ from chorus.quotas.callers import Charge
 from chorus.speech import encoding, loudness
 from chorus.speech import span as speech_span
 from chorus.speech import timestamps as timing
-from chorus.speech.attempts import Attempt, Routed
+from chorus.speech.attempts import Attempt, Routed, RoutedStream
 from chorus.speech.utterance import Utterance
 from deployments.base import AudioChunk, AudioFormat, EngineId, VoiceSampleRef, language_matches
 
@@ -180,7 +180,7 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
         encoder = encoding.StreamEncoder(fmt, routed.sample_rate, sample_rate)
         loud = utterance.personality.spec.loudness
         level = loudness.StreamLevel(routed.sample_rate, loud.target_lufs, loud.true_peak_db) if loud.enabled else None
-        body = speech_span.until_done(span, _stream_body(routed.chunks, encoder, level), routed.chunks)
+        body = speech_span.until_done(span, _stream_body(routed, encoder, level), routed.chunks)
         headers = chorus_headers(routed, started, is_admin(request, replica))
         if sse:
             timed = events.Timing(replica.aligner, utterance.language, utterance.text) if utterance.timestamps else None
@@ -210,13 +210,18 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
     return Response(body, media_type=encoding.media_type(fmt, rate), headers=headers)
 
 
-async def _stream_body(chunks: AsyncIterator[AudioChunk], encoder: encoding.StreamEncoder,
-                       level: loudness.StreamLevel | None) -> AsyncIterator[tuple[bytes, AudioChunk | None]]:
+async def _stream_body(routed: RoutedStream, encoder: encoding.StreamEncoder, level: loudness.StreamLevel | None,
+                       ) -> AsyncIterator[tuple[bytes, AudioChunk | None]]:
     """The stream's bytes, each with the chunk it was made of (None: the header, the tail),
-    levelled (`level`) before they are encoded."""
+    levelled (`level`; measured afresh from the chunk where another engine carried the
+    stream on, so its voice is met at the stream's level) before they are encoded."""
     if header := encoder.header():
         yield header, None
-    async for chunk in chunks:
+    switches = 0
+    async for chunk in routed.chunks:
+        if level is not None and len(routed.end.switches) > switches:
+            switches = len(routed.end.switches)
+            level.restart()
         pcm = await asyncio.to_thread(level.feed, chunk.pcm) if level is not None else chunk.pcm
         # Unchanged PCM goes out as it came; resampling and G.711 are ~1 ms a sentence, in line.
         yield encoder.feed(pcm), chunk

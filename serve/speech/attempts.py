@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from chorus.common.safe_text import PublicText
 from chorus.speech.cache.lookup import CacheOutcome
@@ -84,13 +84,26 @@ class RoutedAudio(Routed):
     audio: AudioResult
 
 
+class Switch(BaseModel):
+    """A stream carried on by another engine after the one speaking failed or stalled."""
+
+    engine: EngineId
+    after: EngineId
+    reason: str
+    at_s: float = Field(description="seconds of audio the stream had when it switched")
+
+
 class StreamEnd:
-    """Why a stream's chunks ended before its text did, when they end quietly (a chunk that
-    never came, the request's audio limit): an audio body just ends there, an SSE stream
-    says so in an error event. An engine that fails mid-stream raises instead."""
+    """What a stream's chunks do not say themselves, known as they go: why they ended before
+    the text did, when they end quietly (a chunk that never came, the request's audio
+    limit: an audio body just ends there, an SSE stream says so in an error event; an
+    engine that fails mid-stream raises instead), the engines that carried it on, and the
+    attempts made after it began (the engine that stopped, those that could not carry on)."""
 
     def __init__(self) -> None:
         self.cut: Attempt | None = None
+        self.switches: list[Switch] = []
+        self.attempts: list[Attempt] = []
 
 
 class RoutedStream(Routed):

@@ -169,6 +169,11 @@ class StreamLevel:
         self._gain = linear
         return self._limiter.feed(samples * gains)
 
+    def restart(self) -> None:
+        """Another voice from here on (an engine carrying the stream on): its level is
+        measured from its own chunks, not averaged with the last one's."""
+        self._heard = b""
+
     def close(self) -> bytes:
         return self._limiter.close()
 

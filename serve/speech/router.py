@@ -17,11 +17,14 @@ failures skip it (`circuit open`) until one request has probed it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from opentelemetry.trace import NoOpTracer, Span, Tracer
 
 from chorus.quotas.callers import Charge
@@ -35,6 +38,7 @@ from chorus.speech.attempts import (
     RoutedStream,
     Skip,
     StreamEnd,
+    Switch,
     attempt_after,
     unwrap,
 )
@@ -44,7 +48,8 @@ from chorus.speech.cache.lookup import Lookup, resolve, uncached
 from chorus.speech.cache.replay import Replay
 from chorus.speech.cache.store import AudioCache
 from chorus.speech.deadline import DEADLINE_PASSED, Deadline, DeadlinePassed, Deadlines
-from chorus.speech.sentences import pack
+from chorus.speech.encoding import resample
+from chorus.speech.sentences import pack, rest_of
 from chorus.speech.utterance import Utterance
 from deployments import spans
 from deployments.base import (
@@ -67,12 +72,28 @@ Statuses = Mapping[EngineId, EngineStatus]
 
 
 class Candidate(NamedTuple):
-    """An engine the plan tries: its requests resolved against the audio cache (the parts
-    it must still synthesize), and its attempt span (open until it is done)."""
+    """An engine the plan tries: its place in the plan, its requests resolved against the
+    audio cache (the parts it must still synthesize), and its attempt span (open until it
+    is done)."""
 
+    position: int
     engine: EngineId
     lookup: Lookup
     span: Span
+
+
+class Leg(NamedTuple):
+    """One engine's part of a stream, from its first chunk on."""
+
+    candidate: Candidate
+    handle: EngineHandle
+    first: AudioChunk
+    gen: Any  # the engine's stream of the first part (its first chunk taken)
+    began: float
+
+    @property
+    def engine(self) -> EngineId:
+        return self.candidate.engine
 
 
 class Router:
@@ -179,21 +200,26 @@ class Router:
         return await resolve(self.cache, requests, status.capabilities, utterance.personality.name, scope)
 
     async def _candidates(
-        self, utterance: Utterance, attempts: list[Attempt], deadline: Deadline
+        self, utterance: Utterance, attempts: list[Attempt], deadline: Deadline, after: int = -1,
+        context: Context | None = None,
     ) -> AsyncIterator[Candidate]:
-        """Each engine to try, in order, with its requests and its open attempt span; skipped
-        engines are recorded in `attempts` and as ended spans. One status snapshot serves
-        the whole request, so the plan and the requests agree about every engine. The
-        deadline and the circuit are looked at only when an engine's turn comes: an engine
-        tried after a slow one may find the deadline passed, and only an engine really
-        called may take an open circuit's one probe."""
+        """Each engine to try, in order, from the plan's position `after + 1` on (a stream
+        carried on past the engine at `after`), with its requests and its open attempt
+        span (a child of `context`'s span, else of the current one); skipped engines are
+        recorded in `attempts` and as ended spans. One status
+        snapshot serves the whole request, so the plan and the requests agree about every
+        engine. The deadline and the circuit are looked at only when an engine's turn comes:
+        an engine tried after a slow one may find the deadline passed, and only an engine
+        really called may take an open circuit's one probe."""
         statuses = await self.board.statuses()
         quota = await self.meter.for_plan() if self.meter is not None else None
         providers = utterance.personality.spec.providers
         for position, (engine, skip) in enumerate(self.plan(utterance, statuses, quota)):
+            if position <= after:
+                continue
             cfg = providers.get(engine)
             breaker = self.breakers[engine]
-            span = self.tracer.start_span(spans.ATTEMPT, attributes={
+            span = self.tracer.start_span(spans.ATTEMPT, context=context, attributes={
                 spans.ENGINE: engine, spans.FALLBACK_POSITION: position, spans.CIRCUIT: breaker.state.value,
                 **({spans.VARIANT: cfg.variant} if cfg is not None and cfg.variant else {}),
             })
@@ -217,14 +243,14 @@ class Router:
             span.set_attribute(spans.CHARACTERS, sum(len(r.text) for r in requests))
             if lookup.outcome != "bypass":
                 span.set_attribute(spans.CACHE, lookup.outcome)
-            yield Candidate(engine, lookup, span)
+            yield Candidate(position, engine, lookup, span)
 
     async def synthesize(self, utterance: Utterance, charge: Charge | None = None) -> RoutedAudio:
         """The utterance's audio from the first engine of the plan that speaks it;
         `charge` is told of every piece sent to an engine."""
         attempts: list[Attempt] = []
         deadline = Deadline(self.deadlines.request_s)
-        async for engine, lookup, span in self._candidates(utterance, attempts, deadline):
+        async for _, engine, lookup, span in self._candidates(utterance, attempts, deadline):
             handle = self.board.handles[engine]
             began = time.perf_counter()
             seconds = 0.0
@@ -276,62 +302,127 @@ class Router:
             breaker.abandoned()
 
     async def stream(self, utterance: Utterance, charge: Charge | None = None) -> RoutedStream:
-        """Fall back until an engine yields its first chunk; after that the utterance
-        stays with that engine (switching voices mid-sentence would be worse than a
-        truncated stream)."""
+        """Fall back until an engine yields its first chunk. After that, an engine that fails
+        or stalls hands what is left of the text to the next engine of the chain, when its
+        chunks said which sentences they spoke (`_spoken`); otherwise the stream ends there.
+        What was sent is never sent again."""
         attempts: list[Attempt] = []
         deadline = Deadline(self.deadlines.request_s)
-        async for engine, lookup, span in self._candidates(utterance, attempts, deadline):
-            handle = self.board.handles[engine].options(stream=True)
-            began = time.perf_counter()
-            opening = lookup.parts[0]
-            if opening.cached is not None:  # from the cache: nothing can fail before the first chunk
-                first_gen: Any = Replay(opening.cached)
-                first = await first_gen.__anext__()
-            else:
-                first_gen = handle.stream.remote(opening.request)
-                try:
-                    first = await self._charged(charge, engine, opening.request, self._call(
-                        engine, first_gen.__anext__(), deadline, cancel=first_gen.cancel))
-                except Exception as err:
-                    first_gen.cancel()
-                    self._give_up(engine, err, span, attempts)
-                    continue
-                except BaseException as err:  # cancelled: the caller went away
-                    first_gen.cancel()
-                    self._verdict(engine, err)
-                    _end(span, "failed", err)
-                    raise
-                # The first chunk is the engine's answer; what goes wrong later is told too.
-                self._verdict(engine, None)
-                await self._billed(engine, opening.request)
-            # The attempt stays open until its stream ends: its audio is known only then.
-            end = StreamEnd()
-            return RoutedStream(
-                engine=engine,
-                attempts=attempts,
-                variant=first.variant,
-                sample_rate=first.sample_rate,
-                chunks=self._rest(engine, handle, lookup, first, first_gen, span, began, deadline, end),
-                cache=lookup.outcome,
-                end=end,
-            )
-        raise AllEnginesFailed(attempts)
+        leg = await self._first_leg(utterance, charge, attempts, deadline)
+        if leg is None:
+            raise AllEnginesFailed(attempts)
+        end = StreamEnd()
+        return RoutedStream(
+            engine=leg.engine,
+            attempts=attempts,
+            variant=leg.first.variant,
+            sample_rate=leg.first.sample_rate,
+            # Later engines' attempts are children of the span current now (the request's),
+            # not of whatever is current when the body is sent.
+            chunks=self._spoken(utterance, leg, charge, deadline, end, otel_context.get_current()),
+            cache=leg.candidate.lookup.outcome,
+            end=end,
+        )
 
-    async def _rest(
-        self, engine: EngineId, handle: EngineHandle, lookup: Lookup, first: AudioChunk, gen: Any,
-        span: Span, began: float, deadline: Deadline, end: StreamEnd,
-    ) -> AsyncIterator[AudioChunk]:
-        """The stream from its first chunk on, part by part (`chorus.speech.cache.lookup`): cached
+    async def _first_leg(self, utterance: Utterance, charge: Charge | None, attempts: list[Attempt],
+                         deadline: Deadline, after: int = -1, context: Context | None = None) -> Leg | None:
+        """The first engine of the plan (after position `after`) that yields a first chunk."""
+        async with contextlib.aclosing(self._candidates(utterance, attempts, deadline, after, context)) as candidates:
+            async for candidate in candidates:
+                if (leg := await self._opened(candidate, charge, attempts, deadline)) is not None:
+                    return leg
+        return None
+
+    async def _opened(self, candidate: Candidate, charge: Charge | None, attempts: list[Attempt],
+                      deadline: Deadline) -> Leg | None:
+        """The candidate's stream with its first chunk; None (and the attempt recorded) if
+        the engine failed before it."""
+        engine, lookup, span = candidate.engine, candidate.lookup, candidate.span
+        handle = self.board.handles[engine].options(stream=True)
+        began = time.perf_counter()
+        opening = lookup.parts[0]
+        if opening.cached is not None:  # from the cache: nothing can fail before the first chunk
+            gen: Any = Replay(opening.cached)
+            return Leg(candidate, handle, await gen.__anext__(), gen, began)
+        gen = handle.stream.remote(opening.request)
+        try:
+            first = await self._charged(charge, engine, opening.request, self._call(
+                engine, gen.__anext__(), deadline, cancel=gen.cancel))
+        except Exception as err:
+            gen.cancel()
+            self._give_up(engine, err, span, attempts)
+            return None
+        except BaseException as err:  # cancelled: the caller went away
+            gen.cancel()
+            self._verdict(engine, err)
+            _end(span, "failed", err)
+            raise
+        # The first chunk is the engine's answer; what goes wrong later is told too.
+        self._verdict(engine, None)
+        await self._billed(engine, opening.request)
+        return Leg(candidate, handle, first, gen, began)
+
+    async def _spoken(self, utterance: Utterance, leg: Leg, charge: Charge | None, deadline: Deadline,
+                      end: StreamEnd, context: Context) -> AsyncIterator[AudioChunk]:
+        """The stream, engine after engine. Each engine's chunks (`_rest`) go out at the
+        stream's sample rate; when one fails or stalls after the stream began, and its chunks
+        said their sentences, the rest of the text goes to the next engines of the chain
+        (each attempt in `end.attempts`, `end.switches` told) and the stream carries on where it
+        stopped. An engine whose chunks did not say their sentences (XTTS's, StyleTTS2's
+        model steps) cannot be carried on without repeating: its stream ends there, as an
+        engine's error (raised) or a stall (`end.cut`). A stream cut at the request's audio
+        limit, or whose caller left, ends."""
+        rate, text, seconds = leg.first.sample_rate, utterance.text, 0.0
+        while True:
+            said: list[str] | None = []
+            failure: Exception | None = None
+            try:
+                # Closed with this generator (a caller leaving): the engine's call is let go at once.
+                async with contextlib.aclosing(self._rest(leg, deadline, end, seconds)) as spoken:
+                    async for chunk in spoken:
+                        said = said + [s.text for s in chunk.sentences] if said is not None and chunk.sentences else None
+                        seconds += chunk.duration_s
+                        yield chunk if chunk.sample_rate == rate else _resampled(chunk, rate)
+            except Exception as err:
+                failure = err
+            if failure is None and (end.cut is None or end.cut.outcome != "timeout"):
+                return  # said whole, or cut at the request's audio limit
+            rest = rest_of(text, said) if said else None
+            if rest == "":  # it failed after its last sentence: nothing is missing
+                end.cut = None
+                return
+            stopped = end.cut if failure is None else attempt_after(leg.engine, failure, self.timeouts.get(leg.engine))
+            assert stopped is not None
+            nxt = None
+            if rest is not None:
+                end.attempts.append(stopped)
+                onward = utterance.model_copy(update={"text": rest})
+                nxt = await self._first_leg(onward, charge, end.attempts, deadline, leg.candidate.position, context)
+            if nxt is None:
+                if failure is not None:
+                    raise failure
+                return  # end.cut says why
+            log.warning("stream from %s carried on by %s after %.1f s of audio: %s", leg.engine, nxt.engine,
+                        seconds, stopped.reason)
+            end.cut = None
+            end.switches.append(Switch(engine=nxt.engine, after=leg.engine, reason=stopped.reason, at_s=seconds))
+            text, leg = rest, nxt
+
+    async def _rest(self, leg: Leg, deadline: Deadline, end: StreamEnd, already_s: float = 0.0,
+                    ) -> AsyncIterator[AudioChunk]:
+        """One engine's stream from its first chunk on, part by part (`chorus.speech.cache.lookup`): cached
         parts replayed, the others streamed by the engine, each next chunk within the chunk
         timeout and the request's deadline, and each engine part kept in the cache once its
-        stream has ended complete. An engine that stalls ends the stream where it is (an
-        audio body ends early: it already has audio and headers, so there is nothing better to
-        tell it; `end` says why, for an SSE stream to tell) and its call is cancelled."""
+        stream has ended complete. An engine that stalls ends its stream where it is (`end`
+        says why: `_spoken` may carry on with another engine, an audio body ends early, an
+        SSE stream tells) and its call is cancelled; `already_s`: seconds the stream had
+        before this engine, counted against the request's audio limit."""
+        engine, lookup, span, first, gen = leg.engine, leg.candidate.lookup, leg.candidate.span, leg.first, leg.gen
+        handle, began = leg.handle, leg.began
         seconds = 0.0
         error: BaseException | None = None
         outcome: spans.AttemptOutcome = "ok"
-        told = lookup.parts[0].cached is None  # `stream` told the breaker of the first chunk
+        told = lookup.parts[0].cached is None  # `_opened` told the breaker of the first chunk
         try:
             for index, part in enumerate(lookup.parts):
                 if index:
@@ -345,7 +436,7 @@ class Router:
                     if part.cached is None and not told:
                         self._verdict(engine, None)
                         told = True
-                    if seconds + chunk.duration_s > self.max_audio_s:  # the request's size: the body ends
+                    if already_s + seconds + chunk.duration_s > self.max_audio_s:  # the request's size: the body ends
                         too_long = AudioTooLong(self.max_audio_s)
                         end.cut = Attempt(engine=engine, outcome="failed", reason=str(too_long), detail=str(too_long))
                         span.set_attribute(spans.REASON, str(too_long))
@@ -362,7 +453,7 @@ class Router:
             self._verdict(engine, err)
             told = True
             span.set_attribute(spans.REASON, str(err))
-            log.warning("stream from %s ended early: %s, after %.1f s of audio", engine, err, seconds)
+            log.warning("stream from %s stalled: %s, after %.1f s of audio", engine, err, seconds)
         except BaseException as err:
             error = unwrap(err)
             # Audio came, so a client leaving mid-stream leaves the outcome "ok" (the error
@@ -460,6 +551,17 @@ def _end(
         span.set_attribute(spans.AUDIO_SECONDS, audio_seconds)
         span.set_attribute(spans.REAL_TIME_FACTOR, (time.perf_counter() - began) / audio_seconds)
     span.end()
+
+
+def _resampled(chunk: AudioChunk, rate: int) -> AudioChunk:
+    """A later engine's chunk at the stream's sample rate; its sentences' sample counts with it."""
+    pcm = resample(chunk.pcm, chunk.sample_rate, rate)
+    sentences, left = [], len(pcm) // 2
+    for i, s in enumerate(chunk.sentences):
+        samples = left if i == len(chunk.sentences) - 1 else min(left, round(s.samples * rate / chunk.sample_rate))
+        sentences.append(s.model_copy(update={"samples": samples}))
+        left -= samples
+    return chunk.model_copy(update={"pcm": pcm, "sample_rate": rate, "sentences": sentences})
 
 
 async def _after(first: AudioChunk, rest: AsyncIterator[AudioChunk]) -> AsyncIterator[AudioChunk]:

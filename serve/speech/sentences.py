@@ -84,3 +84,15 @@ def _whole_sentences(text: str, limit: int, engine: str) -> list[str]:
     if current:
         pieces.append(current)
     return pieces
+
+
+def rest_of(text: str, said: list[str]) -> str | None:
+    """What of `text` comes after the sentences `said` (each the exact text an engine was
+    given for it, in order); None if one is not found where it should be."""
+    at = 0
+    for sentence in said:
+        found = text.find(sentence, at)
+        if found < 0:
+            return None
+        at = found + len(sentence)
+    return text[at:].strip()

@@ -40,6 +40,9 @@ class Knobs(BaseModel):
     delay_s: float = 0.0
     force_status: int | None = Field(None, description="answer every request with this error status")
     force_message: str = "forced by the test"
+    fail_after: int | None = Field(None, description="answer this many more requests to `fail_path`, then fail "
+                                   "every next one with force_status (500 if unset): a service that breaks mid-stream")
+    fail_path: str = Field("synthesize", description="the requests fail_after counts: their path contains this")
 
 
 class PiperSpeaker:
@@ -159,6 +162,10 @@ class ServiceServer:
         )
         if self.knobs.delay_s:
             await asyncio.sleep(self.knobs.delay_s)
+        if self.knobs.fail_after is not None and self.knobs.fail_path in request.url.path:
+            if self.knobs.fail_after <= 0:
+                raise _Forced(self.error(self.knobs.force_status or 500, self.knobs.force_message))
+            self.knobs.fail_after -= 1
         if self.knobs.force_status is not None:
             raise _Forced(self.error(self.knobs.force_status, self.knobs.force_message))
 

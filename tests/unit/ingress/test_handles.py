@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from ray.exceptions import ActorDiedError
 
-from chorus.ingress.handles import RetryingHandle, rest_of
+from chorus.ingress.handles import RetryingHandle
+from chorus.speech.sentences import rest_of
 from deployments.base import AudioChunk, EngineFailedError, Sentence, SynthesisRequest, split_sentences
 
 

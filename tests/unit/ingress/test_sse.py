@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from chorus.speech.encoding import resample
 from deployments.base import EngineFailedError
 from tests.support.ingress_app import Api
 
@@ -83,7 +84,24 @@ async def test_g711_goes_out_as_sse_too(api: Api) -> None:
     assert abs(len(audio) - said * 8000) <= 2
 
 
+async def test_an_engine_carrying_a_stream_on_is_an_event_and_the_stream_ends_done(api: Api) -> None:
+    api.piper.error, api.piper.fail_at = EngineFailedError("crashed", "piper"), 1
+    r = await api.client.post("/v1/personalities/joe/speech", json={"text": TEXT, "format": "pcm",
+                                                                     "stream_format": "sse"})
+    evs = events(r.content)
+    assert [e["type"] for e in evs] == ["speech.audio.delta", "speech.engine.switch", "speech.audio.delta",
+                                        "speech.audio.delta", "speech.audio.done"]
+    switch = evs[1]
+    assert (switch["engine"], switch["after"], switch["reason"]) == ("google_tts", "piper", "the engine failed")
+    assert switch["audio_seconds"] == round(len(api.piper.pcm("One sentence here.")) / 2 / 16_000, 3)
+    # Piper's first sentence, then Google's two (24 kHz, brought to the stream's 16 kHz).
+    assert [r.text for r in api.google.requests] == ["Another one there. And a third."]
+    said = [resample(api.google.pcm(t), 24_000, 16_000) for t in ("Another one there.", "And a third.")]
+    assert audio_of(evs) == api.piper.pcm("One sentence here.") + b"".join(said)
+
+
 async def test_an_engine_failing_mid_stream_ends_with_an_error_event(api: Api) -> None:
+    api.piper.says_sentences = False  # what it had said is unknown: no other engine can carry on
     api.piper.error, api.piper.fail_at = EngineFailedError("crashed", "piper"), 1
     r = await api.client.post("/v1/personalities/joe/speech", json={"text": TEXT, "format": "pcm",
                                                                      "stream_format": "sse"})
@@ -95,6 +113,7 @@ async def test_an_engine_failing_mid_stream_ends_with_an_error_event(api: Api) -
 
 
 async def test_an_engine_stalling_mid_stream_ends_with_an_error_event(api: Api) -> None:
+    api.piper.says_sentences = False
     api.piper.stall_at = 1
     r = await api.client.post("/v1/personalities/joe/speech", json={"text": TEXT, "format": "pcm",
                                                                      "stream_format": "sse"})
@@ -105,6 +124,7 @@ async def test_an_engine_stalling_mid_stream_ends_with_an_error_event(api: Api) 
 
 async def test_a_stall_ends_an_audio_stream_quietly(api: Api) -> None:
     """The same stall in a plain audio stream: the body ends after the first sentence."""
+    api.piper.says_sentences = False
     api.piper.stall_at = 1
     r = await api.client.post("/v1/personalities/joe/speech", json={"text": TEXT, "stream": True, "format": "pcm"})
     assert r.status_code == 200 and r.content == api.piper.pcm("One sentence here.")

@@ -15,6 +15,7 @@ import soundfile as sf
 import soxr
 
 from chorus.speech.loudness import StreamLevel, level
+from deployments.base import EngineFailedError
 from tests.support.ingress_app import JOE, Api
 from tests.support.recordings import PIPER_RATE, SENTENCES, recordings
 
@@ -95,3 +96,34 @@ async def test_two_engines_of_one_personality_answer_at_its_level(tmp_path) -> N
     # Off, each engine's own level, as made.
     r = await api.client.post("/v1/personalities/joe/speech", json={"text": text, "provider": "google_tts"})
     assert sf.read(io.BytesIO(r.content), dtype="int16")[0].tobytes() == api.google.pcm(text)
+
+
+def test_another_engine_carrying_a_stream_on_is_met_at_its_level_from_its_first_chunk() -> None:
+    def seconds(pcm: bytes) -> list[bytes]:  # chunks of a second: shorter than the 3 s window
+        return [pcm[i:i + 2 * RATE] for i in range(0, len(pcm), 2 * RATE)]
+
+    # A loud engine, then one ~23 LU quieter: averaged with the loud one's last seconds, the
+    # quiet one's first chunks would come out far under the target.
+    loud, quiet = seconds(b"".join(piper(3.0)[:2])), seconds(b"".join(piper(0.2)[2:]))
+    stream = StreamLevel(RATE, -16.0, -1.0)
+    before = b"".join(stream.feed(c) for c in loud)
+    stream.restart()  # the router's switch (chorus.ingress.speaking)
+    first = stream.feed(quiet[0]) + stream.feed(quiet[1])
+    rest = b"".join(stream.feed(c) for c in quiet[2:]) + stream.close()
+    assert abs(lufs(before) - -16.0) <= 1.0
+    assert abs(lufs(first) - lufs(before)) <= 1.0  # no level jump at the switch
+    assert abs(lufs(first + rest) - -16.0) <= 1.0
+
+
+async def test_a_stream_carried_on_by_a_quieter_engine_keeps_its_level(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    api = Api(tmp_path)
+    api.google.amplitude = 250  # ~30 dB under the scripted Piper
+    assert (await api.client.put("/v1/personalities/ana", json={**JOE, "loudness": {"targetLufs": -20}})).status_code == 201
+    first, then = "This first sentence comes from the active engine.", "And this one, then, from the next in line."
+    api.piper.error, api.piper.fail_at = EngineFailedError("crashed", "piper"), 1
+    r = await api.client.post("/v1/personalities/ana/speech", json={"text": f"{first} {then} {then}", "stream": True,
+                                                                    "format": "pcm"})
+    assert r.status_code == 200 and api.google.requests  # Google carried it on
+    cut = len(api.piper.pcm(first))  # bytes at the stream's 16 kHz
+    assert abs(lufs(r.content[:cut], 16_000) - -20.0) <= 1.0
+    assert abs(lufs(r.content[cut:], 16_000) - lufs(r.content[:cut], 16_000)) <= 1.0

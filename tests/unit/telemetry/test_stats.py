@@ -306,3 +306,20 @@ async def test_an_unreachable_store_is_503_and_the_figures_wait(api: Api) -> Non
     api.replica.stats.store = memory  # back: nothing was lost meanwhile
     r = await api.client.get("/v1/stats", params={"window": "5m"})
     assert r.json()["engines"]["piper"]["requests"] == 4
+
+
+async def test_a_stream_carried_on_by_another_engine_counts_for_both(api: Api) -> None:
+    """The request's spans, the carrying engine's included, end under its speech span: the
+    engine that stopped counts a failure and a fallback, the one that carried on a success."""
+    from deployments.base import EngineFailedError
+
+    api.piper.error, api.piper.fail_at = EngineFailedError("crashed", "piper"), 1
+    body = {"text": "One sentence here. Another one there.", "stream": True, "format": "pcm"}
+    r = await api.client.post("/v1/personalities/joe/speech", json=body)
+    assert r.status_code == 200 and len(api.google.requests) == 1
+    await api.replica.stats.flush()
+    stats = (await api.client.get("/v1/stats", params={"window": "5m"})).json()
+    piper, google = stats["engines"]["piper"], stats["engines"]["google_tts"]
+    assert (piper["requests"], piper["failures"], piper["fallbacksTo"]) == (1, {"failed": 1}, {"google_tts": 1})
+    assert (google["requests"], google["successes"]) == (1, 1)
+    assert stats["personalities"]["joe"]["requests"] == 1
