@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
 
 from chorus.auth.keys import KeyEntry
+from chorus.auth.ring import KeyRing
 from chorus.auth.scopes import ANY_KEY, PUBLIC, Scope
 from chorus.ingress.asgi import create_app
 from chorus.ingress.config import IngressConfig
@@ -412,3 +413,16 @@ async def test_what_a_key_was_shown_is_kept_by_no_cache(api: AuthApi) -> None:
     assert listing.headers["cache-control"] == audio.headers["cache-control"] == "no-store"
     page = await api.client.get("/dashboard")  # public, the same for everyone
     assert page.status_code == 200 and page.headers.get("cache-control") != "no-store"
+
+
+def test_a_key_name_used_twice_across_sources_is_warned_of_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Logs name the key that asked: two keys under one name could not be told apart."""
+    ring = KeyRing()
+    caplog.set_level(logging.WARNING, logger="chorus.auth.ring")
+    ring.replace("file", [KeyEntry(name="ci", key="a" * 32, scopes=[Scope.SPEAK]).api_key(),
+                          KeyEntry(name="ops", key="b" * 32, scopes=[Scope.ADMIN]).api_key()])
+    assert caplog.records == []  # distinct names: nothing to say
+    ring.replace("env", [KeyEntry(name="ci", key="c" * 32, scopes=[Scope.SPEAK]).api_key()])
+    assert [r.getMessage() for r in caplog.records] == [
+        "API key name 'ci' is used by more than one key; logs cannot tell them apart"]
+    assert len(ring) == 3 and ring.lookup("c" * 32) is not None
