@@ -24,7 +24,7 @@ from chorus.auth.keys import KeyEntry
 from chorus.ingress.asgi import create_app
 from chorus.ingress.config import IngressConfig
 from chorus.ingress.replica import Replica
-from chorus.quotas.callers import Charge, LimitName, _utc_periods
+from chorus.quotas.callers import Charge, LimitName, QuotaExceeded, Window, _utc_periods
 from chorus.speech.board import EngineBoard
 from deployments.base import EngineFailedError, Health
 from tests.support import recordings as rec
@@ -323,3 +323,34 @@ async def test_a_keys_requests_under_way_at_once_are_capped(make: Any) -> None:
                                      "once; retry in 1 s")
     api.piper.delay_s = 0
     assert (await api.speak()).status_code == 200  # a finished request frees its place
+
+
+def a_window(limit: int = 10, remaining: int = 4, reset_in_s: float = 30.0,
+             name: LimitName = LimitName.CHARACTERS_PER_DAY) -> Window:
+    return Window(name=name, subject="ci", limit=limit, per="UTC day", remaining=remaining,
+                  reset_at=time.time() + reset_in_s)
+
+
+def test_the_tightest_window_is_the_least_share_left_not_the_fewest_left() -> None:
+    roomy, tight = a_window(limit=100, remaining=20), a_window(limit=5, remaining=2)
+    assert (roomy.share_left(), tight.share_left()) == (0.2, 0.4)
+    assert min([tight, roomy], key=Window.share_left) is roomy
+
+
+def test_a_window_that_has_reset_is_said_to_reset_in_a_second_not_zero() -> None:
+    assert a_window(reset_in_s=-5).resets_in() == 1  # a client told 0 would retry at once
+    assert a_window(reset_in_s=41.2).resets_in() == 42
+
+
+def test_a_refusal_for_several_characters_says_how_many_were_asked_and_none_left() -> None:
+    over = QuotaExceeded(a_window(limit=10, remaining=-3), asked=2)
+    assert "(2 asked, 0 left)" in str(over)
+    assert "asked" not in str(QuotaExceeded(a_window(limit=10, remaining=0), asked=1))
+
+
+def test_a_failed_piece_gives_back_its_own_characters() -> None:
+    charge = Charge(15)
+    charge.sent("piper", 10)
+    charge.sent("piper", 5)
+    charge.failed("piper", 5)  # the second piece failed: the first was worked on
+    assert charge.unsent() == 5
