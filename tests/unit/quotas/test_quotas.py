@@ -354,3 +354,24 @@ def test_a_failed_piece_gives_back_its_own_characters() -> None:
     charge.sent("piper", 5)
     charge.failed("piper", 5)  # the second piece failed: the first was worked on
     assert charge.unsent() == 5
+
+
+async def test_a_monthly_budget_alone_is_counted(make: Any) -> None:
+    api = make({"characters_per_month": 25})  # no daily budget before it
+    assert [(await api.speak()).status_code for _ in range(2)] == [200, 200]
+    assert len(refused([await api.speak()], LimitName.CHARACTERS_PER_MONTH)) == 1
+
+
+async def test_characters_not_given_back_to_an_unreachable_store_leave_the_first_error_standing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import limits
+
+    from chorus.quotas.callers import Quotas, QuotasConfig, _Reservation
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        quotas = Quotas(QuotasConfig(), f"redis://127.0.0.1:{s.getsockname()[1]}")
+    reservation = _Reservation(limits.RateLimitItemPerDay(30, 1), ("chorus", "characters_per_day", "alice", "x"), 10)
+    await quotas.give_back([reservation])  # only called while another error is on its way out
+    assert any("characters not given back" in r.getMessage() for r in caplog.records)
