@@ -185,11 +185,15 @@ class Quotas:
         self.fixed = FixedWindowRateLimiter(self.storage)
 
     async def rate(self, name: LimitName, subject: str, rate_limit: str) -> Window:
-        """Count one request against `rate_limit` (moving window); QuotaExceeded when full."""
+        """Count one request against `rate_limit` (moving window); QuotaExceeded when full,
+        QuotasUnavailable when the counters cannot be reached."""
         item = limits.parse(rate_limit)
         ids = (NAMESPACE, name.value, subject)
-        allowed = await self.moving.hit(item, *ids)
-        stats = await self.moving.get_window_stats(item, *ids)
+        try:
+            allowed = await self.moving.hit(item, *ids)
+            stats = await self.moving.get_window_stats(item, *ids)
+        except StorageError as err:
+            raise QuotasUnavailable(err) from None
         per = f"{item.multiples} {item.GRANULARITY.name}"
         window = Window(name, subject, item.amount, per, stats.remaining, stats.reset_time)
         if not allowed:
@@ -197,7 +201,8 @@ class Quotas:
         return window
 
     async def reserve(self, key: ApiKey, characters: int) -> tuple[list[Window], list[_Reservation]]:
-        """Take `characters` from each of the key's budgets, or none of them (QuotaExceeded).
+        """Take `characters` from each of the key's budgets, or none of them (QuotaExceeded;
+        QuotasUnavailable when the counters cannot be reached).
 
         The fixed window's `hit(cost=n)` is one atomic INCRBY: concurrent reservations get
         distinct totals, so exactly those that fit succeed and a budget is never overshot,
@@ -205,6 +210,12 @@ class Quotas:
         (the library has no decrement for Redis; an increment by -n is one). A moving window
         would also be exact, but it stores one entry per unit: a character each.
         """
+        try:
+            return await self._reserve(key, characters)
+        except StorageError as err:
+            raise QuotasUnavailable(err) from None
+
+    async def _reserve(self, key: ApiKey, characters: int) -> tuple[list[Window], list[_Reservation]]:
         now = datetime.now(UTC)
         periods = _utc_periods(now)
         budgets = {
@@ -277,8 +288,6 @@ class Spend:
         except QuotaExceeded as refused:
             self.windows.append(refused.window)
             raise
-        except StorageError as err:
-            raise QuotasUnavailable(err) from None
 
     async def request(self) -> None:
         """Count the request against its key's rate (every authenticated route)."""

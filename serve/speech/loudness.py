@@ -155,8 +155,10 @@ class StreamLevel:
         if not pcm:
             return b""
         self._heard = _last(self._heard + pcm, max(self._window, len(pcm)))
-        gain = gain_db(measure(self._heard, self.sample_rate), self.target_lufs)
-        alone = measure(pcm, self.sample_rate)
+        heard = measure(self._heard, self.sample_rate)
+        gain = gain_db(heard, self.target_lufs)
+        # The window is often this chunk alone (the first, or one of 3 s or more): measured once.
+        alone = heard if len(self._heard) == len(pcm) else measure(pcm, self.sample_rate)
         if math.isfinite(alone) and gain < _MAX_GAIN_DB:
             taken = alone + gain - measure(_limited(pcm, self.sample_rate, gain, self.true_peak_db), self.sample_rate)
             gain = min(gain + max(taken, 0.0), _MAX_GAIN_DB)

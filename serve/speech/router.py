@@ -380,7 +380,10 @@ class Router:
                 # Closed with this generator (a caller leaving): the engine's call is let go at once.
                 async with contextlib.aclosing(self._rest(leg, deadline, end, seconds)) as spoken:
                     async for chunk in spoken:
-                        said = said + [s.text for s in chunk.sentences] if said is not None and chunk.sentences else None
+                        if not chunk.sentences:
+                            said = None
+                        elif said is not None:
+                            said.extend(s.text for s in chunk.sentences)
                         seconds += chunk.duration_s
                         yield chunk if chunk.sample_rate == rate else _resampled(chunk, rate)
             except Exception as err:

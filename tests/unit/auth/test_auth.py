@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,6 @@ import httpx
 import pytest
 import soundfile as sf
 import yaml
-from limits.errors import StorageError
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
@@ -25,7 +25,6 @@ from chorus.auth.scopes import ANY_KEY, PUBLIC, Scope
 from chorus.ingress.asgi import create_app
 from chorus.ingress.config import IngressConfig
 from chorus.ingress.replica import Replica
-from chorus.quotas.callers import QuotasUnavailable
 from chorus.samples.audio import canonical_wav, decode_audio
 from chorus.samples.storage import SampleMeta
 from chorus.speech.board import EngineBoard
@@ -41,12 +40,12 @@ class AuthApi:
     """An app with keys on: Piper and a cloning engine scripted, the personality `joe`
     with stored samples `s0` and `s1`, one key per scope."""
 
-    def __init__(self, root: Path, **auth: Any) -> None:
+    def __init__(self, root: Path, redis_url: str | None = None, **auth: Any) -> None:
         (root / "personalities").mkdir()
         (root / "personalities" / "joe.yaml").write_text(yaml.safe_dump(personality("joe", JOE)))
         config = IngressConfig(
             personalities={"directory": root / "personalities"}, samples={"directory": root / "samples"},
-            timeouts={"piper": 5, "xtts_v2": 5}, auth=auth,
+            timeouts={"piper": 5, "xtts_v2": 5}, auth=auth, redis_url=redis_url,
         )
         engines = {"piper": ScriptedEngine("piper"), "xtts_v2": ScriptedEngine("xtts_v2")}
         self.replica = Replica(config, EngineBoard({e: LocalHandle(engine) for e, engine in engines.items()}))
@@ -360,12 +359,11 @@ async def test_wrong_keys_are_counted_per_client_address(api: AuthApi) -> None:
 
 
 async def test_with_the_counters_out_of_reach_a_wrong_key_is_refused_and_each_refusal_logged(
-    api: AuthApi, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def unreachable(*_: Any, **__: Any) -> None:
-        raise QuotasUnavailable(StorageError("redis down"))
-
-    monkeypatch.setattr(api.replica.quotas, "rate", unreachable)
+    with socket.socket() as s:  # a Redis port nothing listens on: the shared counters are down
+        s.bind(("127.0.0.1", 0))
+        api = AuthApi(tmp_path, redis_url=f"redis://127.0.0.1:{s.getsockname()[1]}")
     caplog.set_level(logging.DEBUG, logger="chorus.ingress.errors")
     answers = [await api.client.get("/v1/personalities", headers={"x-api-key": WRONG_KEY}) for _ in range(3)]
     assert [r.status_code for r in answers] == [401] * 3  # uncounted, still refused
