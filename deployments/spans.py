@@ -37,6 +37,9 @@ AUDIO_SECONDS: Final = "chorus.audio_seconds"
 REAL_TIME_FACTOR: Final = "chorus.rtf"  # synthesis seconds / audio seconds
 CONDITIONING_CACHE: Final = "chorus.conditioning_cache"  # cloning engines: "hit" | "miss"
 KEY: Final = "chorus.key"  # the API key's name (never the key), when keys are on
+VERIFY_OUTCOME: Final = "chorus.verify.outcome"  # attempt: "passed" | "failed" | "unverified" (its worst piece)
+VERIFY_WER: Final = "chorus.verify.wer"  # attempt: word error rate of what the recognizer heard
+VERIFY_REASON: Final = "chorus.verify.reason"  # attempt: why a piece went unverified
 ERROR_TYPE: Final = "error.type"  # OpenTelemetry's: the error's class name
 
 AttemptOutcome = Literal["ok", "skipped", "unavailable", "failed", "timeout"]

@@ -20,6 +20,7 @@ from chorus.auth.config import AuthConfig
 from chorus.deploy import serving_host
 from chorus.ingress.config import REDIS_URL_ENV, IngressArgs, IngressConfig
 from chorus.ingress.deployment import Ingress
+from chorus.recognition.deployment import Recognizer, RecognizerConfig
 from deployments.base import EngineId
 
 # engine id -> (deployment, its config model), imported only when the engine is enabled
@@ -42,10 +43,21 @@ class EngineArgs(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="The engine's own config model.")
 
 
+class RecognizerArgs(BaseModel):
+    """The recognizer deployment that verifies speech (`PersonalitySpec.verify`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Off: personalities that verify are answered unverified, and say so.")
+    timeout_s: float = Field(30.0, gt=0, description="A piece not heard within this long goes out unverified.")
+    config: RecognizerConfig = Field(default_factory=RecognizerConfig)
+
+
 class AppArgs(IngressArgs):
-    """A Serve config's `args`: what the ingress takes as it is, and the engines."""
+    """A Serve config's `args`: what the ingress takes as it is, the engines, and the recognizer."""
 
     engines: dict[EngineId, EngineArgs] = Field(default_factory=lambda: {"piper": EngineArgs()})
+    recognizer: RecognizerArgs = Field(default_factory=RecognizerArgs)
 
     def with_environment(self, environ: Mapping[str, str]) -> AppArgs:
         """These args with what the environment of the process building the app (the Serve
@@ -64,6 +76,7 @@ class AppArgs(IngressArgs):
         return IngressConfig(
             **{name: getattr(self, name) for name in IngressArgs.model_fields},
             timeouts={e: a.timeout_s for e, a in self.engines.items() if a.enabled},
+            recognizer_timeout_s=self.recognizer.timeout_s,
             default_voices=default_voices or {},
         )
 
@@ -93,4 +106,5 @@ def build_app(args: dict[str, Any] | AppArgs) -> Application:
         handles[engine] = _load(deployment_path).bind(config)
         if engine in app_args.cloud_quotas.engines():  # metered: the voice a personality naming none speaks
             default_voices[engine] = config.default_voice
-    return Ingress.bind(handles, app_args.ingress_config(default_voices))
+    recognizer = Recognizer.bind(app_args.recognizer.config) if app_args.recognizer.enabled else None
+    return Ingress.bind(handles, app_args.ingress_config(default_voices), recognizer)

@@ -18,6 +18,7 @@ import yaml
 from ray import serve
 from ray.serve.schema import ServeDeploySchema
 
+from chorus.recognition.models import RECOGNIZER
 from deployments.tracing import otel_environment
 
 APP_NAME = "chorus"
@@ -41,7 +42,8 @@ def render(
     environ: Mapping[str, str] | None = None,
 ) -> ServeDeploySchema:
     """The profile with overrides: `args` deep-merged into the app's args, per-deployment
-    options replaced key by key, and deployments of disabled engines dropped (Serve
+    options replaced key by key, and deployments of disabled engines (and of a disabled
+    recognizer) dropped (Serve
     refuses options for a deployment the app does not have). The OTEL_* variables of
     `environ` go into the app's runtime_env, so every deployment's process traces alike:
     Serve merges an app's env_vars into each deployment's own runtime_env, including the
@@ -51,6 +53,8 @@ def render(
     app["args"] = _merge(app.get("args", {}), args or {})
     engines = app["args"].get("engines", {})
     disabled = {e for e, a in engines.items() if not (a or {}).get("enabled", True)}
+    if not app["args"].get("recognizer", {}).get("enabled", True):
+        disabled.add(RECOGNIZER)
     entries = {d["name"]: d for d in app.get("deployments", []) if d["name"] not in disabled}
     for name, options in (deployments or {}).items():
         entries[name] = {**entries.get(name, {"name": name}), **options}

@@ -162,6 +162,23 @@ class LoudnessSettings(_Camel):
     true_peak_db: float = Field(-1.0, ge=-9.0, le=0.0, description="The ceiling (dBTP) a limiter keeps peaks under.")
 
 
+class VerifySettings(_Camel):
+    """Speech recognition listens to each piece before it is sent (English: pocketsphinx;
+    other languages are answered unverified, and say so)."""
+
+    max_word_error_rate: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="The most word errors per word of text a piece may have and pass; a word heard as another "
+        "counts as the share of its sounds that differ. Ordinary sentences of the bundled Piper voice score 0-0.4, "
+        "another text's audio 0.73 and more.",
+    )
+    mode: Literal["enforce", "report"] = Field(
+        "enforce",
+        description="enforce: a piece over the limit fails its engine's attempt and the next engine of the chain "
+        "speaks; report: it is sent anyway, and the measured rate is told (X-Chorus-Verify, traces, stats).",
+    )
+
+
 class PersonalitySpec(_Camel):
     display_name: str | None = Field(None, max_length=256)
     aliases: list[Alias] = Field(
@@ -176,6 +193,8 @@ class PersonalitySpec(_Camel):
     voice_samples: list[VoiceSample] = Field(default_factory=list, max_length=MAX_VOICE_SAMPLES)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     loudness: LoudnessSettings = Field(default_factory=LoudnessSettings)
+    verify: VerifySettings | None = Field(None, description="Check each piece's words before it is sent; none: "
+                                          "not checked.")
     lexicon: list[Pronunciation] = Field(
         default_factory=list, max_length=MAX_LEXICON,
         description="How words and phrases are said: `ipa` (phonemes) and/or `alias` (a respelling); each engine "

@@ -37,8 +37,9 @@ from chorus.ingress.uploads import FORM_OVERHEAD
 DESCRIPTION = (
     "Text-to-speech for voice personalities. Every speech answer names the engine that spoke "
     "(`X-Chorus-Provider`), the engines tried before it (`X-Chorus-Fallback`), whether the audio "
-    "came from the cache (`X-Chorus-Cache`: hit, miss, partial or bypass) and the time it took "
-    "(`X-Chorus-Latency-Ms`)."
+    "came from the cache (`X-Chorus-Cache`: hit, miss, partial or bypass), the time it took "
+    "(`X-Chorus-Latency-Ms`) and, for a personality that verifies its speech, what the recognizer "
+    "heard (`X-Chorus-Verify`)."
 )
 
 

@@ -109,6 +109,7 @@ class IngressConfig(IngressArgs):
     """What an ingress replica is built from: its args and the enabled engines' timeouts."""
 
     timeouts: dict[EngineId, float] = Field(default_factory=dict)
+    recognizer_timeout_s: float = Field(30.0, gt=0, description="How long a piece waits to be heard (verification).")
     default_voices: dict[EngineId, str] = Field(
         default_factory=dict, description="The cloud engines' configured default voices (what a personality "
         "naming no voice speaks), for the cloud quota meter's voice classes.",

@@ -20,6 +20,7 @@ from chorus.ingress.handles import RetryingHandle
 from chorus.ingress.replica import Replica
 from chorus.speech.board import EngineBoard
 from chorus.speech.replicas import ReplicaCount, Replicas, ReplicaSource
+from chorus.speech.verification import Verifier
 from deployments.base import EngineId
 
 
@@ -42,13 +43,18 @@ def serve_replica_counts(engines: Mapping[EngineId, DeploymentHandle]) -> Replic
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 @serve.ingress()
 class Ingress:
-    def __init__(self, engines: dict[EngineId, DeploymentHandle], config: IngressConfig | dict) -> None:
+    def __init__(self, engines: dict[EngineId, DeploymentHandle], config: IngressConfig | dict,
+                 recognizer: DeploymentHandle | None = None) -> None:
         config = IngressConfig.model_validate(config)
         # A call whose replica dies is sent once more (to a live replica) before the router
         # counts the engine as failed.
         handles = {engine: RetryingHandle(handle) for engine, handle in engines.items()}
         replicas = Replicas(serve_replica_counts(engines), refresh_s=config.status_refresh_s)
-        self.replica = Replica(config, EngineBoard(handles, refresh_s=config.status_refresh_s), replicas=replicas)
+        # Pieces of personalities that verify are heard there (none deployed: sent unverified).
+        verifier = Verifier(RetryingHandle(recognizer) if recognizer is not None else None,
+                            timeout_s=config.recognizer_timeout_s)
+        self.replica = Replica(config, EngineBoard(handles, refresh_s=config.status_refresh_s), replicas=replicas,
+                               verifier=verifier)
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._watchers = [loop.create_task(self.replica.store.watch(self._stop)),

@@ -18,6 +18,7 @@ from chorus.speech.cache.store import AudioCache
 from chorus.speech.deadline import Deadlines
 from chorus.speech.replicas import Replicas
 from chorus.speech.router import Router
+from chorus.speech.verification import Verifier
 from chorus.stores.opening import open_store
 from chorus.telemetry.ray_metrics import RayMetrics
 from chorus.telemetry.stats.service import Statistics
@@ -26,7 +27,7 @@ from deployments.tracing import Tracing, ingress_tracing
 
 class Replica:
     def __init__(self, config: IngressConfig, board: EngineBoard, tracing: Tracing | None = None,
-                 replicas: Replicas | None = None) -> None:
+                 replicas: Replicas | None = None, verifier: Verifier | None = None) -> None:
         self.config = config
         # This replica's own tracer provider (default: from the OTEL_* variables of this
         # process); every span of its requests is made through it, none through a global.
@@ -44,6 +45,7 @@ class Replica:
             board, config.timeouts, sample_refs=self.samples.refs, meter=self.meter, tracer=self.tracing.tracer,
             deadlines=Deadlines(request_s=config.request_deadline_s, stream_chunk_s=config.stream_chunk_timeout_s),
             breakers=Breakers(config.circuit_breaker), cache=self.cache, max_audio_s=config.max_audio_seconds,
+            verifier=verifier,
         )
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None

@@ -202,6 +202,8 @@ async def _speak(request: Request, replica: Replica, utterance: Utterance, span:
     rate = sample_rate or audio.sample_rate
     body = await encoding.encode_off_loop(audio.pcm, audio.sample_rate, fmt, rate)
     headers = chorus_headers(routed_audio, started, is_admin(request, replica))
+    if routed_audio.verdict is not None and (verify := utterance.personality.spec.verify) is not None:
+        headers["X-Chorus-Verify"] = routed_audio.verdict.header(verify)
     if utterance.timestamps:
         timed = await timing.timestamps(audio, utterance.text, utterance.language, replica.aligner)
         answer = SpeechWithTimestamps(audio=base64.b64encode(body).decode(), format=fmt, sample_rate=rate,

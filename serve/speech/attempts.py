@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from chorus.common.safe_text import PublicText
 from chorus.speech.cache.lookup import CacheOutcome
 from chorus.speech.deadline import DEADLINE_PASSED, DeadlinePassed
+from chorus.speech.verification import Verdict
 from deployments.base import AudioResult, EngineError, EngineId, EngineUnavailableError
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Routed(BaseModel):
 
 class RoutedAudio(Routed):
     audio: AudioResult
+    verdict: Verdict | None = Field(None, description="its pieces' verification, when the personality verifies")
 
 
 class Switch(BaseModel):

@@ -43,7 +43,7 @@ from chorus.speech.attempts import (
     unwrap,
 )
 from chorus.speech.board import EngineBoard, EngineHandle, as_coroutine
-from chorus.speech.breaker import CIRCUIT_OPEN, Breakers
+from chorus.speech.breaker import CIRCUIT_OPEN, Breakers, CircuitState
 from chorus.speech.cache.lookup import Lookup, resolve, uncached
 from chorus.speech.cache.replay import Replay
 from chorus.speech.cache.store import AudioCache
@@ -51,6 +51,7 @@ from chorus.speech.deadline import DEADLINE_PASSED, Deadline, DeadlinePassed, De
 from chorus.speech.encoding import resample
 from chorus.speech.sentences import pack, rest_of
 from chorus.speech.utterance import Utterance
+from chorus.speech.verification import Verdict, VerificationFailed, Verifier, mark
 from deployments import spans
 from deployments.base import (
     AudioChunk,
@@ -90,6 +91,7 @@ class Leg(NamedTuple):
     first: AudioChunk
     gen: Any  # the engine's stream of the first part (its first chunk taken)
     began: float
+    heard: Verdict | None = None  # the first chunk's verification, when it was heard before the stream began
 
     @property
     def engine(self) -> EngineId:
@@ -105,8 +107,11 @@ class Router:
         breakers: Breakers | None = None,
         cache: AudioCache | None = None,
         max_audio_s: float = float("inf"),
+        verifier: Verifier | None = None,
     ) -> None:
         self.board = board
+        # Hears pieces for personalities that verify (`chorus.speech.verification`).
+        self.verifier = verifier or Verifier(None)
         # The most audio one request may hold (`IngressArgs.max_audio_seconds`), checked as
         # parts arrive: speed 0.25 and a fast cloud engine would otherwise join hundreds of MB.
         self.max_audio_s = max_audio_s
@@ -250,10 +255,17 @@ class Router:
         `charge` is told of every piece sent to an engine."""
         attempts: list[Attempt] = []
         deadline = Deadline(self.deadlines.request_s)
+        verify = utterance.personality.spec.verify
+        # Enforced verification's last resort: the refused answer heard closest to the text,
+        # sent (its verdict "failed") when no engine's words pass.
+        closest: RoutedAudio | None = None
         async for _, engine, lookup, span in self._candidates(utterance, attempts, deadline):
             handle = self.board.handles[engine]
             began = time.perf_counter()
             seconds = 0.0
+            # Each piece is heard while the next one is made; none is kept in the cache unheard.
+            hearing: list[asyncio.Task[Verdict]] = []
+            verdict: Verdict | None = None
             try:
                 parts = []
                 for index, part in enumerate(lookup.parts):
@@ -263,15 +275,31 @@ class Router:
                         made = await self._charged(charge, engine, part.request, self._call(
                             engine, handle.synthesize.remote(part.request), deadline))
                         await self._billed(engine, part.request)
-                        await lookup.made(index, made)
+                        if verify is None:
+                            await lookup.made(index, made)
                     parts.append(made)
                     seconds += made.duration_s
                     if seconds > self.max_audio_s:
                         raise AudioTooLong(self.max_audio_s)
+                    if verify is not None:
+                        hearing.append(asyncio.ensure_future(
+                            self.verifier.check(verify, made, part.request.text, utterance.language)))
+                if verify is not None:
+                    verdict = await self._judged(engine, verify.mode, await asyncio.gather(*hearing), span)
+                    for index, part in enumerate(lookup.parts):
+                        if part.cached is None:
+                            await lookup.made(index, parts[index])
             except AudioTooLong as err:  # the request's size, not the engine's doing
                 self.breakers[engine].abandoned()
                 _end(span, "failed", err)
                 raise
+            except VerificationFailed as err:
+                self._give_up(engine, err, span, attempts)
+                if closest is None or _farther(closest, err.verdict):
+                    audio = AudioResult.joined(parts)
+                    closest = RoutedAudio(engine=engine, attempts=[], audio=audio, variant=audio.variant,
+                                          cache=lookup.outcome, verdict=err.verdict)
+                continue
             except Exception as err:
                 self._give_up(engine, err, span, attempts)
                 continue
@@ -279,6 +307,9 @@ class Router:
                 self._verdict(engine, err)
                 _end(span, "failed", err)
                 raise
+            finally:
+                for task in hearing:
+                    task.cancel()
             if lookup.outcome == "hit":  # the engine was not asked: nothing learned about it
                 self.breakers[engine].abandoned()
             else:
@@ -286,15 +317,46 @@ class Router:
             audio = AudioResult.joined(parts)
             _end(span, "ok", audio_seconds=audio.duration_s, began=began, variant=audio.variant)
             return RoutedAudio(engine=engine, attempts=attempts, audio=audio, variant=audio.variant,
-                               cache=lookup.outcome)
+                               cache=lookup.outcome, verdict=verdict)
+        if closest is not None:
+            return closest.model_copy(update={"attempts": attempts})
         raise AllEnginesFailed(attempts)
 
+    @staticmethod
+    async def _judged(engine: EngineId, mode: str, verdicts: list[Verdict], span: Span) -> Verdict:
+        """An attempt's pieces' verdicts as one, on its span; `VerificationFailed` for the
+        first failed piece in enforce mode."""
+        verdict = Verdict.of(verdicts)
+        mark(span, verdict)
+        failed = next((v for v in verdicts if v.outcome == "failed"), None)
+        if failed is not None and mode == "enforce":
+            raise VerificationFailed(engine, failed, verdict)
+        return verdict
+
+    async def _enforced(self, utterance: Utterance, leg: Leg, verdicts: list[Verdict],
+                        hearing: Awaitable[Verdict]) -> None:
+        """A piece's hearing, kept in `verdicts`; `VerificationFailed` when it failed and an
+        engine after this one may say it instead (else it is sent: the last resort)."""
+        heard = await hearing
+        verdicts.append(heard)
+        if heard.outcome == "failed" and await self._others_after(utterance, leg.candidate.position):
+            raise VerificationFailed(leg.engine, heard)
+
+    async def _others_after(self, utterance: Utterance, position: int) -> bool:
+        """Whether an engine after `position` in the plan may speak: not skipped, its circuit
+        not open (what is decided only on its turn, the deadline and a probe, is not asked)."""
+        statuses = await self.board.statuses()
+        return any(skip is None and self.breakers[engine].state is not CircuitState.open
+                   for engine, skip in self.plan(utterance, statuses)[position + 1:])
+
     def _verdict(self, engine: EngineId, err: BaseException | None) -> None:
-        """Tell the engine's breaker how a call went: success, a failure of the engine's
-        (unavailable, failed, its own timeout), or nothing about the engine (bad input,
-        the caller gone, the request's deadline cutting the engine's time short)."""
+        """Tell the engine's breaker how a call went: success (a piece whose words failed
+        verification too: the engine answered, and a text hard to hear fails on every engine
+        alike), a failure of the engine's (unavailable, failed, its own timeout), or nothing
+        about the engine (bad input, the caller gone, the request's deadline cutting the
+        engine's time short)."""
         breaker = self.breakers[engine]
-        if err is None:
+        if err is None or isinstance(err, VerificationFailed):
             breaker.succeeded()
         elif isinstance(err, Exception) and not isinstance(err, BadInputError | DeadlinePassed):
             breaker.failed()
@@ -329,11 +391,11 @@ class Router:
         """The first engine of the plan (after position `after`) that yields a first chunk."""
         async with contextlib.aclosing(self._candidates(utterance, attempts, deadline, after, context)) as candidates:
             async for candidate in candidates:
-                if (leg := await self._opened(candidate, charge, attempts, deadline)) is not None:
+                if (leg := await self._opened(utterance, candidate, charge, attempts, deadline)) is not None:
                     return leg
         return None
 
-    async def _opened(self, candidate: Candidate, charge: Charge | None, attempts: list[Attempt],
+    async def _opened(self, utterance: Utterance, candidate: Candidate, charge: Charge | None, attempts: list[Attempt],
                       deadline: Deadline) -> Leg | None:
         """The candidate's stream with its first chunk; None (and the attempt recorded) if
         the engine failed before it."""
@@ -360,7 +422,18 @@ class Router:
         # The first chunk is the engine's answer; what goes wrong later is told too.
         self._verdict(engine, None)
         await self._billed(engine, opening.request)
-        return Leg(candidate, handle, first, gen, began)
+        heard = None
+        if (verify := utterance.personality.spec.verify) is not None and first.sentences:
+            # Heard before the stream begins: a first sentence that fails falls back like an
+            # engine that failed, before the caller has been told who speaks.
+            heard = await self.verifier.check(verify, first, _said(first), utterance.language)
+            if heard.outcome == "failed" and verify.mode == "enforce" and await self._others_after(
+                    utterance, candidate.position):
+                gen.cancel()
+                mark(span, heard)
+                self._give_up(engine, VerificationFailed(engine, heard), span, attempts)
+                return None
+        return Leg(candidate, handle, first, gen, began, heard)
 
     async def _spoken(self, utterance: Utterance, leg: Leg, charge: Charge | None, deadline: Deadline,
                       end: StreamEnd, context: Context) -> AsyncIterator[AudioChunk]:
@@ -375,10 +448,11 @@ class Router:
         rate, text, seconds = leg.first.sample_rate, utterance.text, 0.0
         while True:
             said: list[str] | None = []
+            pieces: list[str] = []  # the pieces whose every chunk went out
             failure: Exception | None = None
             try:
                 # Closed with this generator (a caller leaving): the engine's call is let go at once.
-                async with contextlib.aclosing(self._rest(leg, deadline, end, seconds)) as spoken:
+                async with contextlib.aclosing(self._rest(utterance, leg, deadline, end, seconds, pieces)) as spoken:
                     async for chunk in spoken:
                         if not chunk.sentences:
                             said = None
@@ -390,7 +464,9 @@ class Router:
                 failure = err
             if failure is None and (end.cut is None or end.cut.outcome != "timeout"):
                 return  # said whole, or cut at the request's audio limit
-            rest = rest_of(text, said) if said else None
+            if said is None and isinstance(failure, VerificationFailed):
+                said = pieces  # model steps held until their piece was heard: none of the failed one went out
+            rest = rest_of(text, said) if said is not None else None
             if rest == "":  # it failed after its last sentence: nothing is missing
                 end.cut = None
                 return
@@ -411,27 +487,39 @@ class Router:
             end.switches.append(Switch(engine=nxt.engine, after=leg.engine, reason=stopped.reason, at_s=seconds))
             text, leg = rest, nxt
 
-    async def _rest(self, leg: Leg, deadline: Deadline, end: StreamEnd, already_s: float = 0.0,
-                    ) -> AsyncIterator[AudioChunk]:
+    async def _rest(self, utterance: Utterance, leg: Leg, deadline: Deadline, end: StreamEnd,
+                    already_s: float = 0.0, pieces: list[str] | None = None) -> AsyncIterator[AudioChunk]:
         """One engine's stream from its first chunk on, part by part (`chorus.speech.cache.lookup`): cached
         parts replayed, the others streamed by the engine, each next chunk within the chunk
         timeout and the request's deadline, and each engine part kept in the cache once its
         stream has ended complete. An engine that stalls ends its stream where it is (`end`
         says why: `_spoken` may carry on with another engine, an audio body ends early, an
         SSE stream tells) and its call is cancelled; `already_s`: seconds the stream had
-        before this engine, counted against the request's audio limit."""
+        before this engine, counted against the request's audio limit; `pieces`: told the text
+        of each piece once all its chunks went out.
+
+        Verified (`PersonalitySpec.verify`), sentence by sentence where the chunks say their
+        sentences, else (model steps) piece by piece. Enforced, each is held until it is
+        heard: the engine's stream runs on meanwhile, so the listener waits for the first
+        sentence's hearing only; one that fails ends this engine's part like an engine's
+        error (`_spoken` carries the rest of the text on). Reported, each goes out at once
+        and is heard beside the stream, its verdict on the span when the stream ends."""
         engine, lookup, span, first, gen = leg.engine, leg.candidate.lookup, leg.candidate.span, leg.first, leg.gen
         handle, began = leg.handle, leg.began
         seconds = 0.0
         error: BaseException | None = None
         outcome: spans.AttemptOutcome = "ok"
         told = lookup.parts[0].cached is None  # `_opened` told the breaker of the first chunk
+        verify, language = utterance.personality.spec.verify, utterance.language
+        verdicts: list[Verdict] = [leg.heard] if leg.heard is not None else []
+        reported: list[asyncio.Task[Verdict]] = []
         try:
             for index, part in enumerate(lookup.parts):
                 if index:
                     gen = Replay(part.cached) if part.cached is not None else handle.stream.remote(part.request)
                 chunks = _after(first, self._in_time(gen, deadline)) if index == 0 else self._in_time(gen, deadline)
                 made: list[AudioChunk] = []
+                held: list[AudioChunk] = []  # an enforced piece's model steps, until the piece is heard
                 async for chunk in chunks:
                     if part.cached is None and not made and index:
                         # A piece counts once its first chunk came (chorus.quotas.providers).
@@ -447,7 +535,30 @@ class Router:
                         return
                     made.append(chunk)
                     seconds += chunk.duration_s
-                    yield chunk
+                    if verify is None or (chunk is first and leg.heard is not None):
+                        yield chunk
+                    elif not chunk.sentences and verify.mode == "enforce":
+                        held.append(chunk)
+                    elif not chunk.sentences:
+                        yield chunk
+                    elif verify.mode == "enforce":
+                        await self._enforced(utterance, leg, verdicts,
+                                             self.verifier.check(verify, chunk, _said(chunk), language))
+                        yield chunk
+                    else:
+                        reported.append(asyncio.ensure_future(self.verifier.check(verify, chunk, _said(chunk), language)))
+                        yield chunk
+                steps = [c for c in made if not c.sentences and not (c is first and leg.heard is not None)]
+                if verify is not None and steps:
+                    hearing = self.verifier.check(verify, AudioResult.joined(steps), part.request.text, language)
+                    if verify.mode == "enforce":
+                        await self._enforced(utterance, leg, verdicts, hearing)
+                        for chunk in held:
+                            yield chunk
+                    else:
+                        reported.append(asyncio.ensure_future(hearing))
+                if pieces is not None:
+                    pieces.append(part.request.text)
                 if part.cached is None and made:
                     await lookup.made(index, AudioResult.joined(made))
         except TimeoutError as err:
@@ -470,6 +581,12 @@ class Router:
             gen.cancel()
             if not told:  # the engine was never asked: nothing learned about it
                 self.breakers[engine].abandoned()
+            if error is None:  # said whole: what is still being heard is waited for
+                verdicts += await asyncio.gather(*reported)
+            for task in reported:
+                task.cancel()
+            if verdicts:
+                mark(span, Verdict.of(verdicts))
             _end(span, outcome, error, audio_seconds=seconds, began=began, variant=first.variant)
 
     async def _in_time(self, gen: Any, deadline: Deadline) -> AsyncIterator[AudioChunk]:
@@ -565,6 +682,15 @@ def _resampled(chunk: AudioChunk, rate: int) -> AudioChunk:
         sentences.append(s.model_copy(update={"samples": samples}))
         left -= samples
     return chunk.model_copy(update={"pcm": pcm, "sample_rate": rate, "sentences": sentences})
+
+
+def _farther(closest: RoutedAudio, than: Verdict) -> bool:
+    assert closest.verdict is not None
+    return (closest.verdict.word_error_rate or 0.0) > (than.word_error_rate or 0.0)
+
+
+def _said(chunk: AudioChunk) -> str:
+    return " ".join(s.text for s in chunk.sentences)
 
 
 async def _after(first: AudioChunk, rest: AsyncIterator[AudioChunk]) -> AsyncIterator[AudioChunk]:

@@ -46,6 +46,8 @@ class ChorusApp:
         self.samples_dir = self.root / f"samples-{self.count}"
         engines = engines if engines is not None else {"piper": {}}
         names = ["Ingress", *(e for e, a in engines.items() if a.get("enabled", True))]
+        if args.get("recognizer", {}).get("enabled", True):
+            names.append("Recognizer")
         options = {n: dict(TEST_DEPLOYMENT_OPTIONS) for n in names}
         for name, extra in (deployments or {}).items():
             options[name] = {**options.get(name, {}), **extra}

@@ -25,6 +25,7 @@ class Try:
     rtf: float | None = None
     error_type: str | None = None
     cache: str | None = None  # the router's lookup: hit, partial or miss
+    verify: str | None = None  # its verification: passed, failed or unverified
 
 
 @dataclass
@@ -68,7 +69,8 @@ class SpanMaker:
             a: dict[str, Any] = {spans.ENGINE: tried.engine, spans.OUTCOME: tried.outcome,
                                  spans.FALLBACK_POSITION: position, spans.CHARACTERS: tried.characters}
             for name, value in ((spans.AUDIO_SECONDS, tried.audio_seconds), (spans.REAL_TIME_FACTOR, tried.rtf),
-                                (spans.ERROR_TYPE, tried.error_type), (spans.CACHE, tried.cache)):
+                                (spans.ERROR_TYPE, tried.error_type), (spans.CACHE, tried.cache),
+                                (spans.VERIFY_OUTCOME, tried.verify)):
                 if value is not None:
                     a[name] = value
             attempt = self.tracer.start_span(spans.ATTEMPT, context=context, start_time=t, attributes=a)

@@ -54,6 +54,7 @@ HTTP = "Only the ingress speaks HTTP"
 RAY = "Ray stays at the edges"
 ROUTES = "Routes never import each other"
 ACYCLIC = "No import cycles"
+EAR = "The ear runs in the recognizer deployment only"
 
 
 def add_import(tree: Path, module: str, imported: str) -> None:
@@ -82,11 +83,14 @@ def add_import(tree: Path, module: str, imported: str) -> None:
         ("chorus.common.constants", "ray.serve", RAY),
         ("chorus.ingress.routes.clone", "chorus.ingress.routes.speech", ROUTES),
         ("chorus.speech.cache.key", "chorus.speech.router", ACYCLIC),
+        ("chorus.speech.verification", "chorus.recognition.ear", EAR),
+        ("chorus.recognition.models", "ray.serve", RAY),
     ],
     ids=["engine-imports-speech", "contract-imports-ours", "operator-imports-ray", "operator-imports-engine",
          "operator-imports-ingress", "operator-imports-speech", "samples-import-ingress", "common-imports-up",
          "telemetry-imports-quotas", "speech-imports-fastapi", "quotas-import-starlette", "keys-import-starlette",
-         "speech-imports-ray", "common-imports-ray", "route-imports-route", "cache-imports-router"],
+         "speech-imports-ray", "common-imports-ray", "route-imports-route", "cache-imports-router",
+         "router-runs-the-ear", "recognizer-contract-imports-ray"],
 )
 def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imported: str, contract: str) -> None:
     add_import(tree, module, imported)

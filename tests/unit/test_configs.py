@@ -29,8 +29,8 @@ def test_profiles_build_with_their_own_args(profile: str) -> None:
     names = {d.name for d in app.deployments}
     # Every deployment the file configures exists in the application it builds.
     ingress = built._bound_deployment
-    engines = ingress.init_args[0]
-    bound = {ingress.name} | {engine._bound_deployment.name for engine in engines.values()}
+    engines, _, recognizer = ingress.init_args
+    bound = {ingress.name, recognizer._bound_deployment.name} | {e._bound_deployment.name for e in engines.values()}
     assert names == bound
 
 
@@ -72,7 +72,11 @@ def test_render_overrides_and_drops_disabled_engines() -> None:
                     port=9999)
     (app,) = config.applications
     assert app.args["personalities"] == {"directory": "/tmp/p"} and config.http_options.port == 9999
+    assert [d.name for d in app.deployments] == ["Ingress", "Recognizer"]
+    (app,) = render(profile_path("cpu"), args={"engines": {"piper": {"enabled": False}},
+                                               "recognizer": {"enabled": False}}).applications
     assert [d.name for d in app.deployments] == ["Ingress"]
+    assert build_app(app.args)._bound_deployment.init_args[2] is None  # built without it: nothing to configure
 
 
 @pytest.mark.parametrize("profile", ["cpu", "cluster"])
@@ -124,6 +128,7 @@ def test_a_drained_replica_finishes_what_it_was_given_in_both_profiles(profile: 
         {k: v for k, v in app.args.items() if k in IngressConfig.model_fields}).request_deadline_s
     longest = {name: max(deadline, args.get("timeout_s", 30)) for name, args in app.args["engines"].items()}
     longest["Ingress"] = config.http_options.request_timeout_s
+    longest["Recognizer"] = app.args.get("recognizer", {}).get("timeout_s", 30)
     for d in app.deployments:
         assert {"graceful_shutdown_timeout_s", "graceful_shutdown_wait_loop_s"} <= d.model_fields_set, d.name
         assert d.graceful_shutdown_timeout_s >= longest[d.name], d.name

@@ -47,6 +47,11 @@ class FiguresOut(_Out):
         description="Engine: how often an attempt on it that did not speak moved on to each engine. "
         "Personality: fallbacks to each engine."
     )
+    verification: dict[str, int] = Field(
+        default_factory=dict,
+        description="Attempts heard by the recognizer (personalities that verify), by verdict: passed, failed "
+        "(its words did not come back), unverified (no recognizer for the language, or none answering).",
+    )
 
 
 class StatsOut(_Out):

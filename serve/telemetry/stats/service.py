@@ -126,6 +126,6 @@ def _figures(total: Tally, kind: Kind) -> dict[str, FiguresOut]:
             time_to_first_audio_ms=_timing(total, kind, subject, m, "ttfa"),
             characters=round(m.get("chars", 0)), audio_seconds=audio,
             rtf=m.get("synth_s", 0.0) / audio if audio else None,
-            cache_hits=round(m.get("cache_hits", 0)), fallbacks_to=_by(m, "fb:"),
+            cache_hits=round(m.get("cache_hits", 0)), fallbacks_to=_by(m, "fb:"), verification=_by(m, "verify:"),
         )
     return out

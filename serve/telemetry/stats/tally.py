@@ -107,7 +107,9 @@ def utterance(speech: ReadableSpan, attempts: Sequence[ReadableSpan]) -> Tally:
     characters sent, audio seconds and synthesis seconds = rtf x audio seconds), any other
     outcome a failure by outcome and `error.type`. An attempt that did not speak followed by
     another is a fallback from its engine to the next one. Time to first audio and cache
-    hits go to the personality and to the engine that spoke.
+    hits go to the personality and to the engine that spoke. An attempt the recognizer heard
+    (`chorus.verify.outcome`: passed, failed, unverified) counts by its verdict for its engine
+    and the personality.
 
     An attempt answered wholly from the audio cache (`chorus.cache` = hit) counts for its
     engine as a request, a success, its characters and a cache hit, but not in the engine's
@@ -146,6 +148,9 @@ def utterance(speech: ReadableSpan, attempts: Sequence[ReadableSpan]) -> Tally:
         a = attempt.attributes or {}
         engine = _str(a, spans.ENGINE) or "(unknown)"
         result = _str(a, spans.OUTCOME) or "failed"
+        if (verified := _str(a, spans.VERIFY_OUTCOME)) is not None:
+            t.add(ENGINE, engine, f"verify:{verified}")
+            t.add(PERSONALITY, name, f"verify:{verified}")
         if result == "ok":
             t.add(ENGINE, engine, "requests")
             t.add(ENGINE, engine, "successes")

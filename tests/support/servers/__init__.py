@@ -43,6 +43,8 @@ class Knobs(BaseModel):
     fail_after: int | None = Field(None, description="answer this many more requests to `fail_path`, then fail "
                                    "every next one with force_status (500 if unset): a service that breaks mid-stream")
     fail_path: str = Field("synthesize", description="the requests fail_after counts: their path contains this")
+    say_instead: str | None = Field(None, description="speak this text whatever was asked: a service answering "
+                                    "with another text's audio")
 
 
 class PiperSpeaker:
@@ -171,7 +173,7 @@ class ServiceServer:
 
     async def speak(self, text: str, **kwargs: Any) -> bytes:
         # Piper blocks for a while; keep the server loop free for concurrent requests.
-        return await asyncio.to_thread(self.speaker.wav, text, **kwargs)
+        return await asyncio.to_thread(self.speaker.wav, self.knobs.say_instead or text, **kwargs)
 
 
 async def _forced_response(request: Request, exc: Exception) -> Response:

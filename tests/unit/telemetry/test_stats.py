@@ -247,6 +247,22 @@ async def test_the_ema_chains_across_replicas_in_flush_order(redis: str) -> None
         await r.store.close()
 
 
+async def test_verification_counts_each_attempt_heard_by_its_verdict() -> None:
+    stats, maker = memory_stats()
+    play(maker, [
+        Said("joe", "ok", [Try("xtts_v2", "failed", verify="failed"), Try("piper", "ok", 50, 5, 1.0, 0.1, verify="passed")],
+             engine="piper"),
+        Said("joe", "ok", [Try("piper", "ok", 50, 5, 1.0, 0.1, verify="passed")], engine="piper"),
+        Said("ann", "ok", [Try("piper", "ok", 50, 5, 1.0, 0.1, verify="unverified")], engine="piper"),
+        Said("ann", "ok", [Try("piper", "ok", 50, 5, 1.0, 0.1)], engine="piper"),  # ann's verify off then
+    ])
+    out = await stats.window(StatsWindow.FIVE_MINUTES)
+    assert out.engines["xtts_v2"].verification == {"failed": 1}
+    assert out.engines["piper"].verification == {"passed": 2, "unverified": 1}
+    assert out.personalities["joe"].verification == {"failed": 1, "passed": 2}
+    assert out.personalities["ann"].verification == {"unverified": 1}
+
+
 # --- the HTTP API ----------------------------------------------------------------------------
 
 

@@ -1,0 +1,37 @@
+"""What the recognizer is asked (`HearRequest`) and what it answers (`Hearing`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+RECOGNIZER = "Recognizer"  # the deployment's name in Serve configs
+RATE = 16_000  # the acoustic model's: audio is resampled to it before it is sent
+LANGUAGES = ["en"]  # pocketsphinx's bundled model
+
+
+def speaks(language: str) -> bool:
+    """Whether the recognizer hears `language` (`en`, `en-GB`, `en_US`...)."""
+    return language.replace("_", "-").lower().split("-")[0] in LANGUAGES
+
+
+class HearRequest(BaseModel):
+    pcm: bytes = Field(description="mono signed 16-bit little-endian PCM at `RATE`")
+    sample_rate: Literal[16_000] = RATE
+    language: str
+    text: str = Field(description="what the audio should say")
+
+
+class Hearing(BaseModel):
+    """What was heard and how far it is from the text: `errors` word edits (deletions and
+    insertions one each, a word heard as another the share of its sounds that differ:
+    `chorus.recognition.ear.word_errors`) against the text's `words`."""
+
+    transcript: str
+    words: int = Field(ge=0)
+    errors: float = Field(ge=0)
+
+    @property
+    def word_error_rate(self) -> float:
+        return self.errors / max(self.words, 1)

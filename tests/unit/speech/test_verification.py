@@ -1,0 +1,228 @@
+"""Verified output (PersonalitySpec.verify, chorus.speech.verification) through the router,
+without Ray: engines that speak real Piper recordings (or another sentence's, or a tone) and
+the production ear (real pocketsphinx) behind a local handle. Enforced, speech whose words do
+not come back never reaches the caller when another engine can say it; reported, it does, and
+says how far off it was; a piece that cannot be heard goes out unverified and says why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chorus.speech.attempts import AllEnginesFailed
+from chorus.speech.breaker import CircuitState
+from chorus.speech.cache.store import AudioCache
+from chorus.speech.cache.tiers import MemoryTier
+from chorus.speech.verification import Verifier
+from deployments import spans
+from deployments.base import EngineFailedError, EngineId
+from tests.support.engine_handles import ScriptedEngine
+from tests.support.local_ear import LocalEar
+from tests.support.recordings import PIPER_RATE, recordings
+from tests.support.speech import CLEAR_SENTENCES, Ear, word_error_rate
+from tests.unit.speech.test_router import ENGINES, Setup, chunks, personality, say
+
+DOOR, COFFEE, STORE, THANKS = CLEAR_SENTENCES[:4]
+TEXT = f"{DOOR} {COFFEE} {STORE}"
+
+
+class Speaking(ScriptedEngine):
+    """Says each sentence with the bundled Piper voice; a sentence in `garbled` comes out as
+    THANKS's audio instead (the wrong words), `toned` makes every sentence a tone (noise)."""
+
+    def __init__(self, engine: EngineId) -> None:
+        super().__init__(engine, sample_rate=PIPER_RATE, languages=("en", "de"))
+        self.garbled: set[str] = set()
+        self.toned = False
+
+    def pcm(self, text: str) -> bytes:
+        if self.toned:
+            return super().pcm(text)
+        said = THANKS if text in self.garbled else text
+        return (recordings().sentence(said) * 32767).astype("<i2").tobytes()
+
+
+def verified(mode: str = "enforce", ear: LocalEar | None = None, **spec: Any) -> tuple[Setup, Any]:
+    s = Setup(*(Speaking(e) for e in ENGINES))
+    s.router.verifier = Verifier(ear or LocalEar())
+    return s, personality(verify={"maxWordErrorRate": 0.5, "mode": mode}, **spec)
+
+
+def heard(pcm: bytes) -> str:
+    return Ear().hear_pcm(pcm, PIPER_RATE)
+
+
+async def test_enforced_speech_that_is_noise_is_refused_and_the_next_engine_speaks() -> None:
+    s, who = verified()
+    s["piper"].toned = True
+    routed = await s.router.synthesize(say(TEXT, who))
+    assert routed.engine == "google_tts"
+    [attempt] = routed.attempts
+    assert (attempt.engine, attempt.outcome) == ("piper", "failed")
+    assert attempt.reason.startswith("verification: WER ") and float(attempt.reason.split()[-1]) >= 0.9
+    assert routed.verdict is not None and routed.verdict.outcome == "passed"
+    assert word_error_rate(TEXT, heard(routed.audio.pcm)) <= 0.1
+    piper_span, google_span = s.attempt_spans()
+    assert piper_span[spans.VERIFY_OUTCOME] == "failed" and piper_span[spans.VERIFY_WER] >= 0.9
+    assert google_span[spans.VERIFY_OUTCOME] == "passed" and google_span[spans.VERIFY_WER] <= 0.1
+    assert routed.verdict.header(who.spec.verify) == f"passed; wer={routed.verdict.word_error_rate:.2f}; max=0.50; " \
+                                                      "mode=enforce"
+
+
+async def test_enforced_speech_with_the_wrong_words_is_refused() -> None:
+    s, who = verified()
+    s["piper"].garbled = {DOOR, COFFEE}
+    routed = await s.router.synthesize(say(f"{DOOR} {COFFEE}", who))
+    assert routed.engine == "google_tts" and [(a.engine, a.outcome) for a in routed.attempts] == [("piper", "failed")]
+
+
+async def test_when_no_engine_passes_the_closest_answer_is_sent_marked_failed() -> None:
+    s, who = verified()
+    s["piper"].toned = s["azure_tts"].toned = True
+    s["google_tts"].garbled = {COFFEE}  # half right: closer than a tone, still over the limit
+    routed = await s.router.synthesize(say(f"{DOOR} {COFFEE}", who))
+    assert routed.engine == "google_tts" and routed.verdict.outcome == "failed"
+    assert 0.5 < routed.verdict.word_error_rate < 0.9
+    assert routed.audio.pcm == s["google_tts"].pcm(DOOR) + s["google_tts"].pcm(COFFEE)
+    assert [(a.engine, a.outcome) for a in routed.attempts] == [(e, "failed") for e in ENGINES]
+    assert all(a.reason.startswith("verification: WER") for a in routed.attempts)
+    assert routed.verdict.header(who.spec.verify).startswith("failed; wer=")
+
+
+async def test_refused_speech_is_the_answer_when_the_other_engines_fail() -> None:
+    s, who = verified()
+    s["piper"].toned = True
+    s["google_tts"].error = s["azure_tts"].error = EngineFailedError("down", "x")
+    routed = await s.router.synthesize(say(DOOR, who))
+    assert routed.engine == "piper" and routed.verdict.outcome == "failed"
+    assert [(a.engine, a.outcome) for a in routed.attempts] == [(e, "failed") for e in ENGINES]
+    s["piper"].error = EngineFailedError("down", "piper")  # nobody speaks: nothing to send
+    with pytest.raises(AllEnginesFailed):
+        await s.router.synthesize(say(DOOR, who))
+
+
+async def test_reported_speech_goes_out_and_says_how_far_off_it_was() -> None:
+    s, who = verified("report")
+    s["piper"].toned = True
+    routed = await s.router.synthesize(say(DOOR, who))
+    assert routed.engine == "piper" and routed.attempts == []
+    assert routed.verdict is not None and routed.verdict.outcome == "failed"
+    assert routed.verdict.header(who.spec.verify).startswith("failed; wer=1.00; max=0.50; mode=report")
+    assert s.attempt_spans()[0][spans.VERIFY_OUTCOME] == "failed"
+
+
+async def test_good_speech_passes_and_each_piece_is_heard() -> None:
+    ear = LocalEar()
+    s, who = verified(ear=ear)
+    for e in ENGINES:
+        s[e].max_characters = 45  # three pieces: one a sentence
+    routed = await s.router.synthesize(say(TEXT, who))
+    assert routed.engine == "piper" and routed.attempts == [] and routed.verdict.outcome == "passed"
+    assert sorted(r.text for r in ear.heard) == sorted([DOOR, COFFEE, STORE])  # heard as the next is made
+    assert routed.verdict.words == 4 + 7 + 8
+
+
+async def test_a_language_without_a_recognizer_and_a_recognizer_down_leave_speech_unverified() -> None:
+    ear = LocalEar()
+    s, who = verified(ear=ear, languages={"primary": "en", "supported": ["en", "de"]})
+    s["piper"].toned = True
+    german = await s.router.synthesize(say(DOOR, who, language="de"))
+    assert german.engine == "piper" and german.verdict.outcome == "unverified" and ear.heard == []
+    assert german.verdict.header(who.spec.verify) == "unverified; reason=no recognizer for de"
+    ear.down = RuntimeError("recognizer replica died")
+    down = await s.router.synthesize(say(DOOR, who))
+    assert down.engine == "piper" and down.verdict.outcome == "unverified"
+    assert down.verdict.reason == "recognizer failed"
+    assert s.attempt_spans()[-1][spans.VERIFY_REASON] == "recognizer failed"
+
+
+async def test_refused_speech_is_never_cached_and_does_not_open_the_engines_circuit() -> None:
+    s, who = verified()
+    s.router.cache = AudioCache(MemoryTier(1 << 22), None)
+    s["piper"].toned = True
+    for _ in range(6):  # past the breaker's failures
+        assert (await s.router.synthesize(say(DOOR, who))).engine == "google_tts"
+    assert s.router.breakers["piper"].state is CircuitState.closed
+    s["piper"].toned = False  # piper is asked again: nothing of its noise was kept
+    routed = await s.router.synthesize(say(DOOR, who))
+    assert routed.engine == "piper" and routed.cache == "miss"
+
+
+# --- streams ---------------------------------------------------------------------------
+
+
+async def test_an_enforced_stream_whose_first_sentence_fails_falls_back_before_it_begins() -> None:
+    s, who = verified()
+    s["piper"].toned = True
+    routed = await s.router.stream(say(TEXT, who))
+    assert routed.engine == "google_tts" and [(a.engine, a.outcome) for a in routed.attempts] == [("piper", "failed")]
+    got = await chunks(routed)
+    assert word_error_rate(TEXT, heard(b"".join(c.pcm for c in got))) <= 0.1
+
+
+async def test_an_enforced_stream_is_carried_on_by_the_next_engine_from_the_sentence_that_failed() -> None:
+    s, who = verified()
+    s["piper"].garbled = {COFFEE}  # the second sentence comes out as other words
+    routed = await s.router.stream(say(TEXT, who))
+    assert routed.engine == "piper"
+    got = await chunks(routed)
+    # Piper's garbled sentence never went out; Google said it and what followed.
+    assert [(c.sentences[0].text, c.pcm) for c in got] == [
+        (DOOR, s["piper"].pcm(DOOR)), (COFFEE, s["google_tts"].pcm(COFFEE)), (STORE, s["google_tts"].pcm(STORE))]
+    assert [r.text for r in s["google_tts"].requests] == [f"{COFFEE} {STORE}"]
+    [switch] = routed.end.switches
+    assert (switch.engine, switch.after) == ("google_tts", "piper") and switch.reason.startswith("verification: WER")
+    assert word_error_rate(TEXT, heard(b"".join(c.pcm for c in got))) <= 0.1
+    assert [a.get(spans.VERIFY_OUTCOME) for a in s.attempt_spans()] == ["failed", "passed"]
+
+
+async def test_a_reported_stream_is_not_held_and_its_verdict_lands_on_the_span() -> None:
+    s, who = verified("report")
+    s["piper"].garbled = {COFFEE}
+    routed = await s.router.stream(say(TEXT, who))
+    got = await chunks(routed)
+    assert routed.end.switches == [] and [c.pcm for c in got] == [s["piper"].pcm(t) for t in (DOOR, COFFEE, STORE)]
+    [span] = s.attempt_spans()
+    assert span[spans.VERIFY_OUTCOME] == "failed"
+    assert 0.1 < span[spans.VERIFY_WER] < 0.9  # one sentence of three was wrong
+
+
+async def test_an_enforced_stream_of_model_steps_holds_each_piece_until_it_is_heard() -> None:
+    ear = LocalEar()
+    s, who = verified(ear=ear)
+    s["piper"].says_sentences = False  # XTTS's model steps: heard as a piece
+    routed = await s.router.stream(say(TEXT, who))
+    got = await chunks(routed)
+    assert len(got) == 3 and [r.text for r in ear.heard] == [TEXT]
+    assert s.attempt_spans()[0][spans.VERIFY_OUTCOME] == "passed"
+
+
+async def test_an_enforced_stream_with_no_engine_after_it_sends_what_failed_and_says_so() -> None:
+    s, who = verified(fallbackChain=[])
+    s["piper"].garbled = {DOOR, COFFEE}  # its first sentence too: no one else may say it
+    routed = await s.router.stream(say(TEXT, who))
+    assert routed.engine == "piper" and routed.attempts == []
+    got = await chunks(routed)
+    assert [c.pcm for c in got] == [s["piper"].pcm(t) for t in (DOOR, COFFEE, STORE)]
+    assert routed.end.switches == [] and s["google_tts"].requests == []
+    assert s.attempt_spans()[0][spans.VERIFY_OUTCOME] == "failed"
+
+
+async def test_an_enforced_stream_of_model_steps_is_carried_on_from_the_piece_that_failed() -> None:
+    s, who = verified()
+    s["piper"].says_sentences = False  # model steps: the text of what went out is known by piece
+    s["piper"].max_characters = 45  # a piece a sentence
+    s["piper"].garbled = {COFFEE}
+    routed = await s.router.stream(say(TEXT, who))
+    got = await chunks(routed)
+    assert [c.pcm for c in got] == [s["piper"].pcm(DOOR), s["google_tts"].pcm(COFFEE), s["google_tts"].pcm(STORE)]
+    assert [r.text for r in s["google_tts"].requests] == [f"{COFFEE} {STORE}"]
+    assert [w.engine for w in routed.end.switches] == ["google_tts"]
+
+
+@pytest.mark.parametrize("verify,named", [({"maxWordErrorRate": 1.5}, "maxWordErrorRate"),
+                                          ({"mode": "warn"}, "mode"), ({"maxWer": 0.3}, "maxWer")])
+def test_a_bad_verify_setting_is_refused_naming_it(verify: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        personality(verify=verify)
