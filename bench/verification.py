@@ -64,7 +64,7 @@ def main() -> None:
     names = ("plain", "verified")
     took: dict[tuple[str, bool], list[tuple[float, float]]] = {(n, s): [] for n in names for s in (False, True)}
     try:
-        app.deploy(engines={"piper": {"timeout_s": 60}})
+        app.deploy(engines={"piper": {"timeout_s": 60}}, recognizer={"enabled": True})
         spec = {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}}
         app.write("plain", spec)
         app.write("verified", {**spec, "verify": {"mode": "enforce"}})

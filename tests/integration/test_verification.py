@@ -26,7 +26,7 @@ def app(chorus: ChorusApp, google: GoogleTTSServer) -> ChorusApp:
     chorus.deploy(engines={
         "piper": {"timeout_s": 30},
         "google_tts": {"timeout_s": 30, "config": {"endpoint": google.base_url, "anonymous": True}},
-    })
+    }, recognizer={"enabled": True})
     chain = {"activeProvider": "google_tts", "fallbackChain": ["piper"], "languages": {"primary": "en"},
              "providers": {"google_tts": {"voice": "en-US-Neural2-D"}, "piper": STEADY_PIPER}}
     chorus.write("checked", {**chain, "verify": {"maxWordErrorRate": 0.5, "mode": "enforce"}})

@@ -45,8 +45,11 @@ class ChorusApp:
         self.personalities_dir.mkdir()
         self.samples_dir = self.root / f"samples-{self.count}"
         engines = engines if engines is not None else {"piper": {}}
+        # Off unless a test asks for it (tests/integration/test_verification.py): one actor less
+        # to start for every other app.
+        args.setdefault("recognizer", {"enabled": False})
         names = ["Ingress", *(e for e, a in engines.items() if a.get("enabled", True))]
-        if args.get("recognizer", {}).get("enabled", True):
+        if args["recognizer"].get("enabled", True):
             names.append("Recognizer")
         options = {n: dict(TEST_DEPLOYMENT_OPTIONS) for n in names}
         for name, extra in (deployments or {}).items():
