@@ -20,7 +20,6 @@ from chorus.ingress.handles import RetryingHandle
 from chorus.ingress.replica import Replica
 from chorus.speech.board import EngineBoard
 from chorus.speech.replicas import ReplicaCount, Replicas, ReplicaSource
-from chorus.speech.verification import Verifier
 from deployments.base import EngineId
 
 
@@ -50,11 +49,8 @@ class Ingress:
         # counts the engine as failed.
         handles = {engine: RetryingHandle(handle) for engine, handle in engines.items()}
         replicas = Replicas(serve_replica_counts(engines), refresh_s=config.status_refresh_s)
-        # Pieces of personalities that verify are heard there (none deployed: sent unverified).
-        verifier = Verifier(RetryingHandle(recognizer) if recognizer is not None else None,
-                            timeout_s=config.recognizer_timeout_s)
         self.replica = Replica(config, EngineBoard(handles, refresh_s=config.status_refresh_s), replicas=replicas,
-                               verifier=verifier)
+                               recognizer=RetryingHandle(recognizer) if recognizer is not None else None)
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._watchers = [loop.create_task(self.replica.store.watch(self._stop)),

@@ -17,7 +17,7 @@ Only replica deaths are retried; an engine's own errors (`EngineError`, timeouts
 router's as before.
 
 `RetryingHandle` wraps a Serve `DeploymentHandle` with the surface the router uses
-(`chorus.speech.router.EngineHandle`, and the recognizer's `hear`).
+(`chorus.speech.router.EngineHandle`, and the recognizer's `hear` and `align`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ class RetryingHandle:
     @property
     def hear(self) -> _Method:  # the recognizer's (`chorus.recognition.deployment`): as safe to repeat
         return _Method(self._handle.hear, streaming=self._streaming)
+
+    @property
+    def align(self) -> _Method:
+        return _Method(self._handle.align, streaming=self._streaming)
 
     def options(self, *, stream: bool) -> RetryingHandle:
         return RetryingHandle(self._handle.options(stream=stream), streaming=stream)

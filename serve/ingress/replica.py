@@ -4,6 +4,8 @@ routes reach it through `chorus.ingress.deps.ReplicaDep`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry.sdk.trace import SpanProcessor
 
 from chorus.auth.ring import KeyRing
@@ -27,7 +29,7 @@ from deployments.tracing import Tracing, ingress_tracing
 
 class Replica:
     def __init__(self, config: IngressConfig, board: EngineBoard, tracing: Tracing | None = None,
-                 replicas: Replicas | None = None, verifier: Verifier | None = None) -> None:
+                 replicas: Replicas | None = None, recognizer: Any | None = None) -> None:
         self.config = config
         # This replica's own tracer provider (default: from the OTEL_* variables of this
         # process); every span of its requests is made through it, none through a global.
@@ -37,15 +39,16 @@ class Replica:
         self.board = board
         self.replicas = replicas or Replicas()
         self.cache = AudioCache.open(config.cache, config.redis_url)
-        # Word timestamps for engines without their own (a core's worth of alignment at most).
-        self.aligner = Aligner(concurrency=2)
+        # The Recognizer deployment (`recognizer`, a handle; None: none deployed) times the words of
+        # engines without their own, and hears the pieces of personalities that verify.
+        self.aligner = Aligner(recognizer, timeout_s=config.recognizer_timeout_s)
         self.meter = CloudMeter.open(config.cloud_quotas, config.redis_url, config.samples.directory,
                                      config.default_voices)
         self.router = Router(
             board, config.timeouts, sample_refs=self.samples.refs, meter=self.meter, tracer=self.tracing.tracer,
             deadlines=Deadlines(request_s=config.request_deadline_s, stream_chunk_s=config.stream_chunk_timeout_s),
             breakers=Breakers(config.circuit_breaker), cache=self.cache, max_audio_s=config.max_audio_seconds,
-            verifier=verifier,
+            verifier=Verifier(recognizer, timeout_s=config.recognizer_timeout_s),
         )
         # Filled by the key sources (`chorus.auth.sources`); None when keys are off.
         self.keys: KeyRing | None = KeyRing() if config.auth else None

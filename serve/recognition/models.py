@@ -23,6 +23,18 @@ class HearRequest(BaseModel):
     text: str = Field(description="what the audio should say")
 
 
+class AlignRequest(BaseModel):
+    pcm: bytes = Field(description="mono signed 16-bit little-endian PCM at `RATE`")
+    sample_rate: Literal[16_000] = RATE
+    words: list[str] = Field(description="what the audio says, word by word")
+
+
+class Alignment(BaseModel):
+    spans: list[tuple[float, float]] | None = Field(
+        description="each word's (start, end), seconds from the audio's start; None: not aligned (a word outside "
+        "the dictionary, or no speech that holds the words)")
+
+
 class Hearing(BaseModel):
     """What was heard and how far it is from the text: `errors` word edits (deletions and
     insertions one each, a word heard as another the share of its sounds that differ:

@@ -1,72 +1,41 @@
-"""Forced alignment: when each word of a known text is heard in audio, for engines that do
-not say so themselves. pocketsphinx aligns against its bundled US English model; a word its
-dictionary lacks (a name, a made-up word, a number written as digits) cannot be aligned, and
-the sentence gets no alignment (the caller estimates it).
-
-A decoder takes ~0.5 s to load and is not thread-safe: each is loaded once and used by one
-alignment at a time, in a worker thread, at most `concurrency` at once, so alignment never
-holds the event loop and never takes more cores than it is given."""
+"""Word timings by forced alignment, for engines that do not give their own: the router's
+side of the Recognizer deployment's aligner (`chorus.recognition.aligner`, English), reached
+through its handle. None deployed, or it failing or late: the caller estimates the words."""
 
 from __future__ import annotations
 
 import asyncio
-import queue
-import re
+import logging
 from typing import Any
 
+from chorus.recognition.models import RATE, Alignment, AlignRequest, speaks
 from chorus.speech.encoding import resample
-from deployments.base import language_matches
 
-RATE = 16_000  # the acoustic model's
-FRAME_S = 0.01  # pocketsphinx counts 10 ms frames
-LANGUAGES = ["en"]
-_FILLERS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"})
-
-
-def dictionary_word(token: str) -> str:
-    """A token as the dictionary spells it: lower case, letters and apostrophes only."""
-    return re.sub(r"[^a-z']", "", token.lower()).strip("'")
+log = logging.getLogger(__name__)
 
 
 class Aligner:
-    def __init__(self, concurrency: int = 2) -> None:
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._slots = asyncio.Semaphore(concurrency)
+    """`handle`: a Serve handle to `Recognizer` (or anything with `align.remote(AlignRequest)`);
+    None: none deployed, nothing aligned."""
+
+    def __init__(self, handle: Any | None, timeout_s: float = 30.0) -> None:
+        self.handle = handle
+        self.timeout_s = timeout_s
 
     @staticmethod
     def speaks(language: str) -> bool:
-        return language_matches(language, LANGUAGES)
+        return speaks(language)
 
     async def align(self, pcm: bytes, rate: int, words: list[str]) -> list[tuple[float, float]] | None:
-        """Each word's (start, end) in seconds from the start of `pcm`, or None when one is not
-        in the dictionary or the audio does not hold the words."""
-        async with self._slots:
-            return await asyncio.to_thread(self._align, pcm, rate, words)
-
-    def _align(self, pcm: bytes, rate: int, words: list[str]) -> list[tuple[float, float]] | None:
-        spelled = [dictionary_word(w) for w in words]
-        decoder = self._decoder()
-        try:
-            if not spelled or any(not w or decoder.lookup_word(w) is None for w in spelled):
-                return None
-            decoder.set_align_text(" ".join(spelled))
-            decoder.start_utt()
-            decoder.process_raw(resample(pcm, rate, RATE), full_utt=True)
-            decoder.end_utt()
-            # None, or a RuntimeError: no alignment reached the end of the audio (no speech).
-            segments = decoder.seg() or []
-            found = [(seg.start_frame * FRAME_S, (seg.end_frame + 1) * FRAME_S) for seg in segments
-                     if seg.word.split("(")[0] not in _FILLERS]
-        except RuntimeError:
+        """Each word's (start, end) in seconds from the start of `pcm`, or None when it cannot
+        be aligned (a word outside the dictionary, no speech, no recognizer answering)."""
+        if self.handle is None:
             return None
-        finally:
-            self._idle.put(decoder)
-        return found if len(found) == len(words) else None
-
-    def _decoder(self) -> Any:
+        audio = await asyncio.to_thread(resample, pcm, rate, RATE)
         try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            from pocketsphinx import Decoder  # loaded on first use: its model is 38 MB
-
-            return Decoder(samprate=RATE, logfn="/dev/null", bestpath=False)
+            found: Alignment = await asyncio.wait_for(
+                self.handle.align.remote(AlignRequest(pcm=audio, words=words)), timeout=self.timeout_s)
+        except Exception as err:  # noqa: BLE001 - an estimate instead of timings, never a failed answer
+            log.warning("recognizer could not align a sentence: %r", err)
+            return None
+        return found.spans

@@ -1,4 +1,4 @@
-"""The ingress's forced aligner (pocketsphinx) against ground truth: Piper's own phoneme
+"""The forced aligner (pocketsphinx, in the Recognizer; here behind a local handle) against ground truth: Piper's own phoneme
 durations say exactly when each word of its audio is heard, so the aligner, given the same
 audio without them, must find nearly the same boundaries. Real Piper, no Ray."""
 
@@ -13,6 +13,7 @@ from chorus.speech.aligner import Aligner
 from chorus.speech.timestamps import timestamps
 from deployments.base import AudioResult, SynthesisRequest
 from deployments.piper import Piper
+from tests.support.local_ear import LocalEar
 
 TEXT = "Please open the door. I would like a cup of coffee. Thank you for your help."
 
@@ -23,7 +24,7 @@ def spoken() -> AudioResult:
 
 
 def test_the_aligner_finds_the_boundaries_pipers_durations_give(spoken: AudioResult) -> None:
-    aligner = Aligner()
+    aligner = Aligner(LocalEar())
     truth = asyncio.run(timestamps(spoken, TEXT, "en", aligner))
     assert {s.words_from for s in truth.sentences} == {"engine"}
     found = asyncio.run(timestamps(AudioResult(pcm=spoken.pcm, sample_rate=spoken.sample_rate), TEXT, "en", aligner))
@@ -37,7 +38,7 @@ def test_the_aligner_finds_the_boundaries_pipers_durations_give(spoken: AudioRes
 
 
 def test_a_word_outside_the_dictionary_is_not_aligned(spoken: AudioResult) -> None:
-    aligner = Aligner()
+    aligner = Aligner(LocalEar())
     pcm, rate = spoken.pcm, spoken.sample_rate
     assert asyncio.run(aligner.align(pcm, rate, ["Zyxwv", *TEXT.split()[1:]])) is None
     assert asyncio.run(aligner.align(pcm, rate, TEXT.split())) is not None

@@ -41,7 +41,7 @@ def app(chorus: ChorusApp, google: GoogleTTSServer, ibm: IBMWatsonServer) -> Cho
         "piper": {"timeout_s": 30},
         "google_tts": {"timeout_s": 30, "config": {"endpoint": google.base_url, "anonymous": True}},
         "ibm_watson": {"timeout_s": 30, "config": {"url": ibm.base_url, "bearer_token": "test-token"}},
-    })
+    }, recognizer={"enabled": True})  # IBM's words are aligned there
     chorus.write("local", {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}})
     chorus.write("google", {"activeProvider": "google_tts", "providers": {"google_tts": {"voice": "en-US-Neural2-D"}}})
     chorus.write("ibm", {"activeProvider": "ibm_watson", "providers": {"ibm_watson": {"voice": "en-US_MichaelV3Voice"}}})

@@ -82,7 +82,8 @@ def test_reported_wrong_words_go_out_and_say_how_far_off_they_were(app: ChorusAp
     verdict = r.headers["x-chorus-verify"]
     assert verdict.startswith("failed; wer=") and verdict.endswith("; max=0.50; mode=report"), verdict
     assert float(verdict.split("wer=")[1].split(";")[0]) > 0.5
-    assert word_error_rate(OTHER, ear.hear_pcm(r.content, rate_of(r))) <= 0.25  # what it really said
+    heard = ear.hear_pcm(r.content, rate_of(r))  # what it really said (the server's Piper is not pinned)
+    assert word_error_rate(OTHER, heard) < min(0.5, word_error_rate(TEXT, heard)), heard
 
 
 def test_the_verdicts_reach_the_statistics(app: ChorusApp, wrong_words: GoogleTTSServer) -> None:

@@ -16,6 +16,7 @@ from chorus.ingress.replica import Replica
 from chorus.speech.board import EngineBoard
 from tests.support.chorus_app import personality
 from tests.support.engine_handles import LocalHandle, ScriptedEngine
+from tests.support.local_ear import LocalEar
 
 MAX_TEXT = 200
 MAX_UPLOAD = 4096
@@ -45,6 +46,7 @@ class Api:
             max_text_characters=MAX_TEXT, **config,
         )
         board = EngineBoard({"piper": LocalHandle(self.piper), "google_tts": LocalHandle(self.google)})
-        self.replica = Replica(config, board)
+        self.recognizer = LocalEar()
+        self.replica = Replica(config, board, recognizer=self.recognizer)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.replica)),
                                         base_url="http://127.0.0.1")

@@ -54,7 +54,7 @@ HTTP = "Only the ingress speaks HTTP"
 RAY = "Ray stays at the edges"
 ROUTES = "Routes never import each other"
 ACYCLIC = "No import cycles"
-EAR = "The ear runs in the recognizer deployment only"
+EAR = "Recognition runs in the recognizer deployment only"
 
 
 def add_import(tree: Path, module: str, imported: str) -> None:
@@ -84,13 +84,14 @@ def add_import(tree: Path, module: str, imported: str) -> None:
         ("chorus.ingress.routes.clone", "chorus.ingress.routes.speech", ROUTES),
         ("chorus.speech.cache.key", "chorus.speech.router", ACYCLIC),
         ("chorus.speech.verification", "chorus.recognition.ear", EAR),
+        ("chorus.speech.timestamps", "pocketsphinx", EAR),
         ("chorus.recognition.models", "ray.serve", RAY),
     ],
     ids=["engine-imports-speech", "contract-imports-ours", "operator-imports-ray", "operator-imports-engine",
          "operator-imports-ingress", "operator-imports-speech", "samples-import-ingress", "common-imports-up",
          "telemetry-imports-quotas", "speech-imports-fastapi", "quotas-import-starlette", "keys-import-starlette",
          "speech-imports-ray", "common-imports-ray", "route-imports-route", "cache-imports-router",
-         "router-runs-the-ear", "recognizer-contract-imports-ray"],
+         "router-runs-the-ear", "speech-runs-pocketsphinx", "recognizer-contract-imports-ray"],
 )
 def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imported: str, contract: str) -> None:
     add_import(tree, module, imported)

@@ -117,3 +117,14 @@ async def test_a_cut_stream_gets_no_words_it_cannot_place(api: Api) -> None:
 async def test_timestamps_in_an_audio_stream_are_refused(api: Api, body: dict[str, Any], message: str) -> None:
     r = await api.client.post(URL, json=body)
     assert r.status_code == 422 and message in r.json()["detail"]
+
+
+async def test_words_are_aligned_by_the_recognizer_and_estimated_when_it_is_down(api: Api) -> None:
+    api.piper.word_timings = False
+    r = await api.client.post(URL, json={"text": "Open the door.", "timestamps": True})
+    assert r.status_code == 200 and [a.words for a in api.recognizer.aligned] == [["Open", "the", "door."]]
+    assert api.recognizer.aligned[0].sample_rate == 16_000
+    api.recognizer.down = RuntimeError("recognizer replica died")
+    r = await api.client.post(URL, json={"text": "Open the door.", "timestamps": True})
+    assert r.status_code == 200, r.text
+    assert [s["words_from"] for s in r.json()["sentences"]] == ["estimate"]
