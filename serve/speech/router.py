@@ -520,6 +520,7 @@ class Router:
                 chunks = _after(first, self._in_time(gen, deadline)) if index == 0 else self._in_time(gen, deadline)
                 made: list[AudioChunk] = []
                 held: list[AudioChunk] = []  # an enforced piece's model steps, until the piece is heard
+                heard_before = len(verdicts)
                 async for chunk in chunks:
                     if part.cached is None and not made and index:
                         # A piece counts once its first chunk came (chorus.quotas.providers).
@@ -559,7 +560,8 @@ class Router:
                         reported.append(asyncio.ensure_future(hearing))
                 if pieces is not None:
                     pieces.append(part.request.text)
-                if part.cached is None and made:
+                # A piece sent although it failed (no engine after this one) is never kept.
+                if part.cached is None and made and all(v.outcome != "failed" for v in verdicts[heard_before:]):
                     await lookup.made(index, AudioResult.joined(made))
         except TimeoutError as err:
             error, outcome = err, "timeout"
@@ -582,7 +584,7 @@ class Router:
             if not told:  # the engine was never asked: nothing learned about it
                 self.breakers[engine].abandoned()
             if error is None:  # said whole: what is still being heard is waited for
-                verdicts += await asyncio.gather(*reported)
+                verdicts += [v for v in await asyncio.gather(*reported, return_exceptions=True) if isinstance(v, Verdict)]
             for task in reported:
                 task.cancel()
             if verdicts:

@@ -226,3 +226,14 @@ async def test_an_enforced_stream_of_model_steps_is_carried_on_from_the_piece_th
 def test_a_bad_verify_setting_is_refused_naming_it(verify: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError, match=named):
         personality(verify=verify)
+
+
+async def test_a_stream_sent_as_the_last_resort_is_never_cached() -> None:
+    s, who = verified(fallbackChain=[])
+    s.router.cache = AudioCache(MemoryTier(1 << 22), None)
+    s["piper"].garbled = {COFFEE}
+    await chunks(await s.router.stream(say(TEXT, who)))
+    s["piper"].garbled = set()
+    routed = await s.router.stream(say(TEXT, who))
+    got = await chunks(routed)
+    assert routed.cache != "hit" and got[1].pcm == s["piper"].pcm(COFFEE)  # said again, right this time
