@@ -263,7 +263,8 @@ def test_serve_config_builds_the_application_it_configures(
     ServeDeploySchema.model_validate(config)  # what KubeRay hands the Serve controller
     (app,) = config["applications"]
     ingress = build_app(app["args"])._bound_deployment  # every engine's own config validates
-    bound = {ingress.name} | {engine._bound_deployment.name for engine in ingress.init_args[0].values()}
+    engines, _, recognizer = ingress.init_args
+    bound = {ingress.name, recognizer._bound_deployment.name} | {e._bound_deployment.name for e in engines.values()}
     assert {d["name"] for d in app["deployments"]} == bound
 
 
