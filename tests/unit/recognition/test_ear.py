@@ -56,7 +56,7 @@ def test_noise_a_tone_silence_and_another_sentence_are_far_from_the_text(ear: Ea
 
 # Phones as CMUdict spells them (pocketsphinx's dictionary), for the words below.
 SOUNDS = {"the": ["DH", "AH"], "store": ["S", "T", "AO", "R"], "stove": ["S", "T", "OW", "V"],
-          "opens": ["OW", "P", "AH", "N", "Z"], "nine": ["N", "AY", "N"], "night": ["N", "AY", "T"],
+          "opens": ["OW", "P", "AH", "N", "Z"], "stores": ["S", "T", "AO", "R", "Z"], "nine": ["N", "AY", "N"], "night": ["N", "AY", "T"],
           "their": ["DH", "EH", "R"], "there": ["DH", "EH", "R"], "call": ["K", "AO", "L"], "at": ["AE", "T"],
           "now": ["N", "AW"], "big": ["B", "IH", "G"], "x": ["EH", "K", "S"], "y": ["W", "AY"],
           "three": ["TH", "R", "IY"], "stella": ["S", "T", "EH", "L", "AH"]}
@@ -71,10 +71,13 @@ def test_word_errors_weigh_a_misheard_word_by_how_different_it_sounds() -> None:
     assert errors("the store opens", "the opens") == 1
     assert errors("the store", "the big store") == 1
     assert errors("the store", "") == 2
+    assert errors("", "the") == 1
     # ...a word heard as another, the share of its phones that differ.
     assert errors("the store opens", "the stove opens") == pytest.approx(2 / 4)  # AO R -> OW V
     assert errors("at nine", "at night") == pytest.approx(1 / 3)  # N -> T
     assert errors("their", "there") == 0  # the same sounds
+    assert errors("stores", "store") == pytest.approx(1 / 5)  # a phone unheard
+    assert errors("store", "stores") == pytest.approx(1 / 4)  # a phone heard that was not said
     assert errors("now", "stove") == 1  # nothing alike: no more than a plain error
 
 
