@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from deployments.base import language_matches
+
 RECOGNIZER = "Recognizer"  # the deployment's name in Serve configs
 RATE = 16_000  # the acoustic model's: audio is resampled to it before it is sent
 LANGUAGES = ["en"]  # pocketsphinx's bundled model
@@ -13,7 +15,7 @@ LANGUAGES = ["en"]  # pocketsphinx's bundled model
 
 def speaks(language: str) -> bool:
     """Whether the recognizer hears `language` (`en`, `en-GB`, `en_US`...)."""
-    return language.replace("_", "-").lower().split("-")[0] in LANGUAGES
+    return language_matches(language, LANGUAGES)
 
 
 class HearRequest(BaseModel):

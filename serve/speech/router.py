@@ -549,8 +549,8 @@ class Router:
                     else:
                         reported.append(asyncio.ensure_future(self.verifier.check(verify, chunk, _said(chunk), language)))
                         yield chunk
-                steps = [c for c in made if not c.sentences and not (c is first and leg.heard is not None)]
-                if verify is not None and steps:
+                if verify is not None and (steps := [c for c in made if not c.sentences
+                                                     and not (c is first and leg.heard is not None)]):
                     hearing = self.verifier.check(verify, AudioResult.joined(steps), part.request.text, language)
                     if verify.mode == "enforce":
                         await self._enforced(utterance, leg, verdicts, hearing)
