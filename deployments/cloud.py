@@ -25,7 +25,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,9 +88,12 @@ class CloudTTSEngine(TTSEngine):
     settings_model: ClassVar[type[EngineSettings]]  # from deployments.settings
     timeout_errors: ClassVar[tuple[type[BaseException], ...]]  # the client's "no answer in time"
     text_unit: ClassVar[str] = "characters"  # what max_characters counts: characters or bytes...
-    # The service says when each word starts (SSML `<mark>`s, `_synthesize_marked`): such an
-    # engine times the words of a request asking for timestamps itself.
+    # The service says when each word is heard: such an engine times the words of a request
+    # asking for timestamps itself. `word_marks`: when each SSML `<mark>` before a word is
+    # reached (`_synthesize_marked`); `word_timings`: each word's start and end
+    # (`_synthesize_timed`).
     word_marks: ClassVar[bool] = False
+    word_timings: ClassVar[bool] = False
 
     config: CloudEngineConfig
 
@@ -125,6 +128,12 @@ class CloudTTSEngine(TTSEngine):
                                  ) -> tuple[bytes, dict[str, float]]:
         """As `_synthesize_wav` for an SSML fragment with `<mark name>`s: the WAV file and when
         each mark is reached, in seconds from its start (only with `word_marks`)."""
+        raise NotImplementedError
+
+    async def _synthesize_timed(self, text: str, voice: str, language: str, settings: Any,
+                                ) -> tuple[bytes, list[TimedWord]]:
+        """As `_synthesize_wav`, and the service's own timing of each word it spoke, in
+        order (only with `word_timings`)."""
         raise NotImplementedError
 
     @abc.abstractmethod
@@ -209,13 +218,19 @@ class CloudTTSEngine(TTSEngine):
         voice = request.voice or self.config.default_voice
         self._check_voice(voice)
         language = self._language_for(voice, request.language)
-        marked = self._word_marked(text) if request.timestamps and self.word_marks and not ssml else None
+        # A lexicon entry's markup would split or rename the words the service times: such a
+        # text's words are aligned instead.
+        timed = request.timestamps and not any(p is not None for _, p in lexicon_runs(request.text, request.lexicon))
+        marked = self._word_marked(text) if timed and self.word_marks else None
         try:
             # No retries here: the router falls back to the next engine, which is faster
             # for the caller than backing off against a struggling service.
             if marked is not None:
                 data, marks = await self._synthesize_marked(marked, voice, language, settings)
                 return _timed_by_marks(AudioResult.from_wav(data, self.engine_id), text, marks)
+            if timed and self.word_timings:
+                data, words = await self._synthesize_timed(text, voice, language, settings)
+                return timed_by_words(AudioResult.from_wav(data, self.engine_id), request.text.strip(), words)
             data = await self._synthesize_wav(text, voice, language, settings, ssml=ssml)
         except Exception as err:  # noqa: BLE001 - mapped to the contract's errors
             mapped = self._engine_error(err, "synthesizing", self.config.timeout_s, voice)
@@ -319,6 +334,53 @@ def _timed_by_marks(audio: AudioResult, text: str, marks: dict[str, float]) -> A
     ends = [*starts[1:], seconds]
     words = [WordSpan(text=tokens[i], start=start, end=end) for i, start, end in zip(spoken, starts, ends, strict=True)]
     return audio.model_copy(update={"sentences": [Sentence(text=text, samples=samples, words=words)]})
+
+
+class TimedWord(NamedTuple):
+    """A word as a service timed it: the string it read and when, in seconds from the start."""
+
+    text: str
+    start: float
+    end: float
+
+
+def timed_by_words(audio: AudioResult, text: str, timed: list[TimedWord]) -> AudioResult:
+    """`audio` as one sentence whose words (`spoken_words(text)`) are timed by the service's
+    own word timings, matched to them in order by their letters and digits (a service may
+    drop punctuation or split "well-known" in two); untouched, so aligned instead, if they do
+    not spell the text's words, run backwards or past the end of the audio."""
+    samples = len(audio.pcm) // 2
+    seconds = samples / audio.sample_rate
+    heard = [(_letters(w.text), w) for w in timed if _letters(w.text)]
+    words: list[WordSpan] = []
+    at = 0
+    for token in spoken_words(text):
+        want, got, first = _letters(token), "", at
+        while at < len(heard) and len(got) < len(want):
+            got += heard[at][0]
+            at += 1
+        if got != want:
+            return audio
+        previous = words[-1].end if words else 0.0
+        start, end = heard[first][1].start, heard[at - 1][1].end
+        if start < previous - _TIMING_SLACK_S or end > seconds + _TIMING_SLACK_S:
+            return audio
+        start, end = max(start, previous), min(end, seconds)
+        if end < start:
+            return audio
+        words.append(WordSpan(text=token, start=start, end=end))
+    if at != len(heard):
+        return audio
+    return audio.model_copy(update={"sentences": [Sentence(text=text, samples=samples, words=words)]})
+
+
+# Services give times in milliseconds, rounded: a word may start a hair before the last one
+# ends, or end a hair after the audio does.
+_TIMING_SLACK_S = 0.01
+
+
+def _letters(word: str) -> str:
+    return "".join(c for c in word.casefold() if c.isalnum())
 
 
 def ssml_fragment(text: str, lexicon: list[Pronunciation]) -> str:

@@ -4,12 +4,22 @@ Authentication is the SDK's own: an IAM API key (exchanged for access tokens by
 `IAMAuthenticator`), a ready bearer token, or, with neither configured, the SDK's external
 configuration (TEXT_TO_SPEECH_APIKEY / TEXT_TO_SPEECH_URL or ibm-credentials.env). What all
 cloud engines share (voice list, health, streaming, errors) is in `deployments.cloud`.
+
+Word timestamps are IBM's own: only the service's WebSocket interface returns word timings
+(`"timings": ["words"]`), so a request asking for them goes there. That interface is spoken
+with `websockets` rather than the SDK's `synthesize_using_websocket`, which verifies no TLS
+certificate (it passes CERT_NONE whenever `disable_ssl_verification` is set, True or False),
+has no timeout, and reports failures to a callback instead of raising them; the SDK's
+authenticator still supplies the token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import struct
+from urllib.parse import urlencode
 
 import requests
 from ibm_cloud_sdk_core import ApiException
@@ -21,6 +31,8 @@ from ibm_cloud_sdk_core.authenticators import (
 from ibm_watson import TextToSpeechV1
 from pydantic import Field, SecretStr
 from ray import serve
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
 from deployments.base import (
     EngineError,
@@ -34,6 +46,7 @@ from deployments.cloud import (
     SAMPLE_RATE,
     CloudEngineConfig,
     CloudTTSEngine,
+    TimedWord,
     short_reason,
     ssml_fragment,
 )
@@ -42,6 +55,12 @@ from deployments.tracing import traced_engine
 
 ENGINE = "ibm_watson"
 ACCEPT = f"audio/wav;rate={SAMPLE_RATE}"
+# One WebSocket message at most: IBM sends the audio in small binary frames.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class ServiceMessageError(Exception):
+    """The WebSocket interface's `{"error": ...}` message: the synthesis failed."""
 
 
 class IBMWatsonConfig(CloudEngineConfig):
@@ -65,8 +84,9 @@ class IBMWatsonEngine(CloudTTSEngine):
     protocol = "ibm.text-to-speech.v1"
     config_model = IBMWatsonConfig
     settings_model = IBMWatsonSettings
-    timeout_errors = (requests.Timeout,)
+    timeout_errors = (requests.Timeout, TimeoutError)
     text_unit = "bytes (XML-escaped)"
+    word_timings = True
 
     config: IBMWatsonConfig
     _client: TextToSpeechV1
@@ -123,6 +143,32 @@ class IBMWatsonEngine(CloudTTSEngine):
         )
         return response.get_result().content
 
+    async def _synthesize_timed(self, text: str, voice: str, language: str, settings: IBMWatsonSettings,
+                                ) -> tuple[bytes, list[TimedWord]]:
+        """One synthesis over the WebSocket interface (`wss://…/v1/synthesize`): the text
+        message asks for the audio and word timings; the service answers with binary audio
+        frames and `{"words": [[word, start, end], ...]}` messages, then closes."""
+        auth: dict = {"headers": {}}
+        if self._client.authenticator is not None:  # may ask IAM for a token: off the loop
+            await asyncio.to_thread(self._client.authenticator.authenticate, auth)
+        url = re.sub(r"^http", "ws", self._client.service_url) + "/v1/synthesize?" + urlencode(
+            {"voice": voice, "rate_percentage": settings.rate_percentage,
+             "pitch_percentage": settings.pitch_percentage})
+        audio, words = bytearray(), []
+        async with asyncio.timeout(self.config.timeout_s):
+            async with connect(url, additional_headers=auth["headers"], max_size=MAX_MESSAGE_BYTES,
+                               compression=None, open_timeout=None) as connection:
+                await connection.send(json.dumps({"text": text, "accept": ACCEPT, "timings": ["words"]}))
+                async for message in connection:
+                    if isinstance(message, bytes):
+                        audio += message
+                        continue
+                    said = json.loads(message)
+                    if "error" in said:
+                        raise ServiceMessageError(str(said["error"]))
+                    words += [TimedWord(str(w), float(start), float(end)) for w, start, end in said.get("words", [])]
+        return _sized_wav(bytes(audio)), words
+
     def _after_failure(self, err: Exception) -> None:
         """After a failed token request the SDK's token manager makes every later caller
         wait up to 60 s before it asks IAM again; a fresh client asks at once."""
@@ -155,7 +201,45 @@ class IBMWatsonEngine(CloudTTSEngine):
             if _is_iam_error(err):
                 where = self.config.iam_url or "IBM Cloud IAM (https://iam.cloud.ibm.com)"
             return EngineFailedError(f"cannot reach {where} while {doing}: {short_reason(err)}", ENGINE)
+        # The WebSocket interface: its handshake answered with an HTTP error, its error
+        # message, the connection cut, or no connection at all.
+        if isinstance(err, InvalidStatus):
+            code = err.response.status_code
+            return self._status_error(
+                code, _error_text(err.response.body) or err.response.reason_phrase, doing,
+                credentials="check api_key, bearer_token or TEXT_TO_SPEECH_APIKEY and that they belong "
+                "to this instance URL",
+                not_found=f"unknown voice {voice!r} or wrong instance URL ({where})",
+            )
+        if isinstance(err, ServiceMessageError):
+            return EngineFailedError(f"IBM Watson failed while {doing}: {err}", ENGINE)
+        if isinstance(err, ConnectionClosedError):
+            return EngineFailedError(f"IBM Watson closed the connection while {doing}: {err}", ENGINE)
+        if isinstance(err, OSError):
+            return EngineFailedError(f"cannot reach {where} while {doing}: {err}", ENGINE)
         return None
+
+
+def _sized_wav(data: bytes) -> bytes:
+    """A streamed WAV file with its sizes filled in: the service sends the header before it
+    knows how long the audio is, so the RIFF and data sizes there are placeholders."""
+    at = 12
+    while at + 8 <= len(data):
+        chunk, size = data[at:at + 4], struct.unpack_from("<I", data, at + 4)[0]
+        if chunk == b"data":
+            audio = (len(data) - at - 8) & ~1
+            return (data[:4] + struct.pack("<I", at + audio) + data[8:at + 4] + struct.pack("<I", audio)
+                    + data[at + 8:at + 8 + audio])
+        at += 8 + size + (size & 1)
+    return data  # not a WAV file: AudioResult.from_wav says so
+
+
+def _error_text(body: bytes | None) -> str:
+    """IBM's error body ({"code", "error"}) as its message, or the body as it is."""
+    try:
+        return str(json.loads(body or b"")["error"])
+    except (ValueError, KeyError, TypeError):
+        return (body or b"").decode(errors="replace")[:200]
 
 
 def _is_iam_error(err: Exception) -> bool:

@@ -196,22 +196,82 @@ async def test_google_words_are_aligned_when_marks_do_not_fit(clouds: dict[str, 
     assert wire.path == "/v1/text:synthesize" and "<mark" not in wire.body.decode() and audio.sentences == []
 
 
-async def test_only_google_has_word_marks(clouds: dict[str, Cloud]) -> None:
-    """Azure's REST API and IBM's HTTP synthesize give no word timings (both only over their
-    WebSocket interfaces): their words are aligned in the ingress."""
-    for name in ("azure", "ibm"):
-        audio = await clouds[name].make().synthesize(_req("Open the door.", timestamps=True))
-        assert audio.sentences == [] and len(audio.pcm) > 0
+async def test_ibm_times_words_over_its_websocket_interface(clouds: dict[str, Cloud], speaker: PiperSpeaker) -> None:
+    """Asked for timestamps, the IBM engine synthesizes over the service's WebSocket interface,
+    the one that returns word timings: the same settings and token as over HTTP, the audio
+    from its binary frames (a WAV header sent before the length was known), each word timed
+    as the service says (the server speaks the words one by one, so its times are exact)."""
+    ibm = clouds["ibm"]
+    ibm.server.reset()
+    engine = ibm.make()
+    text = "Well, open the door — please & thanks!"
+    audio = await engine.synthesize(_req(text, timestamps=True, settings=IBMWatsonSettings(rate_percentage=10)))
+    wire = ibm.server.last("/v1/synthesize")
+    assert wire.method == "WEBSOCKET" and wire.headers["authorization"] == "Bearer test-token"
+    assert wire.query == {"voice": "en-US_MichaelV3Voice", "rate_percentage": "10", "pitch_percentage": "0"}
+    assert json.loads(wire.body) == {"text": "Well, open the door — please &amp; thanks!",
+                                     "accept": "audio/wav;rate=24000", "timings": ["words"]}
+    (sentence,) = audio.sentences
+    words = sentence.words or []
+    assert sentence.text == text and sentence.samples * 2 == len(audio.pcm) and audio.sample_rate == 24_000
+    assert [w.text for w in words] == ["Well,", "open", "the", "door", "please", "thanks!"]
+    seconds = len(audio.pcm) / 2 / audio.sample_rate
+    assert words[0].start == 0 and words[-1].end == pytest.approx(seconds, abs=0.001)
+    assert all(b.start - 0.001 <= a.end <= b.start and a.start < a.end for a, b in zip(words, words[1:], strict=False))
+    # Each word's stretch is its own part's audio: as long as Piper takes for that part alone,
+    # 10% faster (the rate reached the service); the whole audio is every part's, so the
+    # header's placeholder sizes were filled in.
+    parts = ["Well,", "open", "the", "door —", "please &", "thanks!"]
+    for w, part in zip(words, parts, strict=True):
+        alone = speaker.pcm(part, rate=1.1).size / speaker.native_rate
+        assert w.end - w.start == pytest.approx(alone, rel=0.4), (w, part, alone)
+    assert seconds == pytest.approx(sum(speaker.pcm(p, rate=1.1).size for p in parts) / speaker.native_rate, rel=0.2)
+    # Without timestamps, the HTTP synthesize as before.
+    await engine.synthesize(_req(text))
+    assert ibm.server.last("/v1/synthesize").method == "POST"
+
+
+async def test_ibm_websocket_failures_map_to_engine_errors(clouds: dict[str, Cloud]) -> None:
+    """The WebSocket interface fails in its own ways: the handshake refused with an HTTP status,
+    an error message in the session, no answer in time, nothing listening."""
+    ibm = clouds["ibm"]
+    ibm.server.reset()
+    timed = _req("Open the door.", timestamps=True)
+    with pytest.raises(EngineUnavailableError, match=r"credentials rejected by IBM Watson \(401: Unauthorized\)"):
+        await ibm.make(bearer_token="wrong-token").synthesize(timed)
+    ibm.server.knobs.force_status, ibm.server.knobs.force_message = 500, "synthesis engine crashed"
+    with pytest.raises(EngineFailedError, match="IBM Watson failed while synthesizing: synthesis engine crashed"):
+        await ibm.make().synthesize(timed)
+    ibm.server.reset()
+    ibm.server.knobs.delay_s = 1.0
+    with pytest.raises(EngineTimeoutError, match=r"did not answer within 0.3s"):
+        await ibm.make(timeout_s=0.3).synthesize(timed)
+    ibm.server.reset()
+    with pytest.raises(EngineFailedError, match="cannot reach"):
+        await ibm.make(url=f"http://127.0.0.1:{_closed_port()}").synthesize(timed)
+
+
+async def test_words_are_aligned_where_the_service_does_not_time_them(clouds: dict[str, Cloud]) -> None:
+    """Azure's REST API gives no word timings (its word boundaries are Speech SDK events), and
+    an IBM text with a lexicon entry in it would be timed as its markup says, not as written:
+    both answer without words, and the ingress aligns them."""
+    audio = await clouds["azure"].make().synthesize(_req("Open the door.", timestamps=True))
+    assert audio.sentences == [] and len(audio.pcm) > 0
+    ibm = clouds["ibm"]
+    ibm.server.reset()
+    lexicon = [Pronunciation(text="door", alias="gate")]
+    audio = await ibm.make().synthesize(_req("Open the door.", timestamps=True, lexicon=lexicon))
+    assert audio.sentences == [] and ibm.server.last("/v1/synthesize").method == "POST"
 
 
 async def test_a_stream_chunk_says_what_it_says(cloud: Cloud) -> None:
     """SSE streams send `speech.word` events from what a chunk says: its text, and its words
-    where the service timed them (Google)."""
+    where the service timed them (Google, IBM)."""
     (chunk,) = [c async for c in cloud.make().stream(_req("  Open the door. ", timestamps=True))]
     (sentence,) = chunk.sentences
     assert sentence.text == "Open the door." and sentence.samples * 2 == len(chunk.pcm)
     words = [w.text for w in sentence.words] if sentence.words is not None else None
-    assert words == (["Open", "the", "door."] if cloud.name == "google" else None)
+    assert words == (["Open", "the", "door."] if cloud.name in ("google", "ibm") else None)
 
 
 # --- settings on the wire --------------------------------------------------------------
@@ -415,6 +475,8 @@ async def test_ibm_iam_api_key_flow(clouds: dict[str, Cloud]) -> None:
     assert (await engine.health()).healthy
     audio = await engine.synthesize(_req("Hello."))
     assert audio.duration_s > 0.3
+    timed = await engine.synthesize(_req("Hello.", timestamps=True))  # over the WebSocket interface
+    assert timed.sentences and c.server.last("/v1/synthesize").method == "WEBSOCKET"
     assert [r.path for r in c.server.requests].count("/identity/token") == 1  # token reused
 
     bad = c.make(bearer_token=None, api_key="wrong-key", iam_url=c.server.base_url)

@@ -1,7 +1,7 @@
 """Word timestamps through the real Serve app: real Piper (its own phoneme durations), the
-Google engine (its own marks: v1beta1 time pointing) and IBM Watson (no word timings over
-HTTP: forced alignment in the ingress), each against its wire-protocol server (real Piper
-speech). The timings must fit the audio: every word boundary in a quiet
+Google engine (its own marks: v1beta1 time pointing), IBM Watson (its own word timings, over
+its WebSocket interface) and Azure (no word timings over REST: forced alignment in the
+Recognizer), each cloud engine against its wire-protocol server (real Piper speech). The timings must fit the audio: every word boundary in a quiet
 point of the signal, in order, covering the speech; and the same text gives the same words
 whichever engine speaks."""
 
@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 
 from tests.support.chorus_app import STEADY_PIPER, ChorusApp
+from tests.support.servers.azure_tts import KEY, AzureTTSServer
 from tests.support.servers.google_tts import GoogleTTSServer
 from tests.support.servers.ibm_watson import IBMWatsonServer
 
@@ -36,16 +37,25 @@ def ibm(google: GoogleTTSServer) -> Iterator[IBMWatsonServer]:
 
 
 @pytest.fixture(scope="module")
-def app(chorus: ChorusApp, google: GoogleTTSServer, ibm: IBMWatsonServer) -> ChorusApp:
+def azure(google: GoogleTTSServer) -> Iterator[AzureTTSServer]:
+    server = AzureTTSServer(google.speaker)
+    with server.serve():
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app(chorus: ChorusApp, google: GoogleTTSServer, ibm: IBMWatsonServer, azure: AzureTTSServer) -> ChorusApp:
     chorus.deploy(engines={
         "piper": {"timeout_s": 30},
         "google_tts": {"timeout_s": 30, "config": {"endpoint": google.base_url, "anonymous": True}},
         "ibm_watson": {"timeout_s": 30, "config": {"url": ibm.base_url, "bearer_token": "test-token"}},
-    }, recognizer={"enabled": True})  # IBM's words are aligned there
+        "azure_tts": {"timeout_s": 30, "config": {"endpoint": azure.base_url, "key": KEY}},
+    }, recognizer={"enabled": True})  # Azure's words are aligned there
     chorus.write("local", {"activeProvider": "piper", "providers": {"piper": STEADY_PIPER}})
     chorus.write("google", {"activeProvider": "google_tts", "providers": {"google_tts": {"voice": "en-US-Neural2-D"}}})
     chorus.write("ibm", {"activeProvider": "ibm_watson", "providers": {"ibm_watson": {"voice": "en-US_MichaelV3Voice"}}})
-    for name in ("local", "google", "ibm"):
+    chorus.write("azure", {"activeProvider": "azure_tts", "providers": {"azure_tts": {"voice": "en-US-JennyNeural"}}})
+    for name in ("local", "google", "ibm", "azure"):
         chorus.wait_for(name)
     return chorus
 
@@ -78,7 +88,8 @@ def boundary_energy(words: list[dict], rms: np.ndarray) -> float:
     return float(np.median(ratios))
 
 
-@pytest.mark.parametrize(("name", "source"), [("local", "engine"), ("google", "engine"), ("ibm", "aligner")])
+@pytest.mark.parametrize(("name", "source"), [("local", "engine"), ("google", "engine"), ("ibm", "engine"),
+                                              ("azure", "aligner")])
 def test_words_fit_the_audio(app: ChorusApp, name: str, source: str) -> None:
     body, audio, rate = timed(app, name)
     words = body["words"]
@@ -108,10 +119,10 @@ def test_sentences_are_timed_in_order_and_cover_the_answer(app: ChorusApp) -> No
     assert all(a["end"] == b["start"] for a, b in pairwise(sentences))
 
 
-@pytest.mark.parametrize("name", ["local", "google", "ibm"])
+@pytest.mark.parametrize("name", ["local", "google", "ibm", "azure"])
 def test_an_sse_stream_says_its_words_after_their_audio(app: ChorusApp, name: str) -> None:
     """`speech.word` events, each after the audio it is in, timed from the stream's start:
-    from Piper's and Google's own timings, and aligned for IBM's piece."""
+    from Piper's, Google's and IBM's own timings, and aligned for Azure's piece."""
     with app.client() as c:
         r = c.post(f"/v1/personalities/{name}/speech",
                    json={"text": TEXT, "stream_format": "sse", "timestamps": True, "format": "pcm"})

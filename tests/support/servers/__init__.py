@@ -2,8 +2,9 @@
 
 Each service module subclasses `ServiceServer`, which owns the FastAPI app, the voice list,
 real speech from the bundled Piper voice and the test knobs (artificial delay, a forced error
-status, a record of what arrived; applied to every route before it runs). A subclass adds its
-routes, with request validation shaped like the real service's, and its error shape.
+status, a record of what arrived; applied to every HTTP route before it runs, and by a
+WebSocket route to its session, `forced()`). A subclass adds its routes, with request
+validation shaped like the real service's, and its error shape.
 `running()` serves an app with uvicorn on 127.0.0.1 and a free port in a background thread.
 """
 
@@ -24,6 +25,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, Request, Response
 from piper import PiperVoice, SynthesisConfig
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 
 
 class RecordedRequest(BaseModel):
@@ -151,25 +153,33 @@ class ServiceServer:
         """The service's own error shape; each service overrides it."""
         raise NotImplementedError
 
-    async def intercept(self, request: Request) -> None:
-        """Record the request, apply the delay, and answer with the forced status if set."""
-        self.requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=request.url.path,
-                query=dict(request.query_params),
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=await request.body(),
-            )
-        )
+    async def intercept(self, connection: HTTPConnection) -> None:
+        """Record an HTTP request, then apply the knobs (WebSocket routes call `forced` once
+        their session has begun: a service fails there with an error message)."""
+        if not isinstance(connection, Request):
+            return
+        self.record(connection, connection.method, await connection.body())
+        forced = await self.forced(connection.url.path)
+        if forced is not None:
+            raise _Forced(self.error(*forced))
+
+    def record(self, connection: HTTPConnection, method: str, body: bytes) -> None:
+        self.requests.append(RecordedRequest(
+            method=method, path=connection.url.path, query=dict(connection.query_params),
+            headers={k.lower(): v for k, v in connection.headers.items()}, body=body,
+        ))
+
+    async def forced(self, path: str) -> tuple[int, str] | None:
+        """Apply the delay; the status and message to fail with, if the knobs say so."""
         if self.knobs.delay_s:
             await asyncio.sleep(self.knobs.delay_s)
-        if self.knobs.fail_after is not None and self.knobs.fail_path in request.url.path:
+        if self.knobs.fail_after is not None and self.knobs.fail_path in path:
             if self.knobs.fail_after <= 0:
-                raise _Forced(self.error(self.knobs.force_status or 500, self.knobs.force_message))
+                return self.knobs.force_status or 500, self.knobs.force_message
             self.knobs.fail_after -= 1
         if self.knobs.force_status is not None:
-            raise _Forced(self.error(self.knobs.force_status, self.knobs.force_message))
+            return self.knobs.force_status, self.knobs.force_message
+        return None
 
     async def speak(self, text: str, **kwargs: Any) -> bytes:
         # Piper blocks for a while; keep the server loop free for concurrent requests.
@@ -189,7 +199,7 @@ def running(app: Any) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1, ws="none"
+        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1, ws="websockets-sansio"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
