@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,7 +56,8 @@ class Denials(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if "403" in message or "Forbidden" in message or "forbidden" in message:
+        # 403 as a word: a message naming a port such as 127.0.0.1:40385 is no denial.
+        if re.search(r"\b403\b|forbidden", message, re.IGNORECASE):
             self.seen.append(message)
 
 

@@ -238,7 +238,7 @@ async def test_a_monthly_budget_refuses_and_gives_the_days_reservation_back(make
     statuses = [(await api.speak()).status_code for _ in range(2)]
     third = await api.speak()  # fits the day (30 of 30), not the month (30 of 25)
     assert statuses == [200, 200]
-    refused([third], LimitName.CHARACTERS_PER_MONTH)
+    assert len(refused([third], LimitName.CHARACTERS_PER_MONTH)) == 1
     assert "10 asked, 5 left" in third.json()["detail"] and third.headers["X-RateLimit-Remaining"] == "5"
     assert third.json()["limit"]["resets_at"].endswith("-01T00:00:00+00:00")
     # The day's 10 were taken back: 20 + 5 fits both.

@@ -59,7 +59,8 @@ SOUNDS = {"the": ["DH", "AH"], "store": ["S", "T", "AO", "R"], "stove": ["S", "T
           "opens": ["OW", "P", "AH", "N", "Z"], "stores": ["S", "T", "AO", "R", "Z"], "nine": ["N", "AY", "N"], "night": ["N", "AY", "T"],
           "their": ["DH", "EH", "R"], "there": ["DH", "EH", "R"], "call": ["K", "AO", "L"], "at": ["AE", "T"],
           "now": ["N", "AW"], "big": ["B", "IH", "G"], "x": ["EH", "K", "S"], "y": ["W", "AY"],
-          "three": ["TH", "R", "IY"], "stella": ["S", "T", "EH", "L", "AH"]}
+          "three": ["TH", "R", "IY"], "stella": ["S", "T", "EH", "L", "AH"], "train": ["T", "R", "EY", "N"],
+          "rain": ["R", "EY", "N"]}
 
 
 def errors(reference: str, heard: str) -> float:
@@ -78,6 +79,8 @@ def test_word_errors_weigh_a_misheard_word_by_how_different_it_sounds() -> None:
     assert errors("their", "there") == 0  # the same sounds
     assert errors("stores", "store") == pytest.approx(1 / 5)  # a phone unheard
     assert errors("store", "stores") == pytest.approx(1 / 4)  # a phone heard that was not said
+    assert errors("train", "rain") == pytest.approx(1 / 4)  # the first phone unheard
+    assert errors("the store opens", "store opens") == 1  # the first word unheard
     assert errors("now", "stove") == 1  # nothing alike: no more than a plain error
 
 
