@@ -47,7 +47,9 @@ class Verdict(BaseModel):
 
     @property
     def word_error_rate(self) -> float | None:
-        return self.errors / self.words if self.words else None
+        """As the recognizer's (`Hearing.word_error_rate`: a text without words heard as some
+        is that many errors); None when nothing was heard."""
+        return self.errors / max(self.words, 1) if self.words or self.errors else None
 
     def header(self, settings: VerifySettings) -> str:
         """`X-Chorus-Verify`: `passed; wer=0.08; max=0.50; mode=enforce`, or `unverified; reason=...`."""

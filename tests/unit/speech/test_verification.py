@@ -9,14 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
+from chorus.personalities import VerifySettings
+from chorus.recognition.models import Hearing
 from chorus.speech.attempts import AllEnginesFailed
 from chorus.speech.breaker import CircuitState
 from chorus.speech.cache.store import AudioCache
 from chorus.speech.cache.tiers import MemoryTier
-from chorus.speech.verification import Verifier
+from chorus.speech.verification import Verdict, VerificationFailed, Verifier, mark
 from deployments import spans
-from deployments.base import EngineFailedError, EngineId
+from deployments.base import AudioResult, EngineFailedError, EngineId
 from tests.support.engine_handles import ScriptedEngine
 from tests.support.local_ear import LocalEar
 from tests.support.recordings import PIPER_RATE, recordings
@@ -237,3 +240,60 @@ async def test_a_stream_sent_as_the_last_resort_is_never_cached() -> None:
     routed = await s.router.stream(say(TEXT, who))
     got = await chunks(routed)
     assert routed.cache != "hit" and got[1].pcm == s["piper"].pcm(COFFEE)  # said again, right this time
+
+
+def test_pieces_verdicts_are_the_worst_outcome_and_the_words_heard() -> None:
+    passed = Verdict(outcome="passed", words=4, errors=1)
+    unverified = Verdict(outcome="unverified", reason="recognizer failed")
+    failed = Verdict(outcome="failed", words=2, errors=2, heard="no")
+    both = Verdict.of([passed, unverified])
+    assert (both.outcome, both.words, both.errors, both.reason) == ("unverified", 4, 1, "recognizer failed")
+    assert both.word_error_rate == 0.25  # a piece not heard adds no words
+    assert unverified.word_error_rate is None
+    assert Verdict.of([unverified, failed]).outcome == "failed"
+    assert Verdict.of([failed, passed]).outcome == "failed"
+    whole = Verdict.of([passed, failed])
+    assert (whole.words, whole.errors, whole.reason) == (6, 3, None)
+
+
+def test_a_refusal_says_the_rate_and_what_was_heard_at_most_200_characters() -> None:
+    error = VerificationFailed("piper", Verdict(outcome="failed", words=4, errors=3, heard="a" * 300))
+    assert error.public == "verification: WER 0.75"
+    assert error.reason == f"verification: WER 0.75 over 4 words, heard {'a' * 200!r}"
+    # A text without words heard as some: as many errors as words heard, as the recognizer says.
+    wordless = Verdict(outcome="failed", words=0, errors=3, heard="um uh oh")
+    assert wordless.word_error_rate == 3.0 and VerificationFailed("piper", wordless).public == "verification: WER 3.00"
+    # The attempt's verdict is all its pieces', when given; else the piece's.
+    piece, whole = Verdict(outcome="failed", words=2, errors=2), Verdict(outcome="failed", words=6, errors=2)
+    assert VerificationFailed("piper", piece).verdict is piece
+    assert VerificationFailed("piper", piece, whole).verdict is whole
+
+
+def test_the_header_says_a_perfect_hearing_and_the_span_keeps_four_decimals() -> None:
+    settings = VerifySettings(max_word_error_rate=0.5, mode="report")
+    assert Verdict(outcome="passed", words=4, errors=0).header(settings) == "passed; wer=0.00; max=0.50; mode=report"
+    assert Verdict(outcome="unverified", reason="no recognizer for fr").header(settings) == \
+        "unverified; reason=no recognizer for fr"
+    span = TracerProvider().get_tracer(__name__).start_span("attempt")
+    mark(span, Verdict(outcome="failed", words=3, errors=2))
+    assert span.attributes[spans.VERIFY_WER] == 0.6667 and span.attributes[spans.VERIFY_OUTCOME] == "failed"
+
+
+class _Heard:
+    """A recognizer that hears what it is told: the rate at the limit can only be set up so."""
+
+    def __init__(self, hearing: Hearing) -> None:
+        self.hear = self
+        self.hearing = hearing
+
+    async def remote(self, request: Any) -> Hearing:
+        return self.hearing
+
+
+async def test_a_rate_at_the_limit_passes_and_one_above_it_fails() -> None:
+    settings = VerifySettings(max_word_error_rate=0.5)
+    audio = AudioResult(pcm=b"\0\0" * 1600, sample_rate=16_000)
+    at_limit = Verifier(_Heard(Hearing(transcript="open the", words=4, errors=2)))
+    assert (await at_limit.check(settings, audio, "open the door now", "en")).outcome == "passed"
+    above = Verifier(_Heard(Hearing(transcript="open", words=4, errors=2.5)))
+    assert (await above.check(settings, audio, "open the door now", "en")).outcome == "failed"
