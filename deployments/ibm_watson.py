@@ -148,7 +148,7 @@ class IBMWatsonEngine(CloudTTSEngine):
         """One synthesis over the WebSocket interface (`wss://…/v1/synthesize`): the text
         message asks for the audio and word timings; the service answers with binary audio
         frames and `{"words": [[word, start, end], ...]}` messages, then closes."""
-        auth: dict = {"headers": {}}
+        auth: dict[str, dict[str, str]] = {"headers": {}}
         if self._client.authenticator is not None:  # may ask IAM for a token: off the loop
             await asyncio.to_thread(self._client.authenticator.authenticate, auth)
         url = re.sub(r"^http", "ws", self._client.service_url) + "/v1/synthesize?" + urlencode(
