@@ -321,19 +321,17 @@ class CloudTTSEngine(TTSEngine):
 
 
 def _timed_by_marks(audio: AudioResult, text: str, marks: dict[str, float]) -> AudioResult:
-    """`audio` as one sentence whose words start where their marks are (see `_word_marked`)
-    and end where the next begins (the last at the end); untouched, so aligned instead, if a
-    mark is missing or out of order."""
+    """`audio` timed as `timed_by_words` times it, each word starting where its mark is (see
+    `_word_marked`) and ending where the next begins (the last at the end); untouched, so
+    aligned instead, if a mark is missing or out of order."""
     tokens = text.split()
     spoken = [i for i, t in enumerate(tokens) if spoken_words(t)]
-    samples = len(audio.pcm) // 2
-    seconds = samples / audio.sample_rate
-    starts = [marks[str(i)] for i in spoken if str(i) in marks]
-    if len(starts) != len(spoken) or starts != sorted(starts) or any(s > seconds for s in starts):
+    if any(str(i) not in marks for i in spoken):
         return audio
-    ends = [*starts[1:], seconds]
-    words = [WordSpan(text=tokens[i], start=start, end=end) for i, start, end in zip(spoken, starts, ends, strict=True)]
-    return audio.model_copy(update={"sentences": [Sentence(text=text, samples=samples, words=words)]})
+    starts = [marks[str(i)] for i in spoken]
+    ends = [*starts[1:], len(audio.pcm) // 2 / audio.sample_rate]
+    return timed_by_words(audio, text, [TimedWord(tokens[i], start, end)
+                                        for i, start, end in zip(spoken, starts, ends, strict=True)])
 
 
 class TimedWord(NamedTuple):
