@@ -145,7 +145,7 @@ def install(app: FastAPI) -> None:
 
         shown = [a.shown().model_dump() for a in err.attempts]
         return error_response(request, 503, said(lambda a: a.reason), extra={"attempts": shown},
-                              logged=said(lambda a: a.detail))
+                              logged=said(lambda a: a.detail), retry_after_s=err.retry_after_s)
 
     @app.exception_handler(SampleRejected)
     async def _rejected(request: Request, err: SampleRejected) -> JSONResponse:

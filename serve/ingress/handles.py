@@ -16,6 +16,11 @@ skips as many chunks as were given, which the engine yields the same for the sam
 Only replica deaths are retried; an engine's own errors (`EngineError`, timeouts) are the
 router's as before.
 
+A call refused by the engine's full queue (Serve's `BackPressureError`: no replica saw it)
+raises `EngineBusy`, the router's own type for it, so that load is never taken for a fault
+and Serve's error never leaves the ingress: raised from a stream's body, the proxy would
+take it for the Ingress's own queue being full.
+
 `RetryingHandle` wraps a Serve `DeploymentHandle` with the surface the router uses
 (`chorus.speech.router.EngineHandle`, and the recognizer's `hear` and `align`).
 """
@@ -23,11 +28,14 @@ router's as before.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Generator
 from typing import Any
 
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayError
+from ray.serve.exceptions import BackPressureError, RayServeException
 
+from chorus.speech.attempts import EngineBusy
 from chorus.speech.sentences import rest_of
 from deployments.base import AudioChunk, SynthesisRequest
 
@@ -84,14 +92,17 @@ class _Response:
 
     async def _result(self) -> Any:
         try:
-            return await self._response
-        except RayActorError as err:
-            log.warning("engine replica died during a call (%s); sending it once more", type(err).__name__)
-            self._response = self._method.remote(*self._args)
-            return await self._response
+            try:
+                return await self._response
+            except RayActorError as err:
+                log.warning("engine replica died during a call (%s); sending it once more", type(err).__name__)
+                self._response = self._method.remote(*self._args)
+                return await self._response
+        except BackPressureError as err:
+            raise _busy(err) from None
 
     def cancel(self) -> None:
-        self._response.cancel()
+        _cancel(self._response)
 
 
 class _Stream:
@@ -113,6 +124,8 @@ class _Stream:
         while True:
             try:
                 chunk = await self._gen.__anext__()
+            except BackPressureError as err:
+                raise _busy(err) from None
             except RayActorError as err:
                 if self._retried:
                     raise
@@ -147,7 +160,21 @@ class _Stream:
         self._skip = self._given
 
     def cancel(self) -> None:
-        self._gen.cancel()
+        _cancel(self._gen)
+
+
+def _cancel(call: Any) -> None:
+    """Cancel a Serve call. One that was never sent (its queue full, no replica to take it)
+    raises that error again from `cancel()`; it was raised where the call was awaited, and
+    there is nothing to cancel, so it must not replace what the canceller is handling."""
+    try:
+        call.cancel()
+    except (RayServeException, RayError) as err:
+        log.debug("cancelling a call that was never sent: %s", err)
+
+
+def _busy(err: BackPressureError) -> EngineBusy:
+    return EngineBusy(err.message, retry_after_s=max(1, math.ceil(err.retry_after_s or 1)))
 
 
 class _Nothing:

@@ -25,6 +25,7 @@ Outcome = Literal["skipped", "unavailable", "failed", "timeout"]
 # or quote its provider, so it goes to the log only.
 UNAVAILABLE = "the engine cannot serve this now"
 FAILED = "the engine failed"
+BUSY = "busy: its queue is full; retry shortly"
 UNHEALTHY = "unhealthy"
 
 
@@ -41,6 +42,7 @@ class Attempt(AttemptOut):
     """An attempt as the ingress knows it: `detail` is the whole reason, for the log."""
 
     detail: str
+    retry_after_s: int | None = Field(None, exclude=True, description="The engine was busy: when a retry may find room.")
 
     def shown(self) -> AttemptOut:
         return AttemptOut(engine=self.engine, outcome=self.outcome, reason=self.reason)
@@ -68,10 +70,27 @@ class AudioTooLong(Exception):
         self.limit = limit
 
 
+class EngineBusy(Exception):
+    """The engine's queue at this ingress replica was full (Serve's `max_queued_requests`):
+    the call was refused before any replica saw it. That is load, not a fault of the engine:
+    the plan moves on, the engine's circuit is not told, and an answer that no engine gave
+    invites a retry after `retry_after_s`."""
+
+    def __init__(self, reason: str, retry_after_s: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
 class AllEnginesFailed(Exception):
     def __init__(self, attempts: list[Attempt]) -> None:
         super().__init__(attempts)
         self.attempts = attempts
+
+    @property
+    def retry_after_s(self) -> int | None:
+        """When a retry may succeed: the soonest an engine that was only busy has room."""
+        return min((a.retry_after_s for a in self.attempts if a.retry_after_s is not None), default=None)
 
 
 class Routed(BaseModel):
@@ -139,6 +158,9 @@ def attempt_after(engine: EngineId, err: BaseException, timeout: float | None) -
     if isinstance(err, TimeoutError):
         said = f"no audio within {timeout:g} s"
         return Attempt(engine=engine, outcome="timeout", reason=said, detail=said)
+    if isinstance(err, EngineBusy):
+        return Attempt(engine=engine, outcome="unavailable", reason=BUSY, detail=err.reason,
+                       retry_after_s=err.retry_after_s)
     public = err.public if isinstance(err, EngineError) else None
     if isinstance(err, EngineUnavailableError):
         return Attempt(engine=engine, outcome="unavailable", reason=public or UNAVAILABLE, detail=err.reason)

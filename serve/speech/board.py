@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from chorus.speech.attempts import describe
+from chorus.speech.attempts import EngineBusy, describe
 from deployments.base import EngineId, EngineStatus, Health
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 class EngineMethod(Protocol):
     def remote(self, *args: Any) -> Any:
         """A `DeploymentResponse` (awaitable, `cancel()`) or, on a streaming handle, a
-        `DeploymentResponseGenerator` (async iterator, `cancel()`)."""
+        `DeploymentResponseGenerator` (async iterator, `cancel()`). A call the engine's
+        full queue refused raises `EngineBusy` (`chorus.ingress.handles` turns Serve's
+        `BackPressureError` into it)."""
         ...
 
 
@@ -78,6 +80,9 @@ class EngineBoard:
         async def one(engine: EngineId, handle: EngineHandle) -> EngineStatus | None:
             try:
                 return await asyncio.wait_for(as_coroutine(handle.status.remote()), timeout=10)
+            except EngineBusy as err:  # its queue full: busy, not unhealthy; what it last said stands
+                log.info("status of %s not asked: %s", engine, err)
+                return self._statuses.get(engine)
             except Exception as err:
                 log.warning("status of %s failed: %s", engine, err)
                 previous = self._statuses.get(engine)

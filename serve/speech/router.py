@@ -34,6 +34,7 @@ from chorus.speech.attempts import (
     AllEnginesFailed,
     Attempt,
     AudioTooLong,
+    EngineBusy,
     RoutedAudio,
     RoutedStream,
     Skip,
@@ -354,11 +355,12 @@ class Router:
         verification too: the engine answered, and a text hard to hear fails on every engine
         alike), a failure of the engine's (unavailable, failed, its own timeout), or nothing
         about the engine (bad input, the caller gone, the request's deadline cutting the
-        engine's time short)."""
+        engine's time short, its queue full: a burst would otherwise open the circuit and
+        refuse every request for the whole cool-down)."""
         breaker = self.breakers[engine]
         if err is None or isinstance(err, VerificationFailed):
             breaker.succeeded()
-        elif isinstance(err, Exception) and not isinstance(err, BadInputError | DeadlinePassed):
+        elif isinstance(err, Exception) and not isinstance(err, BadInputError | DeadlinePassed | EngineBusy):
             breaker.failed()
         else:
             breaker.abandoned()

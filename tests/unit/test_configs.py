@@ -94,6 +94,16 @@ def test_overload_is_a_fast_answer_in_both_profiles(profile: str) -> None:
         assert d.max_ongoing_requests <= d.max_queued_requests, d.name
 
 
+@pytest.mark.parametrize("profile", ["cpu", "cluster"])
+def test_piper_queues_all_that_one_ingress_replica_admits(profile: str) -> None:
+    """Piper is the fast last resort: a request the Ingress admitted waits in Piper's queue
+    (each Ingress replica's handle has its own) instead of being refused while a replica is
+    replaced (tests/integration/test_crosstalk.py saw that at 32 of 32)."""
+    config = ServeDeploySchema.model_validate(yaml.safe_load(profile_path(profile).read_text()))
+    deployments = {d.name: d for d in config.applications[0].deployments}
+    assert deployments["piper"].max_queued_requests >= deployments["Ingress"].max_ongoing_requests
+
+
 def test_render_passes_the_otel_variables_to_every_deployment() -> None:
     """`chorus serve` with OTEL_* set: the app's runtime_env carries them (Serve merges an
     app's env_vars into each deployment's, the engines' own interpreters included)."""

@@ -1,6 +1,7 @@
 """A replica dying under a call: the call goes once more to the deployment (a live
 replica), a stream resumes without repeating what was heard, a second death and an
-engine's own errors are left to the router (chorus.ingress.handles)."""
+engine's own errors are left to the router (chorus.ingress.handles). A call refused by the
+engine's full queue is the router's `EngineBusy`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 
 import pytest
 from ray.exceptions import ActorDiedError
+from ray.serve.exceptions import BackPressureError
 
 from chorus.ingress.handles import RetryingHandle
+from chorus.speech.attempts import EngineBusy
 from chorus.speech.sentences import rest_of
 from deployments.base import AudioChunk, EngineFailedError, Sentence, SynthesisRequest, split_sentences
 
@@ -188,3 +191,56 @@ def test_the_rest_is_found_only_where_the_sentences_were_said_in_order() -> None
     assert rest_of("One. Two. Three.", ["One.", "Two."]) == "Three."
     assert rest_of("One. Two. Three.", ["Two.", "One."]) is None  # out of order: not this text's
     assert rest_of("One. Two. Three.", ["Uno."]) is None
+
+
+class Refused:
+    """A Serve call refused by the deployment's full queue: awaiting or iterating it raises
+    `BackPressureError`, and so does `cancel()`, as Serve's do (it fetches the failed send)."""
+
+    def __init__(self, retry_after_s: float | None) -> None:
+        self.error = BackPressureError(num_queued_requests=4, max_queued_requests=4, retry_after_s=retry_after_s)
+
+    def __await__(self) -> Any:
+        raise self.error
+        yield
+
+    async def __anext__(self) -> Any:
+        raise self.error
+
+    def cancel(self) -> None:
+        raise self.error
+
+
+class FullQueue:
+    def __init__(self, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        outer = self
+
+        class Method:
+            def remote(self, *args: Any) -> Refused:
+                outer.calls += 1
+                return Refused(outer.retry_after_s)
+
+        return Method()
+
+    def options(self, *, stream: bool) -> FullQueue:
+        return self
+
+
+@pytest.mark.parametrize(("retry_after_s", "told"), [(None, 1), (2.5, 3)])
+async def test_a_full_queue_is_the_routers_busy_engine_and_never_sent_again(retry_after_s: float | None,
+                                                                            told: int) -> None:
+    queue = FullQueue(retry_after_s)
+    call = RetryingHandle(queue).synthesize.remote("hi")
+    with pytest.raises(EngineBusy) as caught:
+        await call
+    assert caught.value.retry_after_s == told and "max_queued_requests=4" in caught.value.reason
+    call.cancel()  # nothing was sent: nothing to cancel, and no error in place of the caller's
+    stream = RetryingHandle(queue).options(stream=True).stream.remote("One. Two.")
+    with pytest.raises(EngineBusy):
+        await anext(stream)
+    stream.cancel()
+    assert queue.calls == 2  # refused calls are not repeated (only a dead replica's are)

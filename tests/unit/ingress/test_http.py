@@ -22,7 +22,7 @@ from chorus.common.constants import MAX_SAMPLE_BYTES, MAX_VOICE_SAMPLES
 from chorus.ingress.asgi import create_app
 from chorus.ingress.config import IngressConfig
 from chorus.samples.storage import SampleMeta
-from chorus.speech.attempts import FAILED, UNAVAILABLE
+from chorus.speech.attempts import BUSY, FAILED, UNAVAILABLE, EngineBusy
 from deployments.base import (
     BadInputError,
     EngineFailedError,
@@ -171,6 +171,27 @@ async def test_every_engine_failing_is_503_with_each_attempt(api: Api) -> None:
             "attempts": [{"engine": "piper", "outcome": "unavailable", "reason": UNAVAILABLE},
                          {"engine": "google_tts", "outcome": "failed", "reason": FAILED}],
         }
+
+
+async def test_engines_only_busy_is_503_inviting_a_retry(api: Api) -> None:
+    """A full queue is load: the answer says so and when to try again (Retry-After), on the
+    JSON and OpenAI routes, whole and streamed; an engine that failed gives no such hint."""
+    api.piper.error = EngineBusy("Request dropped due to backpressure (num_queued_requests=64, ...)", retry_after_s=2)
+    api.google.error = EngineBusy("Request dropped due to backpressure (num_queued_requests=32, ...)", retry_after_s=1)
+    for path, body in (("/v1/personalities/joe/speech", speech()), ("/v1/personalities/joe/speech", speech(stream=True)),
+                       ("/v1/audio/speech", openai())):
+        r = await api.client.post(path, json=body)
+        assert r.status_code == 503, path
+        assert r.headers["retry-after"] == "1"  # the sooner of the two
+        assert r.json()["attempts"] == [{"engine": "piper", "outcome": "unavailable", "reason": BUSY},
+                                        {"engine": "google_tts", "outcome": "unavailable", "reason": BUSY}]
+        assert "backpressure" not in r.text  # Serve's words stay in the log
+    api.google.error = EngineFailedError("HTTP 500", "google_tts")
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech())
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    api.piper.error = EngineUnavailableError("voice missing", "piper")
+    r = await api.client.post("/v1/personalities/joe/speech", json=speech())
+    assert r.status_code == 503 and "retry-after" not in r.headers
 
 
 # --- OpenAI's speech API --------------------------------------------------------------------

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from chorus.personalities import Personality, parse_spec
-from chorus.speech.attempts import FAILED, UNAVAILABLE, AllEnginesFailed, AudioTooLong
+from chorus.speech.attempts import BUSY, FAILED, UNAVAILABLE, AllEnginesFailed, AudioTooLong, EngineBusy
 from chorus.speech.board import EngineBoard
 from chorus.speech.breaker import CIRCUIT_OPEN, BreakerConfig, Breakers, CircuitState
 from chorus.speech.cache.store import AudioCache
@@ -527,6 +527,81 @@ async def test_the_breaker_opens_after_consecutive_failures_and_skips_the_engine
     assert [(a[spans.ENGINE], a[spans.CIRCUIT], a[spans.OUTCOME]) for a in last] == [
         ("piper", "open", "skipped"), ("google_tts", "closed", "ok")]
     assert last[0][spans.REASON] == CIRCUIT_OPEN
+
+
+def busy(retry_after_s: int = 1) -> EngineBusy:
+    return EngineBusy("Request dropped due to backpressure (num_queued_requests=8, max_queued_requests=8).",
+                      retry_after_s=retry_after_s)
+
+
+async def test_a_full_queue_moves_on_without_counting_against_the_engine() -> None:
+    """A burst that fills an engine's queue is load, not a fault: the plan moves on each
+    time, and the circuit (two failures would open it) stays closed and uncounted."""
+    s = Setup(breaker=BreakerConfig(failures=2, cool_down_s=60))
+    s["piper"].error = EngineFailedError("down", "piper")
+    await s.router.synthesize(say())
+    s["piper"].error = busy(3)
+    for _ in range(4):
+        routed = await s.router.synthesize(say())
+        assert routed.engine == "google_tts"
+        assert [(a.engine, a.outcome, a.reason, a.retry_after_s) for a in routed.attempts] == [
+            ("piper", "unavailable", BUSY, 3)]
+    assert s.router.breakers["piper"].shown().failures == 1  # the failure before, no more
+    assert s.router.breakers["piper"].state is CircuitState.closed
+    assert s.attempt_spans()[-2][spans.OUTCOME] == "unavailable"
+    s["piper"].error = None
+    assert (await s.router.synthesize(say())).engine == "piper"
+
+
+async def test_a_busy_probe_gives_its_place_to_the_next_request() -> None:
+    s = Setup(breaker=BreakerConfig(failures=1, cool_down_s=0.05))
+    s["piper"].error = EngineFailedError("down", "piper")
+    await s.router.synthesize(say())
+    await asyncio.sleep(0.06)
+    s["piper"].error = busy()
+    await s.router.synthesize(say())  # the probe found the queue full: nothing learned
+    assert s.router.breakers["piper"].state is CircuitState.half_open
+    s["piper"].error = None
+    assert (await s.router.synthesize(say())).engine == "piper"
+    assert s.router.breakers["piper"].state is CircuitState.closed
+
+
+async def test_every_engine_busy_says_when_to_retry() -> None:
+    s = Setup()
+    for engine, after in zip(ENGINES, (5, 2, 4), strict=True):
+        s[engine].error = busy(after)
+    with pytest.raises(AllEnginesFailed) as caught:
+        await s.router.synthesize(say())
+    assert caught.value.retry_after_s == 2
+    s["google_tts"].error = EngineFailedError("down", "google_tts")  # a failure says nothing of when
+    with pytest.raises(AllEnginesFailed) as caught:
+        await s.router.synthesize(say())
+    assert caught.value.retry_after_s == 4
+    for engine in ENGINES:
+        s[engine].error = EngineFailedError("down", engine)
+    with pytest.raises(AllEnginesFailed) as caught:
+        await s.router.synthesize(say())
+    assert caught.value.retry_after_s is None
+
+
+async def test_a_stream_refused_by_a_full_queue_midway_is_carried_on() -> None:
+    s = Setup(breaker=BreakerConfig(failures=1, cool_down_s=60))
+    s["piper"].error, s["piper"].fail_at = busy(), 1
+    routed = await s.router.stream(say("One. Two. Three."))
+    got = await chunks(routed)
+    assert [x.text for c in got for x in c.sentences] == ["One.", "Two.", "Three."]
+    assert [(a.engine, a.outcome, a.reason) for a in routed.end.attempts] == [("piper", "unavailable", BUSY)]
+    assert s.router.breakers["piper"].state is CircuitState.closed
+
+
+async def test_a_busy_status_check_leaves_the_engine_as_it_was() -> None:
+    """The status call waits in the same queue as speech: finding it full says the engine
+    is busy, not unhealthy, so the plan must not start skipping it."""
+    s = Setup()
+    before = (await s.board.statuses())["piper"]
+    s["piper"].status_error = busy()
+    assert (await s.board.refresh())["piper"] == before
+    assert (await s.router.synthesize(say())).engine == "piper"
 
 
 async def test_the_breaker_half_opens_with_exactly_one_probe_then_closes() -> None:
