@@ -7,24 +7,62 @@
 #   scripts/mutation.sh cache-key quotas   only these (names from modules.tsv)
 #   scripts/mutation.sh --survivors router  only the last run's survivors, against the tests as
 #                                           they are now (after adding tests for them)
+#   scripts/mutation.sh --workers 2 ...     N mutants at a time (cosmic-ray's http distributor),
+#                                           one copy of the tree and its venv for each
 # cosmic-ray writes each mutant into the source file and runs the tests, so this works in a
 # copy of the working tree (with its own .venv: scripts/install.sh) under
 # $CHORUS_MUTATION_DIR (default /tmp/chorus-mutation), never in the checkout itself.
 # Prints, per module, the counts and each surviving mutant's diff.
 set -euo pipefail
-survivors_only=false
-if [ "${1:-}" = "--survivors" ]; then survivors_only=true; shift; fi
+survivors_only=false workers=1
+while [[ "${1:-}" == --* ]]; do
+  case "$1" in
+    --survivors) survivors_only=true; shift ;;
+    --workers) workers="$2"; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "--workers takes a positive number, not '$workers'" >&2; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="${CHORUS_MUTATION_DIR:-${TMPDIR:-/tmp}/chorus-mutation}"
 tree="$work/tree"
 
-# The working tree as git sees it (tracked and new files; nothing ignored, so no venvs).
-mkdir -p "$tree"
-find "$tree" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
-# (--ignore-failed-read: a tracked file deleted in the working tree is skipped.)
-(cd "$root" && git ls-files -z --cached --others --exclude-standard \
-  | tar --null --ignore-failed-read -cf - -T - 2>/dev/null) | tar -xf - -C "$tree"
-venv="$("$tree/scripts/install.sh" --exact dev,cloud,samples,kubernetes,mutation | tail -n 1)"
+# The working tree as git sees it (tracked and new files; nothing ignored, so no venvs), once
+# per worker: each mutant is written into its tree's source, and each venv imports its own tree.
+trees=("$tree")
+for ((i = 2; i <= workers; i++)); do trees+=("$work/tree-$i"); done
+for t in "${trees[@]}"; do
+  mkdir -p "$t"
+  find "$t" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+  # (--ignore-failed-read: a tracked file deleted in the working tree is skipped.)
+  (cd "$root" && git ls-files -z --cached --others --exclude-standard \
+    | tar --null --ignore-failed-read -cf - -T - 2>/dev/null) | tar -xf - -C "$t"
+  venv="$("$t/scripts/install.sh" --exact dev,cloud,samples,kubernetes,mutation | tail -n 1)"
+done
+venv="$tree/.venv"
+
+# With more than one worker, an http worker listens in each tree (the test command runs in
+# the worker's directory, so it names the venv relative to it).
+distributor='name = "local"'
+if ((workers > 1)); then
+  urls=()
+  pids=()
+  trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+  for t in "${trees[@]}"; do
+    port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    (cd "$t" && exec "$t/.venv/bin/cosmic-ray" http-worker --port "$port" >"$t.worker.log" 2>&1) &
+    pids+=($!)
+    urls+=("\"http://127.0.0.1:$port\"")
+    until "$venv/bin/python" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$port" 2>/dev/null; do
+      kill -0 "${pids[-1]}" || { echo "the mutation worker in $t did not start: $(cat "$t.worker.log")" >&2; exit 1; }
+      sleep 0.2
+    done
+  done
+  distributor="name = \"http\"
+
+[cosmic-ray.distributor.http]
+worker-urls = [$(IFS=,; echo "${urls[*]}")]"
+fi
 
 # Operators whose mutants are noise for this code (bit shifts and powers of arithmetic that
 # has none) are left out; everything else cosmic-ray has runs.
@@ -39,10 +77,10 @@ while IFS=$'\t' read -r name module tests; do
 module-path = "$module"
 timeout = 300.0
 excluded-modules = []
-test-command = "$venv/bin/python -m pytest -x -q -p no:cacheprovider $tests"
+test-command = ".venv/bin/python -m pytest -x -q -p no:cacheprovider $tests"
 
 [cosmic-ray.distributor]
-name = "local"
+$distributor
 
 [cosmic-ray.filters.operators-filter]
 exclude-operators = [$exclude]
