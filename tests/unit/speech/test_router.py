@@ -8,6 +8,7 @@ import asyncio
 import io
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,11 +30,13 @@ from chorus.speech.router import Router
 from chorus.speech.utterance import Utterance
 from deployments import spans
 from deployments.base import (
+    AudioChunk,
     BadInputError,
     EngineFailedError,
     EngineId,
     EngineUnavailableError,
     Health,
+    SynthesisRequest,
     TextTooLongError,
     VoiceInfo,
     VoiceSampleRef,
@@ -325,6 +328,29 @@ async def test_a_stream_whose_engine_fails_midway_is_carried_on_by_the_next_engi
     assert routed.end.switches[0].at_s == pytest.approx(len(got[0].pcm) / 2 / 16_000)
     assert routed.end.cut is None and s.handles["piper"].cancelled == ["stream"]
     assert [a[spans.OUTCOME] for a in s.attempt_spans()] == ["failed", "ok"]
+
+
+class OneChunkPerCall(ScriptedEngine):
+    """Streams each call's audio as one chunk that says all of its sentences, as the cloud
+    engines do."""
+
+    async def stream(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
+        audio = await self.synthesize(request)
+        yield AudioChunk(pcm=audio.pcm, sample_rate=audio.sample_rate, variant=audio.variant, index=0,
+                         sentences=audio.sentences)
+
+
+async def test_a_chunk_of_several_sentences_keeps_each_ones_share_when_resampled() -> None:
+    google = OneChunkPerCall("google_tts", sample_rate=24_000)
+    google.seconds_per_character = 0.01005  # "Two." is 964 samples at 24 kHz: 642.67 at 16 kHz
+    s = Setup(ScriptedEngine("piper"), google, ScriptedEngine("azure_tts"))
+    s["piper"].error, s["piper"].fail_at = EngineFailedError("decoder crashed", "piper"), 1
+    routed = await s.router.stream(say("One. Two. Three."))
+    _, carried = await chunks(routed)
+    assert carried.sample_rate == 16_000 and [x.text for x in carried.sentences] == ["Two.", "Three."]
+    two, three = (x.samples for x in carried.sentences)
+    assert two == 643  # rounded, not cut
+    assert two + three == len(carried.pcm) // 2  # the last sentence takes what resampling left
 
 
 async def test_a_stream_whose_chunks_do_not_say_their_sentences_stays_with_its_engine() -> None:

@@ -155,8 +155,9 @@ async def test_refused_speech_is_never_cached_and_does_not_open_the_engines_circ
 # --- streams ---------------------------------------------------------------------------
 
 
-async def test_an_enforced_stream_whose_first_sentence_fails_falls_back_before_it_begins() -> None:
-    s, who = verified()
+@pytest.mark.parametrize("chain", [["google_tts", "azure_tts"], ["google_tts"]], ids=["two after", "one after"])
+async def test_an_enforced_stream_whose_first_sentence_fails_falls_back_before_it_begins(chain: list[str]) -> None:
+    s, who = verified(fallbackChain=chain)
     s["piper"].toned = True
     routed = await s.router.stream(say(TEXT, who))
     assert routed.engine == "google_tts" and [(a.engine, a.outcome) for a in routed.attempts] == [("piper", "failed")]
