@@ -28,6 +28,7 @@ from chorus.speech.deadline import DEADLINE_PASSED, Deadlines
 from chorus.speech.encoding import resample
 from chorus.speech.router import Router
 from chorus.speech.utterance import Utterance
+from chorus.speech.verification import Verifier
 from deployments import spans
 from deployments.base import (
     AudioChunk,
@@ -64,7 +65,8 @@ class Setup:
     """Scripted engines behind local handles, a board and a router over them."""
 
     def __init__(self, *engines: Any, timeouts: dict[str, float] | None = None,
-                 sample_refs: Any = None, deadlines: Deadlines | None = None, breaker: BreakerConfig | None = None) -> None:
+                 sample_refs: Any = None, deadlines: Deadlines | None = None, breaker: BreakerConfig | None = None,
+                 verifier: Verifier | None = None) -> None:
         engines = engines or tuple(ScriptedEngine(e) for e in ENGINES)
         self.engines = {e.engine_id: e for e in engines}
         self.handles = {e.engine_id: LocalHandle(e) for e in engines}
@@ -73,7 +75,7 @@ class Setup:
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.router = Router(self.board, timeouts or {}, sample_refs=sample_refs, tracer=provider.get_tracer("test"),
-                             deadlines=deadlines, breakers=Breakers(breaker) if breaker else None)
+                             deadlines=deadlines, breakers=Breakers(breaker) if breaker else None, verifier=verifier)
 
     def __getitem__(self, engine: str) -> ScriptedEngine:
         return self.engines[engine]  # type: ignore[index]
@@ -351,6 +353,15 @@ async def test_a_chunk_of_several_sentences_keeps_each_ones_share_when_resampled
     two, three = (x.samples for x in carried.sentences)
     assert two == 643  # rounded, not cut
     assert two + three == len(carried.pcm) // 2  # the last sentence takes what resampling left
+
+
+async def test_a_stream_carried_on_at_a_lower_rate_is_brought_up_to_the_streams() -> None:
+    s = Setup(*(ScriptedEngine(e, sample_rate=24_000 if e == "piper" else 16_000) for e in ENGINES))
+    s["piper"].error, s["piper"].fail_at = EngineFailedError("decoder crashed", "piper"), 1
+    routed = await s.router.stream(say("One. Two. Three."))
+    got = await chunks(routed)
+    assert routed.sample_rate == 24_000 and {c.sample_rate for c in got} == {24_000}
+    assert [c.pcm for c in got[1:]] == [resample(s["google_tts"].pcm(t), 16_000, 24_000) for t in ("Two.", "Three.")]
 
 
 async def test_a_stream_whose_chunks_do_not_say_their_sentences_stays_with_its_engine() -> None:

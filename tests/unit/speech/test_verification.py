@@ -47,8 +47,7 @@ class Speaking(ScriptedEngine):
 
 
 def verified(mode: str = "enforce", ear: LocalEar | None = None, **spec: Any) -> tuple[Setup, Any]:
-    s = Setup(*(Speaking(e) for e in ENGINES))
-    s.router.verifier = Verifier(ear or LocalEar())
+    s = Setup(*(Speaking(e) for e in ENGINES), verifier=Verifier(ear or LocalEar()))
     return s, personality(verify={"maxWordErrorRate": 0.5, "mode": mode}, **spec)
 
 
@@ -124,6 +123,14 @@ async def test_good_speech_passes_and_each_piece_is_heard() -> None:
     assert routed.engine == "piper" and routed.attempts == [] and routed.verdict.outcome == "passed"
     assert sorted(r.text for r in ear.heard) == sorted([DOOR, COFFEE, STORE])  # heard as the next is made
     assert routed.verdict.words == 4 + 7 + 8
+
+
+async def test_a_router_given_no_recognizer_sends_speech_unverified() -> None:
+    s = Setup(*(Speaking(e) for e in ENGINES))
+    who = personality(verify={"maxWordErrorRate": 0.5, "mode": "enforce"})
+    routed = await s.router.synthesize(say(DOOR, who))
+    assert routed.engine == "piper" and routed.verdict is not None
+    assert routed.verdict.header(who.spec.verify) == "unverified; reason=no recognizer deployed"
 
 
 async def test_a_language_without_a_recognizer_and_a_recognizer_down_leave_speech_unverified() -> None:
