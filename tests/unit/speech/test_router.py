@@ -344,15 +344,18 @@ class OneChunkPerCall(ScriptedEngine):
 
 async def test_a_chunk_of_several_sentences_keeps_each_ones_share_when_resampled() -> None:
     google = OneChunkPerCall("google_tts", sample_rate=24_000)
-    google.seconds_per_character = 0.01005  # "Two." is 964 samples at 24 kHz: 642.67 at 16 kHz
+    # 241.2 samples a letter at 24 kHz: "Two." is 964 samples (642.67 at 16 kHz), each
+    # 7-letter sentence 1688 (1125.33 at 16 kHz); 7716 in all, 5144 at 16 kHz.
+    google.seconds_per_character = 0.01005
     s = Setup(ScriptedEngine("piper"), google, ScriptedEngine("azure_tts"))
     s["piper"].error, s["piper"].fail_at = EngineFailedError("decoder crashed", "piper"), 1
-    routed = await s.router.stream(say("One. Two. Three."))
+    routed = await s.router.stream(say("One. Two. Eleven. Twelve. Eighty. Ninety."))
     _, carried = await chunks(routed)
-    assert carried.sample_rate == 16_000 and [x.text for x in carried.sentences] == ["Two.", "Three."]
-    two, three = (x.samples for x in carried.sentences)
-    assert two == 643  # rounded, not cut
-    assert two + three == len(carried.pcm) // 2  # the last sentence takes what resampling left
+    assert carried.sample_rate == 16_000 and len(carried.pcm) // 2 == 5144
+    assert [x.text for x in carried.sentences] == ["Two.", "Eleven.", "Twelve.", "Eighty.", "Ninety."]
+    # Each rounded (643, not 642), and the last takes what is left: 1126, where its own
+    # share would round to 1125 and leave a sample to no sentence.
+    assert [x.samples for x in carried.sentences] == [643, 1125, 1125, 1125, 1126]
 
 
 async def test_a_stream_carried_on_at_a_lower_rate_is_brought_up_to_the_streams() -> None:

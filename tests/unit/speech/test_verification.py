@@ -6,6 +6,7 @@ says how far off it was; a piece that cannot be heard goes out unverified and sa
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -199,6 +200,39 @@ async def test_a_reported_stream_is_not_held_and_its_verdict_lands_on_the_span()
     assert 0.1 < span[spans.VERIFY_WER] < 0.9  # one sentence of three was wrong
 
 
+class HearsOnceThenStalls:
+    """A verifier that passes the first piece it is given and never answers for the others;
+    it counts the hearings let go (cancelled) while they waited."""
+
+    def __init__(self) -> None:
+        self.asked = self.let_go = 0
+
+    async def check(self, settings: Any, audio: AudioResult, text: str, language: str) -> Verdict:
+        self.asked += 1
+        if self.asked == 1:
+            return Verdict(outcome="passed", words=len(text.split()), errors=0)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.let_go += 1
+            raise
+        raise AssertionError("never set")
+
+
+async def test_a_reported_stream_that_fails_lets_go_of_the_hearings_under_way() -> None:
+    s, who = verified("report", fallbackChain=[])
+    s.router.verifier = verifier = HearsOnceThenStalls()  # type: ignore[assignment]
+    s["piper"].error, s["piper"].fail_at = EngineFailedError("decoder crashed", "piper"), 2
+    routed = await s.router.stream(say(TEXT, who))
+    await anext(routed.chunks)  # heard before the stream began
+    await anext(routed.chunks)  # heard beside the stream: under way
+    await asyncio.sleep(0.05)
+    with pytest.raises(EngineFailedError):
+        await anext(routed.chunks)
+    await asyncio.sleep(0.05)
+    assert (verifier.asked, verifier.let_go) == (2, 1)
+
+
 async def test_an_enforced_stream_of_model_steps_holds_each_piece_until_it_is_heard() -> None:
     ear = LocalEar()
     s, who = verified(ear=ear)
@@ -237,6 +271,17 @@ async def test_an_enforced_stream_of_model_steps_is_carried_on_from_the_piece_th
 def test_a_bad_verify_setting_is_refused_naming_it(verify: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError, match=named):
         personality(verify=verify)
+
+
+async def test_an_enforced_stream_heard_right_is_heard_once_a_sentence_and_kept() -> None:
+    ear = LocalEar()
+    s, who = verified(ear=ear)
+    s.router.cache = AudioCache(MemoryTier(1 << 22), None)
+    got = await chunks(await s.router.stream(say(TEXT, who)))
+    assert [r.text for r in ear.heard] == [DOOR, COFFEE, STORE]  # never the piece again as a whole
+    again = await s.router.stream(say(TEXT, who))
+    assert again.cache == "hit" and b"".join(c.pcm for c in await chunks(again)) == b"".join(c.pcm for c in got)
+    assert len(s["piper"].requests) == 1
 
 
 async def test_a_stream_sent_as_the_last_resort_is_never_cached() -> None:
