@@ -358,6 +358,20 @@ async def test_a_chunk_of_several_sentences_keeps_each_ones_share_when_resampled
     assert [x.samples for x in carried.sentences] == [643, 1125, 1125, 1125, 1126]
 
 
+async def test_the_last_of_hundreds_of_sentences_in_a_chunk_takes_what_is_left() -> None:
+    """A cloud engine's chunk may say hundreds of sentences ("a. a. a. ..."): the last is
+    found by its position, not by the identity of small ints (which stops at 256)."""
+    google = OneChunkPerCall("google_tts", sample_rate=24_000, max_characters=5000)
+    google.seconds_per_character = 0.01003  # "Ab." is 722 samples at 24 kHz: 481.33 at 16 kHz
+    s = Setup(ScriptedEngine("piper"), google, ScriptedEngine("azure_tts"))
+    s["piper"].error, s["piper"].fail_at = EngineFailedError("decoder crashed", "piper"), 1
+    routed = await s.router.stream(say("One. " + " ".join(["Ab."] * 300)))
+    _, carried = await chunks(routed)
+    shares = [x.samples for x in carried.sentences]
+    assert len(shares) == 300 and len(carried.pcm) // 2 == 144_400  # 300 x 722 samples at 24 kHz
+    assert shares[:-1] == [481] * 299 and shares[-1] == 144_400 - 299 * 481
+
+
 async def test_a_stream_carried_on_at_a_lower_rate_is_brought_up_to_the_streams() -> None:
     s = Setup(*(ScriptedEngine(e, sample_rate=24_000 if e == "piper" else 16_000) for e in ENGINES))
     s["piper"].error, s["piper"].fail_at = EngineFailedError("decoder crashed", "piper"), 1
@@ -541,6 +555,16 @@ async def test_the_variant_an_engine_says_it_spoke_is_on_its_attempt() -> None:
     routed = await s.router.synthesize(say())
     assert routed.variant == "british"
     assert s.attempt_spans()[-1][spans.VARIANT] == "british"  # the personality named none
+
+
+async def test_an_attempt_without_a_cache_says_nothing_of_one() -> None:
+    s = Setup()
+    await s.router.synthesize(say())
+    (attempt,) = s.attempt_spans()
+    assert spans.CACHE not in attempt
+    s.router.cache = AudioCache(MemoryTier(1 << 20), None)
+    await s.router.synthesize(say())
+    assert s.attempt_spans()[-1][spans.CACHE] == "miss"
 
 
 # --- circuit breaker ------------------------------------------------------------------------

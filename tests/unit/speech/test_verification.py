@@ -160,6 +160,15 @@ async def test_refused_speech_is_never_cached_and_does_not_open_the_engines_circ
     assert routed.engine == "piper" and routed.cache == "miss"
 
 
+async def test_enforced_speech_heard_right_is_kept() -> None:
+    s, who = verified()
+    s.router.cache = AudioCache(MemoryTier(1 << 22), None)
+    first = await s.router.synthesize(say(DOOR, who))
+    again = await s.router.synthesize(say(DOOR, who))
+    assert (first.cache, again.cache) == ("miss", "hit") and again.audio.pcm == first.audio.pcm
+    assert len(s["piper"].requests) == 1
+
+
 # --- streams ---------------------------------------------------------------------------
 
 
