@@ -198,11 +198,13 @@ async def test_an_enforced_stream_is_carried_on_by_the_next_engine_from_the_sent
     assert [a.get(spans.VERIFY_OUTCOME) for a in s.attempt_spans()] == ["failed", "passed"]
 
 
-async def test_a_reported_stream_is_not_held_and_its_verdict_lands_on_the_span() -> None:
+@pytest.mark.parametrize("garbled", [COFFEE, DOOR], ids=["later sentence", "first sentence"])
+async def test_a_reported_stream_is_not_held_and_its_verdict_lands_on_the_span(garbled: str) -> None:
     s, who = verified("report")
-    s["piper"].garbled = {COFFEE}
+    s["piper"].garbled = {garbled}
     routed = await s.router.stream(say(TEXT, who))
     got = await chunks(routed)
+    assert routed.engine == "piper" and routed.attempts == []  # reported, never refused
     assert routed.end.switches == [] and [c.pcm for c in got] == [s["piper"].pcm(t) for t in (DOOR, COFFEE, STORE)]
     [span] = s.attempt_spans()
     assert span[spans.VERIFY_OUTCOME] == "failed"
