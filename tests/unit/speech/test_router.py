@@ -381,6 +381,17 @@ async def test_a_stream_carried_on_at_a_lower_rate_is_brought_up_to_the_streams(
     assert [c.pcm for c in got[1:]] == [resample(s["google_tts"].pcm(t), 16_000, 24_000) for t in ("Two.", "Three.")]
 
 
+async def test_a_stream_carried_on_twice_never_goes_back_along_the_chain() -> None:
+    s = Setup()
+    for engine in ("piper", "google_tts"):  # each says one sentence, then fails
+        s[engine].error, s[engine].fail_at = EngineFailedError("decoder crashed", engine), 1
+    routed = await s.router.stream(say("One. Two. Three."))
+    got = await chunks(routed)
+    assert [x.text for c in got for x in c.sentences] == ["One.", "Two.", "Three."]
+    assert [(w.engine, w.after) for w in routed.end.switches] == [("google_tts", "piper"), ("azure_tts", "google_tts")]
+    assert [len(s[e].requests) for e in ENGINES] == [1, 1, 1]
+
+
 async def test_a_stream_whose_chunks_do_not_say_their_sentences_stays_with_its_engine() -> None:
     s = Setup()
     s["piper"].says_sentences = False  # model steps (XTTS): what is left cannot be known

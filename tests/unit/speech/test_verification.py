@@ -93,6 +93,14 @@ async def test_when_no_engine_passes_the_closest_answer_is_sent_marked_failed() 
     assert routed.verdict.header(who.spec.verify).startswith("failed; wer=")
 
 
+async def test_of_refused_answers_heard_alike_the_first_engines_is_sent() -> None:
+    s, who = verified()
+    for engine in ENGINES:
+        s[engine].garbled = {DOOR, COFFEE}  # each says the same wrong words: the same rate
+    routed = await s.router.synthesize(say(f"{DOOR} {COFFEE}", who))
+    assert routed.engine == "piper" and routed.verdict.outcome == "failed"
+
+
 async def test_refused_speech_is_the_answer_when_the_other_engines_fail() -> None:
     s, who = verified()
     s["piper"].toned = True
@@ -242,6 +250,34 @@ async def test_a_reported_stream_that_fails_lets_go_of_the_hearings_under_way() 
         await anext(routed.chunks)
     await asyncio.sleep(0.05)
     assert (verifier.asked, verifier.let_go) == (2, 1)
+
+
+@pytest.mark.parametrize("after", ["disabled", "circuit open"])
+async def test_an_enforced_stream_falls_back_only_to_an_engine_that_may_speak(after: str) -> None:
+    """The first sentence heard wrong is refused only if an engine after it may say it: not
+    one the personality disables, nor one whose circuit is open (the last resort is sent)."""
+    providers = {"piper": {}, "google_tts": {"enabled": after != "disabled"}}
+    s, who = verified(fallbackChain=["google_tts"], providers=providers)
+    if after == "circuit open":
+        for _ in range(s.router.breakers.config.failures):
+            s.router.breakers["google_tts"].failed()
+    s["piper"].garbled = {DOOR}
+    routed = await s.router.stream(say(TEXT, who))
+    assert routed.engine == "piper" and routed.attempts == []
+    assert [c.pcm for c in await chunks(routed)] == [s["piper"].pcm(t) for t in (DOOR, COFFEE, STORE)]
+    assert s["google_tts"].requests == []
+
+
+async def test_a_reported_stream_of_model_steps_goes_out_as_made() -> None:
+    s, who = verified("report")
+    s["piper"].says_sentences = False
+    s["piper"].max_characters = 45  # a piece a sentence
+    s["piper"].garbled = {COFFEE}
+    routed = await s.router.stream(say(TEXT, who))
+    got = await chunks(routed)
+    assert [c.pcm for c in got] == [s["piper"].pcm(t) for t in (DOOR, COFFEE, STORE)]
+    assert routed.end.switches == [] and s["google_tts"].requests == []
+    assert s.attempt_spans()[0][spans.VERIFY_OUTCOME] == "failed"
 
 
 async def test_an_enforced_stream_of_model_steps_holds_each_piece_until_it_is_heard() -> None:
