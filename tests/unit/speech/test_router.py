@@ -356,6 +356,7 @@ async def test_a_chunk_of_several_sentences_keeps_each_ones_share_when_resampled
     # Each rounded (643, not 642), and the last takes what is left: 1126, where its own
     # share would round to 1125 and leave a sample to no sentence.
     assert [x.samples for x in carried.sentences] == [643, 1125, 1125, 1125, 1126]
+    assert {type(x.samples) for x in carried.sentences} == {int}  # counts: the cache slices audio by them
 
 
 async def test_the_last_of_hundreds_of_sentences_in_a_chunk_takes_what_is_left() -> None:
