@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from chorus.personalities import VerifySettings
 from chorus.recognition.models import Hearing
-from chorus.speech.attempts import AllEnginesFailed
+from chorus.speech.attempts import AllEnginesFailed, AudioTooLong
 from chorus.speech.breaker import CircuitState
 from chorus.speech.cache.store import AudioCache
 from chorus.speech.cache.tiers import MemoryTier
@@ -219,16 +219,17 @@ async def test_a_reported_stream_is_not_held_and_its_verdict_lands_on_the_span(g
     assert 0.1 < span[spans.VERIFY_WER] < 0.9  # one sentence of three was wrong
 
 
-class HearsOnceThenStalls:
-    """A verifier that passes the first piece it is given and never answers for the others;
-    it counts the hearings let go (cancelled) while they waited."""
+class StallingVerifier:
+    """A verifier that passes the first `answers` pieces it is given and never answers for
+    the others; it counts the hearings let go (cancelled) while they waited."""
 
-    def __init__(self) -> None:
+    def __init__(self, answers: int) -> None:
+        self.answers = answers
         self.asked = self.let_go = 0
 
     async def check(self, settings: Any, audio: AudioResult, text: str, language: str) -> Verdict:
         self.asked += 1
-        if self.asked == 1:
+        if self.asked <= self.answers:
             return Verdict(outcome="passed", words=len(text.split()), errors=0)
         try:
             await asyncio.Event().wait()
@@ -238,9 +239,20 @@ class HearsOnceThenStalls:
         raise AssertionError("never set")
 
 
+async def test_speech_cut_at_the_audio_limit_lets_go_of_the_hearings_under_way() -> None:
+    s, who = verified()
+    s.router.verifier = verifier = StallingVerifier(answers=0)  # type: ignore[assignment]
+    s["piper"].max_characters = 45  # a piece a sentence
+    s.router.max_audio_s = len(s["piper"].pcm(DOOR)) / 2 / PIPER_RATE + 0.1  # the first piece only
+    with pytest.raises(AudioTooLong):
+        await s.router.synthesize(say(f"{DOOR} {COFFEE}", who))
+    await asyncio.sleep(0.05)
+    assert (verifier.asked, verifier.let_go) == (1, 1)
+
+
 async def test_a_reported_stream_that_fails_lets_go_of_the_hearings_under_way() -> None:
     s, who = verified("report", fallbackChain=[])
-    s.router.verifier = verifier = HearsOnceThenStalls()  # type: ignore[assignment]
+    s.router.verifier = verifier = StallingVerifier(answers=1)  # type: ignore[assignment]
     s["piper"].error, s["piper"].fail_at = EngineFailedError("decoder crashed", "piper"), 2
     routed = await s.router.stream(say(TEXT, who))
     await anext(routed.chunks)  # heard before the stream began
