@@ -37,7 +37,7 @@ for t in "${trees[@]}"; do
   # (--ignore-failed-read: a tracked file deleted in the working tree is skipped.)
   (cd "$root" && git ls-files -z --cached --others --exclude-standard \
     | tar --null --ignore-failed-read -cf - -T - 2>/dev/null) | tar -xf - -C "$t"
-  venv="$("$t/scripts/install.sh" --exact dev,cloud,samples,kubernetes,mutation | tail -n 1)"
+  "$t/scripts/install.sh" --exact dev,cloud,samples,kubernetes,mutation >/dev/null  # its venv: $t/.venv
 done
 venv="$tree/.venv"
 
