@@ -11,6 +11,8 @@
 # The venv is this checkout's own, .venv beside this script's folder (CHORUS_VENV overrides):
 # it installs the checkout's code editable, so two checkouts on one machine never import each
 # other's. uv's cache is shared, and it hard-links from it, so a second checkout costs little.
+# The `samples` extra brings `sample-models` along: the sample checks' ONNX files are exported
+# from them into the venv (chorus.samples.model_export; again only when those packages change).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CHORUS_VENV:-$root/.venv}"
@@ -18,9 +20,15 @@ sync=(--inexact)
 if [ "${1:-}" = "--exact" ]; then sync=(); shift; fi
 extras="${1:-}"
 
+if [[ ",$extras," == *",samples,"* && ",$extras," != *",sample-models,"* ]]; then
+  extras="$extras,sample-models"
+fi
 args=("${sync[@]}")
 for extra in ${extras//,/ }; do args+=(--extra "$extra"); done
 "$root/scripts/locked-sync.sh" "$venv" "${args[@]}"
+if [[ ",$extras," == *",sample-models,"* ]]; then
+  "$venv/bin/python" -m chorus.samples.model_export "$venv/share/chorus/sample-models" >/dev/null
+fi
 
 if [[ ",$extras," == *",dev,"* ]]; then
   # openssl: the test control plane's service-account signing key; redis-server: the shared

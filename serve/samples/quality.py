@@ -24,6 +24,7 @@ import numpy as np
 from chorus.samples.audio import CANONICAL_RATE, DecodedAudio, resample
 from chorus.samples.models import SampleModels
 from chorus.samples.report import CheckResult, QualityReport
+from chorus.samples.vad import RATE as VAD_RATE
 from deployments.settings import cloning_windows
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ _MIN_NOISE_S = 0.2
 # -100 dBFS: quieter than 16-bit quantisation noise, so digital silence gives a finite SNR.
 _NOISE_FLOOR_POWER = 1e-10
 _SNR_CAP_DB = 100.0
-_VAD_RATE = 16_000
 
 
 # --- engines ---------------------------------------------------------------------------------
@@ -162,16 +162,8 @@ class SampleChecker:
         )
 
     def _speech(self, x: np.ndarray) -> _Speech:
-        vad = self._models.vad()
-        from silero_vad.utils_vad import get_speech_timestamps_from_probs
-
         duration = len(x) / CANONICAL_RATE
-        x16 = resample(x, CANONICAL_RATE, _VAD_RATE)
-        probs = vad.audio_forward(x16, sampling_rate=_VAD_RATE)
-        stamps = get_speech_timestamps_from_probs(
-            probs, sampling_rate=_VAD_RATE, audio_length_samples=len(x16)
-        )
-        segments = [(s["start"] / _VAD_RATE, s["end"] / _VAD_RATE) for s in stamps]
+        segments = self._models.vad().speech_segments(resample(x, CANONICAL_RATE, VAD_RATE))
         voiced = sum(b - a for a, b in segments)
         edges = [0.0, *(t for seg in segments for t in seg), duration]
         gaps = [max(0.0, edges[i + 1] - edges[i]) for i in range(0, len(edges), 2)]

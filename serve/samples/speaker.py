@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from chorus.samples import voice_encoder
 from chorus.samples.audio import CANONICAL_RATE, DecodedAudio, resample
 from chorus.samples.models import SampleModels
 from chorus.samples.report import CheckResult, Severity
@@ -18,9 +19,6 @@ from chorus.samples.report import CheckResult, Severity
 # Resemblyzer cosine similarity: recordings of one speaker score ~0.85-0.97, different
 # speakers ~0.5-0.7 (measured: Piper voice vs. itself 0.96, vs. pitch/formant-shifted 0.5-0.67).
 SAME_SPEAKER_MIN_SIMILARITY = 0.75
-
-# The rate resemblyzer's encoder was trained on.
-_ENCODER_RATE = 16_000
 
 # A recording, or a zero-argument loader of it (called only when the embedding is not cached).
 AudioSource = DecodedAudio | Callable[[], DecodedAudio]
@@ -48,13 +46,11 @@ class SpeakerComparer:
         if callable(audio):
             audio = audio()
         encoder = self._models.speaker_encoder()
-        from resemblyzer import preprocess_wav
-
-        # preprocess_wav: resemblyzer's own volume normalisation and silence trimming.
-        wav = preprocess_wav(resample(audio.samples, CANONICAL_RATE, _ENCODER_RATE))
+        raw = resample(audio.samples, CANONICAL_RATE, voice_encoder.RATE)
+        wav = voice_encoder.preprocess_wav(raw)
         if len(wav) == 0:  # all silence: embed the raw audio rather than nothing
-            wav = resample(audio.samples, CANONICAL_RATE, _ENCODER_RATE)
-        embedding = np.asarray(encoder.embed_utterance(wav), dtype=np.float32)
+            wav = raw
+        embedding = encoder.embed_utterance(wav)
         if key is not None:
             with self._cache_lock:
                 self._embeddings[key] = embedding
