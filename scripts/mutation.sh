@@ -39,6 +39,10 @@ for t in "${trees[@]}"; do
     | tar --null --ignore-failed-read -cf - -T - 2>/dev/null) | tar -xf - -C "$t"
   "$t/scripts/install.sh" --exact dev,cloud,samples,kubernetes,mutation >/dev/null  # its venv: $t/.venv
 done
+# The venvs' libraries are compiled once (scripts/locked-sync.sh); nothing else is written: a
+# mutant's .pyc could be taken for the next mutant's (same size, same second), so the mutated
+# tree is always compiled from its source.
+export PYTHONDONTWRITEBYTECODE=1
 venv="$tree/.venv"
 
 # With more than one worker, an http worker listens in each tree (the test command runs in

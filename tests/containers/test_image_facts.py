@@ -90,3 +90,56 @@ def test_no_ca_bundle_or_secret_in_any_layer(podman: Podman, images: dict[str, s
     assert "BEGIN CERTIFICATE" not in created_by and "hostca" in created_by  # mounted, never copied
     base = podman.script("debian-base-image.sh").strip()
     assert _scan(podman, images[name], _own_layers(podman, images[name], base)) == []
+
+
+# What an image may weigh (issue 25): the CPU images carry no torch and no CUDA libraries.
+SIZE_LIMIT_GB = {"chorus": 2.0, "chorus-operator": 1.0}
+
+# Run inside an image: a whole sample check and a speaker comparison of two recordings of
+# one voice, then which of the heavy packages the environment has and which were imported.
+SAMPLE_PROBE = """
+import importlib.util, json, sys
+from pathlib import Path
+from chorus.samples.audio import decode_audio
+from chorus.samples.models import SampleModels
+from chorus.samples.quality import SampleChecker
+from chorus.samples.speaker import SpeakerComparer
+models = SampleModels()
+a, b = (decode_audio(Path(f"/recordings/{name}.wav").read_bytes()) for name in ("a", "b"))
+report = SampleChecker(models).check_sample(a, ["xtts_v2"])
+heavy = ("torch", "nvidia", "resemblyzer", "silero_vad")
+print(json.dumps({
+    "accepted": report.accepted,
+    "speech_ratio": next(c.value for c in report.checks if c.name == "speech_ratio"),
+    "similarity": SpeakerComparer(models).similarity(a, b),
+    "installed": [m for m in heavy if importlib.util.find_spec(m)],
+    "imported": [m for m in sys.modules if m.split(".")[0] in heavy],
+}))
+"""
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_size_is_within_its_limit(podman: Podman, images: dict[str, str], name: str) -> None:
+    assert podman.inspect(images[name])["Size"] / 1e9 <= SIZE_LIMIT_GB[name]
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_sample_checks_run_without_torch(
+    podman: Podman, images: dict[str, str], name: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The checks' models come as ONNX files exported at build time: on a read-only root,
+    as the image's user, clean speech is accepted and two recordings of one voice sound alike."""
+    from tests.support import recordings as rec
+
+    directory = tmp_path_factory.mktemp(f"recordings-{name}")
+    directory.chmod(0o755)
+    voice = rec.recordings()
+    for file, speech in (("a", voice.clean()), ("b", voice.clean_other_text())):
+        (directory / f"{file}.wav").write_bytes(rec.encode(speech.samples, rec.PIPER_RATE))
+        (directory / f"{file}.wav").chmod(0o644)
+    out = podman.out("run", "--rm", "--read-only", "-v", f"{directory}:/recordings:ro",
+                     images[name], "python", "-c", SAMPLE_PROBE)
+    found = json.loads(out)
+    assert found["accepted"] and found["speech_ratio"] > 0.6
+    assert found["similarity"] > 0.75  # SpeakerComparer's same-speaker bar
+    assert found["installed"] == [] and found["imported"] == []

@@ -27,14 +27,15 @@ def test_crd_inside_is_the_repositorys(podman: Podman, images: dict[str, str]) -
     assert printed == CRD.read_text()
 
 
-def test_holds_what_the_operator_imports_and_no_ray(podman: Podman, images: dict[str, str]) -> None:
+def test_holds_what_the_operator_imports_and_nothing_of_the_ray_side(podman: Podman, images: dict[str, str]) -> None:
     probe = ("import importlib.util as u, json; "
              "print(json.dumps({m: u.find_spec(m) is not None for m in "
-             "('voice_operator.handlers', 'kopf', 'kubernetes_asyncio', 'chorus.samples.models', 'torch', "
-             "'ray', 'piper')}))")
+             "('voice_operator.handlers', 'kopf', 'kubernetes_asyncio', 'chorus.samples.models', 'onnxruntime', "
+             "'torch', 'ray', 'piper', 'pocketsphinx', 'onnx')}))")
     found = json.loads(podman.out("run", "--rm", images["chorus-operator"], "python", "-c", probe))
     assert found == {"voice_operator.handlers": True, "kopf": True, "kubernetes_asyncio": True,
-                     "chorus.samples.models": True, "torch": True, "ray": False, "piper": False}
+                     "chorus.samples.models": True, "onnxruntime": True, "torch": False, "ray": False,
+                     "piper": False, "pocketsphinx": False, "onnx": False}
 
 
 def _kube_dir(plane: ControlPlane, directory: Path) -> Path:
