@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from bench.results import RESULTS, machine, write_section  # noqa: E402
 from tests.containers.podman import IMAGES, Podman, build_all, environment  # noqa: E402
 
-PARENT = {"chorus": "base", "chorus-operator": "base"}
+PARENT = {"chorus": "base", "chorus-gpu": "chorus", "chorus-operator": "base"}
 BASE = "localhost/chorus-base:bookworm"  # scripts/debian-base-image.sh's
 
 

@@ -72,6 +72,10 @@ build() {  # build NAME FILE [--target ... --build-arg ...]
   esac
 }
 
+# The sample models' export stage (torch: minutes to install), tagged on its own: the images
+# only copy from it, so nothing else keeps its layers when the storage is pruned between builds.
+build chorus-sample-models chorus --target sample-models ${base:+--build-arg "BASE=$base"}
+
 for name in ${images//,/ }; do
   case "$name" in
     chorus|chorus-gpu) build "$name" chorus --target "$name" ${base:+--build-arg "BASE=$base"} ;;

@@ -15,9 +15,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-# Not chorus-gpu: 21.7 GB (two torch builds with CUDA), and committing its layers next to the
-# other two images ran this machine's disk out (docs/kubernetes.md#images).
-IMAGES = ("chorus", "chorus-operator")
+IMAGES = ("chorus", "chorus-gpu", "chorus-operator")
 
 
 def environment() -> dict[str, str]:
