@@ -303,3 +303,56 @@ def test_score_of_a_short_silent_recording_counts_what_it_has() -> None:
     report = check(np.zeros(int(1.5 * RATE), np.float32), [])
     assert not report.accepted and not report.check("duration").passed
     assert report.quality_score == spec_score(report) == 0.3
+
+
+# --- the bars themselves, at and around them -------------------------------------------------------------
+
+
+def test_speech_ratio_and_longest_pause_are_measured_over_the_whole_recording() -> None:
+    """9.5 s, speech 0.7-3.0 and 5.0-9.0: 6.3 s of speech; pauses 0.7, 2.0 and 0.5 s (the
+    edges count)."""
+    report = check(tone(1000, 0.2, 9.5), [(0.7, 3.0), (5.0, 9.0)])
+    ratio, pause = report.check("speech_ratio"), report.check("longest_silence")
+    assert ratio.value == round(6.3 / 9.5, 3) and ratio.message.startswith("speech covers 66% ")
+    assert pause.value == 2.0 and pause.message.startswith("longest pause is 2.0 s")
+    trailing = check(tone(1000, 0.2, 9.5), [(0.2, 7.3)]).check("longest_silence")
+    assert trailing.value == 2.2 and not trailing.passed  # after the last word
+
+
+def test_exactly_sixty_percent_speech_and_exactly_two_seconds_of_pause_pass() -> None:
+    """The specification's bars are "at least 60 %" and "at most 2 s"."""
+    report = check(tone(1000, 0.2, 10.0), [(0.0, 3.0), (5.0, 8.0)])
+    assert report.check("speech_ratio").value == 0.6 and report.check("speech_ratio").passed
+    assert report.check("longest_silence").value == 2.0 and report.check("longest_silence").passed
+
+
+def test_sample_rate_of_exactly_sixteen_khz_passes() -> None:
+    x = tone(1000, 0.2, 6.0)
+    audio = DecodedAudio(samples=x, original_rate=16_000, bit_depth=16, channels=1, format="WAV",
+                         codec="PCM_16", clipped_percent=0.0)
+    report = SampleChecker(FixedModels([(0.0, 6.0)])).check_sample(audio, ["xtts_v2"])
+    assert report.check("sample_rate").passed and not report.check("sample_rate_recommended").passed
+
+
+def test_clipping_at_exactly_the_bar_fails() -> None:
+    """"Clipping: <0.1 %"."""
+    assert check(tone(1000, 0.2, 6.0), [(0.0, 6.0)], clipped=0.0999).check("clipping").passed
+    assert not check(tone(1000, 0.2, 6.0), [(0.0, 6.0)], clipped=SPEC_MAX_CLIPPED_PERCENT).check("clipping").passed
+
+
+@pytest.mark.parametrize(("amplitude", "silent"), [(0.00134, True), (0.00142, False)])  # -60.5, -60.0 dBFS
+def test_silence_is_below_sixty_dbfs(amplitude: float, silent: bool) -> None:
+    x = tone(1000, amplitude, 6.0)
+    level = 10 * math.log10(float(np.mean(np.square(x.astype(np.float64)))))
+    assert (level < SPEC_SILENCE_DBFS) == silent
+    assert check(x, [(0.0, 6.0)]).check("not_silent").passed is not silent
+
+
+def test_loudness_needs_one_gating_block() -> None:
+    """BS.1770 measures 400 ms blocks: a recording of exactly one block has a loudness, a
+    shorter one none (and is not an error)."""
+    block = int(0.4 * RATE)
+    measured = check(tone(1000, 0.2, 0.4)[:block], [(0.0, 0.4)]).check("loudness")
+    assert measured.value is not None and measured.passed
+    short = check(tone(1000, 0.2, 0.3), [(0.0, 0.3)]).check("loudness")
+    assert short.value is None and not short.passed and short.message == "no measurable loudness"
