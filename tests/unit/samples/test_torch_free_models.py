@@ -1,8 +1,8 @@
 """The sample checks run silero VAD and resemblyzer's speaker encoder as exported ONNX files,
-without torch (`chorus.samples.vad`, `chorus.samples.voice_encoder`). Held here to the two
-packages' own code, which the test environment has: the same speech probabilities and
-segments as silero-vad, the same preprocessing and embeddings as resemblyzer, on real speech.
-And the checks' environment needs neither package, nor torch."""
+without torch (`chorus.samples.vad`, `chorus.samples.voice_encoder`). Held here to
+resemblyzer's own code, which the test environment has: the same preprocessing and
+embeddings, on real speech (the VAD: test_vad.py). And the checks' environment needs neither
+package, nor torch."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from scipy.signal import resample_poly
 
 from chorus.samples import model_export
 from chorus.samples.models import SampleModels, SampleModelsMissing
-from chorus.samples.vad import speech_timestamps
 from chorus.samples.voice_encoder import preprocess_wav
 from tests.support import recordings as rec
 from tests.support.recordings import PIPER_RATE
@@ -48,48 +47,6 @@ def resemblyzer_encoder():  # type: ignore[no-untyped-def]
         from resemblyzer import VoiceEncoder
 
     return VoiceEncoder("cpu", verbose=False)
-
-
-# --- silero VAD ---------------------------------------------------------------------------------
-
-
-def test_speech_probabilities_are_silero_sequence_models(speech: np.ndarray, models: SampleModels) -> None:
-    from silero_vad import load_silero_vad
-
-    reference = load_silero_vad(sequence=True)
-    for audio in (speech, speech[:40_000], speech[: 512 * 600 + 77]):  # one block, several, a part frame
-        ours = models.vad().probabilities(audio)
-        theirs = reference.audio_forward(audio, sampling_rate=RATE)
-        assert len(ours) == -(-len(audio) // 512)
-        np.testing.assert_array_equal(ours, theirs)
-    assert models.vad().probabilities(np.zeros(0, np.float32)).size == 0
-
-
-def test_speech_segments_are_silero_timestamps_of_real_speech(speech: np.ndarray, models: SampleModels) -> None:
-    from silero_vad.utils_vad import get_speech_timestamps_from_probs
-
-    probs = models.vad().probabilities(speech)
-    theirs = get_speech_timestamps_from_probs(probs, sampling_rate=RATE, audio_length_samples=len(speech))
-    assert len(theirs) >= 3  # the long pauses split the speech
-    assert speech_timestamps(probs, len(speech)) == [(s["start"], s["end"]) for s in theirs]
-    segments = models.vad().speech_segments(speech)
-    assert segments == [(s["start"] / RATE, s["end"] / RATE) for s in theirs]
-
-
-def test_speech_timestamps_follow_silero_on_every_kind_of_probability_run() -> None:
-    """Random runs around both thresholds (0.5 to start, 0.35 to end), with pauses shorter and
-    longer than 100 ms, speech shorter and longer than 250 ms, padding that meets halfway,
-    speech at the very start and end."""
-    from silero_vad.utils_vad import get_speech_timestamps_from_probs
-
-    rng = np.random.default_rng(7)
-    levels = np.array([0.0, 0.2, 0.34, 0.35, 0.36, 0.49, 0.5, 0.51, 0.9, 1.0])
-    for trial in range(400):
-        runs = rng.integers(1, 14, size=rng.integers(1, 30))
-        probs = np.concatenate([np.full(n, rng.choice(levels)) for n in runs]).astype(np.float32)
-        n_samples = len(probs) * 512 - int(rng.integers(0, 512))
-        theirs = get_speech_timestamps_from_probs(probs, sampling_rate=RATE, audio_length_samples=n_samples)
-        assert speech_timestamps(probs, n_samples) == [(s["start"], s["end"]) for s in theirs], trial
 
 
 # --- resemblyzer's speaker encoder ------------------------------------------------------------------
