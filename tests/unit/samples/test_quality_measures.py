@@ -356,3 +356,59 @@ def test_loudness_needs_one_gating_block() -> None:
     assert measured.value is not None and measured.passed
     short = check(tone(1000, 0.2, 0.3), [(0.0, 0.3)]).check("loudness")
     assert short.value is None and not short.passed and short.message == "no measurable loudness"
+
+
+# --- what the report says, to the digit -------------------------------------------------------------------
+
+
+def test_reported_values_keep_their_precision() -> None:
+    """Durations to the millisecond, pauses and the optimal window's duration to 10 ms,
+    clipping to 0.0001 %, loudness to 0.1 LU: what a client compares and shows."""
+    x = tone(1000, 0.17, 7.1)[:168_003]  # 7.000125 s, -18.5 LUFS
+    segments = [(0.0, 3.0), (4.2345, 7.0)]
+    report = check(x, segments, ["styletts2"], clipped=0.03456)
+    assert report.duration_s == 7.0 and report.check("duration_optimal").value == 7.0
+    assert check(tone(1000, 0.2, 7.1)[:168_030], segments).duration_s == 7.001  # 7.00125 s
+    assert check(tone(1000, 0.2, 7.1)[:168_240], segments, ["styletts2"]).check("duration_optimal").value == 7.01
+    assert report.check("longest_silence").value == 1.23
+    assert report.check("clipping").value == 0.0346
+    lufs = pyloudnorm.Meter(RATE).integrated_loudness(x.astype(np.float64))
+    assert report.check("loudness").value == round(lufs, 1) != round(lufs)
+
+
+def test_warnings_are_the_failed_warning_checks_only() -> None:
+    """A recording that fails hard checks too (too short, silent) lists as warnings only
+    what failed at warning level (quiet)."""
+    report = check(np.zeros(int(1.5 * RATE), np.float32), [])
+    failed_warnings = [c.message for c in report.checks if not c.passed and c.severity == "warning"]
+    assert report.warnings == failed_warnings == ["no measurable loudness"]
+    assert not report.accepted
+
+
+def test_recommended_sample_rates_are_22050_and_up() -> None:
+    for rate, recommended in ((48_000, True), (22_050, True), (16_000, False)):
+        audio = DecodedAudio(samples=tone(1000, 0.2, 6.0), original_rate=rate, bit_depth=16, channels=1,
+                             format="WAV", codec="PCM_16", clipped_percent=0.0)
+        report = SampleChecker(FixedModels([(0.0, 6.0)])).check_sample(audio, ["xtts_v2"])
+        assert report.check("sample_rate_recommended").passed is recommended, rate
+
+
+def test_an_empty_recording_is_measured_as_nothing() -> None:
+    report = check(np.zeros(0, np.float32), [])
+    assert report.check("speech_ratio").value == 0.0 and report.check("longest_silence").value == 0.0
+    assert report.check("snr").value is None and not report.accepted
+
+
+def test_one_frame_of_speech_still_has_an_snr() -> None:
+    """30 ms: one 20 ms frame, all speech, so its own quietest frames are the noise."""
+    snr = check(tone(1000, 0.2, 0.03), [(0.0, 0.03)]).check("snr")
+    assert snr.value is not None and not snr.passed and "quietest speech frames" in snr.message
+
+
+def test_a_recording_that_clears_every_bar_comfortably_scores_one() -> None:
+    """Six identical seconds of a steady tone (no loudness spread at all), then 0.35 s of
+    digital silence (the noise: nothing, so the SNR is capped), optimal for StyleTTS2."""
+    x = np.concatenate([tone(1000, 0.2, 6.0), np.zeros(int(0.35 * RATE), np.float32)])
+    report = check(x, [(0.0, 6.0)], ["styletts2"])
+    assert report.check("loudness_consistency").value == 0.0 and report.check("snr").value > 40
+    assert report.quality_score == spec_score(report) == 1.0
