@@ -368,8 +368,10 @@ def test_reported_values_keep_their_precision() -> None:
     segments = [(0.0, 3.0), (4.2345, 7.0)]
     report = check(x, segments, ["styletts2"], clipped=0.03456)
     assert report.duration_s == 7.0 and report.check("duration_optimal").value == 7.0
-    assert check(tone(1000, 0.2, 7.1)[:168_030], segments).duration_s == 7.001  # 7.00125 s
-    assert check(tone(1000, 0.2, 7.1)[:168_240], segments, ["styletts2"]).check("duration_optimal").value == 7.01
+    assert report.check("duration").value == 7.0
+    finer = check(tone(1000, 0.2, 7.1)[:168_030], segments, ["styletts2"])  # 7.00125 s
+    assert finer.duration_s == 7.001
+    assert finer.check("duration").value == finer.check("duration_optimal").value == 7.0
     assert report.check("longest_silence").value == 1.23
     assert report.check("clipping").value == 0.0346
     lufs = pyloudnorm.Meter(RATE).integrated_loudness(x.astype(np.float64))
@@ -386,7 +388,7 @@ def test_warnings_are_the_failed_warning_checks_only() -> None:
 
 
 def test_recommended_sample_rates_are_22050_and_up() -> None:
-    for rate, recommended in ((48_000, True), (22_050, True), (16_000, False)):
+    for rate, recommended in ((48_000, True), (22_050, True), (22_049, False), (16_000, False)):
         audio = DecodedAudio(samples=tone(1000, 0.2, 6.0), original_rate=rate, bit_depth=16, channels=1,
                              format="WAV", codec="PCM_16", clipped_percent=0.0)
         report = SampleChecker(FixedModels([(0.0, 6.0)])).check_sample(audio, ["xtts_v2"])
@@ -412,3 +414,37 @@ def test_a_recording_that_clears_every_bar_comfortably_scores_one() -> None:
     report = check(x, [(0.0, 6.0)], ["styletts2"])
     assert report.check("loudness_consistency").value == 0.0 and report.check("snr").value > 40
     assert report.quality_score == spec_score(report) == 1.0
+
+
+def test_a_few_frames_of_pause_are_not_enough_to_measure_noise() -> None:
+    """Speech from 0.2 s: 10 frames of pause, 5 of them within the guard of the speech: 0.1 s
+    is under the 0.2 s needed, so the quietest speech frames stand in."""
+    rising = np.concatenate([tone(1000, 0.02 + 0.002 * i, 0.02) for i in range(290)])
+    x = np.concatenate([tone(50, 0.01, 0.2), rising + tone(50, 0.01, 5.8)])
+    snr = check(x, [(0.2, 6.0)]).check("snr")
+    assert "quietest speech frames" in snr.message and snr.value == round(spec_snr(x, [(0.2, 6.0)]), 2)
+
+
+def test_snr_is_capped_at_one_hundred_db() -> None:
+    """Digital silence between words louder than full scale (a float file can hold that)."""
+    x = np.concatenate([np.zeros(RATE, np.float32), 2 * np.tile(np.float32([1, -1]), 5 * RATE // 2)])
+    assert check(x, [(1.0, 6.0)]).check("snr").value == 100.0
+
+
+def test_when_no_engine_is_optimal_the_first_ones_window_is_the_threshold() -> None:
+    """9 s fits both engines and is optimal for neither: the threshold is XTTS's window,
+    the message names both."""
+    optimal = check(tone(1000, 0.2, 9.0), [(0.0, 9.0)]).check("duration_optimal")
+    assert not optimal.passed and tuple(optimal.threshold) == (15.0, 20.0)
+    assert optimal.message == "9.0 s is not optimal for xtts_v2 (15-20 s), styletts2 (5-8 s)"
+
+
+def test_score_of_a_noisy_recording_counts_no_snr_below_ten_db() -> None:
+    """SNR around 3 dB (rejected): the SNR's share is 0, not less, so the other shares still
+    put it at the 0.5 cap."""
+    rng = np.random.default_rng(3)
+    x = tone(1000, 0.2, 7.0) + (0.1 * rng.standard_normal(7 * RATE)).astype(np.float32)
+    x[int(6.6 * RATE):] = (0.1 * rng.standard_normal(x.size - int(6.6 * RATE))).astype(np.float32)
+    report = check(x, [(0.0, 6.6)], ["styletts2"])
+    assert report.check("snr").value < 10 and not report.accepted
+    assert report.quality_score == spec_score(report) == 0.5
