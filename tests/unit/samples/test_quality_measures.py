@@ -95,15 +95,15 @@ def spec_snr(x: np.ndarray, segments: list[tuple[float, float]]) -> float:
 
 
 def test_snr_counts_speech_frames_against_the_pauses_away_from_speech() -> None:
-    """Noise at two levels before the speech, a loud word tail right after it: the tail is
-    within 0.1 s of speech, so it is neither; the frames before the speech and the rest
-    of the pauses are the noise."""
+    """Noise at two levels before the speech, a loud word tail right after it: the tail (its
+    whole 0.1 s) is within the guard of the speech, so it is neither; the frames before the
+    speech and the rest of the pauses are the noise."""
     x = np.concatenate([
         tone(50, 0.004, 0.3),  # quieter noise first
         tone(50, 0.01, 0.7),
         tone(1000, 0.3, 1.0) + tone(50, 0.01, 1.0),  # speech, 1.0-2.0 s
-        tone(1000, 0.1, 0.06),  # the word's tail
-        tone(50, 0.01, 0.94),
+        tone(1000, 0.1, 0.1),  # the word's tail
+        tone(50, 0.01, 0.9),
     ])
     segments = [(1.0, 2.0)]
     snr = check(x, segments).check("snr")
@@ -186,17 +186,18 @@ def spec_spread(x: np.ndarray, segments: list[tuple[float, float]]) -> tuple[flo
     return float(np.percentile(levels, 90) - np.percentile(levels, 10)), len(levels)
 
 
-@pytest.mark.parametrize("seconds", [9.7, 8.0])  # a part second at the end, and none
-def test_loudness_spread_over_the_whole_seconds_of_speech(seconds: float) -> None:
+@pytest.mark.parametrize(("samples", "counted"), [(int(9.7 * RATE), 8), (8 * RATE, 7), (8 * RATE - 1, 6)])
+def test_loudness_spread_over_the_whole_seconds_of_speech(samples: int, counted: int) -> None:
     """Each second at its own level. Second 3 holds exactly 0.5 s of speech (counted),
     second 4 0.45 s (not); the loudest are the first and last whole seconds and the part
-    second after them, which is never counted."""
-    gains = [0.5, 0.1, 0.12, 0.15, 0.9, 0.11, 0.13, 0.14, 0.6, 0.95]
-    x = np.concatenate([tone(1000, g, 1.0) for g in gains])[: int(seconds * RATE)]
+    second after them, which is never counted, even one sample short of a second."""
+    gains = [0.5, 0.1, 0.12, 0.15, 0.9, 0.11, 0.13, 0.6, 0.14, 0.95]
+    x = np.concatenate([tone(1000, g, 1.0) for g in gains])[:samples]
+    seconds = samples / RATE
     segments = [(0.0, 3.5), (4.0, 4.45), (5.0, seconds)]
-    expected, counted = spec_spread(x, segments)
+    expected, spec_counted = spec_spread(x, segments)
     consistency = check(x, segments).check("loudness_consistency")
-    assert counted == (8 if seconds == 9.7 else 7)
+    assert spec_counted == counted
     assert consistency.value == round(expected, 2)
     assert f"over {counted} s of speech" in consistency.message
 
@@ -448,3 +449,14 @@ def test_score_of_a_noisy_recording_counts_no_snr_below_ten_db() -> None:
     report = check(x, [(0.0, 6.6)], ["styletts2"])
     assert report.check("snr").value < 10 and not report.accepted
     assert report.quality_score == spec_score(report) == 0.5
+
+
+def test_score_of_a_rejected_recording_has_no_negative_shares() -> None:
+    """2 s of noise with half a second of faint speech: no SNR to speak of (its share is 0,
+    not below), too short, and under the 0.5 cap, so every share shows in the score."""
+    rng = np.random.default_rng(5)
+    x = (0.1 * rng.standard_normal(2 * RATE)).astype(np.float32)
+    x[int(0.5 * RATE): RATE] += tone(1000, 0.001, 0.5)
+    report = check(x, [(0.5, 1.0)])
+    assert report.check("snr").value < 0 and not report.check("duration").passed
+    assert 0 < report.quality_score == spec_score(report) < 0.5
