@@ -86,7 +86,7 @@ def _blocks(audio: np.ndarray) -> Iterator[np.ndarray]:
 def speech_timestamps(probs: np.ndarray, n_samples: int) -> list[tuple[int, int]]:
     """silero's `get_speech_timestamps_from_probs` at its defaults (no maximum speech
     length), as (start, end) sample indices at RATE."""
-    speeches: list[list[int]] = []
+    speeches: list[tuple[int, int]] = []
     start: int | None = None  # of the speech under way
     silence_from = 0  # where the current run of quiet frames began (0: none)
     for i, prob in enumerate(probs):
@@ -101,27 +101,15 @@ def speech_timestamps(probs: np.ndarray, n_samples: int) -> list[tuple[int, int]
                 silence_from = sample
             if sample - silence_from >= _MIN_SILENCE:
                 if silence_from - start > _MIN_SPEECH:
-                    speeches.append([start, silence_from])
+                    speeches.append((start, silence_from))
                 start, silence_from = None, 0
     if start is not None and n_samples - start > _MIN_SPEECH:
-        speeches.append([start, n_samples])
+        speeches.append((start, n_samples))
     return _padded(speeches, n_samples)
 
 
-def _padded(speeches: list[list[int]], n_samples: int) -> list[tuple[int, int]]:
-    """Each segment widened by the pad; two closer than two pads meet halfway."""
-    for i, speech in enumerate(speeches):
-        if i == 0:
-            speech[0] = int(max(0, speech[0] - _PAD))
-        if i == len(speeches) - 1:
-            speech[1] = int(min(n_samples, speech[1] + _PAD))
-            continue
-        following = speeches[i + 1]
-        gap = following[0] - speech[1]
-        if gap < 2 * _PAD:
-            speech[1] += int(gap // 2)
-            following[0] = int(max(0, following[0] - gap // 2))
-        else:
-            speech[1] = int(min(n_samples, speech[1] + _PAD))
-            following[0] = int(max(0, following[0] - _PAD))
-    return [(start, end) for start, end in speeches]
+def _padded(speeches: list[tuple[int, int]], n_samples: int) -> list[tuple[int, int]]:
+    """Each segment widened by the pad, within the recording. (silero also lets segments
+    closer than two pads meet halfway; at these settings a segment ends only after 100 ms of
+    quiet and the next begins a frame later at the earliest, so they never are.)"""
+    return [(int(max(0, start - _PAD)), int(min(n_samples, end + _PAD))) for start, end in speeches]
