@@ -55,7 +55,6 @@ RAY = "Ray stays at the edges"
 ROUTES = "Routes never import each other"
 ACYCLIC = "No import cycles"
 EAR = "Recognition runs in the recognizer deployment only"
-TORCH = "Only the model export imports torch"
 
 
 def add_import(tree: Path, module: str, imported: str) -> None:
@@ -87,15 +86,12 @@ def add_import(tree: Path, module: str, imported: str) -> None:
         ("chorus.speech.verification", "chorus.recognition.ear", EAR),
         ("chorus.speech.timestamps", "pocketsphinx", EAR),
         ("chorus.recognition.models", "ray.serve", RAY),
-        ("chorus.samples.speaker", "resemblyzer", TORCH),
-        ("voice_operator.sample_volumes", "torch", TORCH),
     ],
     ids=["engine-imports-speech", "contract-imports-ours", "operator-imports-ray", "operator-imports-engine",
          "operator-imports-ingress", "operator-imports-speech", "samples-import-ingress", "common-imports-up",
          "telemetry-imports-quotas", "speech-imports-fastapi", "quotas-import-starlette", "keys-import-starlette",
          "speech-imports-ray", "common-imports-ray", "route-imports-route", "cache-imports-router",
-         "router-runs-the-ear", "speech-runs-pocketsphinx", "recognizer-contract-imports-ray",
-         "speaker-imports-resemblyzer", "operator-imports-torch"],
+         "router-runs-the-ear", "speech-runs-pocketsphinx", "recognizer-contract-imports-ray"],
 )
 def test_a_deliberate_violation_breaks_its_contract(tree: Path, module: str, imported: str, contract: str) -> None:
     add_import(tree, module, imported)
