@@ -46,7 +46,7 @@ class SampleModels:
 
     def vad(self) -> SileroVad:
         """silero VAD: where a recording has speech."""
-        return self._get("vad", lambda: SileroVad(self._file(VAD_FILE)))
+        return self._get("vad", lambda: SileroVad(_session(self._file(VAD_FILE))))
 
     def loudness_meter(self) -> Any:
         """pyloudnorm's K-weighted meter at CANONICAL_RATE."""
@@ -54,7 +54,7 @@ class SampleModels:
 
     def speaker_encoder(self) -> VoiceEncoder:
         """resemblyzer's speaker encoder. Only needed once a personality has two samples."""
-        return self._get("speaker_encoder", lambda: VoiceEncoder(self._file(ENCODER_FILE)))
+        return self._get("speaker_encoder", lambda: VoiceEncoder(_session(self._file(ENCODER_FILE))))
 
     def _file(self, name: str) -> Path:
         path = self._directory / name
@@ -84,6 +84,17 @@ def _refuse_event_loop(name: str) -> None:
         f"the sample {name} blocks (model loading, CPU work): call it from a worker thread, "
         "e.g. asyncio.to_thread, not on the event loop"
     )
+
+
+def _session(model: Path) -> Any:
+    """An ONNX Runtime session on the CPU with one thread: one upload's analysis is small,
+    and more threads only contend with the serving ones."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = 1
+    options.intra_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _load_loudness_meter() -> Any:

@@ -13,9 +13,12 @@ segments as `get_speech_timestamps_from_probs`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 # The model's rate: 512-sample frames, each with the previous frame's last 64 samples.
 RATE = 16_000
@@ -37,16 +40,8 @@ _PAD = RATE * 30 / 1000
 class SileroVad:
     """Thread-safe (an ONNX Runtime session is); blocks: call it from a worker thread."""
 
-    def __init__(self, model: Path) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        # One upload's analysis is small: more threads only contend with the serving ones.
-        options.inter_op_num_threads = 1
-        options.intra_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(
-            str(model), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+    def __init__(self, session: InferenceSession) -> None:
+        self._session = session  # the exported model's (SampleModels opens it)
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         """One speech probability per 32 ms frame of `audio` (mono float, RATE)."""

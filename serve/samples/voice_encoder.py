@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import struct
 import warnings
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 # resemblyzer's hparams: 16 kHz audio, 25 ms windows every 10 ms, 160-frame partials.
 RATE = 16_000
@@ -35,16 +38,8 @@ _VAD_MAX_SILENCE = 6
 class VoiceEncoder:
     """Thread-safe (an ONNX Runtime session is); blocks: call it from a worker thread."""
 
-    def __init__(self, model: Path) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        # One upload's analysis is small: more threads only contend with the serving ones.
-        options.inter_op_num_threads = 1
-        options.intra_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(
-            str(model), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+    def __init__(self, session: InferenceSession) -> None:
+        self._session = session  # the exported model's (SampleModels opens it)
 
     def embed_utterance(self, wav: np.ndarray) -> np.ndarray:
         """The speaker embedding (256 floats, L2-normed) of a preprocessed waveform

@@ -104,6 +104,17 @@ def recordings() -> PiperRecordings:
 
 
 @functools.cache
+def speech_16k() -> np.ndarray:
+    """Five sentences with pauses of 0.05-1.5 s at 16 kHz (the VAD's and the speaker
+    encoder's rate): speech, short and long silences."""
+    voice = recordings()
+    parts = []
+    for text, gap in zip(SENTENCES, (0.3, 1.5, 0.05, 0.8, 0.6), strict=True):
+        parts += [voice.sentence(text), np.zeros(int(gap * PIPER_RATE), np.float32)]
+    return resample_poly(np.concatenate(parts), 160, 441).astype(np.float32)
+
+
+@functools.cache
 def models():  # type: ignore[no-untyped-def]
     """One SampleModels per test process: the models load once."""
     from chorus.samples.models import SampleModels

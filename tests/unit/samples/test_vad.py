@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.signal import resample_poly
 
 from chorus.samples.models import SampleModels
 from chorus.samples.vad import speech_timestamps
 from tests.support import recordings as rec
-from tests.support.recordings import PIPER_RATE
 
 RATE = 16_000  # the model's rate
 
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
-    """Five sentences with pauses of 0.05-1.5 s, at 16 kHz: speech, short and long silences."""
-    voice = rec.recordings()
-    parts = []
-    for text, gap in zip(rec.SENTENCES, (0.3, 1.5, 0.05, 0.8, 0.6), strict=True):
-        parts += [voice.sentence(text), np.zeros(int(gap * PIPER_RATE), np.float32)]
-    return resample_poly(np.concatenate(parts), 160, 441).astype(np.float32)
+    return rec.speech_16k()
 
 
 @pytest.fixture(scope="module")
