@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control plane the tests run (kube-apiserver, the garbage
-# collector's kube-controller-manager, kubectl), etcd and helm from the Go module proxy.
+# Builds the real Kubernetes the tests run from the Go module proxy: the control plane
+# (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl), the node (kubelet,
+# kube-proxy; tests/cluster), etcd and helm.
 # Binaries are cached outside the clone, so only the first run compiles (~15 min on 2 cores).
 # Prints the bin directory.
 #
@@ -57,7 +58,8 @@ build() {  # build MODULES-DIR OUT-DIR
     ldflags="$ldflags -X $pkg.gitVersion=$k8s -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(echo "$k8s" | cut -d. -f2)"
   done
   (cd "$src/kubernetes" && go build -trimpath -ldflags "$ldflags" -o "$out/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   (cd "$src/etcd" && go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3)
   (cd "$src/helm" && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$helm" \
     -o "$out/helm" helm.sh/helm/v3/cmd/helm)
@@ -68,7 +70,7 @@ if [ "${1:-}" = "--relock" ]; then relock; exit 0; fi
 # One cached build per pinned set: the directory name is the hash of the committed pins.
 pins="$(cat "$mods"/*/go.mod "$mods"/*/go.sum | sha256sum | cut -c1-16)"
 bin="$cache/bin-$(pinned_version kubernetes k8s.io/kubernetes)-$pins"
-if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/etcd" ] || [ ! -x "$bin/helm" ]; then
+if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kubelet" ] || [ ! -x "$bin/etcd" ] || [ ! -x "$bin/helm" ]; then
   log "building the pinned kubernetes, etcd and helm (scripts/k8s/; cached in $cache)"
   rm -rf "$bin.tmp" "$bin.src"; mkdir -p "$bin.tmp"
   cp -r "$mods" "$bin.src"
