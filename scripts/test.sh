@@ -20,8 +20,10 @@ images_log="$(mktemp)"
   "$root/scripts/build-images.sh" --base "$base" >/dev/null
 ) >"$images_log" 2>&1 &
 images=$!
-# The control plane the Kubernetes tests run: built once from the Go module proxy, cached.
+# The control plane the Kubernetes tests run, and the node of tests/cluster (kubelet,
+# containerd, KubeRay's operator, CoreDNS): built once from the Go module proxy, cached.
 "$root/scripts/k8s-binaries.sh" >/dev/null
+"$root/scripts/cluster-binaries.sh" >/dev/null
 # The OpenTelemetry Collector the tracing tests export to: built the same way, cached.
 "$root/scripts/otelcol-binary.sh" >/dev/null
 # SeaweedFS, the S3-compatible server the sample-storage tests talk to: built the same way, cached.

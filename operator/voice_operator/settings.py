@@ -37,10 +37,10 @@ class OperatorSettings(BaseModel):
     allowed_domains: tuple[str, ...] = Field(
         (), description="comma-separated hosts sample URLs may name (subdomains included); empty: any public host"
     )
-    # Sample URLs reach only public addresses. Tests serve samples from loopback and name
-    # it here; a deployment has no reason to.
+    # Sample URLs reach only public addresses, save these (the chart's
+    # operator.allowPrivateSampleNetworks: an artifact server inside the cluster; tests' loopback).
     allow_private_networks: tuple[IPv4Network | IPv6Network, ...] = Field(
-        (), description="comma-separated CIDRs exempt from the public-address rule (tests only)"
+        (), description="comma-separated CIDRs exempt from the public-address rule"
     )
     watch_timeout_s: int = Field(300, gt=0, description="server-side timeout of kopf's watches")
 

@@ -4,6 +4,7 @@ bundled Piper voice, and answers OpenAI's client from the host."""
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator
 
 import httpx
@@ -11,7 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import free_port
-from tests.containers.podman import Podman, wait_for
+from tests.containers.podman import ROOT, Podman, wait_for
 from tests.support.chorus_app import STEADY_PIPER
 from tests.support.speech import CLEAR_SENTENCES, word_error_rate
 
@@ -28,6 +29,16 @@ STEADY = {
 def test_version_is_the_packages(podman: Podman, images: dict[str, str]) -> None:
     version = images["chorus"].rsplit(":", 1)[1]
     assert podman.out("run", "--rm", images["chorus"], "chorus", "--version") == f"chorus {version}\n"
+
+
+@pytest.mark.parametrize("image", ["chorus", "chorus-gpu"])
+def test_ray_images_open_the_kubernetes_personality_store(podman: Podman, images: dict[str, str], image: str) -> None:
+    """In a cluster the Ingress reads personalities from the API server (the cluster
+    profile's `personalities.kubernetes`); tests/cluster found the client missing once."""
+    out = podman.out("run", "--rm", images[image], "python", "-c",
+                     "import chorus.stores.kubernetes, kubernetes_asyncio; print(kubernetes_asyncio.__version__)")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert f"kubernetes-asyncio=={out.strip()}" in extras["kubernetes"]
 
 
 @pytest.fixture(scope="module")

@@ -43,13 +43,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Only what a test cluster without nodes needs: ownerReference cascades, namespace deletion,
+# and releasing PVCs held by their protection finalizer.
+NODELESS_CONTROLLERS = "garbage-collector-controller,namespace-controller,persistentvolumeclaim-protection-controller"
+
+
 class ControlPlane:
-    def __init__(self, bin_dir: Path, workdir: Path) -> None:
+    """`address` is where the API server listens and what it advertises (pods of a real node
+    reach it there, tests/cluster); `controllers` and `admission` (extra plugins to disable)
+    default to a cluster without nodes: no pod ever runs, so none needs a ServiceAccount token."""
+
+    def __init__(
+        self,
+        bin_dir: Path,
+        workdir: Path,
+        *,
+        address: str = "127.0.0.1",
+        service_cidr: str = "10.0.0.0/24",
+        controllers: str = NODELESS_CONTROLLERS,
+        disabled_admission: str = "ServiceAccount",
+        apiserver_args: tuple[str, ...] = (),
+    ) -> None:
         self.bin = bin_dir
         self.workdir = workdir
+        self.address = address
+        self.service_cidr = service_cidr
+        self.controllers = controllers
+        self.disabled_admission = disabled_admission
+        self.apiserver_args = apiserver_args
         self.admin_token = secrets.token_hex(16)
         self.port = _free_port()
-        self.server = f"https://127.0.0.1:{self.port}"
+        self.server = f"https://{address}:{self.port}"
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.identities: dict[str, Path] = {}
         self._argv: dict[str, list[str]] = {}
@@ -80,25 +104,25 @@ class ControlPlane:
             "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
             "--cert-dir", str(w / "certs"),
             "--secure-port", str(self.port),
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-            "--service-cluster-ip-range", "10.0.0.0/24",
+            "--bind-address", self.address, "--advertise-address", self.address,
+            "--service-cluster-ip-range", self.service_cidr,
             "--authorization-mode", "RBAC",
             "--token-auth-file", str(w / "tokens.csv"),
             "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
             "--service-account-key-file", str(w / "sa.pub"),
             "--service-account-signing-key-file", str(w / "sa.key"),
-            "--disable-admission-plugins", "ServiceAccount",
+            f"--disable-admission-plugins={self.disabled_admission}",
             "--allow-privileged=true",
+            *self.apiserver_args,
         ])
         self._wait_ready()
         self.admin_kubeconfig = self.write_kubeconfig("admin", self.admin_token)
         self._spawn("kube-controller-manager", [
             str(self.bin / "kube-controller-manager"),
             "--kubeconfig", str(self.admin_kubeconfig),
-            # Only what a test cluster without nodes needs: ownerReference cascades,
-            # namespace deletion, and releasing PVCs held by their protection finalizer.
-            "--controllers", "garbage-collector-controller,namespace-controller,"
-            "persistentvolumeclaim-protection-controller",
+            "--controllers", self.controllers,
+            # Published to every namespace as kube-root-ca.crt, which pods verify the API with.
+            "--root-ca-file", str(self.ca_file),
             "--leader-elect=false", "--secure-port=0",
         ])
 
@@ -177,12 +201,13 @@ class ControlPlane:
         return path
 
     def kubectl(
-        self, *args: str, input: str | None = None, identity: str = "admin", check: bool = True
+        self, *args: str, input: str | None = None, identity: str = "admin", check: bool = True,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         """Run the built kubectl as one of the identities this plane has a kubeconfig for."""
         env = {**os.environ, "KUBECONFIG": str(self.identities[identity])}
         out = subprocess.run(
-            [str(self.bin / "kubectl"), *args], input=input, capture_output=True, text=True, env=env, timeout=120
+            [str(self.bin / "kubectl"), *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
         )
         if check and out.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stderr}{out.stdout}")

@@ -283,6 +283,7 @@ def test_rayservice_groups(kube: ControlPlane, tmp_path: Path) -> None:
     assert set(groups) == {"gpu", "cpu"}  # no cloud engine by default: no cloud group
     assert json.loads(json.loads(groups["gpu"]["rayStartParams"]["resources"])) == {"chorus_gpu": 1000}
     assert json.loads(json.loads(groups["cpu"]["rayStartParams"]["resources"])) == {"chorus_cpu": 1000}
+    assert groups["gpu"]["rayStartParams"]["num-gpus"] == "1"  # KubeRay v1.5 would leave it to detection
     gpu_container = groups["gpu"]["template"]["spec"]["containers"][0]
     assert gpu_container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert gpu_container["image"].endswith("chorus-gpu:0.1.0")
@@ -637,6 +638,31 @@ def test_ray_pods_are_hardened(kube: ControlPlane, tmp_path: Path, values: dict[
     assert rc["autoscalerOptions"]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
 
 
+def test_ray_probes_are_http_checks_the_images_can_answer(kube: ControlPlane, tmp_path: Path) -> None:
+    """KubeRay's own probes run `wget`, which the images lack (the pods then never become
+    ready, tests/cluster): the chart sets Ray's health checks as HTTP probes instead."""
+    for group, spec in ray_pod_specs(one(render(kube, tmp_path, VARIANT_VALUES), "RayService")).items():
+        (container,) = spec["containers"]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/api/local_raylet_healthz", "port": 52365}
+        ready = {"path": "/api/gcs_healthz", "port": 8265} if group == "head" else {"path": "/-/healthz", "port": 8000}
+        assert container["readinessProbe"]["httpGet"] == ready, group
+        assert "exec" not in container["livenessProbe"] and "exec" not in container["readinessProbe"]
+
+
+def test_private_sample_networks_are_an_explicit_opt_in(kube: ControlPlane, tmp_path: Path) -> None:
+    """An artifact server inside the cluster: named networks are exempt from the operator's
+    public-address rule and let out by its NetworkPolicy; nothing else private is."""
+    docs = render(kube, tmp_path, {"operator": {"allowPrivateSampleNetworks": ["10.96.0.0/12", "fd00:10::/64"],
+                                                "networkPolicy": {"apiServerCIDRs": ["10.96.0.1/32"]}}})
+    operator = one(docs, "Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in operator["env"]}
+    assert env["CHORUS_OPERATOR_ALLOW_PRIVATE_NETWORKS"] == "10.96.0.0/12,fd00:10::/64"
+    op = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-operator-egress"))
+    web = op["spec"]["egress"][2]
+    assert {p["port"] for p in web["ports"]} == {80, 443}
+    assert web["to"][2:] == [{"ipBlock": {"cidr": "10.96.0.0/12"}}, {"ipBlock": {"cidr": "fd00:10::/64"}}]
+
+
 def test_pod_monitor_scrapes_every_ray_pod_when_asked(kube: ControlPlane, tmp_path: Path) -> None:
     """Off by default (it needs prometheus-operator's CRDs); on, it selects the head and every
     worker group by the labels their pod templates carry, on the port KubeRay names `metrics`."""
@@ -719,7 +745,7 @@ def test_network_policies_open_only_serve_and_public_egress(kube: ControlPlane, 
 
     env = {e["name"]: e.get("value") for e in one(docs, "Deployment", f"{RELEASE}-operator")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["CHORUS_OPERATOR_ALLOWED_DOMAINS"] == "samples.example.com,cdn.example.org"
-    assert "CHORUS_OPERATOR_ALLOW_PRIVATE_NETWORKS" not in env  # the tests' allowance, never the chart's
+    assert "CHORUS_OPERATOR_ALLOW_PRIVATE_NETWORKS" not in env  # only when asked (below)
 
     off = render(kube, tmp_path, {"networkPolicy": {"enabled": False}, "operator": {"networkPolicy": {"enabled": False}}})
     assert "NetworkPolicy" not in {d["kind"] for d in off}

@@ -282,6 +282,26 @@ spec:
         {{- toYaml $root.Values.ray.securityContext | nindent 8 }}
       resources:
         {{- toYaml .resources | nindent 8 }}
+      {{- /* KubeRay's own probes (set only where a container has none) run `wget`, which the
+             images do not carry: the same checks as HTTP probes, at KubeRay's timings. Ray
+             answers 503 while unhealthy. A worker is ready once its Serve proxy is. */}}
+      livenessProbe:
+        httpGet: {path: /api/local_raylet_healthz, port: 52365}
+        initialDelaySeconds: 30
+        periodSeconds: 5
+        timeoutSeconds: 2
+        failureThreshold: 120
+      readinessProbe:
+        {{- if eq .group "head" }}
+        httpGet: {path: /api/gcs_healthz, port: 8265}
+        failureThreshold: 10
+        {{- else }}
+        httpGet: {path: /-/healthz, port: 8000}
+        failureThreshold: 1
+        {{- end }}
+        initialDelaySeconds: 10
+        periodSeconds: 5
+        timeoutSeconds: 2
       volumeMounts:
         {{- include "chorus.ray.volumeMounts" $ctx | nindent 8 }}
   volumes:
