@@ -5,16 +5,14 @@
 #   kuberay-operator   github.com/ray-project/kuberay/ray-operator (scripts/cluster/kuberay/)
 #   kuberay-config/    that module's own manifests: CRDs, RBAC, the manager Deployment
 #   coredns            the cluster DNS (scripts/cluster/coredns/: only the plugins it uses)
-#   netpol             NetworkPolicy enforcement: SIG Network's kube-network-policies
-#                      (scripts/cluster/netpol/; nftables + nfqueue, any CNI), and its install.yaml
 #   pause              the pod sandbox, compiled from build/pause of the pinned k8s.io/kubernetes
-#   images/*.tar       OCI archives of the `pause`, `kuberay-operator` and `kube-network-policies` images (no registry is
+#   images/*.tar       OCI archives of the `pause` and `kuberay-operator` images (no registry is
 #                      reachable here: the cluster imports them into containerd)
 # Prints the output directory.
 #
 # Versions and checksums are pinned by the committed go.mod/go.sum under scripts/cluster/ and
 # built with -mod=readonly. To move to other versions:
-#   KUBERAY_VERSION=v1.5.0 COREDNS_VERSION=v1.14.2 NETPOL_VERSION=v0.8.0 scripts/cluster-binaries.sh --relock
+#   KUBERAY_VERSION=v1.5.0 COREDNS_VERSION=v1.14.2 scripts/cluster-binaries.sh --relock
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mods="$root/scripts/cluster"
@@ -27,9 +25,9 @@ log() { echo "cluster-binaries: $*" >&2; }
 pinned_version() { sed -n "s#^\s*\(require \)\?$2 \(v[^ ]*\).*#\2#p" "$1/go.mod" | head -n 1; }
 
 relock() {
-  local kuberay="${KUBERAY_VERSION:?}" coredns="${COREDNS_VERSION:?}" netpol="${NETPOL_VERSION:?}" tmp
+  local kuberay="${KUBERAY_VERSION:?}" coredns="${COREDNS_VERSION:?}" tmp
   tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' RETURN
-  mkdir -p "$tmp/kuberay" "$tmp/coredns" "$tmp/netpol"; cp "$mods/coredns/main.go" "$tmp/coredns/"
+  mkdir -p "$tmp/kuberay" "$tmp/coredns"; cp "$mods/coredns/main.go" "$tmp/coredns/"
   (
     cd "$tmp/kuberay" && go mod init chorus.local/kuberay >/dev/null 2>&1
     go get "github.com/ray-project/kuberay/ray-operator@$kuberay"
@@ -38,13 +36,8 @@ relock() {
   )
   (cd "$tmp/coredns" && go mod init chorus.local/coredns >/dev/null 2>&1 \
     && go get "github.com/coredns/coredns@$coredns" && go mod tidy && go build -o /dev/null .)
-  (
-    cd "$tmp/netpol" && go mod init chorus.local/netpol >/dev/null 2>&1
-    go get "sigs.k8s.io/kube-network-policies@$netpol"
-    GOFLAGS=-mod=mod go build -o /dev/null sigs.k8s.io/kube-network-policies/cmd
-  )
-  for name in kuberay coredns netpol; do cp "$tmp/$name/go.mod" "$tmp/$name/go.sum" "$mods/$name/"; done
-  log "relocked scripts/cluster/*/go.{mod,sum}: kuberay $kuberay, coredns $coredns, kube-network-policies $netpol"
+  for name in kuberay coredns; do cp "$tmp/$name/go.mod" "$tmp/$name/go.sum" "$mods/$name/"; done
+  log "relocked scripts/cluster/*/go.{mod,sum}: kuberay $kuberay, coredns $coredns"
 }
 
 if [ "${1:-}" = "--relock" ]; then relock; exit 0; fi
@@ -66,10 +59,6 @@ if [ ! -f "$out/images/kuberay-operator.tar" ]; then
     | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
   cp -r "$src/config" "$out.tmp/kuberay-config"; chmod -R u+w "$out.tmp/kuberay-config"
   (cd "$mods/coredns" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/coredns" .)
-  netpol="$(pinned_version "$mods/netpol" sigs.k8s.io/kube-network-policies)"
-  (cd "$mods/netpol" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/netpol" sigs.k8s.io/kube-network-policies/cmd)
-  cp "$(cd "$mods/netpol" && go mod download -json "sigs.k8s.io/kube-network-policies@$netpol" \
-    | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')/install.yaml" "$out.tmp/netpol-install.yaml"
   k8s="$(pinned_version "$k8s_mods" k8s.io/kubernetes)"
   k8s_src="$(cd "$k8s_mods" && go mod download -json "k8s.io/kubernetes@$k8s" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
   pause_tag="$(sed -n 's/^TAG ?= //p' "$k8s_src/build/pause/Makefile")"
@@ -88,10 +77,9 @@ if [ ! -f "$out/images/kuberay-operator.tar" ]; then
     }
     image pause "$pause_tag" pause /pause 65535
     image kuberay-operator "$kuberay" kuberay-operator /manager 65532
-    image kube-network-policies "$netpol" netpol /bin/netpol 0
   )
-  printf 'pause=localhost/chorus-cluster/pause:%s\nkuberay-operator=localhost/chorus-cluster/kuberay-operator:%s\nkube-network-policies=localhost/chorus-cluster/kube-network-policies:%s\n' \
-    "$pause_tag" "$kuberay" "$netpol" > "$out.tmp/images/names"
+  printf 'pause=localhost/chorus-cluster/pause:%s\nkuberay-operator=localhost/chorus-cluster/kuberay-operator:%s\n' \
+    "$pause_tag" "$kuberay" > "$out.tmp/images/names"
   rm -rf "$out"; mv "$out.tmp" "$out"
 fi
 echo "$out"

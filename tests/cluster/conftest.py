@@ -1,6 +1,6 @@
 """One real single-node cluster per session (tests/cluster/node.py) with KubeRay's operator
-and NetworkPolicy enforcement installed, and Chorus's images in its runtime, as a platform
-engineer's cluster would have them after pushing to a registry."""
+installed and Chorus's images in its runtime, as a platform engineer's cluster would have them
+after pushing to a registry."""
 
 from __future__ import annotations
 
@@ -27,5 +27,4 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             node.import_image(archives / f"{name}.tar")
             (archives / f"{name}.tar").unlink()  # in the runtime now; a gigabyte less on disk
         node.install_kuberay()
-        node.install_network_policies()
         yield node

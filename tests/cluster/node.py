@@ -6,8 +6,11 @@
   archives (no registry is reachable), the sandbox image built from Kubernetes' own pause;
 - kubelet and kube-proxy (iptables) from the same pinned Kubernetes module;
 - CoreDNS serving cluster.local to the pods;
-- KubeRay's operator, installed from its own module's manifests as a Deployment;
-- kube-network-policies enforcing NetworkPolicy (the CNI plugins here enforce none).
+- KubeRay's operator, installed from its own module's manifests as a Deployment.
+
+NetworkPolicies are not enforced: Debian's CNI plugins enforce none, and SIG Network's
+kube-network-policies needs the kernel's nftables `queue` expression, which this machine's
+kernel lacks (docs/kubernetes.md#a-real-cluster-in-the-tests).
 
 Facts this machine imposes (../shared/recipes/kubernetes-node.md): hybrid cgroups, so the
 kubelet runs with `failCgroupV1: false` and both it and containerd use the cgroupfs driver;
@@ -292,30 +295,6 @@ state = "{d / 'state'}"
                           "--timeout=180s", timeout=200)
         return manager
 
-
-    # --- NetworkPolicy ------------------------------------------------------------------
-
-    def install_network_policies(self) -> None:
-        """SIG Network's kube-network-policies from its own install.yaml (a host-network
-        DaemonSet judging each new connection through nfqueue), with the image built here.
-        Debian's CNI plugins enforce no NetworkPolicy; this does, for any CNI."""
-        docs = [d for d in yaml.safe_load_all((self.cluster_bin / "netpol-install.yaml").read_text()) if d]
-        (daemonset,) = [d for d in docs if d["kind"] == "DaemonSet"]
-        (container,) = daemonset["spec"]["template"]["spec"]["containers"]
-        container["image"] = self.images["kube-network-policies"]
-        # containerd 1.6 has no NRI: pod addresses come from the API server, and the NRI
-        # socket and the pods' network namespaces (a HostToContainer mount, which this
-        # machine's private root mount refuses) need not be mounted.
-        container.pop("volumeMounts")
-        daemonset["spec"]["template"]["spec"].pop("volumes")
-        container["args"] += [
-            "--disable-nri",
-            "--netfilter-bug-1766-fix=false",  # fixed in this kernel (6.12+)
-            f"--metrics-bind-address=127.0.0.1:{_free_port()}",  # host network: not on every address
-        ]
-        self.kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-        self.kube.kubectl("-n", daemonset["metadata"]["namespace"], "rollout", "status",
-                          f"daemonset/{daemonset['metadata']['name']}", "--timeout=120s", timeout=130)
 
 
 @contextlib.contextmanager

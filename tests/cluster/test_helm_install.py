@@ -1,7 +1,6 @@
-"""What a platform engineer does, on a real node with KubeRay's operator and NetworkPolicy
-enforced: `helm install` the chart, `kubectl apply` a personality, hear it through the Serve
-Service; a sample URL served inside the cluster; a Ray pod killed; `helm upgrade`; the
-policies from inside the cluster; `helm uninstall`.
+"""What a platform engineer does, on a real node with KubeRay's operator: `helm install` the
+chart, `kubectl apply` a personality, hear it through the Serve Service; a sample URL served
+inside the cluster; a Ray pod killed; `helm upgrade`; `helm uninstall`.
 
 The tests run in file order on one release (each step starts from the one before, as the
 engineer's would). Timings go to bench/RESULTS.md from the printed `timing:` lines."""
@@ -28,11 +27,10 @@ from tests.cluster.node import KUBERAY_NAMESPACE, Cluster
 from tests.kube.control_plane import ROOT
 from tests.kube.operator_runner import eventually
 from tests.support.recordings import encode, recordings
-from tests.support.speech import word_error_rate
+from tests.support.speech import CLEAR_SENTENCES, word_error_rate
 
 NS = "voices"
 RELEASE = "chorus"
-SENTENCE = "Please call Stella and ask her to bring these things with her from the store."
 EXAMPLE = ROOT / "manifests" / "examples" / "piper-only.yaml"
 
 pytestmark = pytest.mark.timeout(900)
@@ -101,10 +99,20 @@ class Release:
         return httpx.Client(base_url=self.serve_url(), timeout=60,
                             headers={"Authorization": f"Bearer {self.key}"})
 
-    def speak(self, voice: str) -> httpx.Response:
+    def speak(self, voice: str, text: str = CLEAR_SENTENCES[0]) -> httpx.Response:
         with self.client() as client:
-            return client.post("/v1/audio/speech", json={"model": "tts-1", "voice": voice, "input": SENTENCE,
+            return client.post("/v1/audio/speech", json={"model": "tts-1", "voice": voice, "input": text,
                                                          "response_format": "wav"})
+
+    def assert_heard(self, voice: str, ear: Any) -> None:
+        """Four sentences the ear hears reliably; the example keeps Piper's random noise, so
+        one may come out unclear."""
+        heard = {}
+        for sentence in CLEAR_SENTENCES[:4]:
+            response = self.speak(voice, sentence)
+            assert response.status_code == 200 and response.headers["x-chorus-provider"] == "piper", response.text
+            heard[sentence] = ear.hear(response.content)
+        assert sum(word_error_rate(s, h) <= 0.25 for s, h in heard.items()) >= 3, f"ear heard {heard}"
 
     def spoken(self, voice: str) -> httpx.Response | None:
         """The speech, or None while the Service cannot give it (no ready endpoint, an error)."""
@@ -198,13 +206,12 @@ def test_install_runs_operator_kuberay_cluster_and_serve_app(release: Release) -
 def test_applied_example_personality_is_spoken_through_the_serve_service(release: Release, ear: Any) -> None:
     applied = time.monotonic()
     release.kubectl("apply", "-f", str(EXAMPLE))
-    spoken = eventually(lambda: release.spoken("piper-only"), timeout=120, what="speech for the applied example")
+    eventually(lambda: release.spoken("piper-only"), timeout=120, what="speech for the applied example")
     release.timings["kubectl apply -> first speech"] = time.monotonic() - applied
-    assert spoken.headers["x-chorus-provider"] == "piper"
-    assert word_error_rate(SENTENCE, ear.hear(spoken.content)) <= 0.25
+    release.assert_heard("piper-only", ear)
     # The key is what let it through: no key, no speech.
     anonymous = httpx.post(f"{release.serve_url()}/v1/audio/speech", timeout=30,
-                           json={"model": "tts-1", "voice": "piper-only", "input": SENTENCE})
+                           json={"model": "tts-1", "voice": "piper-only", "input": CLEAR_SENTENCES[0]})
     assert anonymous.status_code == 401
 
 
@@ -269,9 +276,9 @@ def test_killed_ray_worker_comes_back_with_every_personality(release: Release, e
     release.timings["Ray worker pod deleted -> gone"] = time.monotonic() - killed
     # Serve's proxy on the head holds requests while no replica exists; each counts once
     # answered (by replicas KubeRay's replacement pod now hosts: no other pod can).
-    spoken = eventually(lambda: release.spoken("piper-only"), timeout=600, what="speech after the worker pod was killed")
+    eventually(lambda: release.spoken("piper-only"), timeout=600, what="speech after the worker pod was killed")
     release.timings["Ray worker pod deleted -> speech again"] = time.monotonic() - killed
-    assert word_error_rate(SENTENCE, ear.hear(spoken.content)) <= 0.25
+    release.assert_heard("piper-only", ear)
     (replacement,) = release.ray_pods("cpu")
     assert replacement["metadata"]["uid"] != worker["metadata"]["uid"]
     with release.client() as client:
@@ -292,49 +299,6 @@ def test_helm_upgrade_changes_the_running_app_in_place(release: Release) -> None
     # Applied to the running Serve app: the Ray cluster was not replaced.
     assert release.ray_pods("headgroup")[0]["metadata"]["uid"] == head
     assert release.speak("piper-only").status_code == 200
-
-
-REACH = """
-import json, socket, sys
-reached = {}
-for target in sys.argv[1:]:
-    host, port = target.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-        reached[target] = True
-    except OSError:
-        reached[target] = False
-print(json.dumps(reached))
-"""
-
-
-def reachable(release: Release, name: str, labels: dict[str, str], targets: list[str]) -> dict[str, bool]:
-    """Which of `targets` (host:port) a new pod with `labels` can open a connection to."""
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels},
-           "spec": {"restartPolicy": "Never", "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
-                    "containers": [{"name": "probe", "image": f"ghcr.io/chorus-dev/chorus:{_version()}",
-                                    "imagePullPolicy": "Never", "command": ["python", "-c", REACH, *targets]}]}}
-    release.kubectl("apply", "-f", "-", input=yaml.safe_dump(pod))
-    eventually(lambda: release.get("pod", name)["status"]["phase"] == "Succeeded", timeout=120, what=f"{name} done")
-    reached = json.loads(release.kubectl("logs", name).stdout)
-    release.kubectl("delete", "pod", name, "--wait=false")
-    return reached
-
-
-def test_network_policies_keep_rays_ports_to_the_release_and_kuberay(release: Release) -> None:
-    """Enforced (kube-network-policies): from outside the release only Serve's port; KubeRay's
-    pods also the dashboard and its agent. Everything above ran under these policies, so
-    KubeRay deployed through them and the release's own pods reached each other."""
-    head = release.ray_pods("headgroup")[0]["status"]["podIP"]
-    worker = release.ray_pods("cpu")[0]["status"]["podIP"]
-    gcs, dashboard, agent, serve = f"{head}:6379", f"{head}:8265", f"{head}:52365", f"{worker}:8000"
-    targets = [gcs, dashboard, agent, serve]
-    outsider = reachable(release, "outsider", {"app": "outsider"}, targets)
-    assert outsider == {gcs: False, dashboard: False, agent: False, serve: True}
-    kuberay = release.cluster.kube.kubectl("-n", KUBERAY_NAMESPACE, "get", "deployment", "kuberay-operator",
-                                           "-o", "jsonpath={.spec.selector.matchLabels}").stdout
-    as_kuberay = reachable(release, "as-kuberay", json.loads(kuberay), targets)
-    assert as_kuberay == {gcs: False, dashboard: True, agent: True, serve: True}
 
 
 CHART_KINDS = ("deployments,replicasets,pods,services,configmaps,secrets,serviceaccounts,roles,rolebindings,"
