@@ -114,6 +114,16 @@ class Release:
             heard[sentence] = ear.hear(response.content)
         assert sum(word_error_rate(s, h) <= 0.25 for s, h in heard.items()) >= 3, f"ear heard {heard}"
 
+    def answer(self, path: str) -> Any | None:
+        """GET `path` on a fresh connection: its JSON, or None while a replica is replaced
+        (a kept-alive connection may be reset by the replica that leaves)."""
+        try:
+            with self.client() as client:
+                response = client.get(path)
+        except httpx.TransportError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
     def spoken(self, voice: str) -> httpx.Response | None:
         """The speech, or None while the Service cannot give it (no ready endpoint, an error)."""
         try:
@@ -293,9 +303,8 @@ def test_helm_upgrade_changes_the_running_app_in_place(release: Release) -> None
     link = "http://127.0.0.1:8265/"
     release.helm("upgrade", RELEASE, str(ROOT / "charts" / "chorus"), "-f", str(release.values_file),
                  "--set", f"dashboard.rayDashboard={link}")
-    with release.client() as client:
-        eventually(lambda: client.get("/v1/dashboard/links").json().get("rayDashboard") == link,
-                   timeout=300, what="upgraded value served")
+    eventually(lambda: (release.answer("/v1/dashboard/links") or {}).get("rayDashboard") == link,
+               timeout=300, what="upgraded value served")
     # Applied to the running Serve app: the Ray cluster was not replaced.
     assert release.ray_pods("headgroup")[0]["metadata"]["uid"] == head
     assert release.speak("piper-only").status_code == 200
