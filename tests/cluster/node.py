@@ -61,6 +61,7 @@ class Cluster:
         self.containerd_sock = workdir / "containerd" / "containerd.sock"
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._netns_before = set(_netns())
+        self.kuberay_labels: dict[str, str] = {}  # set by install_kuberay
         self.images = dict(line.split("=", 1) for line in
                            (cluster_bin / "images" / "names").read_text().split())
         self._kubelet_client_certs()
@@ -116,7 +117,7 @@ class Cluster:
                                                    env={**os.environ, **(env or {})})))
 
     def check_alive(self) -> None:
-        self.kube._check_alive()
+        self.kube.check_alive()
         for name, proc in self._procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
@@ -275,9 +276,9 @@ state = "{d / 'state'}"
 
     # --- KubeRay -----------------------------------------------------------------------
 
-    def install_kuberay(self) -> dict:
+    def install_kuberay(self) -> None:
         """KubeRay's operator from its own module's kustomization (CRDs, RBAC, the manager
-        Deployment), with the image built here; returns the manager Deployment."""
+        Deployment), with the image built here; `kuberay_labels` are its pod's labels."""
         overlay = self.workdir / "kuberay"
         shutil.copytree(self.cluster_bin / "kuberay-config", overlay / "config")
         name, tag = self.images["kuberay-operator"].rsplit(":", 1)
@@ -293,7 +294,7 @@ state = "{d / 'state'}"
         (manager,) = [d for d in docs if d["kind"] == "Deployment"]
         self.kube.kubectl("-n", KUBERAY_NAMESPACE, "rollout", "status", f"deployment/{manager['metadata']['name']}",
                           "--timeout=180s", timeout=200)
-        return manager
+        self.kuberay_labels = manager["spec"]["template"]["metadata"]["labels"]
 
 
 

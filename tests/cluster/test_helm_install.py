@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.cluster.node import KUBERAY_NAMESPACE, Cluster
+from tests.cluster.node import Cluster
 from tests.kube.control_plane import ROOT
 from tests.kube.operator_runner import eventually
 from tests.support.recordings import encode, recordings
@@ -36,7 +36,7 @@ EXAMPLE = ROOT / "manifests" / "examples" / "piper-only.yaml"
 pytestmark = pytest.mark.timeout(900)
 
 
-def values(cluster: Cluster, kuberay: dict[str, Any]) -> dict[str, Any]:
+def values(cluster: Cluster) -> dict[str, Any]:
     """The chart's defaults, save what a 2-core node without GPUs and a KubeRay older than
     the chart's target need; each line says which."""
     return {
@@ -69,7 +69,7 @@ def values(cluster: Cluster, kuberay: dict[str, Any]) -> dict[str, Any]:
         "operator": {"allowPrivateSampleNetworks": [cluster.net.cluster_cidr]},
         # KubeRay installed from its own kustomization labels its pod so (its Helm chart:
         # app.kubernetes.io/name: kuberay-operator, the chart's default).
-        "networkPolicy": {"kuberay": {"podSelector": {"matchLabels": kuberay["spec"]["selector"]["matchLabels"]}}},
+        "networkPolicy": {"kuberay": {"podSelector": {"matchLabels": cluster.kuberay_labels}}},
     }
 
 
@@ -180,10 +180,8 @@ def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
          "stringData": {"keys.yaml": yaml.safe_dump(keys)}},
     ]
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(setup))
-    kuberay = json.loads(kube.kubectl("-n", KUBERAY_NAMESPACE, "get", "deployment", "kuberay-operator",
-                                      "-o", "json").stdout)
     values_file = work / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values(cluster, kuberay)))
+    values_file.write_text(yaml.safe_dump(values(cluster)))
     started = time.monotonic()
     kube.helm("install", RELEASE, str(ROOT / "charts" / "chorus"), "--namespace", NS, "-f", str(values_file))
     rel = Release(cluster, key, values_file, started, {})

@@ -155,7 +155,7 @@ class ControlPlane:
         self._spawn("kube-apiserver", self._argv["kube-apiserver"])
         self._wait_ready()
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         for name, proc in self._procs:
             if proc.poll() is not None:
                 tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
@@ -167,7 +167,7 @@ class ControlPlane:
         ctx.verify_mode = ssl.CERT_NONE  # the serving cert does not exist until it is up
         deadline = time.monotonic() + timeout
         while True:
-            self._check_alive()
+            self.check_alive()
             req = urllib.request.Request(
                 f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"}
             )
