@@ -21,10 +21,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     archives = tmp_path_factory.mktemp("oci")
     podman = Podman(environment())
     base = podman.script("debian-base-image.sh").strip().splitlines()[-1]
-    podman.script("build-images.sh", "--base", base, "--images", ",".join(IMAGES), "--oci-dir", str(archives))
+    printed = podman.script("build-images.sh", "--base", base, "--images", ",".join(IMAGES), "--oci-dir", str(archives))
     with running_cluster(build_binaries(), build_cluster_binaries(), tmp_path_factory.mktemp("cluster")) as node:
-        for name in IMAGES:
+        for line in printed.strip().splitlines():  # NAME REF
+            name, ref = line.split(" ", 1)
             node.import_image(archives / f"{name}.tar")
+            node.images[name] = ref
             (archives / f"{name}.tar").unlink()  # in the runtime now; a gigabyte less on disk
         node.install_kuberay()
         yield node

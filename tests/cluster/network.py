@@ -49,8 +49,8 @@ def _guard_rules(net: ClusterNetwork) -> list[list[str]]:
 
 
 def _remove_kube_chains() -> None:
-    """The KUBE-* chains the kubelet and kube-proxy leave (`kube-proxy --cleanup` removes
-    only its own): this machine runs no other Kubernetes."""
+    """The KUBE-* chains kube-proxy and the kubelet leave behind: this machine runs no
+    other Kubernetes."""
     for tool in ("iptables", "ip6tables"):
         for table in ("filter", "nat", "mangle"):
             rules = _run(tool, "-t", table, "-S", check=False).stdout.splitlines()

@@ -31,7 +31,8 @@ from pathlib import Path
 import yaml
 
 from tests.cluster.network import ClusterNetwork, cluster_network, cni_config
-from tests.kube.control_plane import ROOT, ControlPlane, _free_port
+from tests.conftest import free_port
+from tests.kube.control_plane import ROOT, ControlPlane
 from tests.kube.operator_runner import eventually
 
 NODE = "chorus-node"
@@ -59,7 +60,6 @@ class Cluster:
         self.workdir = workdir
         self.net = net
         self.containerd_sock = workdir / "containerd" / "containerd.sock"
-        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._netns_before = set(_netns())
         self.kuberay_labels: dict[str, str] = {}  # set by install_kuberay
         self.images = dict(line.split("=", 1) for line in
@@ -80,7 +80,7 @@ class Cluster:
     def start(self) -> None:
         self.kube.start()
         admin = str(self.kube.admin_kubeconfig)
-        self._spawn("kube-scheduler", [str(self.k8s_bin / "kube-scheduler"), "--kubeconfig", admin,
+        self.kube.spawn("kube-scheduler", [str(self.k8s_bin / "kube-scheduler"), "--kubeconfig", admin,
                                        "--leader-elect=false", "--secure-port=0"])
         self._start_containerd()
         for archive in sorted((self.cluster_bin / "images").glob("*.tar")):
@@ -91,39 +91,17 @@ class Cluster:
         eventually(self._node_ready, timeout=180, what=f"node {NODE} Ready")
 
     def stop(self) -> None:
-        for name, proc in reversed(self._procs):
-            proc.terminate()
-        for name, proc in reversed(self._procs):
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._procs.clear()
+        # Every process: the node's (started last, stopped first), then the control plane.
+        # kube-proxy's and the kubelet's iptables chains go with the network (network.py).
+        self.kube.stop()
         self._reap_containers()
         # The pods' network namespaces (CNI names them cni-*): deleting one removes its veth.
         for name in set(_netns()) - self._netns_before:
             if name.startswith("cni-"):
                 subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-        subprocess.run([str(self.k8s_bin / "kube-proxy"), "--cleanup"], capture_output=True, check=False)
-        self.kube.stop()
         self._unmount_under(self.workdir)
         # The runtime's image store: gigabytes, and pytest keeps the last sessions' directories.
         shutil.rmtree(self.workdir / "containerd" / "root", ignore_errors=True)
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
-        self._procs.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                                   env={**os.environ, **(env or {})})))
-
-    def check_alive(self) -> None:
-        self.kube.check_alive()
-        for name, proc in self._procs:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
-
-    def log(self, name: str, tail: int = 4000) -> str:
-        return (self.workdir / f"{name}.log").read_text(errors="replace")[-tail:]
 
     # --- containerd --------------------------------------------------------------------
 
@@ -157,7 +135,7 @@ state = "{d / 'state'}"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d / 'opt'}"
 """)
-        self._spawn("containerd", ["containerd", "--config", str(d / "config.toml")])
+        self.kube.spawn("containerd", ["containerd", "--config", str(d / "config.toml")])
         eventually(lambda: self.containerd_sock.exists() and self.ctr("version", check=False).returncode == 0,
                    timeout=60, what="containerd")
 
@@ -216,7 +194,7 @@ state = "{d / 'state'}"
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
             "failCgroupV1": False, "cgroupDriver": "cgroupfs", "failSwapOn": False,
             "containerRuntimeEndpoint": f"unix://{self.containerd_sock}",
-            "address": self.net.node_ip, "port": _free_port(), "readOnlyPort": 0, "healthzPort": 0,
+            "address": self.net.node_ip, "port": free_port(), "readOnlyPort": 0, "healthzPort": 0,
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                                "x509": {"clientCAFile": str(self.workdir / "kubelet-ca.crt")}},
             "authorization": {"mode": "Webhook"},
@@ -229,7 +207,7 @@ state = "{d / 'state'}"
             "nodeStatusUpdateFrequency": "4s", "syncFrequency": "10s",
         }
         (d / "config.yaml").write_text(yaml.safe_dump(config))
-        self._spawn("kubelet", [
+        self.kube.spawn("kubelet", [
             str(self.k8s_bin / "kubelet"), "--config", str(d / "config.yaml"),
             "--kubeconfig", str(self.kube.admin_kubeconfig), "--root-dir", str(d / "root"),
             "--hostname-override", NODE, "--node-ip", self.net.node_ip,
@@ -241,14 +219,14 @@ state = "{d / 'state'}"
             "clientConnection": {"kubeconfig": str(self.kube.admin_kubeconfig)},
             "mode": "iptables", "hostnameOverride": NODE, "clusterCIDR": self.net.pod_cidr,
             "bindAddress": self.net.node_ip,
-            "healthzBindAddress": f"127.0.0.1:{_free_port()}", "metricsBindAddress": f"127.0.0.1:{_free_port()}",
+            "healthzBindAddress": f"127.0.0.1:{free_port()}", "metricsBindAddress": f"127.0.0.1:{free_port()}",
             # Leave the machine's conntrack sysctls as they are.
             "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
             "nodePortAddresses": ["127.0.0.1/32"],
         }
         path = self.workdir / "kube-proxy.yaml"
         path.write_text(yaml.safe_dump(config))
-        self._spawn("kube-proxy", [str(self.k8s_bin / "kube-proxy"), "--config", str(path)])
+        self.kube.spawn("kube-proxy", [str(self.k8s_bin / "kube-proxy"), "--config", str(path)])
 
     def _start_coredns(self) -> None:
         corefile = self.workdir / "Corefile"
@@ -264,10 +242,10 @@ state = "{d / 'state'}"
     }}
 }}
 """)
-        self._spawn("coredns", [str(self.cluster_bin / "coredns"), "-conf", str(corefile)])
+        self.kube.spawn("coredns", [str(self.cluster_bin / "coredns"), "-conf", str(corefile)])
 
     def _node_ready(self) -> bool:
-        self.check_alive()
+        self.kube.check_alive()
         out = self.kube.kubectl("get", "node", NODE, "-o", "json", check=False)
         if out.returncode != 0:
             return False
@@ -295,7 +273,6 @@ state = "{d / 'state'}"
         self.kube.kubectl("-n", KUBERAY_NAMESPACE, "rollout", "status", f"deployment/{manager['metadata']['name']}",
                           "--timeout=180s", timeout=200)
         self.kuberay_labels = manager["spec"]["template"]["metadata"]["labels"]
-
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import time
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from hashlib import sha256
@@ -133,7 +132,7 @@ class Release:
         return response if response.status_code == 200 else None
 
     def app_running(self) -> dict[str, Any] | None:
-        self.cluster.check_alive()
+        self.cluster.kube.check_alive()
         status = self.get("rayservice", RELEASE).get("status", {})
         app = status.get("activeServiceStatus", {}).get("applicationStatuses", {}).get("chorus", {})
         ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
@@ -226,7 +225,7 @@ def test_applied_example_personality_is_spoken_through_the_serve_service(release
 SAMPLE_SITE = "sample-site"
 
 
-def sample_site(clean_wav: bytes) -> list[dict[str, Any]]:
+def sample_site(image: str, clean_wav: bytes) -> list[dict[str, Any]]:
     """A web server inside the cluster (the chorus image's Python) serving one recording on
     port 80: NetworkPolicies see the pod's own port after the Service's translation, and the
     operator's egress allows 80 and 443."""
@@ -237,7 +236,7 @@ def sample_site(clean_wav: bytes) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": SAMPLE_SITE, "namespace": NS, "labels": labels},
          "spec": {
              "containers": [{
-                 "name": "web", "image": f"ghcr.io/chorus-dev/chorus:{_version()}", "imagePullPolicy": "Never",
+                 "name": "web", "image": image, "imagePullPolicy": "Never",
                  "command": ["python", "-m", "http.server", "80", "--directory", "/srv"],
                  "securityContext": {"runAsUser": 0},  # port 80
                  "volumeMounts": [{"name": "files", "mountPath": "/srv"}],
@@ -250,14 +249,11 @@ def sample_site(clean_wav: bytes) -> list[dict[str, Any]]:
     ]
 
 
-def _version() -> str:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-
-
 def test_sample_url_inside_the_cluster_is_fetched_checked_and_seen_by_the_ray_side(release: Release) -> None:
     rec = recordings().clean()
     # Server-side: a client-side apply would copy the recording into an annotation (256 KiB cap).
-    release.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(sample_site(encode(rec.samples, rec.rate))))
+    site = sample_site(release.cluster.images["chorus"], encode(rec.samples, rec.rate))
+    release.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(site))
     release.kubectl("wait", "--for=condition=Ready", f"pod/{SAMPLE_SITE}", "--timeout=120s", timeout=130)
     doc = yaml.safe_load(EXAMPLE.read_text())
     doc["metadata"] = {"name": "site-voice", "namespace": NS}
@@ -316,7 +312,7 @@ def test_uninstall_leaves_only_what_the_chart_documents(release: Release) -> Non
     # docs/kubernetes.md#removing-chorus: personalities first, while the operator can still
     # release them (its finalizer), then the release.
     release.kubectl("delete", "vp", "--all", "--wait=true", "--timeout=120s", timeout=130)
-    release.kubectl("delete", "-f", "-", "--wait=true", input=yaml.safe_dump_all(sample_site(b"")), timeout=130)
+    release.kubectl("delete", "-f", "-", "--wait=true", input=yaml.safe_dump_all(sample_site("", b"")), timeout=130)
     release.helm("uninstall", RELEASE, "--wait", "--timeout", "300s")
 
     def left() -> list[str]:

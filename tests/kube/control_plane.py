@@ -92,14 +92,14 @@ class ControlPlane:
         )
         (w / "tokens.csv").write_text(f"{self.admin_token},admin,admin,system:masters\n")
         etcd_port = _free_port()
-        self._spawn("etcd", [
+        self.spawn("etcd", [
             str(self.bin / "etcd"), "--data-dir", str(w / "etcd"),
             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
             "--listen-peer-urls", f"http://127.0.0.1:{_free_port()}",
             "--unsafe-no-fsync",  # test data: nothing to keep across a crash
         ])
-        self._spawn("kube-apiserver", [
+        self.spawn("kube-apiserver", [
             str(self.bin / "kube-apiserver"),
             "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
             "--cert-dir", str(w / "certs"),
@@ -117,7 +117,7 @@ class ControlPlane:
         ])
         self._wait_ready()
         self.admin_kubeconfig = self.write_kubeconfig("admin", self.admin_token)
-        self._spawn("kube-controller-manager", [
+        self.spawn("kube-controller-manager", [
             str(self.bin / "kube-controller-manager"),
             "--kubeconfig", str(self.admin_kubeconfig),
             "--controllers", self.controllers,
@@ -136,7 +136,9 @@ class ControlPlane:
                 proc.kill()
         self._procs.clear()
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def spawn(self, name: str, argv: list[str]) -> None:
+        """Run a process that lives and dies with this plane (stopped in reverse order of
+        start; `check_alive` reports it exiting). tests/cluster runs its node this way."""
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
         self._argv[name] = argv
         self._procs.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)))
@@ -152,7 +154,7 @@ class ControlPlane:
             proc.kill()
             proc.wait()
         del self._procs[i]
-        self._spawn("kube-apiserver", self._argv["kube-apiserver"])
+        self.spawn("kube-apiserver", self._argv["kube-apiserver"])
         self._wait_ready()
 
     def check_alive(self) -> None:
