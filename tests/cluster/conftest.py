@@ -1,4 +1,4 @@
-"""One real single-node cluster per session (tests/cluster/node.py) with KubeRay's operator
+"""One real single-node cluster for tests/cluster (tests/cluster/node.py) with KubeRay's operator
 installed and Chorus's images in its runtime, as a platform engineer's cluster would have them
 after pushing to a registry."""
 
@@ -16,7 +16,8 @@ from tests.kube.control_plane import build_binaries
 IMAGES = ("chorus", "chorus-operator")
 
 
-@pytest.fixture(scope="session")
+# Package scope: stopped once tests/cluster is done, not kept busy beside the rest of the suite.
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     archives = tmp_path_factory.mktemp("oci")
     podman = Podman(environment())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import shlex
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,13 +50,13 @@ def _guard_rules(net: ClusterNetwork) -> list[list[str]]:
 
 
 def _remove_kube_chains() -> None:
-    """The KUBE-* chains kube-proxy and the kubelet leave behind: this machine runs no
-    other Kubernetes."""
+    """The KUBE-* chains kube-proxy, kube-router and the kubelet leave behind: this machine
+    runs no other Kubernetes."""
     for tool in ("iptables", "ip6tables"):
         for table in ("filter", "nat", "mangle"):
             rules = _run(tool, "-t", table, "-S", check=False).stdout.splitlines()
             for rule in rules:
-                words = rule.split()
+                words = shlex.split(rule)  # kube-router's rules carry quoted comments
                 if words[0] == "-A" and not words[1].startswith("KUBE-") and "KUBE-" in rule:
                     _run(tool, "-t", table, "-D", *words[1:], check=False)
             chains = [r.split()[1] for r in rules if r.startswith("-N KUBE-")]
@@ -65,8 +66,17 @@ def _remove_kube_chains() -> None:
                 _run(tool, "-t", table, "-X", chain, check=False)
 
 
+def _remove_kube_ipsets() -> None:
+    """kube-router's ipsets (KUBE-SRC-*, KUBE-DST-*), once no rule refers to them."""
+    names = _run("ipset", "list", "-n", check=False).stdout.split()
+    for name in names:
+        if name.startswith("KUBE-"):
+            _run("ipset", "destroy", name, check=False)
+
+
 def _remove(net: ClusterNetwork) -> None:
     _remove_kube_chains()
+    _remove_kube_ipsets()
     _run("iptables", "-D", "FORWARD", "-j", GUARD, check=False)
     _run("iptables", "-F", GUARD, check=False)
     _run("iptables", "-X", GUARD, check=False)

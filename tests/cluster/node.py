@@ -6,11 +6,10 @@
   archives (no registry is reachable), the sandbox image built from Kubernetes' own pause;
 - kubelet and kube-proxy (iptables) from the same pinned Kubernetes module;
 - CoreDNS serving cluster.local to the pods;
+- kube-router's NetworkPolicy controller (iptables and ipsets) enforcing NetworkPolicy: Debian's
+  CNI plugins enforce none, and SIG Network's kube-network-policies needs the nftables `queue`
+  expression this machine's kernel lacks (docs/kubernetes.md#a-real-cluster-in-the-tests);
 - KubeRay's operator, installed from its own module's manifests as a Deployment.
-
-NetworkPolicies are not enforced: Debian's CNI plugins enforce none, and SIG Network's
-kube-network-policies needs the kernel's nftables `queue` expression, which this machine's
-kernel lacks (docs/kubernetes.md#a-real-cluster-in-the-tests).
 
 Facts this machine imposes (../shared/recipes/kubernetes-node.md): hybrid cgroups, so the
 kubelet runs with `failCgroupV1: false` and both it and containerd use the cgroupfs driver;
@@ -89,6 +88,7 @@ class Cluster:
         self._start_kube_proxy()
         self._start_coredns()
         eventually(self._node_ready, timeout=180, what=f"node {NODE} Ready")
+        self._start_network_policies()  # it reads its Node first
 
     def stop(self) -> None:
         # Every process: the node's (started last, stopped first), then the control plane.
@@ -227,6 +227,24 @@ state = "{d / 'state'}"
         path = self.workdir / "kube-proxy.yaml"
         path.write_text(yaml.safe_dump(config))
         self.kube.spawn("kube-proxy", [str(self.k8s_bin / "kube-proxy"), "--config", str(path)])
+
+    def _start_network_policies(self) -> None:
+        """kube-router with only its firewall (no routing, no service proxy: the bridge and
+        kube-proxy do those), as k3s runs it beside other CNIs. Its chains and ipsets go with
+        the network (network.py)."""
+        self.kube.spawn("kube-router", [
+            str(self.cluster_bin / "kube-router"), "--kubeconfig", str(self.kube.admin_kubeconfig),
+            "--run-firewall=true", "--run-router=false", "--run-service-proxy=false", "--enable-cni=false",
+            "--hostname-override", NODE, "--service-cluster-ip-range", self.net.service_cidr,
+            # Its health server listens on every address; metrics stay off.
+            "--health-port", str(free_port()), "--metrics-port", "0",
+        ])
+
+        def enforcing() -> bool:
+            self.kube.check_alive()
+            return "-N KUBE-ROUTER-FORWARD" in subprocess.run(["iptables", "-S"], capture_output=True,
+                                                                text=True).stdout
+        eventually(enforcing, timeout=60, what="kube-router's NetworkPolicy chains")
 
     def _start_coredns(self) -> None:
         corefile = self.workdir / "Corefile"

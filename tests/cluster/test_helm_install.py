@@ -1,6 +1,7 @@
-"""What a platform engineer does, on a real node with KubeRay's operator: `helm install` the
-chart, `kubectl apply` a personality, hear it through the Serve Service; a sample URL served
-inside the cluster; a Ray pod killed; `helm upgrade`; `helm uninstall`.
+"""What a platform engineer does, on a real node with KubeRay's operator and NetworkPolicy
+enforced (kube-router): `helm install` the chart, `kubectl apply` a personality, hear it
+through the Serve Service; a sample URL served inside the cluster; a Ray pod killed; `helm
+upgrade`; the policies tried from inside the cluster; `helm uninstall`.
 
 The tests run in file order on one release (each step starts from the one before, as the
 engineer's would). Timings go to bench/RESULTS.md from the printed `timing:` lines."""
@@ -8,6 +9,7 @@ engineer's would). Timings go to bench/RESULTS.md from the printed `timing:` lin
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -302,6 +304,57 @@ def test_helm_upgrade_changes_the_running_app_in_place(release: Release) -> None
     # Applied to the running Serve app: the Ray cluster was not replaced.
     assert release.ray_pods("headgroup")[0]["metadata"]["uid"] == head
     assert release.speak("piper-only").status_code == 200
+
+
+REACH = """
+import json, socket, sys
+reached = {}
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        reached[target] = True
+    except OSError:
+        reached[target] = False
+print(json.dumps(reached))
+"""
+
+
+def assert_reaches(release: Release, name: str, labels: dict[str, str], expected: dict[str, bool]) -> None:
+    """A pod of the namespace with `labels` comes to reach exactly the `expected` targets
+    (host:port). Tried until it does (a minute at most): the enforcer adds a new pod's address
+    to the policies' sets shortly after the pod starts, not before."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels},
+           "spec": {"containers": [{"name": "probe", "image": release.cluster.images["chorus"],
+                                    "imagePullPolicy": "Never",
+                                    "command": ["python", "-c", "import time; time.sleep(3600)"]}]}}
+    release.kubectl("apply", "-f", "-", input=yaml.safe_dump(pod))
+    release.kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s", timeout=130)
+    ready = time.monotonic()
+    seen: list[dict[str, bool]] = []
+
+    def as_expected() -> bool:
+        out = release.kubectl("exec", name, "--", "python", "-c", REACH, *expected, timeout=60)
+        seen.append(json.loads(out.stdout))
+        return seen[-1] == expected
+    with contextlib.suppress(AssertionError):
+        eventually(as_expected, timeout=60, what=f"{name} reaching {expected}")
+        release.timings[f"{name} pod Ready -> policies as expected ({len(seen)} tries)"] = time.monotonic() - ready
+    release.kubectl("delete", "pod", name, "--grace-period=1", "--wait=false")
+    assert seen and seen[-1] == expected, seen
+
+
+def test_network_policies_keep_rays_ports_to_the_release_and_kuberay(release: Release) -> None:
+    """Everything above ran under the chart's policies, enforced: KubeRay deployed through
+    them and the release's pods reached each other. From outside the release only Serve's
+    port answers; a pod labelled as KubeRay's operator also reaches the dashboard and agent."""
+    head = release.ray_pods("headgroup")[0]["status"]["podIP"]
+    worker = release.ray_pods("cpu")[0]["status"]["podIP"]
+    gcs, dashboard, agent, serve = f"{head}:6379", f"{head}:8265", f"{head}:52365", f"{worker}:8000"
+    assert_reaches(release, "outsider", {"app": "outsider"},
+                   {gcs: False, dashboard: False, agent: False, serve: True})
+    assert_reaches(release, "as-kuberay", release.cluster.kuberay_labels,
+                   {gcs: False, dashboard: True, agent: True, serve: True})
 
 
 CHART_KINDS = ("deployments,replicasets,pods,services,configmaps,secrets,serviceaccounts,roles,rolebindings,"
