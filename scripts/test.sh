@@ -3,8 +3,8 @@
 # From empty caches the installs take many minutes, so three independent chains run side by
 # side (each prints how long its steps took to stderr):
 #   - the venvs: Chorus's own, then the cloning engines' (downloading and unpacking);
-#   - the Go binaries: the control plane, the cluster node (kubelet, containerd, KubeRay's
-#     operator, CoreDNS), the OpenTelemetry Collector, SeaweedFS (compiling);
+#   - the Go binaries: the control plane, the cluster node (kubelet, KubeRay's operator,
+#     CoreDNS, kube-router), the OpenTelemetry Collector, SeaweedFS (compiling);
 #   - the images, into the storage tests/containers uses, with the arguments it uses, so its
 #     own build finds every layer cached (copying and hashing).
 # A failed image build is only reported: the container tests build again and fail there.
