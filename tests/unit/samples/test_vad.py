@@ -28,7 +28,11 @@ def test_speech_probabilities_are_silero_sequence_models(speech: np.ndarray, mod
     from silero_vad import load_silero_vad
 
     reference = load_silero_vad(sequence=True)
-    for audio in (speech, speech[:40_000], speech[: 512 * 600 + 77]):  # one block, several, a part frame
+    # One block (up to 512 frames, ~16 s) whole, a part frame, and three blocks with the
+    # speech running across both block edges (each block's first frame takes its context from
+    # the last frame of the block before).
+    three_blocks = np.tile(speech, 3)[: 512 * 1100 + 77]
+    for audio in (speech, speech[:40_000], three_blocks):
         ours = models.vad().probabilities(audio)
         theirs = reference.audio_forward(audio, sampling_rate=RATE)
         assert len(ours) == -(-len(audio) // 512)
@@ -61,8 +65,6 @@ def test_speech_timestamps_follow_silero_on_every_kind_of_probability_run() -> N
         n_samples = len(probs) * 512 - int(rng.integers(0, 512))
         theirs = get_speech_timestamps_from_probs(probs, sampling_rate=RATE, audio_length_samples=n_samples)
         assert speech_timestamps(probs, n_samples) == [(s["start"], s["end"]) for s in theirs], trial
-
-
 
 
 def test_speech_running_to_the_end_counts_only_when_longer_than_250_ms() -> None:
