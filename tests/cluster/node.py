@@ -92,7 +92,8 @@ class Cluster:
 
     def stop(self) -> None:
         # Every process: the node's (started last, stopped first), then the control plane.
-        # kube-proxy's and the kubelet's iptables chains go with the network (network.py).
+        # The iptables chains of kube-proxy, kube-router and the kubelet, and kube-router's
+        # ipsets, go with the network (network.py).
         self.kube.stop()
         self._reap_containers()
         # The pods' network namespaces (CNI names them cni-*): deleting one removes its veth.
